@@ -1,0 +1,297 @@
+//! The command line: `gantry presets`, `gantry train`, `gantry bench`. Training goes through the same
+//! [`Trainer`] the workbench uses.
+
+use crate::config::RunConfig;
+use crate::data;
+use crate::models::preflight;
+use crate::presets::{self, PRESETS};
+use crate::runs::RunDir;
+use crate::train::session::Session;
+use crate::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Exit code for bad arguments or configs (nothing was trained).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for a run that failed while loading or training.
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(name = "gantry", version, about = "Train GANs and autoencoders and watch them learn")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List the shipped presets.
+    Presets,
+    /// Train headless, writing a run directory.
+    Train(TrainArgs),
+    /// Measure training images/s of the benchmark models (those of torch_reference.py).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Start from a shipped preset (see `gantry presets`).
+    #[arg(long, conflicts_with_all = ["config", "resume"])]
+    pub preset: Option<String>,
+    /// Start from a TOML config file.
+    #[arg(long, conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Dataset: digits, shapes, toy:NAME.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Step budget.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Run directory (default: runs/<name>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override one setting, e.g. --set optimizer.lr=1e-3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model to measure (all four when omitted).
+    #[arg(long, value_parser = ["dcgan", "vae", "mlpgan", "convae"])]
+    pub model: Option<String>,
+    /// Timed steps per model (after 5 warm-up steps).
+    #[arg(long, default_value_t = 30)]
+    pub steps: u64,
+    /// Print one JSON array (the fields torch_reference.py --json prints).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            println!("Gantry: train GANs and autoencoders and watch them learn.\n");
+            println!("  gantry presets            list the shipped presets");
+            println!("  gantry train --preset P   train headless (see gantry train --help)");
+            println!("  gantry bench              measure training speed");
+            0
+        }
+        Some(Cmd::Presets) => {
+            for (name, text) in PRESETS {
+                println!("{name:22} {}", presets::description(text));
+            }
+            0
+        }
+        Some(Cmd::Train(args)) => train(args),
+        Some(Cmd::Bench(args)) => bench(args),
+    }
+}
+
+/// The config `gantry train` would run, with every override applied and checked; errors name the key.
+pub fn resolve_config(args: &TrainArgs) -> Result<RunConfig, String> {
+    let mut config = if let Some(dir) = &args.resume {
+        RunDir::read_config(dir)?
+    } else if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read config: {e}", path.display()))?;
+        RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        presets::preset(args.preset.as_deref().unwrap_or(presets::DEFAULT_PRESET))?
+    };
+    let mut sets = args.sets.clone();
+    if let Some(data) = &args.data {
+        sets.push(format!("data.source={data:?}"));
+    }
+    if let Some(steps) = args.steps {
+        sets.push(format!("train.steps={steps}"));
+    }
+    if let Some(seed) = args.seed {
+        sets.push(format!("train.seed={seed}"));
+    }
+    for assignment in &sets {
+        config.set(assignment).map_err(|e| e.to_string())?;
+    }
+    if args.resume.is_some() {
+        let stored = RunDir::read_config(args.resume.as_ref().expect("checked"))?;
+        if let Some(key) = stored.restart_needed_for(&config) {
+            return Err(format!("{key} cannot change when resuming a run"));
+        }
+    }
+    let shape = data::expected_shape(&config.data)?;
+    preflight(&config.model, shape).map_err(|e| format!("model.kind = {:?}: {e}", config.model.kind))?;
+    Ok(config)
+}
+
+fn default_out_dir(args: &TrainArgs) -> PathBuf {
+    let name = match (&args.preset, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(path)) => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into()),
+        (None, None) => presets::DEFAULT_PRESET.into(),
+    };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{name}-{secs}"))
+}
+
+fn train(args: TrainArgs) -> i32 {
+    let config = match resolve_config(&args) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let (out_dir, resume) = match &args.resume {
+        Some(dir) => (dir.clone(), true),
+        None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args)), false),
+    };
+    let budget = config.train.steps;
+    let trainer = Trainer::spawn(
+        config,
+        RunOptions {
+            out_dir: Some(out_dir.clone()),
+            resume,
+        },
+        None,
+    );
+    let bar = ProgressBar::new(budget);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").expect("a valid template"));
+    let started = Instant::now();
+    let (mut first_step, mut last) = (None, None);
+    let mut failed = false;
+    for event in trainer.events().iter() {
+        match event {
+            Event::Loaded(info) => {
+                bar.println(format!("data: {}", info.data.describe()));
+                for net in &info.networks {
+                    bar.println(format!("{}: {} parameters", net.name, net.params));
+                }
+                bar.set_position(info.step);
+                first_step = Some(info.step);
+                trainer.send(Command::Start);
+            }
+            Event::Metrics(row) => {
+                bar.set_position(row.step);
+                bar.set_message(format_metrics(&row));
+                last = Some(row);
+            }
+            Event::Error(message) => {
+                bar.println(format!("error: {message}"));
+                failed = true;
+            }
+            Event::State(RunState::Finished | RunState::Failed) => break,
+            Event::State(RunState::Paused) if failed => break,
+            _ => {}
+        }
+    }
+    bar.finish_and_clear();
+    drop(trainer);
+    let Some(row) = last else {
+        eprintln!("no steps were trained (run directory: {})", out_dir.display());
+        return EXIT_FAILURE;
+    };
+    let steps = row.step - first_step.unwrap_or(0);
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{} steps {} in {seconds:.1} s: {} -> {}",
+        steps,
+        if failed { "then stopped on an error" } else { "done" },
+        format_metrics(&row),
+        out_dir.display()
+    );
+    if failed {
+        EXIT_FAILURE
+    } else {
+        0
+    }
+}
+
+fn format_metrics(row: &crate::train::MetricRow) -> String {
+    row.values
+        .iter()
+        .map(|(k, v)| {
+            if k == "images_per_s" {
+                format!("{v:.0} img/s")
+            } else {
+                format!("{k} {v:.4}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// The benchmark models, as (name in torch_reference.py, preset with the same architecture and batch).
+pub const BENCH_MODELS: [(&str, &str); 4] = [
+    ("dcgan", "dcgan-digits"),
+    ("vae", "vae-digits"),
+    ("mlpgan", "mlp-gan-digits"),
+    ("convae", "conv-ae-digits"),
+];
+
+const BENCH_WARMUP: u64 = 5;
+
+fn bench(args: BenchArgs) -> i32 {
+    let models: Vec<_> = BENCH_MODELS
+        .iter()
+        .filter(|(m, _)| args.model.as_deref().is_none_or(|a| a == *m))
+        .collect();
+    let mut results = Vec::new();
+    for (model, preset) in models {
+        match bench_one(preset, args.steps) {
+            Ok((batch, seconds)) => {
+                let steps_per_s = args.steps as f64 / seconds;
+                let threads = candle_core::utils::get_num_threads();
+                if !args.json {
+                    println!(
+                        "{model:8} batch {batch:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads)",
+                        steps_per_s * batch as f64
+                    );
+                }
+                results.push(serde_json::json!({
+                    "model": model, "batch": batch, "steps": args.steps, "steps_per_s": steps_per_s,
+                    "images_per_s": steps_per_s * batch as f64, "threads": threads,
+                }));
+            }
+            Err(message) => {
+                eprintln!("error: {model}: {message}");
+                return EXIT_FAILURE;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(results));
+    }
+    0
+}
+
+/// Times `steps` training steps of a preset's model after a warm-up; returns (batch size, seconds).
+fn bench_one(preset: &str, steps: u64) -> Result<(usize, f64), String> {
+    let mut config = presets::preset(preset)?;
+    config.data.count = 1024;
+    config.data.holdout = 0.0;
+    config.train.eval_every = u64::MAX;
+    let data = data::load(&config.data, config.train.seed)?;
+    let mut session = Session::new(config, data)?;
+    for _ in 0..BENCH_WARMUP {
+        session.step().map_err(|e| e.to_string())?;
+    }
+    let started = Instant::now();
+    for _ in 0..steps {
+        session.step().map_err(|e| e.to_string())?;
+    }
+    Ok((session.config().train.batch_size, started.elapsed().as_secs_f64()))
+}

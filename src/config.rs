@@ -1,0 +1,556 @@
+//! The full description of one run: what model, on what data, trained how.
+//!
+//! A `RunConfig` is what presets and config files deserialize into, what `--set key=value` edits, what the
+//! GUI's panels edit, and what a run directory records as `config.toml`. Every field has a default so a
+//! config file only needs the fields it changes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which network family and architecture a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    MlpGan,
+    Dcgan,
+    Ae,
+    ConvAe,
+    DenoisingAe,
+    Vae,
+    ConvVae,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 7] = [
+        ModelKind::MlpGan,
+        ModelKind::Dcgan,
+        ModelKind::Ae,
+        ModelKind::ConvAe,
+        ModelKind::DenoisingAe,
+        ModelKind::Vae,
+        ModelKind::ConvVae,
+    ];
+
+    pub fn is_gan(self) -> bool {
+        matches!(self, ModelKind::MlpGan | ModelKind::Dcgan)
+    }
+
+    pub fn is_vae(self) -> bool {
+        matches!(self, ModelKind::Vae | ModelKind::ConvVae)
+    }
+
+    /// Convolutional models need image data; MLPs also take 2D points.
+    pub fn is_conv(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Dcgan | ModelKind::ConvAe | ModelKind::DenoisingAe | ModelKind::ConvVae
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::MlpGan => "MLP GAN",
+            ModelKind::Dcgan => "DCGAN",
+            ModelKind::Ae => "AE",
+            ModelKind::ConvAe => "conv AE",
+            ModelKind::DenoisingAe => "denoising AE",
+            ModelKind::Vae => "VAE",
+            ModelKind::ConvVae => "conv VAE",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    LeakyRelu,
+    Gelu,
+    Silu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    None,
+    Batch,
+    Layer,
+}
+
+/// Reconstruction loss of autoencoders: BCE on pixels mapped to [0, 1] (sigmoid output) or MSE in [-1, 1] (tanh).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recon {
+    Bce,
+    Mse,
+}
+
+/// How a denoising autoencoder corrupts its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corruption {
+    /// Adds N(0, level²) noise.
+    Gaussian,
+    /// Sets a `level` fraction of pixels to the background value.
+    Mask,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GanLoss {
+    /// BCE with the generator maximising log D(G(z)) (Goodfellow's practical form).
+    NonSaturating,
+    /// BCE with the generator minimising log(1 - D(G(z))) (the original game; saturates early).
+    Minimax,
+    /// Least squares (LSGAN).
+    LeastSquares,
+    Hinge,
+    /// WGAN critic with weight clipping.
+    Wasserstein,
+}
+
+impl GanLoss {
+    pub const ALL: [GanLoss; 5] = [
+        GanLoss::NonSaturating,
+        GanLoss::Minimax,
+        GanLoss::LeastSquares,
+        GanLoss::Hinge,
+        GanLoss::Wasserstein,
+    ];
+
+    /// Whether D's output is a logit of "real", so sigmoid(D) is a probability worth reporting.
+    pub fn is_probabilistic(self) -> bool {
+        matches!(self, GanLoss::NonSaturating | GanLoss::Minimax)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    AdamW,
+    Sgd,
+    Rmsprop,
+}
+
+/// How folder images are brought to the square training resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    CenterCrop,
+    Letterbox,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Size of the latent vector z (GAN noise, autoencoder code).
+    pub latent: usize,
+    /// Hidden widths of MLPs, from the latent side outwards (G, decoder); D and encoders use them reversed.
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub norm: Norm,
+    /// DCGAN's ngf/ndf and the conv autoencoders' first conv width.
+    pub base_width: usize,
+    pub recon: Recon,
+    /// Weight of the VAE's KL term.
+    pub beta: f64,
+    pub corruption: Corruption,
+    /// Denoising AE: noise std (gaussian) or masked fraction (mask).
+    pub noise_level: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::MlpGan,
+            latent: 100,
+            hidden: vec![256, 512],
+            activation: Activation::LeakyRelu,
+            norm: Norm::None,
+            base_width: 64,
+            recon: Recon::Bce,
+            beta: 1.0,
+            corruption: Corruption::Gaussian,
+            noise_level: 0.3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `digits`, `shapes`, `toy:NAME`, `idx:DIR`, `mnist`, `fashion-mnist` or `folder:DIR`.
+    pub source: String,
+    /// How many items generated datasets (digits, shapes, toy) make.
+    pub count: usize,
+    /// Fraction kept out of training for held-out evaluation.
+    pub holdout: f64,
+    /// Square resolution for `shapes` and `folder:` data (28, 32 or 64).
+    pub image_size: usize,
+    /// 1 (grayscale) or 3 (RGB) for `shapes` and `folder:` data.
+    pub channels: usize,
+    pub fit: Fit,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: "digits".into(),
+            count: 10_000,
+            holdout: 0.1,
+            image_size: 32,
+            channels: 1,
+            fit: Fit::CenterCrop,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Learning rate (of G for GANs).
+    pub lr: f64,
+    /// Discriminator learning rate; `lr` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_d: Option<f64>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW) or L2 penalty (SGD, RMSprop).
+    pub weight_decay: f64,
+    /// SGD and RMSprop momentum.
+    pub momentum: f64,
+    /// RMSprop's squared-gradient smoothing.
+    pub alpha: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 2e-4,
+            lr_d: None,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            alpha: 0.99,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    pub fn lr_d(&self) -> f64 {
+        self.lr_d.unwrap_or(self.lr)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Step budget: the run finishes after this many steps.
+    pub steps: u64,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Sample/reconstruction grids are made (and saved) every this many steps.
+    pub sample_every: u64,
+    /// Held-out evaluation of autoencoders every this many steps.
+    pub eval_every: u64,
+    /// Checkpoints are written every this many steps (and when a run stops).
+    pub checkpoint_every: u64,
+    /// GANs: discriminator updates per generator update.
+    pub d_steps: usize,
+    pub loss: GanLoss,
+    /// One-sided label smoothing: D's target for real data is 1 - this.
+    pub label_smoothing: f64,
+    /// Wasserstein loss: critic weights are clipped to [-clip, clip].
+    pub clip: f64,
+    /// Number of images in the sample grid (fixed latent vectors).
+    pub grid_size: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 2000,
+            batch_size: 64,
+            seed: 0,
+            sample_every: 100,
+            eval_every: 100,
+            checkpoint_every: 500,
+            d_steps: 1,
+            loss: GanLoss::NonSaturating,
+            label_smoothing: 0.0,
+            clip: 0.01,
+            grid_size: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub optimizer: OptimizerConfig,
+    pub train: TrainConfig,
+}
+
+/// A config value that is missing, mistyped or out of range; names the dotted key so the user can fix it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl RunConfig {
+    /// Parses TOML text; unknown keys and wrong types are errors that name the key.
+    pub fn from_toml(text: &str) -> Result<RunConfig, ConfigError> {
+        // toml's message quotes the offending line, which names the key.
+        let config: RunConfig = toml::from_str(text).map_err(|e| invalid("", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+    }
+
+    /// Applies `section.field=value` (e.g. `optimizer.lr=1e-3`); the value is TOML (`1e-3`, `[256, 512]`,
+    /// `true`) or a bare word taken as a string (`dcgan`). The result is validated as a whole.
+    pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
+        let (key, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| invalid(assignment, "expected key=value, e.g. optimizer.lr=1e-3"))?;
+        let (key, raw) = (key.trim(), raw.trim());
+        let (section, field) = key
+            .split_once('.')
+            .ok_or_else(|| invalid(key, "expected a dotted key such as optimizer.lr or train.steps"))?;
+        let value = parse_value(raw);
+
+        let mut tree = toml::Table::try_from(&*self).expect("a RunConfig always serializes");
+        let table = tree
+            .get_mut(section)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| invalid(key, "unknown section; expected model, data, optimizer or train"))?;
+        table.insert(field.to_string(), value);
+        let updated: RunConfig = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(key, format!("bad value '{raw}': {}", e.message())))?;
+        updated.validate()?;
+        *self = updated;
+        Ok(())
+    }
+
+    /// Checks ranges and combinations before any training starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (m, d, o, t) = (&self.model, &self.data, &self.optimizer, &self.train);
+        positive("model.latent", m.latent as f64)?;
+        if m.hidden.is_empty() && !m.kind.is_conv() {
+            return Err(invalid(
+                "model.hidden",
+                "an MLP needs at least one hidden layer, e.g. [256, 512]",
+            ));
+        }
+        if let Some(w) = m.hidden.iter().find(|w| **w == 0) {
+            return Err(invalid("model.hidden", format!("layer width {w} must be at least 1")));
+        }
+        positive("model.base_width", m.base_width as f64)?;
+        non_negative("model.beta", m.beta)?;
+        match m.corruption {
+            Corruption::Mask if !(0.0..1.0).contains(&m.noise_level) => {
+                return Err(invalid(
+                    "model.noise_level",
+                    format!("{} must be in [0, 1) for masking", m.noise_level),
+                ))
+            }
+            _ => non_negative("model.noise_level", m.noise_level)?,
+        }
+        if m.kind.is_conv() && m.norm == Norm::Layer {
+            return Err(invalid("model.norm", "convolutional models take none or batch"));
+        }
+
+        crate::data::DataSpec::parse(&d.source).map_err(|e| invalid("data.source", e))?;
+        positive("data.count", d.count as f64)?;
+        if !(0.0..0.9).contains(&d.holdout) {
+            return Err(invalid("data.holdout", format!("{} must be in [0, 0.9)", d.holdout)));
+        }
+        if ![28, 32, 64].contains(&d.image_size) {
+            return Err(invalid(
+                "data.image_size",
+                format!("{} is not one of 28, 32, 64", d.image_size),
+            ));
+        }
+        if ![1, 3].contains(&d.channels) {
+            return Err(invalid(
+                "data.channels",
+                format!("{} is not 1 (grayscale) or 3 (RGB)", d.channels),
+            ));
+        }
+
+        positive("optimizer.lr", o.lr)?;
+        if let Some(lr_d) = o.lr_d {
+            positive("optimizer.lr_d", lr_d)?;
+        }
+        unit_interval("optimizer.beta1", o.beta1)?;
+        unit_interval("optimizer.beta2", o.beta2)?;
+        positive("optimizer.eps", o.eps)?;
+        non_negative("optimizer.weight_decay", o.weight_decay)?;
+        unit_interval("optimizer.momentum", o.momentum)?;
+        unit_interval("optimizer.alpha", o.alpha)?;
+
+        positive("train.steps", t.steps as f64)?;
+        positive("train.batch_size", t.batch_size as f64)?;
+        positive("train.sample_every", t.sample_every as f64)?;
+        positive("train.eval_every", t.eval_every as f64)?;
+        positive("train.checkpoint_every", t.checkpoint_every as f64)?;
+        positive("train.d_steps", t.d_steps as f64)?;
+        if !(0.0..0.5).contains(&t.label_smoothing) {
+            return Err(invalid(
+                "train.label_smoothing",
+                format!("{} must be in [0, 0.5)", t.label_smoothing),
+            ));
+        }
+        positive("train.clip", t.clip)?;
+        if !(1..=256).contains(&t.grid_size) {
+            return Err(invalid(
+                "train.grid_size",
+                format!("{} must be in 1..=256", t.grid_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first setting whose change would change tensor shapes or data, so a running session cannot take it.
+    /// `None` means `other` can be applied live.
+    pub fn restart_needed_for(&self, other: &RunConfig) -> Option<&'static str> {
+        let (a, b) = (&self.model, &other.model);
+        let checks = [
+            ("model.kind", a.kind != b.kind),
+            ("model.latent", a.latent != b.latent),
+            ("model.hidden", a.hidden != b.hidden),
+            ("model.activation", a.activation != b.activation),
+            ("model.norm", a.norm != b.norm),
+            ("model.base_width", a.base_width != b.base_width),
+            ("model.recon", a.recon != b.recon),
+            ("model.corruption", a.corruption != b.corruption),
+            ("data", self.data != other.data),
+            ("optimizer.kind", self.optimizer.kind != other.optimizer.kind),
+            ("train.batch_size", self.train.batch_size != other.train.batch_size),
+            ("train.seed", self.train.seed != other.train.seed),
+            ("train.grid_size", self.train.grid_size != other.train.grid_size),
+        ];
+        checks.into_iter().find(|(_, changed)| *changed).map(|(key, _)| key)
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim_matches('"').to_string()))
+}
+
+fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} must be greater than 0")))
+    }
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} must be 0 or more")))
+    }
+}
+
+fn unit_interval(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} must be in [0, 1)")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_changes_a_nested_field() {
+        let mut c = RunConfig::default();
+        c.set("optimizer.lr=1e-3").unwrap();
+        assert_eq!(c.optimizer.lr, 1e-3);
+        c.set("model.kind=dcgan").unwrap();
+        assert_eq!(c.model.kind, ModelKind::Dcgan);
+        c.set("model.hidden=[32, 64]").unwrap();
+        assert_eq!(c.model.hidden, vec![32, 64]);
+        c.set("optimizer.lr_d=4e-4").unwrap();
+        assert_eq!(c.optimizer.lr_d(), 4e-4);
+    }
+
+    #[test]
+    fn set_rejects_unknown_keys_wrong_types_and_ranges() {
+        let mut c = RunConfig::default();
+        let err = c.set("optimizer.learning_rate=1").unwrap_err();
+        assert_eq!(err.key, "optimizer.learning_rate");
+        assert!(err.message.contains("unknown field"), "{err}");
+        let err = c.set("train.steps=lots").unwrap_err();
+        assert_eq!(err.key, "train.steps");
+        let err = c.set("optimizer.lr=-1").unwrap_err();
+        assert_eq!(err.key, "optimizer.lr");
+        let err = c.set("train.batch_size=0").unwrap_err();
+        assert_eq!(err.key, "train.batch_size");
+        let err = c.set("nosuch.key=1").unwrap_err();
+        assert!(err.message.contains("unknown section"));
+        assert_eq!(
+            c,
+            RunConfig::default(),
+            "a rejected assignment leaves the config as it was"
+        );
+    }
+
+    #[test]
+    fn toml_round_trips() {
+        let mut c = RunConfig::default();
+        c.optimizer.lr_d = Some(1e-3);
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn restart_needed_only_for_shape_changes() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.optimizer.lr = 1e-2;
+        b.train.label_smoothing = 0.1;
+        assert_eq!(a.restart_needed_for(&b), None);
+        b.model.latent = 8;
+        assert_eq!(a.restart_needed_for(&b), Some("model.latent"));
+    }
+}

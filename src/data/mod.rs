@@ -1,0 +1,362 @@
+//! Datasets: where training items come from and how they are split, shuffled and batched.
+//!
+//! Every source ends up as a [`Dataset`]: items flattened into one `Vec<f32>` (images NCHW in [-1, 1], toy
+//! data as 2D points), with optional labels. Batching order is a pure function of (seed, batch index), so a
+//! run resumed from a checkpoint sees exactly the batches it would have seen.
+
+pub mod digits;
+pub mod shapes;
+pub mod toy;
+
+use crate::config::DataConfig;
+use crate::grid::{make_grid, ImageGrid};
+use crate::rng::{derive_seed, seeded};
+use rand::seq::SliceRandom;
+
+/// A parsed `--data` / `data.source` value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSpec {
+    Digits,
+    Shapes,
+    Toy(String),
+}
+
+impl DataSpec {
+    pub fn parse(spec: &str) -> Result<DataSpec, String> {
+        let spec = spec.trim();
+        match spec.split_once(':') {
+            None if spec == "digits" => Ok(DataSpec::Digits),
+            None if spec == "shapes" => Ok(DataSpec::Shapes),
+            Some(("toy", name)) if toy::TOY_NAMES.contains(&name) => Ok(DataSpec::Toy(name.to_string())),
+            Some(("toy", name)) => Err(format!(
+                "unknown toy dataset '{name}': expected one of {}",
+                toy::TOY_NAMES.join(", ")
+            )),
+            _ => Err(format!(
+                "'{spec}' is not a dataset: expected digits, shapes or toy:NAME"
+            )),
+        }
+    }
+}
+
+/// What one item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemShape {
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    /// A point in the plane (toy distributions).
+    Point,
+}
+
+impl ItemShape {
+    pub fn len(self) -> usize {
+        match self {
+            ItemShape::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+            ItemShape::Point => 2,
+        }
+    }
+
+    pub fn is_image(self) -> bool {
+        matches!(self, ItemShape::Image { .. })
+    }
+
+    /// The dims of a batch of `n` items, as the models take them.
+    pub fn batch_dims(self, n: usize) -> Vec<usize> {
+        match self {
+            ItemShape::Image {
+                channels,
+                height,
+                width,
+            } => vec![n, channels, height, width],
+            ItemShape::Point => vec![n, 2],
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            ItemShape::Image {
+                channels,
+                height,
+                width,
+            } => {
+                let kind = if channels == 1 { "grayscale" } else { "RGB" };
+                format!("{width}x{height} {kind}")
+            }
+            ItemShape::Point => "2D points".into(),
+        }
+    }
+}
+
+/// Items in memory, ready to batch.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub shape: ItemShape,
+    /// `len() * shape.len()` values: images in [-1, 1] (CHW per item), points as (x, y).
+    pub items: Vec<f32>,
+    pub labels: Option<Vec<u32>>,
+    pub label_names: Vec<String>,
+    /// Things the user should know about the load (skipped files, resizing).
+    pub notes: Vec<String>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.items.len() / self.shape.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn item(&self, index: usize) -> &[f32] {
+        let n = self.shape.len();
+        &self.items[index * n..(index + 1) * n]
+    }
+
+    /// Copies the given items into one contiguous buffer (a batch).
+    pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(indices.len() * self.shape.len());
+        for &i in indices {
+            out.extend_from_slice(self.item(i));
+        }
+        out
+    }
+
+    pub fn summary(&self) -> DatasetSummary {
+        let preview = match self.shape {
+            ItemShape::Image { .. } => {
+                let shown: Vec<usize> = (0..self.len().min(64)).collect();
+                Some(make_grid(&self.gather(&shown), self.shape, shown.len(), 8))
+            }
+            ItemShape::Point => None,
+        };
+        DatasetSummary {
+            name: self.name.clone(),
+            count: self.len(),
+            shape: self.shape,
+            label_names: self.label_names.clone(),
+            preview,
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// What the UI and CLI show about loaded data.
+#[derive(Clone, Debug)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub count: usize,
+    pub shape: ItemShape,
+    pub label_names: Vec<String>,
+    /// The first 64 images as a grid (images only).
+    pub preview: Option<ImageGrid>,
+    pub notes: Vec<String>,
+}
+
+impl DatasetSummary {
+    pub fn describe(&self) -> String {
+        let labels = if self.label_names.is_empty() {
+            "unlabelled".to_string()
+        } else {
+            format!("{} labels", self.label_names.len())
+        };
+        format!(
+            "{}: {} items, {}, {labels}",
+            self.name,
+            self.count,
+            self.shape.describe()
+        )
+    }
+}
+
+/// The item shape a config's data will have, known before loading it (so models can be checked first).
+pub fn expected_shape(config: &DataConfig) -> Result<ItemShape, String> {
+    Ok(match DataSpec::parse(&config.source)? {
+        DataSpec::Digits => ItemShape::Image {
+            channels: 1,
+            height: digits::DIGIT_SIZE,
+            width: digits::DIGIT_SIZE,
+        },
+        DataSpec::Shapes => ItemShape::Image {
+            channels: config.channels,
+            height: config.image_size,
+            width: config.image_size,
+        },
+        DataSpec::Toy(_) => ItemShape::Point,
+    })
+}
+
+/// Loads (or generates) the dataset a config names.
+pub fn load(config: &DataConfig, seed: u64) -> Result<Dataset, String> {
+    let to_signed = |pixels: Vec<f32>| pixels.into_iter().map(|p| p * 2.0 - 1.0).collect::<Vec<f32>>();
+    let names = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let seed = derive_seed(seed, SEED_DATA, 0);
+    match DataSpec::parse(&config.source)? {
+        DataSpec::Digits => {
+            let (pixels, labels) = digits::generate_digits(config.count, seed);
+            let size = digits::DIGIT_SIZE;
+            Ok(Dataset {
+                name: "digits".into(),
+                shape: ItemShape::Image {
+                    channels: 1,
+                    height: size,
+                    width: size,
+                },
+                items: to_signed(pixels),
+                labels: Some(labels),
+                label_names: (0..10).map(|d| d.to_string()).collect(),
+                notes: Vec::new(),
+            })
+        }
+        DataSpec::Shapes => {
+            let (size, channels) = (config.image_size, config.channels);
+            let (pixels, labels) = shapes::generate_shapes(config.count, size, channels, seed);
+            Ok(Dataset {
+                name: "shapes".into(),
+                shape: ItemShape::Image {
+                    channels,
+                    height: size,
+                    width: size,
+                },
+                items: to_signed(pixels),
+                labels: Some(labels),
+                label_names: names(&shapes::SHAPE_NAMES),
+                notes: Vec::new(),
+            })
+        }
+        DataSpec::Toy(name) => {
+            let (points, labels) = toy::generate_toy(&name, config.count, seed)?;
+            Ok(Dataset {
+                name: format!("toy:{name}"),
+                shape: ItemShape::Point,
+                items: points,
+                labels: Some(labels),
+                label_names: Vec::new(),
+                notes: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Streams of the run's random numbers; each gets its own derived seed so they never overlap.
+pub const SEED_DATA: u64 = 1;
+pub const SEED_SPLIT: u64 = 2;
+pub const SEED_EPOCH: u64 = 3;
+
+/// Which items train and which are held out, fixed by the seed.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub holdout: Vec<usize>,
+}
+
+impl Split {
+    pub fn new(len: usize, holdout_fraction: f64, seed: u64) -> Result<Split, String> {
+        let mut order: Vec<usize> = (0..len).collect();
+        order.shuffle(&mut seeded(derive_seed(seed, SEED_SPLIT, 0)));
+        if len == 0 {
+            return Err("the dataset has no items".into());
+        }
+        // Training needs at least one item, whatever the fraction.
+        let holdout = ((len as f64 * holdout_fraction).round() as usize).min(len - 1);
+        let (held, train) = order.split_at(holdout);
+        Ok(Split {
+            train: train.to_vec(),
+            holdout: held.to_vec(),
+        })
+    }
+}
+
+/// Draws batches in a shuffled order that is a pure function of (seed, batch index).
+#[derive(Clone, Debug)]
+pub struct Batcher {
+    seed: u64,
+    batch_size: usize,
+    train: Vec<usize>,
+    /// The permutation of the epoch last used, cached because consecutive batches share it.
+    epoch_order: Option<(u64, Vec<usize>)>,
+}
+
+impl Batcher {
+    pub fn new(train: Vec<usize>, batch_size: usize, seed: u64) -> Batcher {
+        Batcher {
+            seed,
+            batch_size,
+            train,
+            epoch_order: None,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The items of batch number `index` (counted from the start of the run).
+    pub fn indices(&mut self, index: u64) -> Vec<usize> {
+        let n = self.train.len() as u64;
+        let start = index * self.batch_size as u64;
+        (start..start + self.batch_size as u64)
+            .map(|position| {
+                let epoch = position / n;
+                let order = self.epoch(epoch);
+                order[(position % n) as usize]
+            })
+            .collect()
+    }
+
+    /// Fractional epochs done after `batches` batches.
+    pub fn epochs(&self, batches: u64) -> f64 {
+        (batches * self.batch_size as u64) as f64 / self.train.len() as f64
+    }
+
+    fn epoch(&mut self, epoch: u64) -> &[usize] {
+        if self.epoch_order.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut order = self.train.clone();
+            order.shuffle(&mut seeded(derive_seed(self.seed, SEED_EPOCH, epoch)));
+            self.epoch_order = Some((epoch, order));
+        }
+        &self.epoch_order.as_ref().expect("just set").1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_parsing_names_what_is_allowed() {
+        assert_eq!(DataSpec::parse("digits"), Ok(DataSpec::Digits));
+        assert_eq!(DataSpec::parse("toy:ring"), Ok(DataSpec::Toy("ring".into())));
+        assert!(DataSpec::parse("toy:blob").unwrap_err().contains("ring"));
+        assert!(DataSpec::parse("cifar").unwrap_err().contains("digits"));
+    }
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_repeat_exactly() {
+        let train: Vec<usize> = (100..110).collect();
+        let mut a = Batcher::new(train.clone(), 5, 7);
+        let mut first_epoch: Vec<usize> = [a.indices(0), a.indices(1)].concat();
+        first_epoch.sort();
+        assert_eq!(first_epoch, train);
+        let mut b = Batcher::new(train, 5, 7);
+        assert_eq!(a.indices(3), b.indices(3), "batch k depends only on (seed, k)");
+        assert_ne!(a.indices(0), a.indices(2), "each epoch reshuffles");
+    }
+
+    #[test]
+    fn split_keeps_the_holdout_fraction() {
+        let split = Split::new(100, 0.1, 3).unwrap();
+        assert_eq!(split.holdout.len(), 10);
+        assert_eq!(split.train.len(), 90);
+        assert_eq!(Split::new(1, 0.5, 0).unwrap().train.len(), 1);
+        assert!(Split::new(0, 0.1, 0).is_err());
+    }
+}

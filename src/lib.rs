@@ -1,0 +1,14 @@
+//! Gantry: train GANs and autoencoders and watch them learn.
+//!
+//! The engine (`config`, `data`, `models`, `train`, `runs`) knows nothing of any UI; it sends plain data
+//! (metric rows, RGBA8 grids) that the CLI and the workbench present.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod grid;
+pub mod models;
+pub mod presets;
+pub mod rng;
+pub mod runs;
+pub mod train;

@@ -1,0 +1,392 @@
+//! The layers the model builders use, written over candle tensor ops so that every weight is a named,
+//! seeded `Var` we own (for checkpoints, gradient norms and our own optimisers).
+
+use crate::config::{Activation, Norm};
+use crate::rng::normal_vec;
+use candle_core::{Device, Module, Result, Tensor, Var, D};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+/// Named tensors of one network: the ones the optimiser trains and the ones it does not (batch-norm
+/// running statistics), both saved in checkpoints.
+#[derive(Default)]
+pub struct Params {
+    pub trainable: Vec<(String, Var)>,
+    pub buffers: Vec<(String, Var)>,
+}
+
+impl Params {
+    pub fn count(&self) -> usize {
+        self.trainable.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    pub fn vars(&self) -> Vec<Var> {
+        self.trainable.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Every tensor (trainable and buffer), for saving.
+    pub fn all(&self) -> impl Iterator<Item = &(String, Var)> {
+        self.trainable.iter().chain(&self.buffers)
+    }
+}
+
+/// How a weight starts out.
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for linear and conv layers.
+    FanIn(usize),
+    /// N(mean, std²), the DCGAN recipe (weights N(0, 0.02), batch-norm scale N(1, 0.02)).
+    Normal {
+        mean: f32,
+        std: f32,
+    },
+    Const(f32),
+}
+
+/// Creates the weights of one network from one seeded generator, so a seed fixes the initial model.
+pub struct Builder {
+    pub params: Params,
+    rng: StdRng,
+    /// DCGAN networks use N(0, 0.02) for every conv weight instead of the fan-in default.
+    pub dcgan_init: bool,
+}
+
+impl Builder {
+    pub fn new(rng: StdRng) -> Builder {
+        Builder {
+            params: Params::default(),
+            rng,
+            dcgan_init: false,
+        }
+    }
+
+    fn values(&mut self, n: usize, init: Init) -> Vec<f32> {
+        match init {
+            Init::FanIn(fan_in) => {
+                let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                (0..n).map(|_| self.rng.random_range(-bound..=bound)).collect()
+            }
+            Init::Normal { mean, std } => normal_vec(&mut self.rng, n)
+                .into_iter()
+                .map(|v| mean + std * v)
+                .collect(),
+            Init::Const(c) => vec![c; n],
+        }
+    }
+
+    pub fn trainable(&mut self, name: &str, dims: &[usize], init: Init) -> Result<Var> {
+        let n = dims.iter().product();
+        let var = Var::from_vec(self.values(n, init), dims, &Device::Cpu)?;
+        self.params.trainable.push((name.to_string(), var.clone()));
+        Ok(var)
+    }
+
+    pub fn buffer(&mut self, name: &str, dims: &[usize], value: f32) -> Result<Var> {
+        let var = Var::from_vec(vec![value; dims.iter().product()], dims, &Device::Cpu)?;
+        self.params.buffers.push((name.to_string(), var.clone()));
+        Ok(var)
+    }
+
+    fn conv_init(&self, fan_in: usize) -> Init {
+        if self.dcgan_init {
+            Init::Normal { mean: 0.0, std: 0.02 }
+        } else {
+            Init::FanIn(fan_in)
+        }
+    }
+}
+
+/// Whether a forward pass trains (batch statistics, running averages updated), samples (batch statistics,
+/// nothing updated) or evaluates (running statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Sample,
+    Eval,
+}
+
+pub struct Linear {
+    weight: Var,
+    bias: Option<Var>,
+}
+
+impl Linear {
+    pub fn new(b: &mut Builder, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
+        let weight = b.trainable(&format!("{name}.weight"), &[outputs, inputs], Init::FanIn(inputs))?;
+        let bias = Some(b.trainable(&format!("{name}.bias"), &[outputs], Init::FanIn(inputs))?);
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::Linear::new(
+            self.weight.as_tensor().clone(),
+            self.bias.as_ref().map(|b| b.as_tensor().clone()),
+        )
+        .forward(x)
+    }
+}
+
+/// Geometry of a square convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvSpec {
+    pub const fn new(inputs: usize, outputs: usize, kernel: usize, stride: usize, padding: usize) -> ConvSpec {
+        ConvSpec {
+            inputs,
+            outputs,
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
+    /// Output side of a convolution over `size` pixels, if it is at least one pixel.
+    pub fn conv_out(&self, size: usize) -> Option<usize> {
+        (size + 2 * self.padding)
+            .checked_sub(self.kernel)
+            .map(|s| s / self.stride + 1)
+    }
+
+    /// Output side of a transposed convolution over `size` pixels.
+    pub fn transpose_out(&self, size: usize) -> Option<usize> {
+        ((size - 1) * self.stride + self.kernel)
+            .checked_sub(2 * self.padding)
+            .filter(|s| *s > 0)
+    }
+}
+
+pub struct Conv2d {
+    spec: ConvSpec,
+    weight: Var,
+    bias: Option<Var>,
+}
+
+impl Conv2d {
+    pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv2d> {
+        let k = spec.kernel;
+        let fan_in = spec.inputs * k * k;
+        let init = b.conv_init(fan_in);
+        let weight = b.trainable(&format!("{name}.weight"), &[spec.outputs, spec.inputs, k, k], init)?;
+        let bias = bias
+            .then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)))
+            .transpose()?;
+        Ok(Conv2d { spec, weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.spec.padding, self.spec.stride, 1, 1)?;
+        add_channel_bias(y, self.bias.as_ref())
+    }
+}
+
+pub struct ConvTranspose2d {
+    spec: ConvSpec,
+    weight: Var,
+    bias: Option<Var>,
+}
+
+impl ConvTranspose2d {
+    pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<ConvTranspose2d> {
+        let k = spec.kernel;
+        // PyTorch computes the fan-in of a transposed conv from the weight's second dim (its outputs).
+        let fan_in = spec.outputs * k * k;
+        let init = b.conv_init(fan_in);
+        let weight = b.trainable(&format!("{name}.weight"), &[spec.inputs, spec.outputs, k, k], init)?;
+        let bias = bias
+            .then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)))
+            .transpose()?;
+        Ok(ConvTranspose2d { spec, weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv_transpose2d(&self.weight, self.spec.padding, 0, self.spec.stride, 1)?;
+        add_channel_bias(y, self.bias.as_ref())
+    }
+}
+
+fn add_channel_bias(y: Tensor, bias: Option<&Var>) -> Result<Tensor> {
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+const NORM_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// Batch norm over the batch (and spatial dims for NCHW input), with PyTorch's running statistics.
+pub struct BatchNorm {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+}
+
+impl BatchNorm {
+    pub fn new(b: &mut Builder, name: &str, features: usize) -> Result<BatchNorm> {
+        let init = if b.dcgan_init {
+            Init::Normal { mean: 1.0, std: 0.02 }
+        } else {
+            Init::Const(1.0)
+        };
+        Ok(BatchNorm {
+            weight: b.trainable(&format!("{name}.weight"), &[features], init)?,
+            bias: b.trainable(&format!("{name}.bias"), &[features], Init::Const(0.0))?,
+            running_mean: b.buffer(&format!("{name}.running_mean"), &[features], 0.0)?,
+            running_var: b.buffer(&format!("{name}.running_var"), &[features], 1.0)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let features = self.weight.dim(0)?;
+        // Per-feature vectors broadcast as (1, C) for MLPs and (1, C, 1, 1) for images.
+        let (reduce, view): (Vec<usize>, Vec<usize>) = match x.rank() {
+            2 => (vec![0], vec![1, features]),
+            _ => (vec![0, 2, 3], vec![1, features, 1, 1]),
+        };
+        let (mean, var) = match mode {
+            Mode::Eval => (
+                self.running_mean.reshape(view.as_slice())?,
+                self.running_var.reshape(view.as_slice())?,
+            ),
+            Mode::Train | Mode::Sample => {
+                let mean = x.mean_keepdim(reduce.as_slice())?;
+                let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
+                if mode == Mode::Train {
+                    let n = x.elem_count() / features;
+                    let unbiased = (var.detach().flatten_all()? * (n as f64 / (n.max(2) - 1) as f64))?;
+                    let blend = |running: &Var, batch: Tensor| -> Result<()> {
+                        running.set(&((running.as_tensor() * (1.0 - BN_MOMENTUM))? + (batch * BN_MOMENTUM)?)?)
+                    };
+                    blend(&self.running_mean, mean.detach().flatten_all()?)?;
+                    blend(&self.running_var, unbiased)?;
+                }
+                (mean, var)
+            }
+        };
+        let normed = x.broadcast_sub(&mean)?.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight.reshape(view.as_slice())?)?
+            .broadcast_add(&self.bias.reshape(view.as_slice())?)
+    }
+}
+
+pub struct LayerNorm {
+    weight: Var,
+    bias: Var,
+}
+
+impl LayerNorm {
+    pub fn new(b: &mut Builder, name: &str, features: usize) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: b.trainable(&format!("{name}.weight"), &[features], Init::Const(1.0))?,
+            bias: b.trainable(&format!("{name}.bias"), &[features], Init::Const(0.0))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred
+            .broadcast_div(&(var + NORM_EPS)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// An optional normalisation layer, chosen by config.
+pub enum NormLayer {
+    None,
+    Batch(BatchNorm),
+    Layer(LayerNorm),
+}
+
+impl NormLayer {
+    pub fn new(b: &mut Builder, name: &str, norm: Norm, features: usize) -> Result<NormLayer> {
+        Ok(match norm {
+            Norm::None => NormLayer::None,
+            Norm::Batch => NormLayer::Batch(BatchNorm::new(b, name, features)?),
+            Norm::Layer => NormLayer::Layer(LayerNorm::new(b, name, features)?),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self {
+            NormLayer::None => Ok(x.clone()),
+            NormLayer::Batch(bn) => bn.forward(x, mode),
+            NormLayer::Layer(ln) => ln.forward(x),
+        }
+    }
+}
+
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Relu => x.relu(),
+        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Silu => x.silu(),
+    }
+}
+
+/// Linear → norm → activation, the hidden layer of every MLP here.
+pub struct DenseBlock {
+    linear: Linear,
+    norm: NormLayer,
+    activation: Activation,
+}
+
+impl DenseBlock {
+    pub fn new(
+        b: &mut Builder,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        norm: Norm,
+        activation: Activation,
+    ) -> Result<DenseBlock> {
+        Ok(DenseBlock {
+            linear: Linear::new(b, name, inputs, outputs)?,
+            norm: NormLayer::new(b, &format!("{name}.norm"), norm, outputs)?,
+            activation,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        activate(&self.norm.forward(&self.linear.forward(x)?, mode)?, self.activation)
+    }
+}
+
+/// A stack of dense blocks of the given widths, starting from `inputs`; returns the blocks and the last width.
+pub fn dense_stack(
+    b: &mut Builder,
+    name: &str,
+    inputs: usize,
+    widths: &[usize],
+    norm: Norm,
+    activation: Activation,
+) -> Result<(Vec<DenseBlock>, usize)> {
+    let mut blocks = Vec::with_capacity(widths.len());
+    let mut width = inputs;
+    for (i, &w) in widths.iter().enumerate() {
+        blocks.push(DenseBlock::new(b, &format!("{name}.{i}"), width, w, norm, activation)?);
+        width = w;
+    }
+    Ok((blocks, width))
+}
+
+pub fn run_stack(blocks: &[DenseBlock], x: &Tensor, mode: Mode) -> Result<Tensor> {
+    blocks.iter().try_fold(x.clone(), |h, block| block.forward(&h, mode))
+}
+
+/// A tensor of f32 values on the CPU (where all training here runs).
+pub fn tensor(values: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(values, dims, &Device::Cpu)
+}

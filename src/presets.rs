@@ -1,0 +1,46 @@
+//! The presets shipped in `assets/presets/`, compiled into the binary so they work from anywhere.
+
+use crate::config::RunConfig;
+
+/// (name, TOML text) of every shipped preset.
+pub const PRESETS: [(&str, &str); 6] = [
+    ("mlp-gan-digits", include_str!("../assets/presets/mlp-gan-digits.toml")),
+    ("dcgan-digits", include_str!("../assets/presets/dcgan-digits.toml")),
+    ("mlp-gan-ring", include_str!("../assets/presets/mlp-gan-ring.toml")),
+    ("vae-digits", include_str!("../assets/presets/vae-digits.toml")),
+    ("conv-ae-digits", include_str!("../assets/presets/conv-ae-digits.toml")),
+    (
+        "denoising-ae-shapes",
+        include_str!("../assets/presets/denoising-ae-shapes.toml"),
+    ),
+];
+
+/// The preset the workbench and `gantry train` start from.
+pub const DEFAULT_PRESET: &str = "mlp-gan-digits";
+
+pub fn preset(name: &str) -> Result<RunConfig, String> {
+    let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        format!("unknown preset '{name}': expected one of {}", names.join(", "))
+    })?;
+    RunConfig::from_toml(text).map_err(|e| format!("preset {name}: {e}"))
+}
+
+/// A preset's one-line description: its first comment line.
+pub fn description(text: &str) -> &str {
+    text.lines().find_map(|l| l.strip_prefix("# ")).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_validates_and_describes_itself() {
+        for (name, text) in PRESETS {
+            preset(name).unwrap();
+            assert!(!description(text).is_empty(), "{name} has no description");
+        }
+        assert!(preset("nope").unwrap_err().contains("dcgan-digits"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Training: one run's [`session::Session`], the worker thread that owns it ([`worker::Trainer`]), and the
+//! plain data they report.
+
+pub mod optim;
+pub mod session;
+pub mod worker;
+
+/// One step's measurements. `values` holds only what was measured at this step (held-out losses appear every
+/// few steps), keyed by metric name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    pub step: u64,
+    pub epoch: f64,
+    /// Training seconds since the run began, pauses excluded.
+    pub wall_s: f64,
+    pub values: Vec<(String, f64)>,
+}
+
+impl MetricRow {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    /// The first metric that is NaN or infinite, if any.
+    pub fn first_non_finite(&self) -> Option<(&str, f64)> {
+        self.values
+            .iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(k, v)| (k.as_str(), *v))
+    }
+}
+
+/// Real points beside the model's points, for 2D toy data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointCloud {
+    pub real: Vec<[f32; 2]>,
+    pub generated: Vec<[f32; 2]>,
+    /// The mode/component of each real point, where the data has them.
+    pub labels: Option<Vec<u32>>,
+}

@@ -1,0 +1,520 @@
+//! One run: models, optimisers, data and step counter. `step()` does one training iteration.
+//!
+//! Every random draw depends only on (seed, batch index), so the same config and seed give the same
+//! metrics, and a session restored from a checkpoint continues exactly where it stopped.
+
+use super::optim::{grad_norm, Hyper, Optimizer};
+use super::{MetricRow, PointCloud};
+use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig};
+use crate::data::{Batcher, Dataset, ItemShape, Split};
+use crate::grid::{make_grid, ImageGrid};
+use crate::models::ae::Autoencoder;
+use crate::models::layers::{tensor, Mode};
+use crate::models::losses::{bce_sum_per_item, discriminator_loss, generator_loss, kl_per_item, mse_sum_per_item};
+use crate::models::{Gan, Model, NetSummary};
+use crate::rng::{derive_seed, normal_vec, seeded};
+use candle_core::{DType, Device, Result, Tensor};
+use rand::Rng;
+use std::collections::HashMap;
+use std::time::Instant;
+
+const SEED_NOISE: u64 = 20;
+const SEED_FIXED: u64 = 21;
+const SEED_CORRUPT: u64 = 22;
+/// Held-out items in the reconstruction grid (shown as input/reconstruction pairs).
+const RECON_ITEMS: usize = 32;
+/// Points of each kind in the toy-data scatter.
+const SCATTER_POINTS: usize = 512;
+/// Held-out items evaluated at most, to keep evaluation cheap.
+const EVAL_ITEMS: usize = 512;
+
+enum Optimizers {
+    Gan { g: Optimizer, d: Optimizer },
+    Autoencoder(Optimizer),
+}
+
+pub struct Session {
+    config: RunConfig,
+    data: Dataset,
+    split: Split,
+    batcher: Batcher,
+    model: Model,
+    optimizers: Optimizers,
+    step: u64,
+    /// Batches drawn so far: the index that fixes each batch's items and noise.
+    batches: u64,
+    /// Seconds spent inside `step()` over the run's life (pauses excluded).
+    wall_s: f64,
+    /// Latent vectors of the sample grid and scatter, fixed for the whole run.
+    fixed_z: Tensor,
+}
+
+/// GAN metrics, in CSV column order.
+pub const GAN_METRICS: [&str; 7] = [
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake",
+    "grad_norm_d",
+    "grad_norm_g",
+    "images_per_s",
+];
+/// Autoencoder metrics, in CSV column order (`kl` only for VAEs; `holdout_recon` every `eval_every` steps).
+pub const AE_METRICS: [&str; 6] = ["loss", "recon", "kl", "grad_norm", "images_per_s", "holdout_recon"];
+
+impl Session {
+    /// Builds the models for `data`; fails with a message if the config cannot work on it.
+    pub fn new(config: RunConfig, data: Dataset) -> std::result::Result<Session, String> {
+        config.validate().map_err(|e| e.to_string())?;
+        let seed = config.train.seed;
+        let model = Model::build(&config.model, data.shape, seed)?;
+        crate::models::preflight(&config.model, data.shape)?;
+        let split = Split::new(data.len(), config.data.holdout, seed)?;
+        let batcher = Batcher::new(split.train.clone(), config.train.batch_size, seed);
+        let o = &config.optimizer;
+        let fail = |e: candle_core::Error| e.to_string();
+        let optimizers = match &model {
+            Model::Gan(gan) => Optimizers::Gan {
+                g: Optimizer::new(o.kind, Hyper::new(o, o.lr), gan.g_params.vars()).map_err(fail)?,
+                d: Optimizer::new(o.kind, Hyper::new(o, o.lr_d()), gan.d_params.vars()).map_err(fail)?,
+            },
+            Model::Autoencoder { params, .. } => {
+                Optimizers::Autoencoder(Optimizer::new(o.kind, Hyper::new(o, o.lr), params.vars()).map_err(fail)?)
+            }
+        };
+        let fixed_count = if data.shape.is_image() {
+            config.train.grid_size
+        } else {
+            SCATTER_POINTS
+        };
+        let latent = config.model.latent;
+        let fixed = normal_vec(&mut seeded(derive_seed(seed, SEED_FIXED, 0)), fixed_count * latent);
+        let fixed_z = tensor(fixed, &[fixed_count, latent]).map_err(fail)?;
+        Ok(Session {
+            config,
+            data,
+            split,
+            batcher,
+            model,
+            optimizers,
+            step: 0,
+            batches: 0,
+            wall_s: 0.0,
+            fixed_z,
+        })
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn wall_s(&self) -> f64 {
+        self.wall_s
+    }
+
+    pub fn epoch(&self) -> f64 {
+        self.batcher.epochs(self.batches)
+    }
+
+    pub fn summaries(&self) -> Vec<NetSummary> {
+        self.model.summaries()
+    }
+
+    /// The metric columns this run reports.
+    pub fn metric_names(&self) -> Vec<&'static str> {
+        if self.config.model.kind.is_gan() {
+            GAN_METRICS.to_vec()
+        } else if self.config.model.kind.is_vae() {
+            AE_METRICS.to_vec()
+        } else {
+            AE_METRICS.iter().copied().filter(|m| *m != "kl").collect()
+        }
+    }
+
+    /// Takes the hyperparameters of `new` that do not change shapes; anything else is refused with the
+    /// name of the setting that needs a restart.
+    pub fn apply(&mut self, new: RunConfig) -> std::result::Result<(), String> {
+        new.validate().map_err(|e| e.to_string())?;
+        if let Some(key) = self.config.restart_needed_for(&new) {
+            return Err(format!("changing {key} needs a restart of the run"));
+        }
+        let o = &new.optimizer;
+        match &mut self.optimizers {
+            Optimizers::Gan { g, d } => {
+                g.hyper = Hyper::new(o, o.lr);
+                d.hyper = Hyper::new(o, o.lr_d());
+            }
+            Optimizers::Autoencoder(opt) => opt.hyper = Hyper::new(o, o.lr),
+        }
+        self.config = new;
+        Ok(())
+    }
+
+    /// One training iteration: `d_steps` discriminator updates and one generator update for GANs, one update
+    /// for autoencoders.
+    pub fn step(&mut self) -> Result<MetricRow> {
+        let started = Instant::now();
+        let batches_before = self.batches;
+        let mut values = match &self.model {
+            Model::Gan(_) => self.gan_step()?,
+            Model::Autoencoder { .. } => self.autoencoder_step()?,
+        };
+        self.step += 1;
+        let seconds = started.elapsed().as_secs_f64();
+        self.wall_s += seconds;
+        let images = (self.batches - batches_before) as f64 * self.config.train.batch_size as f64;
+        values.push(("images_per_s", images / seconds.max(1e-9)));
+        if !self.config.model.kind.is_gan() && self.step % self.config.train.eval_every == 0 {
+            if let Some(loss) = self.holdout_recon()? {
+                values.push(("holdout_recon", loss));
+            }
+        }
+        Ok(MetricRow {
+            step: self.step,
+            epoch: self.epoch(),
+            wall_s: self.wall_s,
+            values: values.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        })
+    }
+
+    /// The next training batch and its index (which also seeds its noise).
+    fn next_batch(&mut self) -> Result<(Tensor, u64)> {
+        let index = self.batches;
+        self.batches += 1;
+        let items = self.batcher.indices(index);
+        let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+        Ok((x, index))
+    }
+
+    fn noise(&self, index: u64, n: usize) -> Result<Tensor> {
+        let latent = self.config.model.latent;
+        tensor(
+            normal_vec(
+                &mut seeded(derive_seed(self.config.train.seed, SEED_NOISE, index)),
+                n * latent,
+            ),
+            &[n, latent],
+        )
+    }
+
+    fn gan_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
+        let t = self.config.train.clone();
+        let (mut d_loss, mut d_real, mut d_fake, mut d_norm) = (0.0, 0.0, 0.0, 0.0);
+        let mut fake = None;
+        for _ in 0..t.d_steps {
+            let (x, index) = self.next_batch()?;
+            let z = self.noise(index, x.dim(0)?)?;
+            let (Model::Gan(gan), Optimizers::Gan { d: opt_d, .. }) = (&self.model, &mut self.optimizers) else {
+                unreachable!("GAN sessions hold GAN models and optimisers")
+            };
+            let generated = gan.generator.forward(&z, Mode::Train)?;
+            let real_logits = gan.discriminator.forward(&x, Mode::Train)?;
+            let fake_logits = gan.discriminator.forward(&generated.detach(), Mode::Train)?;
+            let loss = discriminator_loss(t.loss, &real_logits, &fake_logits, t.label_smoothing)?;
+            let grads = loss.backward()?;
+            let d_vars = gan.d_params.vars();
+            d_norm = grad_norm(&d_vars, &grads)?;
+            opt_d.step(&grads)?;
+            if t.loss == GanLoss::Wasserstein {
+                clip_weights(&d_vars, t.clip)?;
+            }
+            d_loss = scalar(&loss)?;
+            d_real = score(t.loss, &real_logits)?;
+            d_fake = score(t.loss, &fake_logits)?;
+            fake = Some(generated);
+        }
+        let (Model::Gan(gan), Optimizers::Gan { g: opt_g, .. }) = (&self.model, &mut self.optimizers) else {
+            unreachable!("GAN sessions hold GAN models and optimisers")
+        };
+        // The generator step reuses the last generated batch, judged by the just-updated discriminator.
+        let fake = fake.expect("d_steps is at least 1");
+        let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Train)?)?;
+        let grads = g_loss.backward()?;
+        let g_norm = grad_norm(&gan.g_params.vars(), &grads)?;
+        opt_g.step(&grads)?;
+        Ok(vec![
+            ("loss_d", d_loss),
+            ("loss_g", scalar(&g_loss)?),
+            ("d_real", d_real),
+            ("d_fake", d_fake),
+            ("grad_norm_d", d_norm),
+            ("grad_norm_g", g_norm),
+        ])
+    }
+
+    fn autoencoder_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
+        let (x, index) = self.next_batch()?;
+        let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, index))?;
+        let noise_seed = derive_seed(self.config.train.seed, SEED_NOISE, index);
+        let (Model::Autoencoder { net, params }, Optimizers::Autoencoder(opt)) = (&self.model, &mut self.optimizers)
+        else {
+            unreachable!("autoencoder sessions hold autoencoders")
+        };
+        let (recon, kl) = reconstruction_loss(net, &self.config, &input, &x, Some(noise_seed), Mode::Train)?;
+        let loss = match &kl {
+            Some(kl) => (&recon + (kl * self.config.model.beta)?)?,
+            None => recon.clone(),
+        };
+        let grads = loss.backward()?;
+        let norm = grad_norm(&params.vars(), &grads)?;
+        opt.step(&grads)?;
+        let mut values = vec![("loss", scalar(&loss)?), ("recon", scalar(&recon)?)];
+        if let Some(kl) = kl {
+            values.push(("kl", scalar(&kl)?));
+        }
+        values.push(("grad_norm", norm));
+        Ok(values)
+    }
+
+    /// The denoising autoencoder's corrupted input (other models see the clean batch).
+    fn corrupt(&self, x: &Tensor, seed: u64) -> Result<Tensor> {
+        let m = &self.config.model;
+        if m.kind != ModelKind::DenoisingAe || m.noise_level == 0.0 {
+            return Ok(x.clone());
+        }
+        let n = x.elem_count();
+        let mut rng = seeded(seed);
+        match m.corruption {
+            Corruption::Gaussian => {
+                let noise = tensor(normal_vec(&mut rng, n), x.dims())?;
+                (x + (noise * m.noise_level)?)?.clamp(-1f32, 1f32)
+            }
+            Corruption::Mask => {
+                let keep: Vec<f32> = (0..n)
+                    .map(|_| if rng.random::<f64>() < m.noise_level { 0.0 } else { 1.0 })
+                    .collect();
+                let keep = tensor(keep, x.dims())?;
+                // Masked pixels become -1, the background of images in [-1, 1].
+                ((x + 1.0)? * keep)? - 1.0
+            }
+        }
+    }
+
+    /// Mean reconstruction loss per item over (part of) the held-out split, in evaluation mode; `None` when
+    /// nothing is held out.
+    pub fn holdout_recon(&self) -> Result<Option<f64>> {
+        let Model::Autoencoder { net, .. } = &self.model else {
+            return Err(candle_core::Error::msg(
+                "only autoencoders have a held-out reconstruction loss",
+            ));
+        };
+        let items: Vec<usize> = self.split.holdout.iter().take(EVAL_ITEMS).copied().collect();
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+        let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
+        let (recon, _) = reconstruction_loss(net, &self.config, &input, &x, None, Mode::Eval)?;
+        scalar(&recon).map(Some)
+    }
+
+    /// The fixed-noise sample grid: G(z) for GANs, the decoder's output for VAEs; `None` for plain
+    /// autoencoders and point data.
+    pub fn samples(&self) -> Result<Option<ImageGrid>> {
+        if !self.data.shape.is_image() {
+            return Ok(None);
+        }
+        let images = match &self.model {
+            Model::Gan(Gan { generator, .. }) => generator.forward(&self.fixed_z, Mode::Sample)?,
+            Model::Autoencoder { net, .. } if net.variational => {
+                output_to_data(&net.decode(&self.fixed_z, Mode::Eval)?, self.config.model.recon)?
+            }
+            Model::Autoencoder { .. } => return Ok(None),
+        };
+        Ok(Some(self.grid(&images, 8)?))
+    }
+
+    /// Fixed held-out items beside their reconstructions, in (input, reconstruction) column pairs.
+    pub fn reconstructions(&self) -> Result<Option<ImageGrid>> {
+        let Model::Autoencoder { net, .. } = &self.model else {
+            return Ok(None);
+        };
+        if !self.data.shape.is_image() {
+            return Ok(None);
+        }
+        let (input, output) = self.reconstruct_fixed(net, RECON_ITEMS)?;
+        let n = input.dim(0)?;
+        let dims = self.data.shape.batch_dims(n);
+        let pairs = Tensor::stack(&[input, output], 1)?.reshape(&[vec![2 * n], dims[1..].to_vec()].concat()[..])?;
+        Ok(Some(self.grid(&pairs, 8)?))
+    }
+
+    /// Real points beside generated (GAN, VAE) or reconstructed (AE) ones, for 2D data.
+    pub fn points(&self) -> Result<Option<PointCloud>> {
+        if self.data.shape != ItemShape::Point {
+            return Ok(None);
+        }
+        let real_items: Vec<usize> = self.split.train.iter().take(SCATTER_POINTS).copied().collect();
+        let real = pairs(&self.data.gather(&real_items));
+        let generated = match &self.model {
+            Model::Gan(gan) => gan.generator.forward(&self.fixed_z, Mode::Sample)?,
+            Model::Autoencoder { net, .. } if net.variational => {
+                output_to_data(&net.decode(&self.fixed_z, Mode::Eval)?, self.config.model.recon)?
+            }
+            Model::Autoencoder { net, .. } => self.reconstruct_fixed(net, SCATTER_POINTS)?.1,
+        };
+        let labels = self
+            .data
+            .labels
+            .as_ref()
+            .map(|l| real_items.iter().map(|&i| l[i]).collect());
+        Ok(Some(PointCloud {
+            real,
+            generated: pairs(&generated.flatten_all()?.to_vec1::<f32>()?),
+            labels,
+        }))
+    }
+
+    fn reconstruct_fixed(&self, net: &Autoencoder, count: usize) -> Result<(Tensor, Tensor)> {
+        let pool = if self.split.holdout.is_empty() {
+            &self.split.train
+        } else {
+            &self.split.holdout
+        };
+        let items: Vec<usize> = pool.iter().take(count).copied().collect();
+        let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+        let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
+        let mut code = net.encode(&input, Mode::Eval)?;
+        if net.variational {
+            code = net.split_code(&code)?.0;
+        }
+        let output = output_to_data(&net.decode(&code, Mode::Eval)?, self.config.model.recon)?;
+        Ok((input, output))
+    }
+
+    fn grid(&self, images: &Tensor, nrow: usize) -> Result<ImageGrid> {
+        let n = images.dim(0)?;
+        Ok(make_grid(
+            &images.flatten_all()?.to_vec1::<f32>()?,
+            self.data.shape,
+            n,
+            nrow,
+        ))
+    }
+
+    /// Everything a checkpoint holds: weights, batch-norm statistics, optimiser state and progress.
+    pub fn checkpoint_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out: HashMap<String, Tensor> = self
+            .model
+            .named_tensors()
+            .into_iter()
+            .map(|(n, v)| Ok((format!("model/{n}"), v.as_tensor().copy()?)))
+            .collect::<Result<_>>()?;
+        let states = match &self.optimizers {
+            Optimizers::Gan { g, d } => [g.state_tensors("optim/g")?, d.state_tensors("optim/d")?].concat(),
+            Optimizers::Autoencoder(o) => o.state_tensors("optim/ae")?,
+        };
+        out.extend(states);
+        out.insert(
+            "progress/counters".into(),
+            Tensor::new(&[self.step as i64, self.batches as i64], &Device::Cpu)?,
+        );
+        out.insert("progress/wall_s".into(), Tensor::new(&[self.wall_s], &Device::Cpu)?);
+        Ok(out)
+    }
+
+    /// Restores a checkpoint made by `checkpoint_tensors` of a session with the same config.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |name: &str| tensors.get(name).cloned();
+        let missing = |name: &str| candle_core::Error::msg(format!("checkpoint lacks '{name}'"));
+        for (name, var) in self.model.named_tensors() {
+            let key = format!("model/{name}");
+            let t = get(&key).ok_or_else(|| missing(&key))?;
+            if t.dims() != var.dims() {
+                return Err(candle_core::Error::msg(format!(
+                    "'{key}' has shape {:?} in the checkpoint, the model has {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        match &mut self.optimizers {
+            Optimizers::Gan { g, d } => {
+                g.load_state("optim/g", &get)?;
+                d.load_state("optim/d", &get)?;
+            }
+            Optimizers::Autoencoder(o) => o.load_state("optim/ae", &get)?,
+        }
+        let counters = get("progress/counters")
+            .ok_or_else(|| missing("progress/counters"))?
+            .to_vec1::<i64>()?;
+        (self.step, self.batches) = (counters[0] as u64, counters[1] as u64);
+        self.wall_s = get("progress/wall_s")
+            .ok_or_else(|| missing("progress/wall_s"))?
+            .to_vec1::<f64>()?[0];
+        Ok(())
+    }
+}
+
+/// Reconstruction loss (and KL for VAEs) of `net` on `input` against the clean `target`. `noise_seed` draws
+/// the VAE's reparameterisation noise; without it the VAE decodes its mean.
+fn reconstruction_loss(
+    net: &Autoencoder,
+    config: &RunConfig,
+    input: &Tensor,
+    target: &Tensor,
+    noise_seed: Option<u64>,
+    mode: Mode,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let code = net.encode(input, mode)?;
+    let (z, kl) = if net.variational {
+        let (mu, logvar) = net.split_code(&code)?;
+        let z = match noise_seed {
+            Some(seed) => {
+                let eps = tensor(normal_vec(&mut seeded(seed), mu.elem_count()), mu.dims())?;
+                (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?
+            }
+            None => mu.clone(),
+        };
+        (z, Some(kl_per_item(&mu, &logvar)?))
+    } else {
+        (code, None)
+    };
+    let out = net.decode(&z, mode)?;
+    let recon = match config.model.recon {
+        Recon::Bce => bce_sum_per_item(&out, &((target + 1.0)? * 0.5)?)?,
+        Recon::Mse => mse_sum_per_item(&out.tanh()?, target)?,
+    };
+    Ok((recon, kl))
+}
+
+/// Maps decoder outputs back to the data's range ([-1, 1]).
+fn output_to_data(out: &Tensor, recon: Recon) -> Result<Tensor> {
+    match recon {
+        Recon::Bce => (candle_nn::ops::sigmoid(out)? * 2.0)? - 1.0,
+        Recon::Mse => out.tanh(),
+    }
+}
+
+/// What D says about a batch: the mean probability of "real" for BCE losses, the mean raw score otherwise.
+fn score(loss: GanLoss, logits: &Tensor) -> Result<f64> {
+    if loss.is_probabilistic() {
+        scalar(&candle_nn::ops::sigmoid(logits)?.mean_all()?)
+    } else {
+        scalar(&logits.mean_all()?)
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+fn clip_weights(vars: &[candle_core::Var], clip: f64) -> Result<()> {
+    for v in vars {
+        v.set(&v.as_tensor().clamp(-clip as f32, clip as f32)?)?;
+    }
+    Ok(())
+}
+
+fn pairs(values: &[f32]) -> Vec<[f32; 2]> {
+    values.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+}

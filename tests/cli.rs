@@ -1,0 +1,143 @@
+//! `gantry` end to end, as a user runs it.
+
+use gantry::runs::read_metrics;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gantry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .output()
+        .expect("gantry runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn presets_lists_every_shipped_preset() {
+    let out = gantry(&["presets"]);
+    assert!(out.status.success());
+    let listing = text(&out);
+    for name in [
+        "dcgan-digits",
+        "mlp-gan-digits",
+        "mlp-gan-ring",
+        "vae-digits",
+        "conv-ae-digits",
+        "denoising-ae-shapes",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.starts_with(name)),
+            "{name} missing from:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn train_writes_a_run_directory_and_resume_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("vae");
+    let run_s = run.to_str().unwrap();
+    let common = [
+        "--set",
+        "data.count=600",
+        "--set",
+        "train.sample_every=10",
+        "--set",
+        "train.checkpoint_every=10",
+    ];
+    let mut args = vec!["train", "--preset", "vae-digits", "--steps", "20", "--out", run_s];
+    args.extend(common);
+    let out = gantry(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("20 steps done"), "{}", text(&out));
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "checkpoint.safetensors",
+        "samples/step-000010.png",
+        "recon/step-000020.png",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let rows = read_metrics(&run).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    assert!(rows[0].get("kl").is_some());
+    image::open(run.join("recon/step-000020.png")).expect("grids are readable PNGs");
+
+    let out = gantry(&["train", "--resume", run_s, "--steps", "30"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = read_metrics(&run).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    assert!(
+        rows[20].wall_s >= rows[19].wall_s,
+        "wall time continues across the resume"
+    );
+}
+
+fn assert_usage_error(args: &[&str], key: &str) {
+    let out = gantry(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    assert!(text(&out).contains(key), "{args:?} should name {key}: {}", text(&out));
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_key_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let out_s = out.to_str().unwrap();
+    assert_usage_error(&["train", "--set", "optimizer.lr=0", "--out", out_s], "optimizer.lr");
+    assert_usage_error(
+        &["train", "--set", "train.batch_size=0", "--out", out_s],
+        "train.batch_size",
+    );
+    assert_usage_error(&["train", "--set", "model.latent=0", "--out", out_s], "model.latent");
+    assert_usage_error(&["train", "--set", "model.colour=red", "--out", out_s], "model.colour");
+    assert_usage_error(&["train", "--set", "train.steps=many", "--out", out_s], "train.steps");
+    assert_usage_error(
+        &[
+            "train",
+            "--preset",
+            "dcgan-digits",
+            "--data",
+            "toy:ring",
+            "--out",
+            out_s,
+        ],
+        "model.kind",
+    );
+    assert_usage_error(&["train", "--data", "toy:blob", "--out", out_s], "data.source");
+    assert_usage_error(&["train", "--preset", "nope", "--out", out_s], "unknown preset");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[optimizer]\nlearning_rate = 1\n").unwrap();
+    assert_usage_error(
+        &["train", "--config", config.to_str().unwrap(), "--out", out_s],
+        "learning_rate",
+    );
+    assert!(!Path::new(&out).exists(), "nothing is written for a bad config");
+}
+
+#[test]
+fn bench_prints_json_with_torch_references_fields() {
+    let out = gantry(&["bench", "--model", "mlpgan", "--steps", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    for field in ["model", "batch", "steps", "steps_per_s", "images_per_s", "threads"] {
+        assert!(!row[field].is_null(), "{field} missing in {row}");
+    }
+    assert_eq!(row["model"], "mlpgan");
+    assert_eq!(row["batch"], 64);
+}

@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use gantry::config::RunConfig;
+use gantry::presets::preset;
+use gantry::train::worker::{Event, Trainer};
+use std::time::{Duration, Instant};
+
+/// A preset made small enough to train in a test: fewer generated items, frequent samples.
+pub fn small(name: &str) -> RunConfig {
+    let mut config = preset(name).unwrap();
+    config.data.count = 1000;
+    config
+}
+
+/// Waits for the first event `pick` accepts, failing the test after a generous timeout.
+pub fn wait_for<T>(trainer: &Trainer, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = trainer
+            .events()
+            .recv_timeout(left)
+            .expect("the trainer answers in time");
+        if let Event::Error(message) = &event {
+            eprintln!("trainer error: {message}");
+        }
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+    }
+}
+
+/// Metric values that must repeat exactly for the same seed (timings excluded).
+pub fn deterministic_values(row: &gantry::train::MetricRow) -> Vec<(String, f64)> {
+    row.values
+        .iter()
+        .filter(|(k, _)| k != "images_per_s")
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! The models learn: losses fall, GANs cover modes, gradients are right.
+
+mod common;
+
+use candle_core::Tensor;
+use common::{deterministic_values, small};
+use gantry::config::{Activation, ModelConfig, ModelKind, Norm};
+use gantry::data::{self, ItemShape};
+use gantry::models::layers::{tensor, Mode};
+use gantry::models::losses::mse_sum_per_item;
+use gantry::models::Model;
+use gantry::train::session::Session;
+
+fn session(config: gantry::config::RunConfig) -> Session {
+    let data = data::load(&config.data, config.train.seed).unwrap();
+    Session::new(config, data).unwrap()
+}
+
+#[test]
+fn vae_on_digits_halves_its_loss_within_a_few_hundred_steps() {
+    let mut s = session(small("vae-digits"));
+    let first = s.step().unwrap().get("loss").unwrap();
+    let mut last = first;
+    for _ in 0..300 {
+        last = s.step().unwrap().get("loss").unwrap();
+    }
+    println!("VAE loss per image: step 1 {first:.1}, step 301 {last:.1}");
+    assert!(last < first / 2.0, "loss went from {first} to {last}");
+}
+
+#[test]
+fn mlp_gan_on_the_ring_covers_most_modes() {
+    let mut config = small("mlp-gan-ring");
+    config.data.count = 4000;
+    config.train.steps = 1500;
+    let mut s = session(config);
+    for _ in 0..1500 {
+        s.step().unwrap();
+    }
+    let cloud = s.points().unwrap().expect("toy data gives a scatter");
+    let modes = data::toy::toy_modes("ring");
+    let near = |m: &[f32; 2]| {
+        cloud
+            .generated
+            .iter()
+            .filter(|p| (p[0] - m[0]).hypot(p[1] - m[1]) < 0.15)
+            .count()
+    };
+    let counts: Vec<usize> = modes.iter().map(near).collect();
+    let covered = counts.iter().filter(|&&c| c >= cloud.generated.len() / 100).count();
+    println!("generated points near each of the 8 modes: {counts:?}");
+    assert!(covered >= 6, "only {covered} of 8 modes covered: {counts:?}");
+}
+
+#[test]
+fn dcgan_steps_run_and_move_both_losses() {
+    let mut config = small("dcgan-digits");
+    config.model.base_width = 16;
+    let mut s = session(config);
+    let first = s.step().unwrap();
+    let mut third = first.clone();
+    for _ in 0..2 {
+        third = s.step().unwrap();
+    }
+    for metric in ["loss_d", "loss_g"] {
+        let (a, b) = (first.get(metric).unwrap(), third.get(metric).unwrap());
+        assert!(a.is_finite() && b.is_finite() && a != b, "{metric}: {a} then {b}");
+    }
+    let grid = s.samples().unwrap().expect("DCGAN makes a sample grid");
+    assert_eq!((grid.width, grid.height), (8 * 30 + 2, 8 * 30 + 2));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_metrics_and_another_seed_does_not() {
+    let run = |seed: u64| {
+        let mut config = small("mlp-gan-digits");
+        config.train.seed = seed;
+        let mut s = session(config);
+        (0..5)
+            .map(|_| deterministic_values(&s.step().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(3), run(3));
+    assert_ne!(run(3), run(4));
+}
+
+#[test]
+fn every_preset_trains_a_step_with_finite_metrics() {
+    for (name, _) in gantry::presets::PRESETS {
+        let mut config = small(name);
+        config.train.eval_every = 1;
+        if config.model.kind == ModelKind::Dcgan {
+            config.model.base_width = 8;
+        }
+        let mut s = session(config);
+        let row = s.step().unwrap();
+        assert_eq!(row.first_non_finite(), None, "{name}: {row:?}");
+        assert!(row.get("images_per_s").unwrap() > 0.0);
+        let pictures = (s.samples().unwrap(), s.reconstructions().unwrap(), s.points().unwrap());
+        assert!(
+            pictures.0.is_some() || pictures.1.is_some() || pictures.2.is_some(),
+            "{name} shows nothing"
+        );
+    }
+}
+
+/// Central finite differences against backprop, on a small autoencoder with every layer type it uses.
+#[test]
+fn gradients_match_finite_differences() {
+    let shape = ItemShape::Image {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    for (kind, norm) in [
+        (ModelKind::Ae, Norm::Layer),
+        (ModelKind::ConvAe, Norm::None),
+        (ModelKind::Ae, Norm::Batch),
+        (ModelKind::ConvAe, Norm::Batch),
+    ] {
+        // A smooth activation: finite differences across ReLU kinks would measure the kinks, not the gradient.
+        let activation = Activation::Silu;
+        let config = ModelConfig {
+            kind,
+            latent: 3,
+            hidden: vec![6],
+            base_width: 2,
+            norm,
+            activation,
+            ..ModelConfig::default()
+        };
+        let model = Model::build(&config, shape, 5).unwrap();
+        let Model::Autoencoder { net, params } = &model else {
+            unreachable!()
+        };
+        let x = tensor(
+            (0..4 * 64).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect(),
+            &[4, 1, 8, 8],
+        )
+        .unwrap();
+        let loss = || -> Tensor {
+            let out = net
+                .decode(&net.encode(&x, Mode::Sample).unwrap(), Mode::Sample)
+                .unwrap();
+            mse_sum_per_item(&out.tanh().unwrap(), &x).unwrap()
+        };
+        let grads = loss().backward().unwrap();
+        for (name, var) in params.trainable.iter().take(6) {
+            let analytic = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let original = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for i in [0, original.len() / 2, original.len() - 1] {
+                let value_at = |delta: f32| {
+                    let mut w = original.clone();
+                    w[i] += delta;
+                    var.set(&Tensor::from_vec(w, var.dims(), var.device()).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f32>().unwrap() as f64
+                };
+                let h = 5e-3;
+                let numeric = (value_at(h) - value_at(-h)) / (2.0 * h as f64);
+                var.set(&Tensor::from_vec(original.clone(), var.dims(), var.device()).unwrap())
+                    .unwrap();
+                let a = analytic[i] as f64;
+                assert!(
+                    (a - numeric).abs() <= 2e-2 * a.abs().max(numeric.abs()) + 2e-3,
+                    "{kind:?} {norm:?} {name}[{i}]: backprop {a}, finite difference {numeric}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The worker protocol: commands in, events out, the thread owned by the handle.
+
+mod common;
+
+use common::{small, wait_for};
+use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn ready(config: gantry::config::RunConfig) -> Trainer {
+    let trainer = Trainer::spawn(config, RunOptions::default(), None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    trainer
+}
+
+fn next_state(trainer: &Trainer) -> RunState {
+    wait_for(trainer, |e| if let Event::State(s) = e { Some(*s) } else { None })
+}
+
+#[test]
+fn step_does_exactly_the_steps_asked_then_pauses() {
+    let trainer = ready(small("mlp-gan-digits"));
+    trainer.send(Command::Step(1));
+    let mut steps = Vec::new();
+    wait_for(&trainer, |e| match e {
+        Event::Metrics(row) => {
+            steps.push(row.step);
+            None
+        }
+        Event::State(RunState::Paused) => Some(()),
+        _ => None,
+    });
+    assert_eq!(steps, vec![1]);
+    trainer.send(Command::Step(3));
+    let mut steps = Vec::new();
+    wait_for(&trainer, |e| match e {
+        Event::Metrics(row) => {
+            steps.push(row.step);
+            None
+        }
+        Event::State(RunState::Paused) => Some(()),
+        _ => None,
+    });
+    assert_eq!(steps, vec![2, 3, 4]);
+    assert!(
+        trainer.take_snapshot().is_some(),
+        "pausing after steps publishes fresh grids"
+    );
+}
+
+#[test]
+fn start_pause_resume_and_finish_at_the_budget() {
+    let mut config = small("mlp-gan-digits");
+    config.train.steps = 40;
+    let trainer = ready(config);
+    trainer.send(Command::Start);
+    assert_eq!(next_state(&trainer), RunState::Running);
+    wait_for(&trainer, |e| {
+        matches!(e, Event::Metrics(r) if r.step >= 3).then_some(())
+    });
+    trainer.send(Command::Pause);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Paused)).then_some(()));
+    // Nothing trains while paused: no metric arrives.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!std::iter::from_fn(|| trainer.try_recv()).any(|e| matches!(e, Event::Metrics(_))));
+    trainer.send(Command::Resume);
+    let mut last = 0;
+    let finished = wait_for(&trainer, |e| match e {
+        Event::Metrics(r) => {
+            last = r.step;
+            None
+        }
+        Event::State(RunState::Finished) => Some(last),
+        _ => None,
+    });
+    assert_eq!(finished, 40);
+}
+
+#[test]
+fn a_live_hyperparameter_change_reaches_the_session_and_a_shape_change_is_refused() {
+    let trainer = ready(small("vae-digits"));
+    let mut config = small("vae-digits");
+    config.optimizer.lr = 0.0123;
+    trainer.send(Command::SetConfig(Box::new(config.clone())));
+    let applied = wait_for(&trainer, |e| {
+        if let Event::ConfigApplied(c) = e {
+            Some(c.clone())
+        } else {
+            None
+        }
+    });
+    assert_eq!(applied.optimizer.lr, 0.0123);
+    config.model.latent = 3;
+    trainer.send(Command::SetConfig(Box::new(config)));
+    let error = wait_for(
+        &trainer,
+        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
+    );
+    assert!(error.contains("model.latent"), "{error}");
+}
+
+#[test]
+fn a_nan_loss_pauses_the_run_and_names_the_metric() {
+    let mut config = small("mlp-gan-digits");
+    config.set("optimizer.kind=sgd").unwrap();
+    config.set("optimizer.lr=1e30").unwrap();
+    let trainer = ready(config);
+    trainer.send(Command::Start);
+    let error = wait_for(
+        &trainer,
+        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
+    );
+    assert!(error.contains("at step") && error.contains("paused"), "{error}");
+    assert_eq!(next_state(&trainer), RunState::Paused);
+}
+
+#[test]
+fn dropping_the_handle_stops_and_joins_a_running_thread() {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let trainer = Trainer::spawn(
+        small("mlp-gan-digits"),
+        RunOptions::default(),
+        Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
+    trainer.send(Command::Start);
+    wait_for(&trainer, |e| matches!(e, Event::Metrics(_)).then_some(()));
+    let events = trainer.events().clone();
+    drop(trainer);
+    // The thread ended: its event sender is gone once everything sent is drained.
+    let states: Vec<Event> = events.iter().collect();
+    assert!(matches!(states.last(), Some(Event::State(RunState::Stopped))));
+    assert!(wakes.load(Ordering::SeqCst) > 0, "the waker is called on events");
+}
+
+#[test]
+fn bad_data_reaches_the_caller_as_an_error_event() {
+    let mut config = small("mlp-gan-digits");
+    config.data.source = "toy:ring".into();
+    config.model.kind = gantry::config::ModelKind::Dcgan;
+    let trainer = Trainer::spawn(config, RunOptions::default(), None);
+    let error = wait_for(
+        &trainer,
+        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
+    );
+    assert!(error.contains("DCGAN"), "{error}");
+    assert_eq!(next_state(&trainer), RunState::Failed);
+}
