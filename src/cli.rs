@@ -46,7 +46,7 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Dataset: digits, shapes, toy:NAME.
+    /// Dataset: digits, shapes, toy:NAME, idx:DIR, mnist, fashion-mnist, folder:DIR.
     #[arg(long)]
     pub data: Option<String>,
     /// Step budget.
@@ -176,13 +176,23 @@ fn train(args: TrainArgs) -> i32 {
     for event in trainer.events().iter() {
         match event {
             Event::Loaded(info) => {
-                bar.println(format!("data: {}", info.data.describe()));
-                for net in &info.networks {
-                    bar.println(format!("{}: {} parameters", net.name, net.params));
-                }
+                // `suspend` prints whether or not the bar is drawn (it is hidden when not on a terminal).
+                bar.suspend(|| {
+                    println!("data: {}", info.data.describe());
+                    for note in &info.data.notes {
+                        println!("  {note}");
+                    }
+                    for net in &info.networks {
+                        println!("{}: {} parameters", net.name, net.params);
+                    }
+                });
                 bar.set_position(info.step);
                 first_step = Some(info.step);
                 trainer.send(Command::Start);
+            }
+            Event::Progress { what, done, total } => {
+                let amount = if total > 0 { format!("{}%", done * 100 / total) } else { format!("{done}") };
+                bar.set_message(format!("{what}: {amount}"));
             }
             Event::Metrics(row) => {
                 bar.set_position(row.step);
@@ -190,7 +200,7 @@ fn train(args: TrainArgs) -> i32 {
                 last = Some(row);
             }
             Event::Error(message) => {
-                bar.println(format!("error: {message}"));
+                bar.suspend(|| eprintln!("error: {message}"));
                 failed = true;
             }
             Event::State(RunState::Finished | RunState::Failed) => break,
@@ -284,7 +294,7 @@ fn bench_one(preset: &str, steps: u64) -> Result<(usize, f64), String> {
     config.data.count = 1024;
     config.data.holdout = 0.0;
     config.train.eval_every = u64::MAX;
-    let data = data::load(&config.data, config.train.seed)?;
+    let data = data::load(&config.data, config.train.seed, &|_, _, _| {})?;
     let mut session = Session::new(config, data)?;
     for _ in 0..BENCH_WARMUP {
         session.step().map_err(|e| e.to_string())?;

@@ -137,7 +137,9 @@ pub enum OptimizerKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fit {
+    /// Scale the shorter side to the target size and cut off the overhanging ends of the longer.
     CenterCrop,
+    /// Scale the longer side to the target size and pad the shorter with black.
     Letterbox,
 }
 

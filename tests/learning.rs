@@ -12,7 +12,7 @@ use gantry::models::Model;
 use gantry::train::session::Session;
 
 fn session(config: gantry::config::RunConfig) -> Session {
-    let data = data::load(&config.data, config.train.seed).unwrap();
+    let data = data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
     Session::new(config, data).unwrap()
 }
 

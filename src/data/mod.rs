@@ -5,6 +5,10 @@
 //! run resumed from a checkpoint sees exactly the batches it would have seen.
 
 pub mod digits;
+pub mod download;
+pub mod folder;
+pub mod idx;
+pub mod raw;
 pub mod shapes;
 pub mod toy;
 
@@ -12,6 +16,8 @@ use crate::config::DataConfig;
 use crate::grid::{make_grid, ImageGrid};
 use crate::rng::{derive_seed, seeded};
 use rand::seq::SliceRandom;
+use raw::{Progress, RawImages};
+use std::path::PathBuf;
 
 /// A parsed `--data` / `data.source` value.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +25,13 @@ pub enum DataSpec {
     Digits,
     Shapes,
     Toy(String),
+    /// A folder of MNIST-format IDX files.
+    Idx(PathBuf),
+    /// MNIST, downloaded on first use into the cache directory.
+    Mnist,
+    FashionMnist,
+    /// A folder of image files, labelled by subfolder.
+    Folder(PathBuf),
 }
 
 impl DataSpec {
@@ -27,13 +40,18 @@ impl DataSpec {
         match spec.split_once(':') {
             None if spec == "digits" => Ok(DataSpec::Digits),
             None if spec == "shapes" => Ok(DataSpec::Shapes),
+            None if spec == "mnist" => Ok(DataSpec::Mnist),
+            None if spec == "fashion-mnist" => Ok(DataSpec::FashionMnist),
             Some(("toy", name)) if toy::TOY_NAMES.contains(&name) => Ok(DataSpec::Toy(name.to_string())),
             Some(("toy", name)) => Err(format!(
                 "unknown toy dataset '{name}': expected one of {}",
                 toy::TOY_NAMES.join(", ")
             )),
+            Some(("idx" | "folder", "")) => Err(format!("'{spec}' names no directory, e.g. {spec}path/to/dir")),
+            Some(("idx", dir)) => Ok(DataSpec::Idx(PathBuf::from(dir))),
+            Some(("folder", dir)) => Ok(DataSpec::Folder(PathBuf::from(dir))),
             _ => Err(format!(
-                "'{spec}' is not a dataset: expected digits, shapes or toy:NAME"
+                "'{spec}' is not a dataset: expected digits, shapes, toy:NAME, idx:DIR, mnist, fashion-mnist or folder:DIR"
             )),
         }
     }
@@ -191,11 +209,16 @@ pub fn expected_shape(config: &DataConfig) -> Result<ItemShape, String> {
             width: config.image_size,
         },
         DataSpec::Toy(_) => ItemShape::Point,
+        // MNIST-family files are 28x28; other IDX sizes are checked against the model once loaded.
+        DataSpec::Idx(_) | DataSpec::Mnist | DataSpec::FashionMnist => ItemShape::Image { channels: 1, height: 28, width: 28 },
+        DataSpec::Folder(_) => {
+            ItemShape::Image { channels: config.channels, height: config.image_size, width: config.image_size }
+        }
     })
 }
 
-/// Loads (or generates) the dataset a config names.
-pub fn load(config: &DataConfig, seed: u64) -> Result<Dataset, String> {
+/// Loads (or generates) the dataset a config names. `progress` hears about downloads and decoding.
+pub fn load(config: &DataConfig, seed: u64, progress: Progress) -> Result<Dataset, String> {
     let to_signed = |pixels: Vec<f32>| pixels.into_iter().map(|p| p * 2.0 - 1.0).collect::<Vec<f32>>();
     let names = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let seed = derive_seed(seed, SEED_DATA, 0);
@@ -243,7 +266,47 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Dataset, String> {
                 notes: Vec::new(),
             })
         }
+        DataSpec::Idx(dir) => from_raw(format!("idx:{}", dir.display()), idx::load_idx_dir(&dir, progress)),
+        DataSpec::Mnist => from_raw("mnist".into(), load_remote(&download::MNIST, progress)),
+        DataSpec::FashionMnist => from_raw("fashion-mnist".into(), load_remote(&download::FASHION_MNIST, progress)),
+        DataSpec::Folder(dir) => {
+            let options = folder::FolderOptions {
+                size: config.image_size,
+                channels: config.channels,
+                fit: config.fit,
+                ..folder::FolderOptions::default()
+            };
+            let mut data = from_raw(format!("folder:{}", dir.display()), folder::load_image_folder(&dir, &options, progress))?;
+            let fit = match config.fit {
+                folder::Fit::CenterCrop => "centre-cropped",
+                folder::Fit::Letterbox => "letterboxed",
+            };
+            let size = config.image_size;
+            data.notes.push(format!("images are {fit} and resized to {size}x{size} (data.image_size, data.fit)"));
+            Ok(data)
+        }
     }
+}
+
+/// Downloads (once, into the cache directory) and loads an MNIST-family dataset.
+fn load_remote(remote: &download::RemoteDataset, progress: Progress) -> Result<RawImages, raw::DataError> {
+    let dir = download::default_cache_dir(remote.id)
+        .ok_or_else(|| raw::DataError(format!("{}: no cache directory on this system; use idx:DIR", remote.id)))?;
+    download::ensure_downloaded(remote, &dir, progress)?;
+    idx::load_idx_dir(&dir, progress)
+}
+
+/// Converts decoded bytes to the engine's [-1, 1] floats.
+fn from_raw(name: String, raw: Result<RawImages, raw::DataError>) -> Result<Dataset, String> {
+    let raw = raw.map_err(|e| e.to_string())?;
+    Ok(Dataset {
+        name,
+        shape: ItemShape::Image { channels: raw.channels, height: raw.height, width: raw.width },
+        items: raw.pixels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
+        labels: raw.labels,
+        label_names: raw.label_names,
+        notes: raw.notes,
+    })
 }
 
 /// Streams of the run's random numbers; each gets its own derived seed so they never overlap.

@@ -10,6 +10,7 @@ use crate::models::NetSummary;
 use crate::runs::{GridKind, RunDir};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -73,6 +74,8 @@ pub struct RunInfo {
 pub enum Event {
     State(RunState),
     Loaded(Box<RunInfo>),
+    /// Data loading: (what, done, total), e.g. bytes downloaded or images decoded; total 0 when unknown.
+    Progress { what: String, done: u64, total: u64 },
     Metrics(MetricRow),
     /// New grids are waiting in [`Trainer::take_snapshot`].
     Snapshot {
@@ -268,7 +271,15 @@ impl Worker {
 
     /// Loads data, builds the session and opens (or resumes) the run directory.
     fn open(&mut self, config: RunConfig, options: &RunOptions) -> Result<Session, String> {
-        let data = data::load(&config.data, config.train.seed)?;
+        // Report each whole percent once (the callback runs on every decoded file and downloaded chunk).
+        let last_percent = AtomicU64::new(u64::MAX);
+        let progress = |what: &str, done: u64, total: u64| {
+            let percent = if total > 0 { done * 100 / total } else { done >> 20 };
+            if last_percent.swap(percent, Ordering::Relaxed) != percent {
+                self.emit(Event::Progress { what: what.to_string(), done, total });
+            }
+        };
+        let data = data::load(&config.data, config.train.seed, &progress)?;
         let summary = data.summary();
         let mut session = Session::new(config, data)?;
         let columns = session.metric_names();
