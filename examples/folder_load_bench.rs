@@ -12,11 +12,18 @@ fn main() {
     for i in 0..10_000u32 {
         let path = dir.path().join(format!("{}/{i:05}.png", i % 10));
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("a class folder");
-        GrayImage::from_fn(28, 28, |x, y| Luma([(x * y + i) as u8])).save(path).expect("a PNG");
+        GrayImage::from_fn(28, 28, |x, y| Luma([(x * y + i) as u8]))
+            .save(path)
+            .expect("a PNG");
     }
     println!("wrote 10000 28x28 PNGs in {:.2} s", start.elapsed().as_secs_f64());
     for (channels, size) in [(1, 28), (3, 64)] {
-        let options = FolderOptions { size, channels, fit: Fit::CenterCrop, ..FolderOptions::default() };
+        let options = FolderOptions {
+            size,
+            channels,
+            fit: Fit::CenterCrop,
+            ..FolderOptions::default()
+        };
         let start = Instant::now();
         let raw = load_image_folder(dir.path(), &options, &|_, _, _| {}).expect("the folder loads");
         println!(

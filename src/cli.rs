@@ -191,7 +191,11 @@ fn train(args: TrainArgs) -> i32 {
                 trainer.send(Command::Start);
             }
             Event::Progress { what, done, total } => {
-                let amount = if total > 0 { format!("{}%", done * 100 / total) } else { format!("{done}") };
+                let amount = if total > 0 {
+                    format!("{}%", done * 100 / total)
+                } else {
+                    format!("{done}")
+                };
                 bar.set_message(format!("{what}: {amount}"));
             }
             Event::Metrics(row) => {

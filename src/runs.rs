@@ -37,6 +37,16 @@ pub struct RunDir {
     columns: Vec<String>,
 }
 
+/// The CSV header of a run with these metric columns.
+fn metrics_header(columns: &[&str]) -> String {
+    ["step", "epoch", "wall_s"]
+        .iter()
+        .chain(columns)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> String {
     format!("{}: cannot {what}: {e}", path.display())
 }

@@ -25,7 +25,10 @@ fn write_idx(dir: &Path, count: usize, side: usize) {
 
 #[test]
 fn specs_for_real_data_parse() {
-    assert_eq!(DataSpec::parse("idx:/data/mnist"), Ok(DataSpec::Idx("/data/mnist".into())));
+    assert_eq!(
+        DataSpec::parse("idx:/data/mnist"),
+        Ok(DataSpec::Idx("/data/mnist".into()))
+    );
     assert_eq!(DataSpec::parse("folder:pics"), Ok(DataSpec::Folder("pics".into())));
     assert_eq!(DataSpec::parse("mnist"), Ok(DataSpec::Mnist));
     assert_eq!(DataSpec::parse("fashion-mnist"), Ok(DataSpec::FashionMnist));
@@ -40,7 +43,17 @@ fn gantry_trains_on_an_idx_folder() {
     let run = out.path().join("run");
     let spec = format!("idx:{}", data.path().display());
     let result = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["train", "--preset", "vae-digits", "--data", &spec, "--steps", "5", "--out", run.to_str().unwrap()])
+        .args([
+            "train",
+            "--preset",
+            "vae-digits",
+            "--data",
+            &spec,
+            "--steps",
+            "5",
+            "--out",
+            run.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&result.stdout).to_string() + &String::from_utf8_lossy(&result.stderr);
@@ -52,12 +65,23 @@ fn gantry_trains_on_an_idx_folder() {
 #[test]
 fn a_missing_data_directory_is_a_clear_error_not_a_crash() {
     let result = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["train", "--data", "idx:/no/such/dir", "--steps", "5", "--out", "/tmp/gantry-never-written"])
+        .args([
+            "train",
+            "--data",
+            "idx:/no/such/dir",
+            "--steps",
+            "5",
+            "--out",
+            "/tmp/gantry-never-written",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&result.stdout).to_string() + &String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{text}");
-    assert!(text.contains("/no/such/dir") && text.contains("does not exist"), "{text}");
+    assert!(
+        text.contains("/no/such/dir") && text.contains("does not exist"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -67,8 +91,17 @@ fn a_model_that_cannot_make_the_datas_size_refuses_and_says_why() {
     let mut config = small("dcgan-digits");
     config.data.source = format!("idx:{}", dir.path().display());
     let data = data::load(&config.data, 0, &|_, _, _| {}).unwrap();
-    assert_eq!(data.shape, ItemShape::Image { channels: 1, height: 20, width: 20 });
-    let err = Session::new(config, data).err().expect("DCGAN cannot make 20x20 images");
+    assert_eq!(
+        data.shape,
+        ItemShape::Image {
+            channels: 1,
+            height: 20,
+            width: 20
+        }
+    );
+    let err = Session::new(config, data)
+        .err()
+        .expect("DCGAN cannot make 20x20 images");
     assert!(err.contains("20x20"), "{err}");
 }
 
@@ -100,8 +133,19 @@ fn an_image_folder_loads_with_labels_and_reports_progress() {
     assert!(progress > 0, "decoding reports progress");
     assert_eq!(info.data.count, 12);
     assert_eq!(info.data.label_names, vec!["cats", "dogs"]);
-    assert_eq!(info.data.shape, ItemShape::Image { channels: 3, height: 28, width: 28 });
-    assert!(info.data.notes.iter().any(|n| n.contains("notes.png")), "{:?}", info.data.notes);
+    assert_eq!(
+        info.data.shape,
+        ItemShape::Image {
+            channels: 3,
+            height: 28,
+            width: 28
+        }
+    );
+    assert!(
+        info.data.notes.iter().any(|n| n.contains("notes.png")),
+        "{:?}",
+        info.data.notes
+    );
     assert!(info.data.preview.is_some());
     wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
 }
@@ -118,7 +162,14 @@ fn the_shared_mnist_test_set_loads_when_present() {
     config.data.source = format!("idx:{}", dir.display());
     let data = data::load(&config.data, 0, &|_, _, _| {}).unwrap();
     assert_eq!(data.len(), 10_000);
-    assert_eq!(data.shape, ItemShape::Image { channels: 1, height: 28, width: 28 });
+    assert_eq!(
+        data.shape,
+        ItemShape::Image {
+            channels: 1,
+            height: 28,
+            width: 28
+        }
+    );
     let labels = data.labels.as_ref().unwrap();
     assert!((0..10).all(|d| labels.contains(&d)));
     let mut session = Session::new(config, data).unwrap();

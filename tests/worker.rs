@@ -17,31 +17,27 @@ fn next_state(trainer: &Trainer) -> RunState {
     wait_for(trainer, |e| if let Event::State(s) = e { Some(*s) } else { None })
 }
 
+/// The steps reported until the run pauses.
+fn steps_until_paused(trainer: &Trainer) -> Vec<u64> {
+    let mut steps = Vec::new();
+    wait_for(trainer, |e| match e {
+        Event::Metrics(row) => {
+            steps.push(row.step);
+            None
+        }
+        Event::State(RunState::Paused) => Some(()),
+        _ => None,
+    });
+    steps
+}
+
 #[test]
 fn step_does_exactly_the_steps_asked_then_pauses() {
     let trainer = ready(small("mlp-gan-digits"));
     trainer.send(Command::Step(1));
-    let mut steps = Vec::new();
-    wait_for(&trainer, |e| match e {
-        Event::Metrics(row) => {
-            steps.push(row.step);
-            None
-        }
-        Event::State(RunState::Paused) => Some(()),
-        _ => None,
-    });
-    assert_eq!(steps, vec![1]);
+    assert_eq!(steps_until_paused(&trainer), vec![1]);
     trainer.send(Command::Step(3));
-    let mut steps = Vec::new();
-    wait_for(&trainer, |e| match e {
-        Event::Metrics(row) => {
-            steps.push(row.step);
-            None
-        }
-        Event::State(RunState::Paused) => Some(()),
-        _ => None,
-    });
-    assert_eq!(steps, vec![2, 3, 4]);
+    assert_eq!(steps_until_paused(&trainer), vec![2, 3, 4]);
     assert!(
         trainer.take_snapshot().is_some(),
         "pausing after steps publishes fresh grids"

@@ -210,10 +210,16 @@ pub fn expected_shape(config: &DataConfig) -> Result<ItemShape, String> {
         },
         DataSpec::Toy(_) => ItemShape::Point,
         // MNIST-family files are 28x28; other IDX sizes are checked against the model once loaded.
-        DataSpec::Idx(_) | DataSpec::Mnist | DataSpec::FashionMnist => ItemShape::Image { channels: 1, height: 28, width: 28 },
-        DataSpec::Folder(_) => {
-            ItemShape::Image { channels: config.channels, height: config.image_size, width: config.image_size }
-        }
+        DataSpec::Idx(_) | DataSpec::Mnist | DataSpec::FashionMnist => ItemShape::Image {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        DataSpec::Folder(_) => ItemShape::Image {
+            channels: config.channels,
+            height: config.image_size,
+            width: config.image_size,
+        },
     })
 }
 
@@ -276,13 +282,18 @@ pub fn load(config: &DataConfig, seed: u64, progress: Progress) -> Result<Datase
                 fit: config.fit,
                 ..folder::FolderOptions::default()
             };
-            let mut data = from_raw(format!("folder:{}", dir.display()), folder::load_image_folder(&dir, &options, progress))?;
+            let mut data = from_raw(
+                format!("folder:{}", dir.display()),
+                folder::load_image_folder(&dir, &options, progress),
+            )?;
             let fit = match config.fit {
                 folder::Fit::CenterCrop => "centre-cropped",
                 folder::Fit::Letterbox => "letterboxed",
             };
             let size = config.image_size;
-            data.notes.push(format!("images are {fit} and resized to {size}x{size} (data.image_size, data.fit)"));
+            data.notes.push(format!(
+                "images are {fit} and resized to {size}x{size} (data.image_size, data.fit)"
+            ));
             Ok(data)
         }
     }
@@ -301,7 +312,11 @@ fn from_raw(name: String, raw: Result<RawImages, raw::DataError>) -> Result<Data
     let raw = raw.map_err(|e| e.to_string())?;
     Ok(Dataset {
         name,
-        shape: ItemShape::Image { channels: raw.channels, height: raw.height, width: raw.width },
+        shape: ItemShape::Image {
+            channels: raw.channels,
+            height: raw.height,
+            width: raw.width,
+        },
         items: raw.pixels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
         labels: raw.labels,
         label_names: raw.label_names,

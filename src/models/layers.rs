@@ -168,15 +168,30 @@ pub struct Conv2d {
     bias: Option<Var>,
 }
 
+/// Weight and optional bias of a convolution (`transposed`: a transposed one, whose weight is laid out
+/// (inputs, outputs, k, k) and whose fan-in PyTorch counts from the outputs).
+fn conv_params(
+    b: &mut Builder,
+    name: &str,
+    spec: ConvSpec,
+    transposed: bool,
+    bias: bool,
+) -> Result<(Var, Option<Var>)> {
+    let k = spec.kernel;
+    let (dims, fan_in) = if transposed {
+        ([spec.inputs, spec.outputs, k, k], spec.outputs * k * k)
+    } else {
+        ([spec.outputs, spec.inputs, k, k], spec.inputs * k * k)
+    };
+    let init = b.conv_init(fan_in);
+    let weight = b.trainable(&format!("{name}.weight"), &dims, init)?;
+    let bias = bias.then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)));
+    Ok((weight, bias.transpose()?))
+}
+
 impl Conv2d {
     pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv2d> {
-        let k = spec.kernel;
-        let fan_in = spec.inputs * k * k;
-        let init = b.conv_init(fan_in);
-        let weight = b.trainable(&format!("{name}.weight"), &[spec.outputs, spec.inputs, k, k], init)?;
-        let bias = bias
-            .then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)))
-            .transpose()?;
+        let (weight, bias) = conv_params(b, name, spec, false, bias)?;
         Ok(Conv2d { spec, weight, bias })
     }
 
@@ -194,14 +209,7 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<ConvTranspose2d> {
-        let k = spec.kernel;
-        // PyTorch computes the fan-in of a transposed conv from the weight's second dim (its outputs).
-        let fan_in = spec.outputs * k * k;
-        let init = b.conv_init(fan_in);
-        let weight = b.trainable(&format!("{name}.weight"), &[spec.inputs, spec.outputs, k, k], init)?;
-        let bias = bias
-            .then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)))
-            .transpose()?;
+        let (weight, bias) = conv_params(b, name, spec, true, bias)?;
         Ok(ConvTranspose2d { spec, weight, bias })
     }
 

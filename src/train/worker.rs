@@ -75,7 +75,11 @@ pub enum Event {
     State(RunState),
     Loaded(Box<RunInfo>),
     /// Data loading: (what, done, total), e.g. bytes downloaded or images decoded; total 0 when unknown.
-    Progress { what: String, done: u64, total: u64 },
+    Progress {
+        what: String,
+        done: u64,
+        total: u64,
+    },
     Metrics(MetricRow),
     /// New grids are waiting in [`Trainer::take_snapshot`].
     Snapshot {
@@ -276,7 +280,11 @@ impl Worker {
         let progress = |what: &str, done: u64, total: u64| {
             let percent = if total > 0 { done * 100 / total } else { done >> 20 };
             if last_percent.swap(percent, Ordering::Relaxed) != percent {
-                self.emit(Event::Progress { what: what.to_string(), done, total });
+                self.emit(Event::Progress {
+                    what: what.to_string(),
+                    done,
+                    total,
+                });
             }
         };
         let data = data::load(&config.data, config.train.seed, &progress)?;
