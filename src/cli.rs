@@ -6,11 +6,12 @@ use crate::data;
 use crate::models::preflight;
 use crate::presets::{self, PRESETS};
 use crate::runs::RunDir;
+use crate::sweep::{self, Axis};
 use crate::train::session::Session;
 use crate::train::worker::{Command, Event, RunOptions, RunState, Trainer};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Exit code for bad arguments or configs (nothing was trained).
@@ -33,33 +34,57 @@ pub enum Cmd {
     Train(TrainArgs),
     /// Measure training images/s of the benchmark models (those of torch_reference.py).
     Bench(BenchArgs),
+    /// Train one run per point of a grid of settings and write a summary CSV.
+    Sweep(SweepArgs),
 }
 
-#[derive(clap::Args, Debug)]
-pub struct TrainArgs {
+/// Where a config comes from and what is changed in it.
+#[derive(clap::Args, Debug, Default)]
+pub struct ConfigArgs {
     /// Start from a shipped preset (see `gantry presets`).
-    #[arg(long, conflicts_with_all = ["config", "resume"])]
+    #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
     /// Start from a TOML config file.
-    #[arg(long, conflicts_with = "resume")]
-    pub config: Option<PathBuf>,
-    /// Continue the run in this directory from its checkpoint.
     #[arg(long)]
-    pub resume: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Dataset: digits, shapes, toy:NAME, idx:DIR, mnist, fashion-mnist, folder:DIR.
     #[arg(long)]
     pub data: Option<String>,
     /// Step budget.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Run directory (default: runs/<name>-<time>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Override one setting, e.g. --set optimizer.lr=1e-3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub base: ConfigArgs,
+    /// Continue the run in this directory from its newest checkpoint.
+    #[arg(long, conflicts_with_all = ["preset", "config"])]
+    pub resume: Option<PathBuf>,
+    /// Run directory (default: runs/<name>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub base: ConfigArgs,
+    /// A swept setting: key=v1,v2,... or a log-spaced range key=lo..hi:n (repeatable; runs = product).
+    #[arg(long = "grid", value_name = "KEY=VALUES", required = true)]
+    pub grids: Vec<String>,
+    /// Directory for the runs (one per point) and summary.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Runs trained at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,12 +119,13 @@ pub fn main() -> i32 {
         }
         Some(Cmd::Train(args)) => train(args),
         Some(Cmd::Bench(args)) => bench(args),
+        Some(Cmd::Sweep(args)) => sweep(args),
     }
 }
 
-/// The config `gantry train` would run, with every override applied and checked; errors name the key.
-pub fn resolve_config(args: &TrainArgs) -> Result<RunConfig, String> {
-    let mut config = if let Some(dir) = &args.resume {
+/// The config a command would run, with every override applied and checked; errors name the key.
+pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunConfig, String> {
+    let mut config = if let Some(dir) = resume {
         RunDir::read_config(dir)?
     } else if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read config: {e}", path.display()))?;
@@ -120,8 +146,8 @@ pub fn resolve_config(args: &TrainArgs) -> Result<RunConfig, String> {
     for assignment in &sets {
         config.set(assignment).map_err(|e| e.to_string())?;
     }
-    if args.resume.is_some() {
-        let stored = RunDir::read_config(args.resume.as_ref().expect("checked"))?;
+    if let Some(dir) = resume {
+        let stored = RunDir::read_config(dir)?;
         if let Some(key) = stored.restart_needed_for(&config) {
             return Err(format!("{key} cannot change when resuming a run"));
         }
@@ -131,7 +157,7 @@ pub fn resolve_config(args: &TrainArgs) -> Result<RunConfig, String> {
     Ok(config)
 }
 
-fn default_out_dir(args: &TrainArgs) -> PathBuf {
+fn default_out_dir(args: &ConfigArgs) -> PathBuf {
     let name = match (&args.preset, &args.config) {
         (Some(p), _) => p.clone(),
         (None, Some(path)) => path
@@ -148,7 +174,7 @@ fn default_out_dir(args: &TrainArgs) -> PathBuf {
 }
 
 fn train(args: TrainArgs) -> i32 {
-    let config = match resolve_config(&args) {
+    let config = match resolve_config(&args.base, args.resume.as_deref()) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");
@@ -157,7 +183,7 @@ fn train(args: TrainArgs) -> i32 {
     };
     let (out_dir, resume) = match &args.resume {
         Some(dir) => (dir.clone(), true),
-        None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args)), false),
+        None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args.base)), false),
     };
     let budget = config.train.steps;
     let trainer = Trainer::spawn(
@@ -308,4 +334,45 @@ fn bench_one(preset: &str, steps: u64) -> Result<(usize, f64), String> {
         session.step().map_err(|e| e.to_string())?;
     }
     Ok((session.config().train.batch_size, started.elapsed().as_secs_f64()))
+}
+
+fn sweep(args: SweepArgs) -> i32 {
+    let prepared = resolve_config(&args.base, None).and_then(|base| {
+        let axes = args
+            .grids
+            .iter()
+            .map(|g| Axis::parse(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let points = sweep::expand(&base, &axes)?;
+        for point in &points {
+            let shape = data::expected_shape(&point.config.data)?;
+            preflight(&point.config.model, shape).map_err(|e| format!("{}: {e}", point.name()))?;
+        }
+        Ok((axes, points))
+    });
+    let (axes, points) = match prepared {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    println!("sweeping {} runs into {}", points.len(), args.out.display());
+    let report = |o: &sweep::Outcome| match (&o.error, o.rows.last()) {
+        (Some(e), _) => println!("{}: failed: {e}", o.point.name()),
+        (None, Some(row)) => println!("{}: {} steps, {}", o.point.name(), row.step, format_metrics(row)),
+        (None, None) => println!("{}: no steps", o.point.name()),
+    };
+    let outcomes = sweep::run(points, &args.out, args.parallel, &report);
+    let summary = args.out.join("summary.csv");
+    if let Err(e) = std::fs::write(&summary, sweep::summary_csv(&axes, &outcomes)) {
+        eprintln!("error: {}: cannot write: {e}", summary.display());
+        return EXIT_FAILURE;
+    }
+    println!("summary: {}", summary.display());
+    if outcomes.iter().any(|o| o.error.is_some()) {
+        EXIT_FAILURE
+    } else {
+        0
+    }
 }

@@ -60,7 +60,8 @@ fn train_writes_a_run_directory_and_resume_continues_it() {
     for file in [
         "config.toml",
         "metrics.csv",
-        "checkpoint.safetensors",
+        "checkpoints/step-000020.safetensors",
+        "run.toml",
         "samples/step-000010.png",
         "recon/step-000020.png",
     ] {

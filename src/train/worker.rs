@@ -7,7 +7,7 @@ use crate::config::RunConfig;
 use crate::data::{self, DatasetSummary};
 use crate::grid::ImageGrid;
 use crate::models::NetSummary;
-use crate::runs::{GridKind, RunDir};
+use crate::runs::{self, GridKind, RunDir, RunStatus};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,7 +106,7 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
-    /// Continue the run in `out_dir` from its checkpoint.
+    /// Continue the run in `out_dir` from its newest checkpoint.
     pub resume: bool,
 }
 
@@ -136,6 +136,8 @@ impl Trainer {
             waker: waker.unwrap_or_else(|| Arc::new(|| {})),
             run_dir: None,
             last_checkpoint: None,
+            state: RunState::Loading,
+            steps_done: 0,
         };
         let thread = std::thread::Builder::new()
             .name("gantry-trainer".into())
@@ -188,6 +190,9 @@ struct Worker {
     waker: Waker,
     run_dir: Option<RunDir>,
     last_checkpoint: Option<u64>,
+    state: RunState,
+    /// The session's step count, kept here for `run.toml`.
+    steps_done: u64,
 }
 
 /// What the loop does between commands.
@@ -204,9 +209,30 @@ impl Worker {
         (self.waker)();
     }
 
-    fn fail(&self, message: String) {
+    /// Announces a state and records it in the run directory's `run.toml`.
+    fn set_state(&mut self, state: RunState) {
+        let status = match state {
+            RunState::Loading | RunState::Ready => None,
+            RunState::Running => Some(RunStatus::Running),
+            RunState::Paused => Some(RunStatus::Paused),
+            RunState::Finished => Some(RunStatus::Finished),
+            RunState::Failed => Some(RunStatus::Failed),
+            // A finished run that is closed stays finished.
+            RunState::Stopped if self.state == RunState::Finished => None,
+            RunState::Stopped => Some(RunStatus::Stopped),
+        };
+        self.state = state;
+        if let (Some(status), Some(dir)) = (status, &mut self.run_dir) {
+            if let Err(message) = dir.set_status(status, self.steps_done) {
+                self.emit(Event::Error(message));
+            }
+        }
+        self.emit(Event::State(state));
+    }
+
+    fn fail(&mut self, message: String) {
         self.emit(Event::Error(message));
-        self.emit(Event::State(RunState::Failed));
+        self.set_state(RunState::Failed);
     }
 
     fn run(mut self, config: RunConfig, options: RunOptions) {
@@ -220,6 +246,7 @@ impl Worker {
                 return;
             }
         };
+        self.steps_done = session.step_count();
         self.publish(&session, false);
         self.emit(Event::State(RunState::Ready));
         let mut mode = Mode::Idle;
@@ -240,19 +267,19 @@ impl Worker {
                 match command {
                     Command::Start | Command::Resume => {
                         if session.step_count() >= session.config().train.steps {
-                            self.emit(Event::State(RunState::Finished));
+                            self.set_state(RunState::Finished);
                         } else {
                             mode = Mode::Running;
-                            self.emit(Event::State(RunState::Running));
+                            self.set_state(RunState::Running);
                         }
                     }
                     Command::Pause => {
                         mode = Mode::Idle;
-                        self.emit(Event::State(RunState::Paused));
+                        self.set_state(RunState::Paused);
                     }
                     Command::Step(n) if n > 0 => {
                         mode = Mode::Stepping(n);
-                        self.emit(Event::State(RunState::Running));
+                        self.set_state(RunState::Running);
                     }
                     Command::Step(_) => {}
                     Command::Stop => break,
@@ -270,7 +297,7 @@ impl Worker {
         if self.last_checkpoint != Some(session.step_count()) {
             self.checkpoint(&session);
         }
-        self.emit(Event::State(RunState::Stopped));
+        self.set_state(RunState::Stopped);
     }
 
     /// Loads data, builds the session and opens (or resumes) the run directory.
@@ -293,7 +320,7 @@ impl Worker {
         let columns = session.metric_names();
         if let Some(dir) = &options.out_dir {
             self.run_dir = Some(if options.resume {
-                let tensors = RunDir::load_checkpoint(dir)?;
+                let tensors = runs::load_checkpoint(dir, None)?;
                 session
                     .restore(&tensors)
                     .map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -323,6 +350,7 @@ impl Worker {
             }
         };
         let step = row.step;
+        self.steps_done = step;
         let bad = row
             .first_non_finite()
             .map(|(name, value)| format!("{name} became {value} at step {step}; the run is paused"));
@@ -336,7 +364,7 @@ impl Worker {
         if let Some(message) = bad {
             self.publish(session, true);
             self.emit(Event::Error(message));
-            self.emit(Event::State(RunState::Paused));
+            self.set_state(RunState::Paused);
             return Mode::Idle;
         }
         if step % train.sample_every == 0 {
@@ -352,13 +380,13 @@ impl Worker {
             if self.last_checkpoint != Some(step) {
                 self.checkpoint(session);
             }
-            self.emit(Event::State(RunState::Finished));
+            self.set_state(RunState::Finished);
             return Mode::Idle;
         }
         match mode {
             Mode::Stepping(1) => {
                 self.publish(session, false);
-                self.emit(Event::State(RunState::Paused));
+                self.set_state(RunState::Paused);
                 Mode::Idle
             }
             Mode::Stepping(n) => Mode::Stepping(n - 1),
@@ -405,7 +433,7 @@ impl Worker {
         let result = session
             .checkpoint_tensors()
             .map_err(|e| e.to_string())
-            .and_then(|t| dir.save_checkpoint(&t));
+            .and_then(|t| dir.save_checkpoint(session.step_count(), &t));
         match result {
             Ok(path) => {
                 self.last_checkpoint = Some(session.step_count());
