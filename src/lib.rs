@@ -11,4 +11,5 @@ pub mod models;
 pub mod presets;
 pub mod rng;
 pub mod runs;
+pub mod sweep;
 pub mod train;
