@@ -3,6 +3,7 @@
 
 use crate::config::RunConfig;
 use crate::data;
+use crate::models::layers::Kernels;
 use crate::models::preflight;
 use crate::presets::{self, PRESETS};
 use crate::runs::RunDir;
@@ -98,6 +99,9 @@ pub struct BenchArgs {
     /// Print one JSON array (the fields torch_reference.py --json prints).
     #[arg(long)]
     pub json: bool,
+    /// Convolution kernels: Gantry's (fast) or candle's own (to compare against).
+    #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
+    pub kernels: String,
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -291,7 +295,12 @@ fn bench(args: BenchArgs) -> i32 {
         .collect();
     let mut results = Vec::new();
     for (model, preset) in models {
-        match bench_one(preset, args.steps) {
+        let kernels = if args.kernels == "candle" {
+            Kernels::Candle
+        } else {
+            Kernels::Fast
+        };
+        match bench_one(preset, args.steps, kernels) {
             Ok((batch, seconds)) => {
                 let steps_per_s = args.steps as f64 / seconds;
                 let threads = candle_core::utils::get_num_threads();
@@ -319,13 +328,13 @@ fn bench(args: BenchArgs) -> i32 {
 }
 
 /// Times `steps` training steps of a preset's model after a warm-up; returns (batch size, seconds).
-fn bench_one(preset: &str, steps: u64) -> Result<(usize, f64), String> {
+fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f64), String> {
     let mut config = presets::preset(preset)?;
     config.data.count = 1024;
     config.data.holdout = 0.0;
     config.train.eval_every = u64::MAX;
     let data = data::load(&config.data, config.train.seed, &|_, _, _| {})?;
-    let mut session = Session::new(config, data)?;
+    let mut session = Session::with_kernels(config, data, kernels)?;
     for _ in 0..BENCH_WARMUP {
         session.step().map_err(|e| e.to_string())?;
     }

@@ -43,20 +43,31 @@ pub enum Init {
     Const(f32),
 }
 
+/// Which implementation convolutions run on: ours (im2col + GEMM, see `conv.rs`) or candle's own ops,
+/// kept to check ours against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    #[default]
+    Fast,
+    Candle,
+}
+
 /// Creates the weights of one network from one seeded generator, so a seed fixes the initial model.
 pub struct Builder {
     pub params: Params,
     rng: StdRng,
     /// DCGAN networks use N(0, 0.02) for every conv weight instead of the fan-in default.
     pub dcgan_init: bool,
+    pub kernels: Kernels,
 }
 
 impl Builder {
-    pub fn new(rng: StdRng) -> Builder {
+    pub fn new(rng: StdRng, kernels: Kernels) -> Builder {
         Builder {
             params: Params::default(),
             rng,
             dcgan_init: false,
+            kernels,
         }
     }
 
@@ -166,6 +177,7 @@ pub struct Conv2d {
     spec: ConvSpec,
     weight: Var,
     bias: Option<Var>,
+    kernels: Kernels,
 }
 
 /// Weight and optional bias of a convolution (`transposed`: a transposed one, whose weight is laid out
@@ -192,11 +204,20 @@ fn conv_params(
 impl Conv2d {
     pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv2d> {
         let (weight, bias) = conv_params(b, name, spec, false, bias)?;
-        Ok(Conv2d { spec, weight, bias })
+        Ok(Conv2d {
+            spec,
+            weight,
+            bias,
+            kernels: b.kernels,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.spec.padding, self.spec.stride, 1, 1)?;
+        let (stride, padding) = (self.spec.stride, self.spec.padding);
+        let y = match self.kernels {
+            Kernels::Fast => super::conv::conv2d(x, &self.weight, stride, padding)?,
+            Kernels::Candle => x.conv2d(&self.weight, padding, stride, 1, 1)?,
+        };
         add_channel_bias(y, self.bias.as_ref())
     }
 }
@@ -205,16 +226,26 @@ pub struct ConvTranspose2d {
     spec: ConvSpec,
     weight: Var,
     bias: Option<Var>,
+    kernels: Kernels,
 }
 
 impl ConvTranspose2d {
     pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<ConvTranspose2d> {
         let (weight, bias) = conv_params(b, name, spec, true, bias)?;
-        Ok(ConvTranspose2d { spec, weight, bias })
+        Ok(ConvTranspose2d {
+            spec,
+            weight,
+            bias,
+            kernels: b.kernels,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.weight, self.spec.padding, 0, self.spec.stride, 1)?;
+        let (stride, padding) = (self.spec.stride, self.spec.padding);
+        let y = match self.kernels {
+            Kernels::Fast => super::conv::conv_transpose2d(x, &self.weight, stride, padding)?,
+            Kernels::Candle => x.conv_transpose2d(&self.weight, padding, 0, stride, 1)?,
+        };
         add_channel_bias(y, self.bias.as_ref())
     }
 }
@@ -235,6 +266,7 @@ pub struct BatchNorm {
     bias: Var,
     running_mean: Var,
     running_var: Var,
+    kernels: Kernels,
 }
 
 impl BatchNorm {
@@ -249,10 +281,42 @@ impl BatchNorm {
             bias: b.trainable(&format!("{name}.bias"), &[features], Init::Const(0.0))?,
             running_mean: b.buffer(&format!("{name}.running_mean"), &[features], 0.0)?,
             running_var: b.buffer(&format!("{name}.running_var"), &[features], 1.0)?,
+            kernels: b.kernels,
         })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self.kernels {
+            Kernels::Fast => self.forward_fused(x, mode),
+            Kernels::Candle => self.forward_tensor_ops(x, mode),
+        }
+    }
+
+    /// Blends a batch's statistics into the running ones (PyTorch's momentum and unbiased variance).
+    fn update_running(&self, mean: Tensor, biased_var: Tensor, per_feature: usize) -> Result<()> {
+        let unbiased = (biased_var * (per_feature as f64 / (per_feature.max(2) - 1) as f64))?;
+        let blend = |running: &Var, batch: Tensor| -> Result<()> {
+            running.set(&((running.as_tensor() * (1.0 - BN_MOMENTUM))? + (batch * BN_MOMENTUM)?)?)
+        };
+        blend(&self.running_mean, mean)?;
+        blend(&self.running_var, unbiased)
+    }
+
+    fn forward_fused(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let running = match mode {
+            Mode::Eval => Some((self.running_mean.to_vec1::<f32>()?, self.running_var.to_vec1::<f32>()?)),
+            Mode::Train | Mode::Sample => None,
+        };
+        let (y, batch) = super::norm::batch_norm(x, &self.weight, &self.bias, running, NORM_EPS)?;
+        if let (Mode::Train, Some((mean, var))) = (mode, batch) {
+            let features = mean.len();
+            let per_feature = x.elem_count() / features;
+            self.update_running(tensor(mean, &[features])?, tensor(var, &[features])?, per_feature)?;
+        }
+        Ok(y)
+    }
+
+    fn forward_tensor_ops(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let features = self.weight.dim(0)?;
         // Per-feature vectors broadcast as (1, C) for MLPs and (1, C, 1, 1) for images.
         let (reduce, view): (Vec<usize>, Vec<usize>) = match x.rank() {
@@ -268,13 +332,8 @@ impl BatchNorm {
                 let mean = x.mean_keepdim(reduce.as_slice())?;
                 let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
                 if mode == Mode::Train {
-                    let n = x.elem_count() / features;
-                    let unbiased = (var.detach().flatten_all()? * (n as f64 / (n.max(2) - 1) as f64))?;
-                    let blend = |running: &Var, batch: Tensor| -> Result<()> {
-                        running.set(&((running.as_tensor() * (1.0 - BN_MOMENTUM))? + (batch * BN_MOMENTUM)?)?)
-                    };
-                    blend(&self.running_mean, mean.detach().flatten_all()?)?;
-                    blend(&self.running_var, unbiased)?;
+                    let per_feature = x.elem_count() / features;
+                    self.update_running(mean.detach().flatten_all()?, var.detach().flatten_all()?, per_feature)?;
                 }
                 (mean, var)
             }

@@ -1,16 +1,18 @@
 //! Model builders: from a config and the data's item shape to networks with named, seeded parameters.
 
 pub mod ae;
+pub mod conv;
 pub mod gan;
 pub mod layers;
 pub mod losses;
+pub mod norm;
 
 use crate::config::ModelConfig;
 use crate::data::ItemShape;
 use crate::rng::{derive_seed, seeded};
 use ae::Autoencoder;
 use gan::{Discriminator, Generator};
-use layers::{Builder, Params};
+use layers::{Builder, Kernels, Params};
 
 /// Seed streams for the initial weights of each network.
 const SEED_INIT_G: u64 = 10;
@@ -39,11 +41,11 @@ pub struct NetSummary {
 impl Model {
     /// Builds the networks a config describes for data of `shape`; a combination that cannot work (a DCGAN
     /// on points, a conv net on odd image sizes) is an error that says why.
-    pub fn build(config: &ModelConfig, shape: ItemShape, seed: u64) -> Result<Model, String> {
+    pub fn build(config: &ModelConfig, shape: ItemShape, seed: u64, kernels: Kernels) -> Result<Model, String> {
         if config.kind.is_gan() {
-            let mut gb = Builder::new(seeded(derive_seed(seed, SEED_INIT_G, 0)));
+            let mut gb = Builder::new(seeded(derive_seed(seed, SEED_INIT_G, 0)), kernels);
             let generator = Generator::new(&mut gb, config, shape)?;
-            let mut db = Builder::new(seeded(derive_seed(seed, SEED_INIT_D, 0)));
+            let mut db = Builder::new(seeded(derive_seed(seed, SEED_INIT_D, 0)), kernels);
             let discriminator = Discriminator::new(&mut db, config, shape)?;
             Ok(Model::Gan(Gan {
                 generator,
@@ -52,7 +54,7 @@ impl Model {
                 d_params: db.params,
             }))
         } else {
-            let mut b = Builder::new(seeded(derive_seed(seed, SEED_INIT_AE, 0)));
+            let mut b = Builder::new(seeded(derive_seed(seed, SEED_INIT_AE, 0)), kernels);
             let net = Autoencoder::new(&mut b, config, shape)?;
             Ok(Model::Autoencoder { net, params: b.params })
         }
@@ -96,7 +98,7 @@ impl Model {
 /// every network) and returns the networks' sizes. This is the pre-flight check of the CLI and the UI.
 pub fn preflight(config: &ModelConfig, shape: ItemShape) -> Result<Vec<NetSummary>, String> {
     use layers::{tensor, Mode};
-    let model = Model::build(config, shape, 0)?;
+    let model = Model::build(config, shape, 0, Kernels::Fast)?;
     let fail = |e: candle_core::Error| format!("the model cannot process {}: {e}", shape.describe());
     let x = tensor(vec![0.0; 2 * shape.len()], &shape.batch_dims(2)).map_err(fail)?;
     let z = tensor(vec![0.0; 2 * config.latent], &[2, config.latent]).map_err(fail)?;
@@ -210,7 +212,9 @@ mod tests {
     fn the_same_seed_builds_the_same_weights() {
         let c = config(ModelKind::MlpGan, &[8], 4, 8);
         let weights = |seed| {
-            Model::build(&c, ItemShape::Point, seed).unwrap().named_tensors()[0]
+            Model::build(&c, ItemShape::Point, seed, Kernels::Fast)
+                .unwrap()
+                .named_tensors()[0]
                 .1
                 .flatten_all()
                 .unwrap()

@@ -9,7 +9,7 @@ use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig};
 use crate::data::{Batcher, Dataset, ItemShape, Split};
 use crate::grid::{make_grid, ImageGrid};
 use crate::models::ae::Autoencoder;
-use crate::models::layers::{tensor, Mode};
+use crate::models::layers::{tensor, Kernels, Mode};
 use crate::models::losses::{bce_sum_per_item, discriminator_loss, generator_loss, kl_per_item, mse_sum_per_item};
 use crate::models::{Gan, Model, NetSummary};
 use crate::rng::{derive_seed, normal_vec, seeded};
@@ -65,9 +65,14 @@ pub const AE_METRICS: [&str; 6] = ["loss", "recon", "kl", "grad_norm", "images_p
 impl Session {
     /// Builds the models for `data`; fails with a message if the config cannot work on it.
     pub fn new(config: RunConfig, data: Dataset) -> std::result::Result<Session, String> {
+        Session::with_kernels(config, data, Kernels::Fast)
+    }
+
+    /// A session whose convolutions run on the given kernels (candle's own, to check ours against).
+    pub fn with_kernels(config: RunConfig, data: Dataset, kernels: Kernels) -> std::result::Result<Session, String> {
         config.validate().map_err(|e| e.to_string())?;
         let seed = config.train.seed;
-        let model = Model::build(&config.model, data.shape, seed)?;
+        let model = Model::build(&config.model, data.shape, seed, kernels)?;
         crate::models::preflight(&config.model, data.shape)?;
         let split = Split::new(data.len(), config.data.holdout, seed)?;
         let batcher = Batcher::new(split.train.clone(), config.train.batch_size, seed);

@@ -1,0 +1,526 @@
+//! Fast CPU convolutions: im2col/col2im over the `gemm` crate, as candle custom ops with their own backward.
+//!
+//! candle's CPU `conv_transpose2d` is a direct loop of dot products, and it also computes `conv2d`'s input
+//! gradient; both dominate a DCGAN step. Here all three products a convolution needs — forward, input
+//! gradient, weight gradient — are one GEMM per image on im2col'd patches, spread over the images on
+//! candle's thread pool. A transposed convolution is the adjoint of a convolution, so it reuses the same
+//! three kernels with their roles swapped. The input gradient is skipped when nothing needs it (the data).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// The geometry of a square convolution from `channels`x`height`x`width` images to `outputs` maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    images: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    outputs: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out_height: usize,
+    out_width: usize,
+}
+
+impl Geometry {
+    fn new(
+        input: (usize, usize, usize, usize),
+        outputs: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Geometry> {
+        let (images, channels, height, width) = input;
+        let side = |size: usize| (size + 2 * padding).checked_sub(kernel).map(|s| s / stride + 1);
+        match (side(height), side(width)) {
+            (Some(out_height), Some(out_width)) if stride > 0 => Ok(Geometry {
+                images,
+                channels,
+                height,
+                width,
+                outputs,
+                kernel,
+                stride,
+                padding,
+                out_height,
+                out_width,
+            }),
+            _ => Err(candle_core::Error::msg(format!(
+                "a {kernel}x{kernel} kernel with padding {padding} does not fit a {height}x{width} input"
+            ))),
+        }
+    }
+
+    /// Rows of the patch matrix: one per (channel, kernel row, kernel column).
+    fn patch_rows(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Output pixels per image: the patch matrix's columns.
+    fn out_pixels(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    fn in_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    fn out_len(&self) -> usize {
+        self.outputs * self.out_pixels()
+    }
+
+    /// Calls `f(patch_row, out_index, in_index)` for every patch entry that falls inside the image.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+        for c in 0..self.channels {
+            for ki in 0..k {
+                for kj in 0..k {
+                    let row = (c * k + ki) * k + kj;
+                    for oh in 0..self.out_height {
+                        let ih = (oh * s + ki) as isize - p;
+                        if ih < 0 || ih >= self.height as isize {
+                            continue;
+                        }
+                        let in_row = (c * self.height + ih as usize) * self.width;
+                        for ow in 0..self.out_width {
+                            let iw = (ow * s + kj) as isize - p;
+                            if iw >= 0 && iw < self.width as isize {
+                                f(row, oh * self.out_width + ow, in_row + iw as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Patch matrix (patch_rows x out_pixels) of one image; entries over the padding are zero.
+    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
+        cols.fill(0.0);
+        let l = self.out_pixels();
+        self.for_each_tap(|row, out, at| cols[row * l + out] = image[at]);
+    }
+
+    /// Adds each patch entry back onto the image pixel it came from (the adjoint of `im2col`).
+    fn col2im(&self, cols: &[f32], image: &mut [f32]) {
+        image.fill(0.0);
+        let l = self.out_pixels();
+        self.for_each_tap(|row, out, at| image[at] += cols[row * l + out]);
+    }
+}
+
+/// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
+/// the operand is stored transposed.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let (lhs_rs, lhs_cs) = if lhs_t { (1, m as isize) } else { (k as isize, 1) };
+    let (rhs_rs, rhs_cs) = if rhs_t { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: the slices hold at least the m x k, k x n and m x n elements the strides address.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// How the images of a batch share the threads: one image per task when there are enough images, else
+/// one image at a time with a multi-threaded GEMM.
+fn plan(images: usize) -> (bool, Parallelism) {
+    let threads = candle_core::utils::get_num_threads();
+    if images >= threads || threads == 1 {
+        (true, Parallelism::None)
+    } else {
+        (false, Parallelism::Rayon(threads))
+    }
+}
+
+/// Runs `work(image_index, chunk)` for each image's chunk of `out`, in parallel when the plan says so.
+fn per_image(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync + Send) {
+    let (split, parallelism) = plan(out.len() / chunk.max(1));
+    if split {
+        candle_core::utils::with_threadpool(|| {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, o)| work(i, o, parallelism))
+        });
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| work(i, o, parallelism));
+    }
+}
+
+/// y = conv(x, w): per image, y (outputs x pixels) = w (outputs x patch_rows) · im2col(x).
+fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; g.images * g.out_len()];
+    per_image(&mut y, g.out_len(), |i, y, parallelism| {
+        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
+        g.im2col(&x[i * g.in_len()..(i + 1) * g.in_len()], &mut cols);
+        matmul(
+            (g.outputs, g.out_pixels(), g.patch_rows()),
+            y,
+            w,
+            false,
+            &cols,
+            false,
+            false,
+            parallelism,
+        );
+    });
+    y
+}
+
+/// dx = col2im(wᵀ · dy) per image: the input gradient of a convolution (and a transposed convolution's
+/// forward pass).
+fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0f32; g.images * g.in_len()];
+    per_image(&mut dx, g.in_len(), |i, dx, parallelism| {
+        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
+        let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+        matmul(
+            (g.patch_rows(), g.out_pixels(), g.outputs),
+            &mut cols,
+            w,
+            true,
+            dy,
+            false,
+            false,
+            parallelism,
+        );
+        g.col2im(&cols, dx);
+    });
+    dx
+}
+
+/// dw = Σ over images of dy · im2col(x)ᵀ: the weight gradient, summed in one partial per thread.
+fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let len = g.outputs * g.patch_rows();
+    let (split, parallelism) = plan(g.images);
+    let groups = if split {
+        candle_core::utils::get_num_threads().min(g.images)
+    } else {
+        1
+    };
+    let mut partials = vec![0f32; groups * len];
+    let accumulate_group = |group: usize, dw: &mut [f32]| {
+        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
+        for (n, i) in (group..g.images).step_by(groups).enumerate() {
+            g.im2col(&x[i * g.in_len()..(i + 1) * g.in_len()], &mut cols);
+            let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+            matmul(
+                (g.outputs, g.patch_rows(), g.out_pixels()),
+                dw,
+                dy,
+                false,
+                &cols,
+                true,
+                n > 0,
+                parallelism,
+            );
+        }
+    };
+    if split {
+        candle_core::utils::with_threadpool(|| {
+            partials
+                .par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(group, dw)| accumulate_group(group, dw))
+        });
+    } else {
+        accumulate_group(0, &mut partials);
+    }
+    let (first, rest) = partials.split_at_mut(len);
+    for partial in rest.chunks(len) {
+        first.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    }
+    partials.truncate(len);
+    partials
+}
+
+/// Which product of a convolution a kernel op computes; the first operand is the one named first.
+#[derive(Clone, Copy, Debug)]
+enum Product {
+    /// (x, w) → y
+    Forward,
+    /// (dy, w) → dx
+    BackwardInput,
+    /// (x, dy) → dw
+    BackwardWeight,
+}
+
+/// One product as a tensor op (used inside the backward passes; it has no backward of its own).
+struct Kernel {
+    product: Product,
+    geometry: Geometry,
+}
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let values = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&values[start..end]),
+        None => Err(candle_core::Error::msg("conv kernels take contiguous tensors")),
+    }
+}
+
+impl CustomOp2 for Kernel {
+    fn name(&self) -> &'static str {
+        "gantry-conv-kernel"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (a, b, g) = (contiguous(s1, l1)?, contiguous(s2, l2)?, &self.geometry);
+        let k = g.kernel;
+        let (values, shape): (Vec<f32>, Shape) = match self.product {
+            Product::Forward => (
+                conv_forward(g, a, b),
+                (g.images, g.outputs, g.out_height, g.out_width).into(),
+            ),
+            Product::BackwardInput => (
+                conv_backward_input(g, a, b),
+                (g.images, g.channels, g.height, g.width).into(),
+            ),
+            Product::BackwardWeight => (conv_backward_weight(g, a, b), (g.outputs, g.channels, k, k).into()),
+        };
+        Ok((CpuStorage::F32(values), shape))
+    }
+}
+
+fn kernel(product: Product, geometry: Geometry, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &Kernel { product, geometry })
+}
+
+/// A convolution (weight: outputs x channels x k x k) with its backward pass.
+struct Conv2d {
+    geometry: Geometry,
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "gantry-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        Kernel {
+            product: Product::Forward,
+            geometry: self.geometry,
+        }
+        .cpu_fwd(s1, l1, s2, l2)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.geometry;
+        let dx = x
+            .track_op()
+            .then(|| kernel(Product::BackwardInput, g, dy, w))
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| kernel(Product::BackwardWeight, g, x, dy))
+            .transpose()?;
+        Ok((dx, dw))
+    }
+}
+
+/// A transposed convolution (weight: inputs x outputs x k x k): the adjoint of the convolution from its
+/// output back to its input, so the convolution's kernels serve with their roles swapped.
+struct ConvTranspose2d {
+    /// The geometry of the adjoint convolution (from this op's output to its input).
+    geometry: Geometry,
+}
+
+impl CustomOp2 for ConvTranspose2d {
+    fn name(&self) -> &'static str {
+        "gantry-conv-transpose2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        Kernel {
+            product: Product::BackwardInput,
+            geometry: self.geometry,
+        }
+        .cpu_fwd(s1, l1, s2, l2)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.geometry;
+        let dx = x.track_op().then(|| kernel(Product::Forward, g, dy, w)).transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| kernel(Product::BackwardWeight, g, dy, x))
+            .transpose()?;
+        Ok((dx, dw))
+    }
+}
+
+/// `x.conv2d(w, padding, stride, 1, 1)` for NCHW f32 tensors on the CPU.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (outputs, channels, k, k2) = w.dims4()?;
+    let input = x.dims4()?;
+    if input.1 != channels || k != k2 {
+        return Err(candle_core::Error::msg(format!(
+            "conv2d: input {:?} does not match weight {:?}",
+            x.dims(),
+            w.dims()
+        )));
+    }
+    let geometry = Geometry::new(input, outputs, k, stride, padding)?;
+    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2d { geometry })
+}
+
+/// `x.conv_transpose2d(w, padding, 0, stride, 1)` for NCHW f32 tensors on the CPU.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (inputs, outputs, k, k2) = w.dims4()?;
+    let (images, channels, height, width) = x.dims4()?;
+    let side = |size: usize| ((size - 1) * stride + k).checked_sub(2 * padding).filter(|s| *s > 0);
+    let (Some(out_height), Some(out_width), true, true) = (side(height), side(width), channels == inputs, k == k2)
+    else {
+        return Err(candle_core::Error::msg(format!(
+            "conv_transpose2d: input {:?} does not match weight {:?} (stride {stride}, padding {padding})",
+            x.dims(),
+            w.dims()
+        )));
+    };
+    let geometry = Geometry::new((images, outputs, out_height, out_width), inputs, k, stride, padding)?;
+    if (geometry.out_height, geometry.out_width) != (height, width) {
+        return Err(candle_core::Error::msg("conv_transpose2d: geometry does not invert"));
+    }
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, ConvTranspose2d { geometry })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    fn random(rng: &mut rand::rngs::StdRng, dims: &[usize]) -> Var {
+        let n: usize = dims.iter().product();
+        Var::from_vec(
+            (0..n).map(|_| rng.random_range(-1f32..1.0)).collect(),
+            dims,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor, what: &str) {
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "{what}[{i}]: {x} vs candle's {y} (scale {scale})"
+            );
+        }
+    }
+
+    /// Forward and both gradients against candle's own ops, on odd shapes, batch 1, strides 1-2,
+    /// paddings 0-2 and kernels 1-5.
+    #[test]
+    fn convolutions_match_candle_forward_and_backward() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let cases = [
+            (1, 1, 5, 2, 1, 1, 0),
+            (2, 3, 7, 4, 3, 2, 1),
+            (3, 2, 9, 3, 5, 2, 2),
+            (1, 4, 6, 5, 4, 2, 1),
+            (5, 2, 8, 3, 2, 1, 0),
+        ];
+        for (n, c, size, o, k, stride, pad) in cases {
+            if size + 2 * pad < k {
+                continue;
+            }
+            // Non-square; sizes where the strides tile exactly, since candle's own conv2d input gradient drops
+            // the last row/column otherwise.
+            let x = random(&mut rng, &[n, c, size, size + 2]);
+            let w = random(&mut rng, &[o, c, k, k]);
+            let ours = conv2d(&x, &w, stride, pad).unwrap();
+            let theirs = x.conv2d(&w, pad, stride, 1, 1).unwrap();
+            let what = format!("conv2d n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
+            close(&ours, &theirs, &what);
+            let probe = random(&mut rng, ours.dims());
+            let g1 = (ours * probe.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (theirs * probe.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), &format!("{what} dx"));
+            close(g1.get(&w).unwrap(), g2.get(&w).unwrap(), &format!("{what} dw"));
+
+            let wt = random(&mut rng, &[c, o, k, k]);
+            if pad * 2 >= (size - 1) * stride + k {
+                continue;
+            }
+            let ours = conv_transpose2d(&x, &wt, stride, pad).unwrap();
+            let theirs = x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap();
+            let what = format!("conv_transpose2d n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
+            close(&ours, &theirs, &what);
+            let probe = random(&mut rng, ours.dims());
+            let g1 = (ours * probe.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (theirs * probe.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), &format!("{what} dx"));
+            close(g1.get(&wt).unwrap(), g2.get(&wt).unwrap(), &format!("{what} dw"));
+        }
+    }
+
+    #[test]
+    fn the_data_input_gets_no_gradient() {
+        let x = Tensor::ones((2, 1, 6, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let w = Var::ones((3, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let grads = conv2d(&x, &w, 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some());
+    }
+}

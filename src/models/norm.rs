@@ -1,0 +1,276 @@
+//! Batch normalisation as one candle custom op with a closed-form backward pass.
+//!
+//! Written with tensor ops, batch norm over NCHW costs several strided reductions and broadcasts per call
+//! (and as many in backward), which candle runs slowly; here statistics, normalisation and the three
+//! gradients are each a single pass over the data.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Per-channel statistics of a (N, C, P) tensor: mean and biased variance.
+pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+    let count = (x.len() / channels.max(1)) as f64;
+    let stats = |c: usize| {
+        let values = || {
+            x.chunks_exact(channels * plane)
+                .flat_map(move |image| &image[c * plane..(c + 1) * plane])
+        };
+        let mean = values().map(|v| *v as f64).sum::<f64>() / count;
+        let var = values().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / count;
+        (mean as f32, var as f32)
+    };
+    let pairs: Vec<(f32, f32)> =
+        candle_core::utils::with_threadpool(|| (0..channels).into_par_iter().map(stats).collect());
+    pairs.into_iter().unzip()
+}
+
+/// `y = (x - mean) * invstd * gamma + beta`, with the statistics fixed when the op is made.
+struct BatchNormOp {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    channels: usize,
+    plane: usize,
+    /// Whether mean and variance are this batch's own (their dependence on x enters the gradient) or
+    /// running averages (constants).
+    batch_stats: bool,
+}
+
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let values = storage.as_slice::<f32>()?;
+    layout
+        .contiguous_offsets()
+        .map(|(start, end)| &values[start..end])
+        .ok_or_else(|| candle_core::Error::msg("batch norm takes contiguous tensors"))
+}
+
+impl BatchNormOp {
+    fn normalise(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Vec<f32> {
+        let mut y = vec![0f32; x.len()];
+        let (c, p) = (self.channels, self.plane);
+        let image = |(y, x): (&mut [f32], &[f32])| {
+            for ch in 0..c {
+                let scale = self.invstd[ch] * gamma[ch];
+                let shift = beta[ch] - self.mean[ch] * scale;
+                for (o, i) in y[ch * p..(ch + 1) * p].iter_mut().zip(&x[ch * p..(ch + 1) * p]) {
+                    *o = i * scale + shift;
+                }
+            }
+        };
+        candle_core::utils::with_threadpool(|| {
+            y.par_chunks_mut(c * p).zip(x.par_chunks(c * p)).for_each(image);
+        });
+        y
+    }
+
+    /// dx, dgamma and dbeta, concatenated in one buffer.
+    fn gradients(&self, x: &[f32], gamma: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (c, p) = (self.channels, self.plane);
+        let count = (x.len() / c) as f32;
+        // Per channel: sum of dy (dbeta) and of dy * x_hat (dgamma).
+        let sums: Vec<(f32, f32)> = candle_core::utils::with_threadpool(|| {
+            (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let (mut dbeta, mut dgamma) = (0f64, 0f64);
+                    for (xi, gi) in x.chunks_exact(c * p).zip(dy.chunks_exact(c * p)) {
+                        for (v, g) in xi[ch * p..(ch + 1) * p].iter().zip(&gi[ch * p..(ch + 1) * p]) {
+                            dbeta += *g as f64;
+                            dgamma += (*g * (v - self.mean[ch]) * self.invstd[ch]) as f64;
+                        }
+                    }
+                    (dbeta as f32, dgamma as f32)
+                })
+                .collect()
+        });
+        let mut out = vec![0f32; x.len() + 2 * c];
+        let (dx, rest) = out.split_at_mut(x.len());
+        let image = |((dx, x), dy): ((&mut [f32], &[f32]), &[f32])| {
+            for ch in 0..c {
+                let (dbeta, dgamma) = sums[ch];
+                let k = gamma[ch] * self.invstd[ch];
+                let range = ch * p..(ch + 1) * p;
+                for ((o, v), g) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
+                    *o = if self.batch_stats {
+                        let x_hat = (v - self.mean[ch]) * self.invstd[ch];
+                        k * (g - dbeta / count - x_hat * dgamma / count)
+                    } else {
+                        k * g
+                    };
+                }
+            }
+        };
+        candle_core::utils::with_threadpool(|| {
+            dx.par_chunks_mut(c * p)
+                .zip(x.par_chunks(c * p))
+                .zip(dy.par_chunks(c * p))
+                .for_each(image);
+        });
+        for (ch, (dbeta, dgamma)) in sums.into_iter().enumerate() {
+            rest[ch] = dgamma;
+            rest[c + ch] = dbeta;
+        }
+        out
+    }
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "gantry-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = self.normalise(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grads = x.apply_op3_no_bwd(gamma, &dy.contiguous()?, &Gradients(self))?;
+        let (n, c) = (x.elem_count(), self.channels);
+        Ok((
+            Some(grads.narrow(0, 0, n)?.reshape(x.shape())?),
+            Some(grads.narrow(0, n, c)?),
+            Some(grads.narrow(0, n + c, c)?),
+        ))
+    }
+}
+
+/// The backward pass of a `BatchNormOp` as an op of (x, gamma, dy).
+struct Gradients<'a>(&'a BatchNormOp);
+
+impl CustomOp3 for Gradients<'_> {
+    fn name(&self) -> &'static str {
+        "gantry-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = self.0.gradients(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+/// Batch norm of `x` (N, C) or (N, C, H, W) with per-channel `gamma` and `beta`. `running` gives fixed
+/// statistics (mean, variance); without it the batch's own are used and returned for the running averages.
+pub fn batch_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running: Option<(Vec<f32>, Vec<f32>)>,
+    eps: f64,
+) -> Result<(Tensor, Option<(Vec<f32>, Vec<f32>)>)> {
+    let x = x.contiguous()?;
+    let channels = x.dim(1)?;
+    let plane = x.dims()[2..].iter().product::<usize>();
+    let batch_stats = running.is_none();
+    let (mean, var) = match running {
+        Some(stats) => stats,
+        None => channel_stats(&x.flatten_all()?.to_vec1::<f32>()?, channels, plane),
+    };
+    let invstd = var.iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect();
+    let op = BatchNormOp {
+        mean: mean.clone(),
+        invstd,
+        channels,
+        plane,
+        batch_stats,
+    };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, batch_stats.then_some((mean, var))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    /// The same batch norm written with candle tensor ops.
+    fn reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, dims: &[usize], view: &[usize]) -> Tensor {
+        let mean = x.mean_keepdim(dims).unwrap();
+        let centred = x.broadcast_sub(&mean).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim(dims).unwrap();
+        let normed = centred.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap();
+        normed
+            .broadcast_mul(&gamma.reshape(view).unwrap())
+            .unwrap()
+            .broadcast_add(&beta.reshape(view).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn matches_tensor_ops_forward_and_backward() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for dims in [vec![4, 3, 5, 2], vec![7, 6], vec![1, 2, 3, 3]] {
+            let n: usize = dims.iter().product();
+            let c = dims[1];
+            let var = |len: usize, rng: &mut rand::rngs::StdRng| {
+                Var::from_vec(
+                    (0..len).map(|_| rng.random_range(-2f32..2.0)).collect(),
+                    len,
+                    &Device::Cpu,
+                )
+                .unwrap()
+            };
+            let x = Var::from_vec(
+                (0..n).map(|_| rng.random_range(-2f32..3.0)).collect(),
+                dims.as_slice(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let (gamma, beta) = (var(c, &mut rng), var(c, &mut rng));
+            let probe = Tensor::from_vec(
+                (0..n).map(|_| rng.random_range(-1f32..1.0)).collect(),
+                dims.as_slice(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let (reduce, view): (Vec<usize>, Vec<usize>) = if dims.len() == 2 {
+                (vec![0], vec![1, c])
+            } else {
+                (vec![0, 2, 3], vec![1, c, 1, 1])
+            };
+            let ours = batch_norm(&x, &gamma, &beta, None, 1e-5).unwrap().0;
+            let theirs = reference(&x, &gamma, &beta, &reduce, &view);
+            let g1 = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let pairs = [
+                (ours, theirs),
+                (g1.get(&x).unwrap().clone(), g2.get(&x).unwrap().clone()),
+                (g1.get(&gamma).unwrap().clone(), g2.get(&gamma).unwrap().clone()),
+                (g1.get(&beta).unwrap().clone(), g2.get(&beta).unwrap().clone()),
+            ];
+            for (what, (a, b)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(pairs) {
+                let (a, b) = (
+                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                for (u, v) in a.iter().zip(&b) {
+                    assert!((u - v).abs() <= 1e-4 * v.abs().max(1.0), "{dims:?} {what}: {u} vs {v}");
+                }
+            }
+        }
+    }
+}
