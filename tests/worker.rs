@@ -99,7 +99,8 @@ fn a_live_hyperparameter_change_reaches_the_session_and_a_shape_change_is_refuse
 fn a_nan_loss_pauses_the_run_and_names_the_metric() {
     let mut config = small("mlp-gan-digits");
     config.set("optimizer.kind=sgd").unwrap();
-    config.set("optimizer.lr=1e30").unwrap();
+    // So large that the update overflows f32: the weights become infinite and the losses NaN.
+    config.set("optimizer.lr=1e300").unwrap();
     let trainer = ready(config);
     trainer.send(Command::Start);
     let error = wait_for(

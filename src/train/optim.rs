@@ -3,7 +3,9 @@
 
 use crate::config::{OptimizerConfig, OptimizerKind};
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Result, Tensor, Var};
+use rayon::prelude::*;
+use std::cell::{Cell, RefCell};
 
 /// The hyperparameters one optimiser uses; the learning rate differs between G and D.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,8 +38,143 @@ pub struct Optimizer {
     pub hyper: Hyper,
     vars: Vec<Var>,
     /// Per variable: Adam (m, v), SGD (momentum buffer), RMSprop (square average, momentum buffer).
-    state: Vec<Vec<Tensor>>,
+    state: Vec<Vec<Vec<f32>>>,
     steps: u64,
+}
+
+/// Elements per parallel task of an update.
+const CHUNK: usize = 1 << 15;
+
+/// The update rule of one step.
+#[derive(Clone, Copy)]
+struct Rule {
+    kind: OptimizerKind,
+    hyper: Hyper,
+    /// 1-based step number, for Adam's bias correction and SGD's first momentum buffer.
+    step: i32,
+}
+
+/// One variable's update, applied in place in a single pass over its values, gradient and state.
+struct Update<'a> {
+    rule: Rule,
+    state: RefCell<&'a mut [Vec<f32>]>,
+    /// Receives the sum of squared gradients, for the gradient norm.
+    grad_sq: Cell<f64>,
+}
+
+impl Rule {
+    /// Updates one chunk of values `theta` from gradients `grad` and the matching chunks of state.
+    fn chunk(&self, theta: &mut [f32], grad: &[f32], s0: &mut [f32], s1: &mut [f32]) -> f64 {
+        let h = self.hyper;
+        let (lr, wd, eps) = (h.lr as f32, h.weight_decay as f32, h.eps as f32);
+        let mut grad_sq = 0f64;
+        match self.kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW => {
+                let (b1, b2) = (h.beta1 as f32, h.beta2 as f32);
+                let bc1 = 1.0 - h.beta1.powi(self.step);
+                let bc2_sqrt = (1.0 - h.beta2.powi(self.step)).sqrt() as f32;
+                let step_size = (h.lr / bc1) as f32;
+                let decoupled = self.kind == OptimizerKind::AdamW;
+                for i in 0..theta.len() {
+                    let raw = grad[i];
+                    grad_sq += (raw * raw) as f64;
+                    // L2 penalty in the gradient for Adam; AdamW decays the weights directly.
+                    let g = if decoupled { raw } else { raw + wd * theta[i] };
+                    if decoupled {
+                        theta[i] *= 1.0 - lr * wd;
+                    }
+                    s0[i] = b1 * s0[i] + (1.0 - b1) * g;
+                    s1[i] = b2 * s1[i] + (1.0 - b2) * g * g;
+                    theta[i] -= step_size * s0[i] / (s1[i].sqrt() / bc2_sqrt + eps);
+                }
+            }
+            OptimizerKind::Sgd => {
+                let momentum = h.momentum as f32;
+                for i in 0..theta.len() {
+                    grad_sq += (grad[i] * grad[i]) as f64;
+                    let g = grad[i] + wd * theta[i];
+                    let step = if momentum > 0.0 {
+                        // PyTorch starts the buffer at the first gradient.
+                        s0[i] = if self.step == 1 { g } else { momentum * s0[i] + g };
+                        s0[i]
+                    } else {
+                        g
+                    };
+                    theta[i] -= lr * step;
+                }
+            }
+            OptimizerKind::Rmsprop => {
+                let (alpha, momentum) = (h.alpha as f32, h.momentum as f32);
+                for i in 0..theta.len() {
+                    grad_sq += (grad[i] * grad[i]) as f64;
+                    let g = grad[i] + wd * theta[i];
+                    s0[i] = alpha * s0[i] + (1.0 - alpha) * g * g;
+                    let scaled = g / (s0[i].sqrt() + eps);
+                    let step = if momentum > 0.0 {
+                        s1[i] = momentum * s1[i] + scaled;
+                        s1[i]
+                    } else {
+                        scaled
+                    };
+                    theta[i] -= lr * step;
+                }
+            }
+        }
+        grad_sq
+    }
+}
+
+impl InplaceOp2 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "gantry-optimiser-update"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let not_contiguous = || candle_core::Error::msg("optimiser updates take contiguous tensors");
+        let (t0, t1) = l1.contiguous_offsets().ok_or_else(not_contiguous)?;
+        let (g0, g1) = l2.contiguous_offsets().ok_or_else(not_contiguous)?;
+        let CpuStorage::F32(theta) = s1 else {
+            return Err(candle_core::Error::msg("optimiser updates take f32 weights"));
+        };
+        let (theta, grad) = (&mut theta[t0..t1], &s2.as_slice::<f32>()?[g0..g1]);
+        let mut state = self.state.borrow_mut();
+        let [s0, s1] = match &mut state[..] {
+            [a, b] => [a.as_mut_slice(), b.as_mut_slice()],
+            [a] => [a.as_mut_slice(), &mut []],
+            _ => unreachable!("optimisers keep one or two state slots"),
+        };
+        let rule = self.rule;
+        let sum = if theta.len() <= CHUNK {
+            rule.chunk(theta, grad, s0, pad(s1, theta.len()))
+        } else {
+            let len = theta.len();
+            let s1 = pad(s1, len);
+            candle_core::utils::with_threadpool(|| {
+                theta
+                    .par_chunks_mut(CHUNK)
+                    .zip(grad.par_chunks(CHUNK))
+                    .zip(s0.par_chunks_mut(CHUNK))
+                    .zip(s1.par_chunks_mut(CHUNK))
+                    .map(|(((t, g), a), b)| rule.chunk(t, g, a, b))
+                    .collect::<Vec<f64>>()
+            })
+            // Summed in chunk order, so the norm does not depend on how threads split the work.
+            .iter()
+            .sum()
+        };
+        self.grad_sq.set(sum);
+        Ok(())
+    }
+}
+
+/// SGD keeps one state slot; its update never reads the second, so an empty slice stands in for it.
+fn pad(slot: &mut [f32], len: usize) -> &mut [f32] {
+    if slot.is_empty() {
+        &mut []
+    } else {
+        debug_assert_eq!(slot.len(), len);
+        slot
+    }
 }
 
 impl Optimizer {
@@ -46,10 +183,7 @@ impl Optimizer {
             OptimizerKind::Adam | OptimizerKind::AdamW | OptimizerKind::Rmsprop => 2,
             OptimizerKind::Sgd => 1,
         };
-        let state = vars
-            .iter()
-            .map(|v| (0..slots).map(|_| v.zeros_like()).collect::<Result<Vec<_>>>())
-            .collect::<Result<_>>()?;
+        let state = vars.iter().map(|v| vec![vec![0f32; v.elem_count()]; slots]).collect();
         Ok(Optimizer {
             kind,
             hyper,
@@ -59,79 +193,40 @@ impl Optimizer {
         })
     }
 
-    /// Applies one update from the gradients in `grads`; variables without a gradient stay as they are.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    /// Applies one update from the gradients in `grads` (variables without one stay as they are) and returns
+    /// the L2 norm of all the gradients.
+    pub fn step(&mut self, grads: &GradStore) -> Result<f64> {
         self.steps += 1;
-        let h = self.hyper;
-        let t = self.steps as i32;
+        let mut grad_sq = 0.0;
         for (var, state) in self.vars.iter().zip(self.state.iter_mut()) {
             let Some(grad) = grads.get(var) else { continue };
-            let theta = var.as_tensor();
-            // L2 penalty in the gradient for all but AdamW, which decays the weights directly.
-            let grad = if h.weight_decay > 0.0 && self.kind != OptimizerKind::AdamW {
-                (grad + (theta * h.weight_decay)?)?
-            } else {
-                grad.clone()
+            let update = Update {
+                rule: Rule {
+                    kind: self.kind,
+                    hyper: self.hyper,
+                    step: self.steps as i32,
+                },
+                state: RefCell::new(state.as_mut_slice()),
+                grad_sq: Cell::new(0.0),
             };
-            let updated = match self.kind {
-                OptimizerKind::Adam | OptimizerKind::AdamW => {
-                    let theta = if self.kind == OptimizerKind::AdamW && h.weight_decay > 0.0 {
-                        (theta * (1.0 - h.lr * h.weight_decay))?
-                    } else {
-                        theta.clone()
-                    };
-                    let m = ((&state[0] * h.beta1)? + (&grad * (1.0 - h.beta1))?)?;
-                    let v = ((&state[1] * h.beta2)? + (grad.sqr()? * (1.0 - h.beta2))?)?;
-                    let (bc1, bc2) = (1.0 - h.beta1.powi(t), 1.0 - h.beta2.powi(t));
-                    let denom = ((v.sqrt()? / bc2.sqrt())? + h.eps)?;
-                    let next = (theta - (m.div(&denom)? * (h.lr / bc1))?)?;
-                    state[0] = m;
-                    state[1] = v;
-                    next
-                }
-                OptimizerKind::Sgd => {
-                    let step = if h.momentum > 0.0 {
-                        // PyTorch starts the buffer at the first gradient.
-                        let buf = if t == 1 {
-                            grad.clone()
-                        } else {
-                            ((&state[0] * h.momentum)? + &grad)?
-                        };
-                        state[0] = buf.clone();
-                        buf
-                    } else {
-                        grad
-                    };
-                    (theta - (step * h.lr)?)?
-                }
-                OptimizerKind::Rmsprop => {
-                    let sq = ((&state[0] * h.alpha)? + (grad.sqr()? * (1.0 - h.alpha))?)?;
-                    let scaled = grad.div(&(sq.sqrt()? + h.eps)?)?;
-                    state[0] = sq;
-                    let step = if h.momentum > 0.0 {
-                        let buf = ((&state[1] * h.momentum)? + scaled)?;
-                        state[1] = buf.clone();
-                        buf
-                    } else {
-                        scaled
-                    };
-                    (theta - (step * h.lr)?)?
-                }
-            };
-            var.set(&updated)?;
+            var.as_tensor().inplace_op2(&grad.contiguous()?, &update)?;
+            grad_sq += update.grad_sq.get();
         }
-        Ok(())
+        Ok(grad_sq.sqrt())
     }
 
     /// Named state tensors (and the step count) for a checkpoint.
     pub fn state_tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
         let mut out = vec![(
             format!("{prefix}/steps"),
-            Tensor::new(&[self.steps as i64], &candle_core::Device::Cpu)?,
+            Tensor::new(&[self.steps as i64], &Device::Cpu)?,
         )];
-        for (i, slots) in self.state.iter().enumerate() {
-            for (j, t) in slots.iter().enumerate() {
-                out.push((format!("{prefix}/{i}/{j}"), t.clone()));
+        for (i, (slots, var)) in self.state.iter().zip(&self.vars).enumerate() {
+            for (j, slot) in slots.iter().enumerate() {
+                out.push((
+                    format!("{prefix}/{i}/{j}"),
+                    Tensor::from_slice(slot, var.dims(), &Device::Cpu)?,
+                ));
             }
         }
         Ok(out)
@@ -143,33 +238,22 @@ impl Optimizer {
         let steps_name = format!("{prefix}/steps");
         let steps = get(&steps_name).ok_or_else(|| missing(&steps_name))?;
         self.steps = steps.to_vec1::<i64>()?[0] as u64;
-        for (i, slots) in self.state.iter_mut().enumerate() {
+        for (i, (slots, var)) in self.state.iter_mut().zip(&self.vars).enumerate() {
             for (j, slot) in slots.iter_mut().enumerate() {
                 let name = format!("{prefix}/{i}/{j}");
                 let t = get(&name).ok_or_else(|| missing(&name))?;
-                if t.dims() != slot.dims() {
+                if t.dims() != var.dims() {
                     return Err(candle_core::Error::msg(format!(
                         "optimiser state '{name}' has shape {:?}, expected {:?}",
                         t.dims(),
-                        slot.dims()
+                        var.dims()
                     )));
                 }
-                *slot = t;
+                *slot = t.flatten_all()?.to_vec1::<f32>()?;
             }
         }
         Ok(())
     }
-}
-
-/// L2 norm of all gradients of `vars` together.
-pub fn grad_norm(vars: &[Var], grads: &GradStore) -> Result<f64> {
-    let mut sum = 0.0f64;
-    for var in vars {
-        if let Some(g) = grads.get(var) {
-            sum += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    Ok(sum.sqrt())
 }
 
 #[cfg(test)]

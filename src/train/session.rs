@@ -3,7 +3,7 @@
 //! Every random draw depends only on (seed, batch index), so the same config and seed give the same
 //! metrics, and a session restored from a checkpoint continues exactly where it stopped.
 
-use super::optim::{grad_norm, Hyper, Optimizer};
+use super::optim::{Hyper, Optimizer};
 use super::{MetricRow, PointCloud};
 use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig};
 use crate::data::{Batcher, Dataset, ItemShape, Split};
@@ -225,11 +225,9 @@ impl Session {
             let fake_logits = gan.discriminator.forward(&generated.detach(), Mode::Train)?;
             let loss = discriminator_loss(t.loss, &real_logits, &fake_logits, t.label_smoothing)?;
             let grads = loss.backward()?;
-            let d_vars = gan.d_params.vars();
-            d_norm = grad_norm(&d_vars, &grads)?;
-            opt_d.step(&grads)?;
+            d_norm = opt_d.step(&grads)?;
             if t.loss == GanLoss::Wasserstein {
-                clip_weights(&d_vars, t.clip)?;
+                clip_weights(&gan.d_params.vars(), t.clip)?;
             }
             d_loss = scalar(&loss)?;
             d_real = score(t.loss, &real_logits)?;
@@ -243,8 +241,7 @@ impl Session {
         let fake = fake.expect("d_steps is at least 1");
         let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Train)?)?;
         let grads = g_loss.backward()?;
-        let g_norm = grad_norm(&gan.g_params.vars(), &grads)?;
-        opt_g.step(&grads)?;
+        let g_norm = opt_g.step(&grads)?;
         Ok(vec![
             ("loss_d", d_loss),
             ("loss_g", scalar(&g_loss)?),
@@ -259,8 +256,7 @@ impl Session {
         let (x, index) = self.next_batch()?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, index))?;
         let noise_seed = derive_seed(self.config.train.seed, SEED_NOISE, index);
-        let (Model::Autoencoder { net, params }, Optimizers::Autoencoder(opt)) = (&self.model, &mut self.optimizers)
-        else {
+        let (Model::Autoencoder { net, .. }, Optimizers::Autoencoder(opt)) = (&self.model, &mut self.optimizers) else {
             unreachable!("autoencoder sessions hold autoencoders")
         };
         let (recon, kl) = reconstruction_loss(net, &self.config, &input, &x, Some(noise_seed), Mode::Train)?;
@@ -269,8 +265,7 @@ impl Session {
             None => recon.clone(),
         };
         let grads = loss.backward()?;
-        let norm = grad_norm(&params.vars(), &grads)?;
-        opt.step(&grads)?;
+        let norm = opt.step(&grads)?;
         let mut values = vec![("loss", scalar(&loss)?), ("recon", scalar(&recon)?)];
         if let Some(kl) = kl {
             values.push(("kl", scalar(&kl)?));
