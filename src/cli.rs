@@ -25,6 +25,9 @@ pub const EXIT_FAILURE: i32 = 1;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
+    /// Threads for training and data loading (default: the number of physical cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +110,11 @@ pub struct BenchArgs {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads.filter(|n| *n > 0) {
+        // candle's and rayon's pools read these once, when they first start: before any training.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
     match cli.command {
         None => {
             println!("Gantry: train GANs and autoencoders and watch them learn.\n");

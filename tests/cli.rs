@@ -132,7 +132,7 @@ fn bad_configs_exit_2_naming_the_key_before_training() {
 
 #[test]
 fn bench_prints_json_with_torch_references_fields() {
-    let out = gantry(&["bench", "--model", "mlpgan", "--steps", "2", "--json"]);
+    let out = gantry(&["bench", "--model", "mlpgan", "--steps", "2", "--json", "--threads", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = &rows[0];
@@ -141,4 +141,5 @@ fn bench_prints_json_with_torch_references_fields() {
     }
     assert_eq!(row["model"], "mlpgan");
     assert_eq!(row["batch"], 64);
+    assert_eq!(row["threads"], 1, "--threads sets the training threads");
 }
