@@ -382,7 +382,7 @@ impl Session {
         let items: Vec<usize> = pool.iter().take(count).copied().collect();
         let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
-        let mut code = net.encode(&input, Mode::Eval)?;
+        let mut code = net.encode(&encoder_input(&input, self.config.model.recon)?, Mode::Eval)?;
         if net.variational {
             code = net.split_code(&code)?.0;
         }
@@ -465,7 +465,7 @@ fn reconstruction_loss(
     noise_seed: Option<u64>,
     mode: Mode,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let code = net.encode(input, mode)?;
+    let code = net.encode(&encoder_input(input, config.model.recon)?, mode)?;
     let (z, kl) = if net.variational {
         let (mu, logvar) = net.split_code(&code)?;
         let z = match noise_seed {
@@ -485,6 +485,15 @@ fn reconstruction_loss(
         Recon::Mse => mse_sum_per_item(&out.tanh()?, target)?,
     };
     Ok((recon, kl))
+}
+
+/// What the encoder sees: with BCE the model works on [0, 1] pixels throughout (input and target, as in
+/// PyTorch's VAE example); with MSE on the data's [-1, 1].
+fn encoder_input(x: &Tensor, recon: Recon) -> Result<Tensor> {
+    match recon {
+        Recon::Bce => (x + 1.0)? * 0.5,
+        Recon::Mse => Ok(x.clone()),
+    }
 }
 
 /// Maps decoder outputs back to the data's range ([-1, 1]).
