@@ -116,13 +116,8 @@ pub fn main() -> i32 {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
     match cli.command {
-        None => {
-            println!("Gantry: train GANs and autoencoders and watch them learn.\n");
-            println!("  gantry presets            list the shipped presets");
-            println!("  gantry train --preset P   train headless (see gantry train --help)");
-            println!("  gantry bench              measure training speed");
-            0
-        }
+        // No subcommand: open the workbench.
+        None => crate::app::run(),
         Some(Cmd::Presets) => {
             for (name, text) in PRESETS {
                 println!("{name:22} {}", presets::description(text));
@@ -229,10 +224,9 @@ fn train(args: TrainArgs) -> i32 {
                 trainer.send(Command::Start);
             }
             Event::Progress { what, done, total } => {
-                let amount = if total > 0 {
-                    format!("{}%", done * 100 / total)
-                } else {
-                    format!("{done}")
+                let amount = match (done * 100).checked_div(total) {
+                    Some(percent) => format!("{percent}%"),
+                    None => format!("{done}"),
                 };
                 bar.set_message(format!("{what}: {amount}"));
             }

@@ -3,6 +3,7 @@
 //! The engine (`config`, `data`, `models`, `train`, `runs`) knows nothing of any UI; it sends plain data
 //! (metric rows, RGBA8 grids) that the CLI and the workbench present.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod data;

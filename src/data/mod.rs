@@ -70,6 +70,8 @@ pub enum ItemShape {
 }
 
 impl ItemShape {
+    /// Values in one item (an item is never empty, so there is no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             ItemShape::Image {

@@ -7,8 +7,11 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Per-channel statistics of a (N, C, P) tensor: mean and biased variance.
-pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+/// Per-channel mean and biased variance.
+pub type Stats = (Vec<f32>, Vec<f32>);
+
+/// Per-channel statistics of a (N, C, P) tensor.
+pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> Stats {
     let count = (x.len() / channels.max(1)) as f64;
     let stats = |c: usize| {
         let values = || {
@@ -178,9 +181,9 @@ pub fn batch_norm(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
-    running: Option<(Vec<f32>, Vec<f32>)>,
+    running: Option<Stats>,
     eps: f64,
-) -> Result<(Tensor, Option<(Vec<f32>, Vec<f32>)>)> {
+) -> Result<(Tensor, Option<Stats>)> {
     let x = x.contiguous()?;
     let channels = x.dim(1)?;
     let plane = x.dims()[2..].iter().product::<usize>();

@@ -177,7 +177,7 @@ impl Session {
         self.wall_s += seconds;
         let images = (self.batches - batches_before) as f64 * self.config.train.batch_size as f64;
         values.push(("images_per_s", images / seconds.max(1e-9)));
-        if !self.config.model.kind.is_gan() && self.step % self.config.train.eval_every == 0 {
+        if !self.config.model.kind.is_gan() && self.step.is_multiple_of(self.config.train.eval_every) {
             if let Some(loss) = self.holdout_recon()? {
                 values.push(("holdout_recon", loss));
             }
@@ -514,7 +514,7 @@ fn score(loss: GanLoss, logits: &Tensor) -> Result<f64> {
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    t.to_dtype(DType::F64)?.to_scalar::<f64>()
 }
 
 fn clip_weights(vars: &[candle_core::Var], clip: f64) -> Result<()> {

@@ -305,7 +305,7 @@ impl Worker {
         // Report each whole percent once (the callback runs on every decoded file and downloaded chunk).
         let last_percent = AtomicU64::new(u64::MAX);
         let progress = |what: &str, done: u64, total: u64| {
-            let percent = if total > 0 { done * 100 / total } else { done >> 20 };
+            let percent = (done * 100).checked_div(total).unwrap_or(done >> 20);
             if last_percent.swap(percent, Ordering::Relaxed) != percent {
                 self.emit(Event::Progress {
                     what: what.to_string(),

@@ -1,0 +1,118 @@
+//! Renders the workbench mid-training and saves the pictures in `screenshots/`:
+//!
+//!     cargo run --example screenshots
+//!
+//! Each scene starts a preset through the real app (the same headless wgpu renderer as the UI tests; on a
+//! Linux box without a GPU that is Mesa's lavapipe: `apt-get install mesa-vulkan-drivers libvulkan1`),
+//! trains until a step count, hovers a loss plot and saves the frame. Runs go to a temporary directory.
+
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use egui_kittest::Harness;
+use gantry::app::settings::{Settings, Theme};
+use gantry::app::{AppOptions, GantryApp};
+use gantry::presets::preset;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Scene {
+    file: &'static str,
+    preset: &'static str,
+    /// Shot once the run has trained this many steps (it keeps running).
+    at_step: u64,
+    configure: fn(&mut Settings),
+}
+
+const SCENES: [Scene; 3] = [
+    Scene {
+        file: "dcgan-digits.png",
+        preset: "dcgan-digits",
+        at_step: 600,
+        // A narrow DCGAN trains quickly on a CPU and already draws digit strokes.
+        configure: |s| {
+            s.config.model.base_width = 16;
+            s.config.train.sample_every = 20;
+        },
+    },
+    Scene {
+        file: "vae-reconstructions.png",
+        preset: "vae-digits",
+        at_step: 400,
+        // The loss falls over two orders of magnitude: the log scale shows all of it.
+        configure: |s| {
+            s.theme = Theme::Light;
+            s.curves.log_scale = true;
+            s.config.train.sample_every = 20;
+            s.config.train.eval_every = 25;
+        },
+    },
+    Scene {
+        file: "mlp-gan-ring.png",
+        preset: "mlp-gan-ring",
+        // Early on the generator sits on one or two modes; by now it has spread over most of the ring.
+        at_step: 1500,
+        configure: |s| {
+            s.config.data.count = 4000;
+            s.config.train.sample_every = 10;
+        },
+    },
+];
+
+const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
+
+fn main() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    std::fs::create_dir_all(&out).expect("can create screenshots/");
+    for scene in &SCENES {
+        let path = out.join(scene.file);
+        shoot(scene, &path);
+        println!("wrote {}", path.display());
+    }
+}
+
+fn shoot(scene: &Scene, path: &Path) {
+    let runs = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = Settings {
+        config: preset(scene.preset).expect("a shipped preset"),
+        preset: scene.preset.into(),
+        ..Settings::default()
+    };
+    (scene.configure)(&mut settings);
+    let app = GantryApp::with_settings(
+        settings,
+        AppOptions {
+            runs_dir: Some(runs.path().to_path_buf()),
+        },
+    );
+    let mut harness = Harness::builder().with_size(WINDOW).build_ui_state(
+        |ui, app: &mut GantryApp| {
+            app.tick(ui.ctx());
+            app.show(ui);
+        },
+        app,
+    );
+    wait_until(&mut harness, |h| {
+        !h.get_by_label("Start").accesskit_node().is_disabled()
+    });
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, |h| {
+        let run = h.state().run();
+        run.step() >= scene.at_step && run.snapshot().is_some_and(|s| s.step + 10 >= scene.at_step)
+    });
+    // Hover the first loss plot, a little right of its middle, to show the read-out.
+    let plot = harness.get_by_role_and_label(Role::Slider, "Smoothing").rect();
+    harness.hover_at(egui::pos2(plot.left() + 260.0, plot.bottom() + 160.0));
+    harness.run_steps(4);
+    let image = harness.render().expect("the wgpu renderer draws the frame");
+    image.save(path).expect("can write the PNG");
+}
+
+fn wait_until(harness: &mut Harness<'_, GantryApp>, done: impl Fn(&Harness<'_, GantryApp>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !done(harness) {
+        assert!(Instant::now() < deadline, "the scene took too long");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

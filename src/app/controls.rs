@@ -1,0 +1,137 @@
+//! What the user can do to the run right now, and the actions the toolbar, shortcuts and notices request.
+//! One place decides enablement, so buttons and keyboard shortcuts always agree.
+
+use super::run::TrainingRun;
+use crate::runs::GridKind;
+use crate::train::worker::RunState;
+use eframe::egui;
+use egui::{Context, Key, Modifiers};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start a new run with the draft config.
+    Start,
+    TogglePause,
+    /// Train one iteration, then pause (starting a run first if none is live).
+    Step,
+    Stop,
+    /// Forget the run: back to an empty workbench.
+    Reset,
+    /// Replace the live run with a new one that takes the draft's shape changes.
+    Restart,
+    /// Put the draft back to the live run's config.
+    RevertDraft,
+    SaveGrid(GridKind),
+    ExportCsv,
+    DismissError,
+}
+
+/// The Pause/Resume button: its label and whether it works now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PauseResume {
+    Pause,
+    Resume,
+    Disabled { label: &'static str, reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Controls {
+    /// Ok when Start may begin a new run, else why not.
+    pub start: Result<(), String>,
+    pub pause_resume: PauseResume,
+    pub step: Result<(), String>,
+    pub stop: bool,
+    pub reset: bool,
+    /// Whether a worker is live (Space then never starts a new run over it).
+    pub live: bool,
+}
+
+impl Controls {
+    /// `launch` says whether the draft config can start; `budget` is the draft's step budget.
+    pub fn new(run: &TrainingRun, launch: Result<(), String>, budget: u64) -> Controls {
+        let busy = || Err("a run is live: stop or reset it to start a new one".to_string());
+        let idle_pause = || PauseResume::Disabled {
+            label: "Pause",
+            reason: "nothing is training".into(),
+        };
+        match run.state() {
+            None | Some(RunState::Stopped | RunState::Failed) => Controls {
+                start: launch.clone(),
+                pause_resume: idle_pause(),
+                step: launch,
+                stop: false,
+                reset: run.state().is_some(),
+                live: false,
+            },
+            Some(RunState::Loading) => Controls {
+                start: busy(),
+                pause_resume: PauseResume::Disabled {
+                    label: "Pause",
+                    reason: "the data is loading".into(),
+                },
+                step: Err("the data is loading".into()),
+                stop: true,
+                reset: true,
+                live: true,
+            },
+            Some(RunState::Running) => Controls {
+                start: busy(),
+                pause_resume: PauseResume::Pause,
+                step: Err("pause first".into()),
+                stop: true,
+                reset: true,
+                live: true,
+            },
+            Some(RunState::Ready | RunState::Paused) => Controls {
+                start: busy(),
+                pause_resume: PauseResume::Resume,
+                step: Ok(()),
+                stop: true,
+                reset: true,
+                live: true,
+            },
+            Some(RunState::Finished) => Controls {
+                start: launch,
+                pause_resume: if budget > run.step() {
+                    PauseResume::Resume
+                } else {
+                    PauseResume::Disabled {
+                        label: "Resume",
+                        reason: "raise the step budget to continue".into(),
+                    }
+                },
+                step: Ok(()),
+                stop: true,
+                reset: true,
+                live: true,
+            },
+        }
+    }
+
+    /// Space pauses or resumes (or starts when nothing runs), Right arrow steps. Keys are taken before any
+    /// widget sees them, so a focused button or number field does not act on them too; a focused text
+    /// field keeps them.
+    pub fn shortcuts(&self, ctx: &Context) -> Vec<Action> {
+        if ctx.text_edit_focused() {
+            return Vec::new();
+        }
+        let (space, right) = ctx.input_mut(|i| {
+            (
+                i.consume_key(Modifiers::NONE, Key::Space),
+                i.consume_key(Modifiers::NONE, Key::ArrowRight),
+            )
+        });
+        let mut actions = Vec::new();
+        if space {
+            match (&self.pause_resume, &self.start) {
+                (PauseResume::Pause | PauseResume::Resume, _) => actions.push(Action::TogglePause),
+                (PauseResume::Disabled { .. }, Ok(())) if !self.live => actions.push(Action::Start),
+                _ => {}
+            }
+        }
+        if right && self.step.is_ok() {
+            actions.push(Action::Step);
+        }
+        actions
+    }
+}

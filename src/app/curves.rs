@@ -1,0 +1,428 @@
+//! Loss curves: every metric of the run, grouped into plots that belong together, smoothed as TensorBoard
+//! does (a faint raw curve under the smoothed one), on a linear or log scale, against steps or training time.
+//!
+//! egui_plot has no log axis, so the log scale plots log10 of the values and labels the ticks with the
+//! values. Long histories are drawn decimated to a min/max band per pixel column (see `RunHistory::points`).
+
+use super::history::{Curve, RunHistory, XAxis};
+use super::settings::{CurveSettings, THROUGHPUT_PLOT};
+use eframe::egui;
+use egui::{Color32, Slider, Ui, Vec2};
+use egui_plot::{ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, Plot};
+
+/// Metrics that are read together share a plot; metrics not listed get a plot each.
+const GROUPS: [(&str, &[&str]); 7] = [
+    ("GAN losses", &["loss_d", "loss_g"]),
+    ("D(x) and D(G(z))", &["d_real", "d_fake"]),
+    ("Reconstruction and total loss", &["loss", "recon"]),
+    ("KL divergence", &["kl"]),
+    ("Held-out reconstruction", &["holdout_recon"]),
+    ("Gradient norms", &["grad_norm_d", "grad_norm_g", "grad_norm"]),
+    (THROUGHPUT_PLOT, &["images_per_s"]),
+];
+
+const PALETTE: [Color32; 3] = [
+    Color32::from_rgb(70, 150, 255),
+    Color32::from_rgb(255, 140, 40),
+    Color32::from_rgb(80, 190, 110),
+];
+
+/// Height of a plot's title row.
+const TITLE_HEIGHT: f32 = 22.0;
+const MIN_PLOT_HEIGHT: f32 = 140.0;
+
+#[derive(Default)]
+pub struct CurvesView {
+    /// The axis settings the plots were last drawn with; when they change, the plots re-fit.
+    drawn_as: Option<(XAxis, bool)>,
+}
+
+impl CurvesView {
+    pub fn show(&mut self, ui: &mut Ui, history: &mut RunHistory, settings: &mut CurveSettings) {
+        history.set_smoothing(settings.smoothing);
+        let history = &*history;
+        let groups = plot_groups(history);
+        controls(ui, settings, &groups);
+        let shown: Vec<_> = groups
+            .iter()
+            .filter(|(title, _)| !settings.hidden.contains(title))
+            .collect();
+        let refit = self.drawn_as != Some((settings.x_axis, settings.log_scale));
+        self.drawn_as = Some((settings.x_axis, settings.log_scale));
+        if shown.is_empty() {
+            ui.weak("Every plot is hidden: tick one above.");
+            return;
+        }
+        let columns = if ui.available_width() > 720.0 && shown.len() > 1 {
+            2
+        } else {
+            1
+        };
+        let rows = shown.len().div_ceil(columns);
+        let spacing = ui.spacing().item_spacing;
+        let size = Vec2::new(
+            (ui.available_width() - spacing.x * (columns - 1) as f32) / columns as f32,
+            ((ui.available_height() - spacing.y * (rows - 1) as f32) / rows as f32).max(MIN_PLOT_HEIGHT),
+        );
+        egui::ScrollArea::vertical().id_salt("curves").show(ui, |ui| {
+            for row in shown.chunks(columns) {
+                ui.horizontal(|ui| {
+                    for (title, metrics) in row {
+                        ui.allocate_ui(size, |ui| {
+                            ui.vertical(|ui| curve_plot(ui, history, settings, title, metrics, size, refit));
+                        });
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// The plots this history needs: the known groups with any recorded metric, then one per other metric.
+fn plot_groups(history: &RunHistory) -> Vec<(String, Vec<&str>)> {
+    let recorded: Vec<&str> = history.metric_names().filter(|m| history.count(m) > 0).collect();
+    let mut groups: Vec<(String, Vec<&str>)> = GROUPS
+        .iter()
+        .map(|(title, metrics)| {
+            (
+                title.to_string(),
+                recorded.iter().copied().filter(|m| metrics.contains(m)).collect(),
+            )
+        })
+        .filter(|(_, metrics): &(String, Vec<&str>)| !metrics.is_empty())
+        .collect();
+    for metric in recorded {
+        if !GROUPS.iter().any(|(_, metrics)| metrics.contains(&metric)) {
+            groups.push((metric.to_string(), vec![metric]));
+        }
+    }
+    groups
+}
+
+fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<&str>)]) {
+    ui.horizontal_wrapped(|ui| {
+        let label = ui.label("Smoothing");
+        ui.add(Slider::new(&mut settings.smoothing, 0.0..=0.999).fixed_decimals(3))
+            .labelled_by(label.id)
+            .on_hover_text("Weight of the exponential moving average drawn over the faint raw curve");
+        ui.checkbox(&mut settings.log_scale, "Log scale");
+        let label = ui.label("X axis");
+        ui.label_inputs_by(label.id, |ui| {
+            ui.radio_value(&mut settings.x_axis, XAxis::Step, "by step");
+            ui.radio_value(&mut settings.x_axis, XAxis::WallTime, "by training time");
+        });
+        ui.separator();
+        ui.label("Show");
+        for (title, _) in groups {
+            let mut shown = !settings.hidden.contains(title);
+            if ui.checkbox(&mut shown, title.as_str()).changed() {
+                if shown {
+                    settings.hidden.retain(|t| t != title);
+                } else {
+                    settings.hidden.push(title.clone());
+                }
+            }
+        }
+    });
+    ui.add_space(4.0);
+}
+
+fn curve_plot(
+    ui: &mut Ui,
+    history: &RunHistory,
+    settings: &CurveSettings,
+    title: &str,
+    metrics: &[&str],
+    size: Vec2,
+    refit: bool,
+) {
+    let (axis, log) = (settings.x_axis, settings.log_scale);
+    ui.strong(title);
+    let mut plot = Plot::new(title)
+        .width(size.x)
+        .height(size.y - TITLE_HEIGHT)
+        .legend(
+            Legend::default()
+                .position(Corner::RightTop)
+                .follow_insertion_order(true)
+                .color_conflict_handling(ColorConflictHandling::PickLast),
+        )
+        .x_axis_label(match axis {
+            XAxis::Step => "step",
+            XAxis::WallTime => "training time",
+        })
+        .label_formatter(|hovered| hover_readout(history, metrics, axis, hovered))
+        .allow_scroll(false);
+    if axis == XAxis::WallTime {
+        plot = plot.x_axis_formatter(|mark, _| clock(mark.value));
+    }
+    plot = if log {
+        plot.y_grid_spacer(decade_marks)
+            .y_axis_formatter(|mark, _| power_of_ten(mark.value))
+    } else {
+        plot.y_grid_spacer(one_two_five_marks)
+            .y_axis_formatter(|mark, _| tick_label(mark))
+    };
+    if refit {
+        plot = plot.reset();
+    }
+    plot.show(ui, |plot| {
+        // A zoomed view draws a third of its points beyond each side, so a pan shows no gap before the
+        // next frame decimates again.
+        let view = (!plot.auto_bounds().x).then(|| {
+            let bounds = plot.plot_bounds();
+            let (lo, hi) = (bounds.min()[0], bounds.max()[0]);
+            (lo - (hi - lo), hi + (hi - lo))
+        });
+        let width = plot.transform().frame().width().max(100.0) as usize;
+        let columns = if view.is_some() { 3 * width } else { width };
+        let scale = |points: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
+            if log {
+                points
+                    .into_iter()
+                    .filter(|p| p[1] > 0.0)
+                    .map(|p| [p[0], p[1].log10()])
+                    .collect()
+            } else {
+                points
+            }
+        };
+        for (metric, color) in metrics.iter().zip(PALETTE.iter().cycle()) {
+            if history.smoothing() > 0.0 {
+                let raw = scale(history.points(metric, Curve::Raw, axis, view, columns));
+                plot.line(
+                    Line::new(*metric, raw)
+                        .id(("raw", metric))
+                        .color(color.gamma_multiply(0.3))
+                        .width(1.0),
+                );
+            }
+            let smoothed = scale(history.points(metric, Curve::Smoothed, axis, view, columns));
+            plot.line(
+                Line::new(*metric, smoothed)
+                    .id(("smoothed", metric))
+                    .color(*color)
+                    .width(1.6),
+            );
+        }
+    });
+}
+
+/// The hover label: the step and time nearest the pointer, and each metric's value there.
+fn hover_readout(history: &RunHistory, metrics: &[&str], axis: XAxis, hovered: &HoverPosition<'_>) -> Option<String> {
+    let (HoverPosition::NearDataPoint { position, .. } | HoverPosition::Elsewhere { position }) = hovered;
+    let mut lines = Vec::new();
+    for metric in metrics {
+        let Some(readout) = history.readout(metric, axis, position.x) else {
+            continue;
+        };
+        if lines.is_empty() {
+            lines.push(format!("step {}, {}", readout.step, clock(readout.wall_s)));
+        }
+        lines.push(if history.smoothing() > 0.0 {
+            format!(
+                "{metric}: {} (smoothed {})",
+                significant(readout.raw),
+                significant(readout.smoothed)
+            )
+        } else {
+            format!("{metric}: {}", significant(readout.raw))
+        });
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Ticks at multiples of 1, 2 and 5 times a power of ten, in three sizes: egui_plot's default (powers of
+/// ten only) leaves a short plot with one labelled tick or none.
+fn one_two_five_marks(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    if !(input.base_step_size > 0.0 && (hi - lo).is_finite()) {
+        return Vec::new();
+    }
+    let rung = |at_least: f64| {
+        let decade = 10f64.powf(at_least.log10().floor());
+        [1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .map(|m| m * decade)
+            .find(|s| *s >= at_least)
+            .unwrap_or(10.0 * decade)
+    };
+    let finest = rung(input.base_step_size);
+    let middle = rung(finest * 1.5);
+    let mut marks: Vec<GridMark> = Vec::new();
+    for step_size in [finest, middle, rung(middle * 1.5)] {
+        // The tolerance keeps a mark that lies on a bound despite rounding (0.55 / 0.05 = 11.000000000000002).
+        for k in (lo / step_size - 1e-9).ceil() as i64..=(hi / step_size + 1e-9).floor() as i64 {
+            marks.push(GridMark {
+                value: k as f64 * step_size,
+                step_size,
+            });
+        }
+    }
+    // Where sizes coincide, keep the coarsest mark (it draws the stronger line and the label).
+    marks.sort_by(|a, b| a.value.total_cmp(&b.value).then(b.step_size.total_cmp(&a.step_size)));
+    marks.dedup_by(|later, kept| (later.value - kept.value).abs() < finest * 1e-3);
+    marks
+}
+
+/// A linear tick with the decimals its step needs (egui_plot's default rounds 0.5 steps to whole numbers).
+fn tick_label(mark: GridMark) -> String {
+    let decimals = (-mark.step_size.log10()).ceil().max(0.0) as usize;
+    format!("{:.decimals$}", mark.value)
+}
+
+/// Ticks of a log10 axis: every decade, with 2 and 5 between (and faint lines at the other digits) when few
+/// decades show, and 1-2-5 steps of the values themselves when less than a decade shows. A minor mark's step size is the gap
+/// to the next mark, which is what decides whether egui_plot has room for its label.
+fn decade_marks(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let decades = hi - lo;
+    if !(decades.is_finite() && decades <= 300.0 && input.base_step_size > 0.0) {
+        return Vec::new();
+    }
+    if decades < 1.0 {
+        let (low, high) = (10f64.powf(lo), 10f64.powf(hi));
+        // The value step that spans the base step (8 points) at the bottom of the plot.
+        let linear = GridInput {
+            bounds: (low, high),
+            base_step_size: low * (10f64.powf(input.base_step_size) - 1.0),
+        };
+        return one_two_five_marks(linear)
+            .into_iter()
+            .filter(|m| m.value > 0.0)
+            .map(|m| GridMark {
+                value: m.value.log10(),
+                step_size: (m.value + m.step_size).log10() - m.value.log10(),
+            })
+            .collect();
+    }
+    // Labelled multiples of each decade, and (over few decades) faint lines at the other digits.
+    let (multiples, fine): (&[f64], &[f64]) = match decades {
+        d if d > 6.0 => (&[1.0], &[]),
+        d if d > 2.0 => (&[1.0, 2.0, 5.0], &[]),
+        _ => (&[1.0, 2.0, 5.0], &[3.0, 4.0, 6.0, 7.0, 8.0, 9.0]),
+    };
+    let mut marks = Vec::new();
+    for decade in lo.floor() as i32..=hi.ceil() as i32 {
+        let decade = f64::from(decade);
+        for (i, m) in multiples.iter().enumerate() {
+            let value = decade + m.log10();
+            let next = multiples.get(i + 1).map_or(decade + 1.0, |n| decade + n.log10());
+            marks.push(GridMark {
+                value,
+                step_size: if i == 0 { 1.0 } else { next - value },
+            });
+        }
+        marks.extend(fine.iter().map(|m| GridMark {
+            value: decade + m.log10(),
+            step_size: 0.04,
+        }));
+    }
+    marks.retain(|m| (lo..=hi).contains(&m.value));
+    marks
+}
+
+/// The value at `exponent` on a log10 axis: `0.01`, `200`, `1e-6`.
+fn power_of_ten(exponent: f64) -> String {
+    let rounded = exponent.round();
+    if (exponent - rounded).abs() < 1e-9 && !(-3.0..=4.0).contains(&rounded) {
+        format!("1e{rounded}")
+    } else {
+        significant(10f64.powf(exponent))
+    }
+}
+
+/// A value with four significant digits, without trailing zeros.
+pub fn significant(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return value.to_string();
+    }
+    let magnitude = value.abs().log10().floor();
+    if !(-4.0..6.0).contains(&magnitude) {
+        return format!("{value:.3e}");
+    }
+    let decimals = (3.0 - magnitude).max(0.0) as usize;
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// Seconds as `m:ss` (or `h:mm:ss`).
+pub fn clock(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as u64;
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_read_as_values() {
+        assert_eq!(power_of_ten(-2.0), "0.01");
+        assert_eq!(power_of_ten(2.0), "100");
+        assert_eq!(power_of_ten(-6.0), "1e-6");
+        assert_eq!(power_of_ten(2f64.log10()), "2");
+        let marks: Vec<f64> = decade_marks(GridInput {
+            bounds: (-3.5, 1.2),
+            base_step_size: 0.01,
+        })
+        .iter()
+        .filter(|m| m.step_size == 1.0)
+        .map(|m| m.value)
+        .collect();
+        assert_eq!(marks, vec![-3.0, -2.0, -1.0, 0.0, 1.0]);
+        // Within a decade (here 95 to 560), the ticks are round values.
+        let within = GridInput {
+            bounds: (95f64.log10(), 560f64.log10()),
+            base_step_size: 0.02,
+        };
+        let labels: Vec<String> = decade_marks(within).iter().map(|m| power_of_ten(m.value)).collect();
+        assert!(
+            labels.iter().all(|l| l.parse::<f64>().unwrap() % 5.0 == 0.0),
+            "{labels:?}"
+        );
+        assert!(
+            ["100", "200", "500"].iter().all(|v| labels.contains(&v.to_string())),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn linear_ticks_step_by_one_two_and_five() {
+        let marks = one_two_five_marks(GridInput {
+            bounds: (0.55, 1.45),
+            base_step_size: 0.03,
+        });
+        let sizes: Vec<f64> = marks.iter().map(|m| m.step_size).collect();
+        assert!(sizes.iter().all(|s| [0.05, 0.1, 0.2].contains(s)), "{sizes:?}");
+        let coarse: Vec<f64> = marks
+            .iter()
+            .filter(|m| m.step_size == 0.2)
+            .map(|m| (m.value * 10.0).round())
+            .collect();
+        assert_eq!(coarse, vec![6.0, 8.0, 10.0, 12.0, 14.0]);
+        assert_eq!(marks.len(), 19, "one mark per multiple of 0.05, no duplicates");
+        let labels: Vec<String> = [(0.5, 0.5), (2.0, 2.0), (0.15, 0.05), (300.0, 100.0)]
+            .map(|(value, step_size)| tick_label(GridMark { value, step_size }))
+            .into();
+        assert_eq!(labels, ["0.5", "2", "0.15", "300"]);
+    }
+
+    #[test]
+    fn numbers_read_compactly() {
+        assert_eq!(significant(0.612345), "0.6123");
+        assert_eq!(significant(123.456), "123.5");
+        assert_eq!(significant(2.0), "2");
+        assert_eq!(clock(75.0), "1:15");
+        assert_eq!(clock(3725.0), "1:02:05");
+    }
+}

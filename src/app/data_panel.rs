@@ -1,0 +1,186 @@
+//! The Data section: which dataset, its size, resolution and channels where they apply, and a preview of
+//! the items the model will see.
+
+use super::data_preview::{PreviewState, Progress};
+use super::pictures::{GridView, ScatterView};
+use super::settings::GridZoom;
+use super::widgets::{choice, form_row, FITS};
+use crate::config::DataConfig;
+use crate::data::{toy::TOY_NAMES, DataSpec};
+use eframe::egui;
+use egui::{ComboBox, DragValue, Grid, Ui, Vec2};
+
+/// Height the preview may take in the panel.
+const PREVIEW_HEIGHT: f32 = 280.0;
+
+/// Datasets read from disk through a folder picker: (source prefix, button label, what the folder holds).
+const FOLDER_SOURCES: [(&str, &str, &str); 2] = [
+    (
+        "idx",
+        "IDX folder...",
+        "A folder with MNIST-style IDX files (train-images-idx3-ubyte and labels)",
+    ),
+    (
+        "folder",
+        "Image folder...",
+        "A folder of images (PNG, JPEG, ...), one subfolder per class or flat",
+    ),
+];
+
+pub struct DataPanel {
+    preview: GridView,
+}
+
+impl Default for DataPanel {
+    fn default() -> Self {
+        DataPanel {
+            preview: GridView::new("data-preview"),
+        }
+    }
+}
+
+impl DataPanel {
+    pub fn show(&mut self, ui: &mut Ui, data: &mut DataConfig, preview: PreviewState<'_>, preview_version: u64) {
+        Grid::new("data").num_columns(2).show(ui, |ui| {
+            form_row(ui, "Dataset", |ui| dataset_picker(ui, &mut data.source));
+            form_row(ui, "From disk", |ui| {
+                for (prefix, label, hint) in FOLDER_SOURCES {
+                    if ui.button(label).on_hover_text(hint).clicked() {
+                        if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                            data.source = format!("{prefix}:{}", dir.display());
+                        }
+                    }
+                }
+            });
+            if generated(&data.source) {
+                form_row(ui, "Items", |ui| {
+                    ui.add(DragValue::new(&mut data.count).range(16..=1_000_000).speed(50.0))
+                })
+                .on_hover_text("How many items to generate");
+            }
+            form_row(ui, "Held-out fraction", |ui| {
+                ui.add(
+                    DragValue::new(&mut data.holdout)
+                        .range(0.0..=0.5)
+                        .speed(0.005)
+                        .fixed_decimals(3),
+                )
+            })
+            .on_hover_text("Kept out of training, for held-out losses and reconstructions");
+            if takes_size(&data.source) {
+                form_row(ui, "Resolution", |ui| {
+                    choice(
+                        ui,
+                        "resolution",
+                        &mut data.image_size,
+                        &[(28, "28 x 28"), (32, "32 x 32"), (64, "64 x 64")],
+                    )
+                });
+                form_row(ui, "Channels", |ui| {
+                    choice(
+                        ui,
+                        "channels",
+                        &mut data.channels,
+                        &[(1, "1 (grayscale)"), (3, "3 (RGB)")],
+                    )
+                });
+            }
+            if matches!(DataSpec::parse(&data.source), Ok(DataSpec::Folder(_))) {
+                form_row(ui, "Fit", |ui| choice(ui, "fit", &mut data.fit, &FITS));
+            }
+        });
+        ui.add_space(4.0);
+        match preview {
+            PreviewState::Loading(progress) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(match progress {
+                        Some(progress) => describe_progress(&progress),
+                        None => "Loading the data...".to_string(),
+                    });
+                });
+            }
+            PreviewState::Failed(reason) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Cannot load the data: {reason}"));
+            }
+            PreviewState::Ready(preview) => {
+                ui.label(preview.summary.describe());
+                let space = Vec2::new(ui.available_width(), PREVIEW_HEIGHT);
+                if let Some(grid) = &preview.summary.preview {
+                    self.preview
+                        .show(ui, grid, preview_version, &mut GridZoom::default(), space);
+                } else if let Some(points) = &preview.points {
+                    ScatterView::show(ui, "data-preview", points, None, Vec2::splat(space.x.min(space.y)));
+                }
+                for note in &preview.summary.notes {
+                    ui.weak(note);
+                }
+            }
+        }
+    }
+}
+
+/// The datasets to pick from: (source, description).
+fn dataset_choices() -> Vec<(String, &'static str)> {
+    let mut choices = vec![
+        (
+            "digits".to_string(),
+            "Handwritten-style digits drawn on the fly: 28x28 grayscale, 10 classes",
+        ),
+        (
+            "shapes".to_string(),
+            "Circles, squares, triangles and crosses drawn on the fly, at the resolution you choose",
+        ),
+        ("mnist".to_string(), "MNIST handwritten digits, downloaded once"),
+        (
+            "fashion-mnist".to_string(),
+            "Fashion-MNIST clothing images, downloaded once",
+        ),
+    ];
+    choices.extend(
+        TOY_NAMES
+            .iter()
+            .map(|name| (format!("toy:{name}"), "2D points, to watch a GAN cover the modes")),
+    );
+    choices
+}
+
+fn dataset_picker(ui: &mut Ui, source: &mut String) {
+    ComboBox::from_id_salt("dataset")
+        .selected_text(source.as_str())
+        .width(190.0)
+        .truncate()
+        .show_ui(ui, |ui| {
+            for (choice, description) in dataset_choices() {
+                if ui
+                    .selectable_label(*source == choice, &choice)
+                    .on_hover_text(description)
+                    .clicked()
+                {
+                    *source = choice;
+                }
+            }
+        });
+}
+
+/// Whether the data is made up on the spot, so `data.count` sets its size.
+fn generated(source: &str) -> bool {
+    matches!(
+        DataSpec::parse(source),
+        Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_))
+    )
+}
+
+/// Whether the data is drawn or resized to `image_size` and `channels`.
+fn takes_size(source: &str) -> bool {
+    matches!(DataSpec::parse(source), Ok(DataSpec::Shapes | DataSpec::Folder(_)))
+}
+
+/// `downloading train-images: 45%`, or the megabytes so far when the total is unknown.
+pub fn describe_progress((what, done, total): &Progress) -> String {
+    if *total > 0 {
+        format!("{what}: {}%", done * 100 / total)
+    } else {
+        format!("{what}: {:.1} MB", *done as f64 / 1e6)
+    }
+}

@@ -1,0 +1,468 @@
+//! The metric history of one run, kept for plotting and export. No egui types: views read it.
+//!
+//! Every value is kept as it arrived, next to a TensorBoard-style smoothed copy. Both carry a min/max
+//! envelope (the extremes of aligned power-of-two blocks), so a view can draw a million points as a
+//! min/max band of about two blocks per pixel column, at one lookup per block.
+
+use crate::train::MetricRow;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// What the x axis of the curves measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XAxis {
+    #[default]
+    Step,
+    /// Training seconds (pauses excluded), as the engine reports them.
+    WallTime,
+}
+
+/// Which copy of a metric to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    Raw,
+    Smoothed,
+}
+
+/// One metric's value at the step nearest to a hovered position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readout {
+    pub step: u64,
+    pub wall_s: f64,
+    pub raw: f64,
+    pub smoothed: f64,
+}
+
+#[derive(Default)]
+pub struct RunHistory {
+    steps: Vec<u64>,
+    epochs: Vec<f64>,
+    walls: Vec<f64>,
+    series: Vec<Series>,
+    smoothing: f64,
+}
+
+/// The values of one metric; sparse metrics (held-out losses) have fewer values than the history has rows.
+struct Series {
+    name: String,
+    /// The history row of each value.
+    rows: Vec<u32>,
+    raw: Vec<f64>,
+    smoothed: Vec<f64>,
+    raw_envelope: Envelope,
+    smoothed_envelope: Envelope,
+    ema: Ema,
+}
+
+impl Series {
+    fn new(name: &str, smoothing: f64) -> Series {
+        Series {
+            name: name.to_string(),
+            rows: Vec::new(),
+            raw: Vec::new(),
+            smoothed: Vec::new(),
+            raw_envelope: Envelope::default(),
+            smoothed_envelope: Envelope::default(),
+            ema: Ema::new(smoothing),
+        }
+    }
+
+    fn push(&mut self, row: u32, value: f64) {
+        self.rows.push(row);
+        self.raw.push(value);
+        self.smoothed.push(self.ema.next(value));
+        self.raw_envelope.grow(&self.raw);
+        self.smoothed_envelope.grow(&self.smoothed);
+    }
+
+    fn resmooth(&mut self, smoothing: f64) {
+        self.ema = Ema::new(smoothing);
+        self.smoothed = self.raw.iter().map(|v| self.ema.next(*v)).collect();
+        self.smoothed_envelope = Envelope::build(&self.smoothed);
+    }
+
+    fn values(&self, curve: Curve) -> (&[f64], &Envelope) {
+        match curve {
+            Curve::Raw => (&self.raw, &self.raw_envelope),
+            Curve::Smoothed => (&self.smoothed, &self.smoothed_envelope),
+        }
+    }
+}
+
+impl RunHistory {
+    /// An empty history with a series for each of `metric_names` (others are added as they arrive).
+    pub fn new(metric_names: &[String], smoothing: f64) -> RunHistory {
+        let series = metric_names.iter().map(|name| Series::new(name, smoothing)).collect();
+        RunHistory {
+            series,
+            smoothing,
+            ..RunHistory::default()
+        }
+    }
+
+    pub fn push(&mut self, row: &MetricRow) {
+        let index = u32::try_from(self.steps.len()).expect("fewer than 4 billion metric rows");
+        self.steps.push(row.step);
+        self.epochs.push(row.epoch);
+        self.walls.push(row.wall_s);
+        for (name, value) in &row.values {
+            let position = match self.series.iter().position(|s| &s.name == name) {
+                Some(position) => position,
+                None => {
+                    self.series.push(Series::new(name, self.smoothing));
+                    self.series.len() - 1
+                }
+            };
+            self.series[position].push(index, *value);
+        }
+    }
+
+    /// Sets the EMA weight (0 = raw, 0.999 = very smooth); recomputes the smoothed copies when it changes.
+    pub fn set_smoothing(&mut self, weight: f64) {
+        if weight != self.smoothing {
+            self.smoothing = weight;
+            for series in &mut self.series {
+                series.resmooth(weight);
+            }
+        }
+    }
+
+    pub fn smoothing(&self) -> f64 {
+        self.smoothing
+    }
+
+    /// Whether no metric row arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn metric_names(&self) -> impl Iterator<Item = &str> {
+        self.series.iter().map(|s| s.name.as_str())
+    }
+
+    /// Values recorded for `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.find(name).map_or(0, |s| s.raw.len())
+    }
+
+    pub fn last_step(&self) -> Option<u64> {
+        self.steps.last().copied()
+    }
+
+    pub fn last_epoch(&self) -> Option<f64> {
+        self.epochs.last().copied()
+    }
+
+    /// Training seconds of the newest row.
+    pub fn last_wall_s(&self) -> Option<f64> {
+        self.walls.last().copied()
+    }
+
+    /// The newest raw value of a metric.
+    pub fn latest(&self, name: &str) -> Option<f64> {
+        self.find(name).and_then(|s| s.raw.last().copied())
+    }
+
+    /// Steps per training second over (at most) the last `window` rows.
+    pub fn steps_per_second(&self, window: usize) -> Option<f64> {
+        let last = self.steps.len().checked_sub(1)?;
+        let first = last.saturating_sub(window);
+        let seconds = self.walls[last] - self.walls[first];
+        (seconds > 0.0).then(|| (self.steps[last] - self.steps[first]) as f64 / seconds)
+    }
+
+    /// Points of one metric to draw over `view` (the whole history when `None`) at `columns` pixel columns:
+    /// every point when there are few, else the min and max of each block of the largest power-of-two size
+    /// that still gives every column a block (egui_plot draws those pairs as a band).
+    pub fn points(
+        &self,
+        name: &str,
+        curve: Curve,
+        axis: XAxis,
+        view: Option<(f64, f64)>,
+        columns: usize,
+    ) -> Vec<[f64; 2]> {
+        let Some(series) = self.find(name) else {
+            return Vec::new();
+        };
+        let (values, envelope) = series.values(curve);
+        let n = values.len();
+        let (start, end) = match view {
+            // One point beyond each edge, so the line runs to the plot's border.
+            Some((x0, x1)) => (
+                self.first_at_or_after(series, axis, x0, 0..n).saturating_sub(1),
+                (self.first_after(series, axis, x1, 0..n) + 1).min(n),
+            ),
+            None => (0, n),
+        };
+        let x = |i: usize| self.x(axis, series.rows[i] as usize);
+        let columns = columns.max(1);
+        if end <= start + 2 * columns {
+            return (start..end)
+                .map(|i| [x(i), values[i]])
+                .filter(|p| p[1].is_finite())
+                .collect();
+        }
+        let shift = ((end - start) / columns).ilog2();
+        let mut out = Vec::with_capacity(2 * (end - start).div_ceil(1 << shift) + 2);
+        for first in (start >> shift << shift..end).step_by(1 << shift) {
+            let block = envelope
+                .block(shift, first)
+                .unwrap_or_else(|| extremes(&values[first..(first + (1 << shift)).min(n)]));
+            let (lo, hi) = block;
+            if lo.is_finite() {
+                out.push([x(first), lo]);
+            }
+            if hi.is_finite() && hi > lo {
+                out.push([x(first), hi]);
+            }
+        }
+        out
+    }
+
+    /// The metric's value at the recorded point nearest to `x`.
+    pub fn readout(&self, name: &str, axis: XAxis, x: f64) -> Option<Readout> {
+        let series = self.find(name)?;
+        let n = series.rows.len();
+        let after = self.first_at_or_after(series, axis, x, 0..n);
+        let nearest = [after.checked_sub(1), (after < n).then_some(after)]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| {
+                let distance = |i: usize| (self.x(axis, series.rows[i] as usize) - x).abs();
+                distance(*a).total_cmp(&distance(*b))
+            })?;
+        let row = series.rows[nearest] as usize;
+        Some(Readout {
+            step: self.steps[row],
+            wall_s: self.walls[row],
+            raw: series.raw[nearest],
+            smoothed: series.smoothed[nearest],
+        })
+    }
+
+    /// The history as CSV, in the column layout of a run directory's `metrics.csv`.
+    pub fn to_csv(&self) -> String {
+        let mut csv = String::from("step,epoch,wall_s");
+        for series in &self.series {
+            csv.push(',');
+            csv.push_str(&series.name);
+        }
+        csv.push('\n');
+        let mut cursors = vec![0usize; self.series.len()];
+        for row in 0..self.steps.len() {
+            csv.push_str(&format!("{},{},{}", self.steps[row], self.epochs[row], self.walls[row]));
+            for (series, cursor) in self.series.iter().zip(&mut cursors) {
+                csv.push(',');
+                if series.rows.get(*cursor) == Some(&(row as u32)) {
+                    csv.push_str(&series.raw[*cursor].to_string());
+                    *cursor += 1;
+                }
+            }
+            csv.push('\n');
+        }
+        csv
+    }
+
+    fn find(&self, name: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.name == name)
+    }
+
+    fn x(&self, axis: XAxis, row: usize) -> f64 {
+        match axis {
+            XAxis::Step => self.steps[row] as f64,
+            XAxis::WallTime => self.walls[row],
+        }
+    }
+
+    /// The first index in `range` whose x is at least `x` (x grows along a series).
+    fn first_at_or_after(&self, series: &Series, axis: XAxis, x: f64, range: Range<usize>) -> usize {
+        range.start + series.rows[range].partition_point(|row| self.x(axis, *row as usize) < x)
+    }
+
+    /// The first index in `range` whose x is greater than `x`.
+    fn first_after(&self, series: &Series, axis: XAxis, x: f64, range: Range<usize>) -> usize {
+        range.start + series.rows[range].partition_point(|row| self.x(axis, *row as usize) <= x)
+    }
+}
+
+/// TensorBoard's debiased exponential moving average: starting from 0 and dividing by `1 - weight^n` keeps
+/// the first values from being pulled towards zero. Non-finite values pass through unsmoothed.
+struct Ema {
+    weight: f64,
+    average: f64,
+    weight_power: f64,
+}
+
+impl Ema {
+    fn new(weight: f64) -> Ema {
+        Ema {
+            weight,
+            average: 0.0,
+            weight_power: 1.0,
+        }
+    }
+
+    fn next(&mut self, value: f64) -> f64 {
+        if !value.is_finite() {
+            return value;
+        }
+        self.average = self.average * self.weight + (1.0 - self.weight) * value;
+        self.weight_power *= self.weight;
+        self.average / (1.0 - self.weight_power)
+    }
+}
+
+/// Level 0 holds the min and max of each block of `1 << LEAF_SHIFT` values; each level above halves that.
+const LEAF_SHIFT: u32 = 4;
+
+/// Min/max of aligned power-of-two blocks, so the extremes of any index range take O(log n) lookups.
+/// NaNs are ignored (`f64::min`/`max` skip them).
+#[derive(Default)]
+struct Envelope {
+    levels: Vec<Vec<(f64, f64)>>,
+}
+
+impl Envelope {
+    fn build(values: &[f64]) -> Envelope {
+        let mut envelope = Envelope::default();
+        for len in 1..=values.len() {
+            envelope.grow(&values[..len]);
+        }
+        envelope
+    }
+
+    /// Takes note of the newest value of `values`, which grew by one since the last call.
+    fn grow(&mut self, values: &[f64]) {
+        let leaf = 1 << LEAF_SHIFT;
+        if !values.is_empty() && values.len().is_multiple_of(leaf) {
+            let block = extremes(&values[values.len() - leaf..]);
+            self.push(0, block);
+        }
+    }
+
+    fn push(&mut self, level: usize, block: (f64, f64)) {
+        if self.levels.len() == level {
+            self.levels.push(Vec::new());
+        }
+        let blocks = &mut self.levels[level];
+        blocks.push(block);
+        if blocks.len().is_multiple_of(2) {
+            let (a, b) = (blocks[blocks.len() - 2], blocks[blocks.len() - 1]);
+            self.push(level + 1, (a.0.min(b.0), a.1.max(b.1)));
+        }
+    }
+
+    /// The min and max of the complete block of `1 << shift` values that starts at `first` (a multiple of
+    /// the block size), if the envelope keeps blocks that size and that block is complete.
+    fn block(&self, shift: u32, first: usize) -> Option<(f64, f64)> {
+        let level = shift.checked_sub(LEAF_SHIFT)? as usize;
+        self.levels.get(level)?.get(first >> shift).copied()
+    }
+}
+
+fn extremes(values: &[f64]) -> (f64, f64) {
+    values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(*v), hi.max(*v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64, values: &[(&str, f64)]) -> MetricRow {
+        MetricRow {
+            step,
+            epoch: step as f64 / 10.0,
+            wall_s: step as f64 * 0.5,
+            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn smoothing_is_tensorboards_debiased_ema() {
+        let mut history = RunHistory::new(&["loss".into()], 0.6);
+        for (step, value) in [(1, 1.0), (2, 0.0), (3, 1.0)] {
+            history.push(&row(step, &[("loss", value)]));
+        }
+        // TensorBoard: last = last * w + (1 - w) * v; smoothed = last / (1 - w^n).
+        let expected = [
+            1.0,
+            0.4 * 0.6 / (1.0 - 0.36) * 1.0,
+            (0.4 * 0.6 * 0.6 + 0.4) / (1.0 - 0.216),
+        ];
+        let smoothed = history.points("loss", Curve::Smoothed, XAxis::Step, None, 100);
+        for (point, want) in smoothed.iter().zip(expected) {
+            assert!((point[1] - want).abs() < 1e-12, "{point:?} vs {want}");
+        }
+        history.set_smoothing(0.0);
+        let raw: Vec<f64> = history
+            .points("loss", Curve::Smoothed, XAxis::Step, None, 100)
+            .iter()
+            .map(|p| p[1])
+            .collect();
+        assert_eq!(raw, vec![1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn envelope_blocks_hold_the_extremes_of_their_values() {
+        let values: Vec<f64> = (0..300).map(|i| ((i * 37 % 101) as f64).sin() * i as f64).collect();
+        let envelope = Envelope::build(&values);
+        for shift in LEAF_SHIFT..=8 {
+            for first in (0..300).step_by(1 << shift) {
+                let last = first + (1 << shift);
+                let block = envelope.block(shift, first);
+                assert_eq!(
+                    block,
+                    (last <= 300).then(|| extremes(&values[first..last])),
+                    "{first}..{last}"
+                );
+            }
+        }
+        assert_eq!(envelope.block(3, 0), None, "blocks smaller than a leaf are not kept");
+    }
+
+    #[test]
+    fn many_points_become_a_band_of_blocks_that_keeps_the_extremes() {
+        let mut history = RunHistory::new(&["loss".into()], 0.0);
+        for step in 1..=100_000u64 {
+            history.push(&row(
+                step,
+                &[("loss", if step == 50_000 { 9.0 } else { (step % 7) as f64 })],
+            ));
+        }
+        let points = history.points("loss", Curve::Raw, XAxis::Step, None, 500);
+        assert!(
+            (500..=2000).contains(&points.len()),
+            "{} points: one or two blocks per column",
+            points.len()
+        );
+        assert_eq!(
+            points.iter().map(|p| p[1]).fold(f64::MIN, f64::max),
+            9.0,
+            "the spike survives decimation"
+        );
+        let zoomed = history.points("loss", Curve::Raw, XAxis::Step, Some((100.0, 200.0)), 500);
+        assert_eq!(
+            zoomed.len(),
+            103,
+            "a narrow view shows every point plus one beyond each edge"
+        );
+    }
+
+    #[test]
+    fn sparse_metrics_keep_their_own_steps_in_readouts_and_csv() {
+        let mut history = RunHistory::new(&["loss".into(), "holdout_recon".into()], 0.0);
+        history.push(&row(1, &[("loss", 3.0)]));
+        history.push(&row(2, &[("loss", 2.0), ("holdout_recon", 2.5)]));
+        history.push(&row(3, &[("loss", 1.0)]));
+        let readout = history.readout("holdout_recon", XAxis::Step, 2.9).unwrap();
+        assert_eq!((readout.step, readout.raw), (2, 2.5));
+        assert_eq!(history.readout("loss", XAxis::WallTime, 1.4).unwrap().step, 3);
+        assert_eq!(
+            history.to_csv(),
+            "step,epoch,wall_s,loss,holdout_recon\n1,0.1,0.5,3,\n2,0.2,1,2,2.5\n3,0.3,1.5,1,\n"
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! The workbench window: edit a run's settings, start it, and watch it learn (loss curves, samples,
+//! reconstructions, toy-data scatter), all while training runs on its own thread.
+//!
+//! Views read [`run::TrainingRun`] (the worker's reports and the metric history) and [`settings::Settings`];
+//! the toolbar, shortcuts and config edits turn into commands to the worker. The UI never waits on training:
+//! events are drained a few milliseconds per frame, and frames are requested by the worker, so an idle or
+//! paused workbench draws nothing.
+
+mod controls;
+pub mod curves;
+mod data_panel;
+mod data_preview;
+mod experiment_panel;
+mod gantry_app;
+pub mod history;
+mod launch_check;
+mod optimisation_panel;
+mod pictures;
+pub mod run;
+pub mod settings;
+mod status_bar;
+mod toolbar;
+mod widgets;
+
+pub use gantry_app::{AppOptions, GantryApp};
+
+use eframe::egui;
+
+/// Opens the workbench window and returns the process exit code when it closes.
+pub fn run() -> i32 {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Gantry")
+            .with_app_id("gantry")
+            .with_inner_size([1440.0, 900.0])
+            .with_min_inner_size([960.0, 600.0]),
+        ..Default::default()
+    };
+    let opened = eframe::run_native(
+        "Gantry",
+        options,
+        Box::new(|cc| Ok(Box::new(GantryApp::new(cc, AppOptions::default())))),
+    );
+    match opened {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: cannot open the Gantry window: {e}");
+            crate::cli::EXIT_FAILURE
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The Optimisation section: optimiser and its hyperparameters, the loss and its knobs, seed and budget.
+//! Rows appear only where they apply to the chosen model and optimiser.
+
+use super::widgets::{choice, form_row, learning_rate, CORRUPTIONS, GAN_LOSSES, OPTIMIZERS};
+use crate::config::{Corruption, GanLoss, ModelKind, OptimizerKind, RunConfig};
+use eframe::egui;
+use egui::{DragValue, Grid, Ui};
+
+pub struct OptimisationPanel;
+
+impl OptimisationPanel {
+    pub fn show(&mut self, ui: &mut Ui, config: &mut RunConfig) {
+        let kind = config.model.kind;
+        Grid::new("optimisation").num_columns(2).show(ui, |ui| {
+            let o = &mut config.optimizer;
+            form_row(ui, "Optimiser", |ui| choice(ui, "optimizer", &mut o.kind, &OPTIMIZERS));
+            if kind.is_gan() {
+                form_row(ui, "G learning rate", |ui| ui.add(learning_rate(&mut o.lr)));
+                form_row(ui, "D learning rate", |ui| {
+                    let mut lr_d = o.lr_d();
+                    if ui.add(learning_rate(&mut lr_d)).changed() {
+                        o.lr_d = Some(lr_d);
+                    }
+                });
+            } else {
+                form_row(ui, "Learning rate", |ui| ui.add(learning_rate(&mut o.lr)));
+            }
+            if matches!(o.kind, OptimizerKind::Adam | OptimizerKind::AdamW) {
+                form_row(ui, "beta1", |ui| ui.add(unit(&mut o.beta1)))
+                    .on_hover_text("Momentum of the gradient average");
+                form_row(ui, "beta2", |ui| ui.add(unit(&mut o.beta2)))
+                    .on_hover_text("Momentum of the squared gradients");
+            }
+            if o.kind == OptimizerKind::Rmsprop {
+                form_row(ui, "alpha", |ui| ui.add(unit(&mut o.alpha))).on_hover_text("Squared-gradient smoothing");
+            }
+            if matches!(o.kind, OptimizerKind::Sgd | OptimizerKind::Rmsprop) {
+                form_row(ui, "Momentum", |ui| ui.add(unit(&mut o.momentum)));
+            }
+            form_row(ui, "Weight decay", |ui| {
+                ui.add(
+                    DragValue::new(&mut o.weight_decay)
+                        .range(0.0..=1.0)
+                        .speed(1e-4)
+                        .max_decimals(5),
+                )
+            })
+            .on_hover_text(if o.kind == OptimizerKind::AdamW {
+                "Decoupled weight decay"
+            } else {
+                "L2 penalty"
+            });
+
+            let t = &mut config.train;
+            form_row(ui, "Batch size", |ui| {
+                ui.add(DragValue::new(&mut t.batch_size).range(1..=4096).speed(1.0))
+            });
+            if kind.is_gan() {
+                form_row(ui, "Loss", |ui| choice(ui, "gan-loss", &mut t.loss, &GAN_LOSSES));
+                form_row(ui, "D steps per G step", |ui| {
+                    ui.add(DragValue::new(&mut t.d_steps).range(1..=10).speed(0.05))
+                });
+                form_row(ui, "Label smoothing", |ui| {
+                    ui.add(
+                        DragValue::new(&mut t.label_smoothing)
+                            .range(0.0..=0.45)
+                            .speed(0.005)
+                            .fixed_decimals(2),
+                    )
+                })
+                .on_hover_text("One-sided: D's target for real data is 1 minus this");
+                if t.loss == GanLoss::Wasserstein {
+                    form_row(ui, "Weight clip", |ui| {
+                        ui.add(
+                            DragValue::new(&mut t.clip)
+                                .range(0.001..=1.0)
+                                .speed(0.001)
+                                .max_decimals(3),
+                        )
+                    })
+                    .on_hover_text("The critic's weights are clipped to [-clip, clip]");
+                }
+            }
+            let m = &mut config.model;
+            if kind.is_vae() {
+                form_row(ui, "beta (KL weight)", |ui| {
+                    ui.add(
+                        DragValue::new(&mut m.beta)
+                            .range(0.0..=20.0)
+                            .speed(0.01)
+                            .max_decimals(3),
+                    )
+                })
+                .on_hover_text("Weight of the KL term: higher gives smoother codes, blurrier reconstructions");
+            }
+            if kind == ModelKind::DenoisingAe {
+                form_row(ui, "Corruption", |ui| {
+                    choice(ui, "corruption", &mut m.corruption, &CORRUPTIONS)
+                });
+                let (range, hint) = match m.corruption {
+                    Corruption::Gaussian => (0.0..=2.0, "Standard deviation of the added noise"),
+                    Corruption::Mask => (0.0..=0.95, "Fraction of pixels blanked"),
+                };
+                form_row(ui, "Noise level", |ui| {
+                    ui.add(
+                        DragValue::new(&mut m.noise_level)
+                            .range(range)
+                            .speed(0.005)
+                            .max_decimals(3),
+                    )
+                })
+                .on_hover_text(hint);
+            }
+            form_row(ui, "Seed", |ui| ui.add(DragValue::new(&mut t.seed).speed(0.2)))
+                .on_hover_text("Fixes weights, batches and noise");
+            form_row(ui, "Step budget", |ui| {
+                ui.add(DragValue::new(&mut t.steps).range(1..=10_000_000).speed(10.0))
+            })
+            .on_hover_text("The run finishes after this many steps; raise it to continue a finished run");
+            form_row(ui, "Samples every", |ui| {
+                ui.add(DragValue::new(&mut t.sample_every).range(1..=100_000).speed(1.0))
+            });
+            if !kind.is_gan() {
+                form_row(ui, "Evaluate every", |ui| {
+                    ui.add(DragValue::new(&mut t.eval_every).range(1..=100_000).speed(1.0))
+                })
+                .on_hover_text("Steps between held-out reconstruction losses");
+            }
+        });
+    }
+}
+
+/// A field for a value in [0, 1): betas, momentum, alpha.
+fn unit(value: &mut f64) -> DragValue<'_> {
+    DragValue::new(value).range(0.0..=0.9999).speed(0.001).max_decimals(4)
+}

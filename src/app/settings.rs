@@ -1,0 +1,135 @@
+//! What the workbench remembers across restarts (through eframe's storage).
+
+use super::history::XAxis;
+use crate::config::RunConfig;
+use crate::presets::{preset, DEFAULT_PRESET};
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+
+/// The key the settings are stored under.
+pub const STORAGE_KEY: &str = "gantry.settings";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Theme {
+    #[default]
+    Dark,
+    Light,
+}
+
+impl From<Theme> for egui::Theme {
+    fn from(theme: Theme) -> Self {
+        match theme {
+            Theme::Dark => egui::Theme::Dark,
+            Theme::Light => egui::Theme::Light,
+        }
+    }
+}
+
+/// Which left-panel sections are open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Sections {
+    pub experiment: bool,
+    pub data: bool,
+    pub optimisation: bool,
+}
+
+impl Default for Sections {
+    fn default() -> Self {
+        Sections {
+            experiment: true,
+            data: true,
+            optimisation: true,
+        }
+    }
+}
+
+/// The title of the images/s plot, hidden until asked for.
+pub const THROUGHPUT_PLOT: &str = "Throughput (images/s)";
+
+/// How the loss curves are drawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CurveSettings {
+    /// EMA weight, 0 (raw) to 0.999, as TensorBoard's smoothing slider.
+    pub smoothing: f64,
+    pub log_scale: bool,
+    pub x_axis: XAxis,
+    /// Titles of the plots the user hid.
+    pub hidden: Vec<String>,
+}
+
+impl Default for CurveSettings {
+    fn default() -> Self {
+        CurveSettings {
+            smoothing: 0.6,
+            log_scale: false,
+            x_axis: XAxis::Step,
+            // Throughput is in the status bar already; its plot is one click away.
+            hidden: vec![THROUGHPUT_PLOT.to_string()],
+        }
+    }
+}
+
+/// How the sample and reconstruction grids are scaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GridZoom {
+    /// Scale the grids to the space they have.
+    pub fit: bool,
+    /// Screen pixels per image pixel when not fitting.
+    pub factor: f32,
+}
+
+impl Default for GridZoom {
+    fn default() -> Self {
+        GridZoom { fit: true, factor: 2.0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The config the panels edit: the next run's, and the live run's for settings that apply live.
+    pub config: RunConfig,
+    /// The preset the config came from; names run directories.
+    pub preset: String,
+    pub sections: Sections,
+    pub curves: CurveSettings,
+    pub zoom: GridZoom,
+    pub theme: Theme,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config: preset(DEFAULT_PRESET).expect("the default preset is valid"),
+            preset: DEFAULT_PRESET.to_string(),
+            sections: Sections::default(),
+            curves: CurveSettings::default(),
+            zoom: GridZoom::default(),
+            theme: Theme::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_missing_fields_take_defaults() {
+        let mut settings = Settings::default();
+        settings.curves.smoothing = 0.9;
+        settings.theme = Theme::Light;
+        settings.config.optimizer.lr = 1e-3;
+        let text = serde_json::to_string(&settings).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), settings);
+        // Settings written by an older version lack newer fields; those start at their defaults.
+        let old: Settings = serde_json::from_str(r#"{"theme": "Light", "curves": {"log_scale": true}}"#).unwrap();
+        assert_eq!(old.theme, Theme::Light);
+        assert!(old.curves.log_scale);
+        assert_eq!(old.curves.smoothing, CurveSettings::default().smoothing);
+        assert_eq!(old.config, Settings::default().config);
+    }
+}

@@ -1,0 +1,70 @@
+//! The status bar: run state, progress, speed, ETA, time trained and the last error.
+
+use super::curves::clock;
+use super::run::TrainingRun;
+use crate::train::worker::RunState;
+use eframe::egui;
+use egui::{Color32, Label, RichText, Ui};
+
+/// Rows the speed (and so the ETA) is averaged over.
+const SPEED_WINDOW: usize = 50;
+
+pub struct StatusBar;
+
+impl StatusBar {
+    pub fn show(&mut self, ui: &mut Ui, run: &TrainingRun) {
+        ui.horizontal(|ui| {
+            let Some(state) = run.state() else {
+                ui.weak("No run yet: press Start (or Space) to train.");
+                return;
+            };
+            ui.label(RichText::new(state.label()).strong().color(state_color(ui, state)));
+            let history = run.history();
+            let budget = run.applied_config().map_or(0, |c| c.train.steps);
+            ui.separator();
+            ui.label(format!("step {} / {budget}", run.step()));
+            if let Some(epoch) = history.last_epoch() {
+                ui.separator();
+                ui.label(format!("epoch {epoch:.2}"));
+            }
+            if let Some(speed) = history.latest("images_per_s") {
+                ui.separator();
+                ui.label(format!("{speed:.0} images/s"));
+            }
+            if let (RunState::Running, Some(rate)) = (state, history.steps_per_second(SPEED_WINDOW)) {
+                let left = budget.saturating_sub(run.step()) as f64 / rate;
+                ui.separator();
+                ui.label(format!("ETA {}", clock(left)))
+                    .on_hover_text("Until the step budget, at the recent speed");
+            }
+            if let Some(seconds) = history.last_wall_s() {
+                ui.separator();
+                ui.label(format!("trained {}", clock(seconds)))
+                    .on_hover_text("Training time, pauses excluded");
+            }
+            if let Some((step, path)) = run.last_checkpoint() {
+                ui.separator();
+                ui.label(format!("checkpoint at step {step}"))
+                    .on_hover_text(path.display().to_string());
+            }
+            if let Some(error) = run.last_error() {
+                ui.separator();
+                let text = RichText::new(format!("last error: {error}")).color(ui.visuals().error_fg_color);
+                ui.add(Label::new(text).truncate()).on_hover_text(error);
+            } else if let Some(dir) = run.info().and_then(|info| info.run_dir.as_ref()) {
+                ui.separator();
+                ui.add(Label::new(RichText::new(format!("run: {}", dir.display())).weak()).truncate())
+                    .on_hover_text("The run's directory: config, metrics.csv, sample PNGs and checkpoint");
+            }
+        });
+    }
+}
+
+fn state_color(ui: &Ui, state: RunState) -> Color32 {
+    match state {
+        RunState::Running => Color32::from_rgb(80, 190, 110),
+        RunState::Failed => ui.visuals().error_fg_color,
+        RunState::Paused | RunState::Loading => ui.visuals().warn_fg_color,
+        RunState::Ready | RunState::Finished | RunState::Stopped => ui.visuals().text_color(),
+    }
+}

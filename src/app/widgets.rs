@@ -1,0 +1,101 @@
+//! Small widgets the panels share: labelled form rows, enum pickers, the learning-rate field.
+
+use crate::config::{Activation, Corruption, Fit, GanLoss, Norm, OptimizerKind, Recon};
+use eframe::egui;
+use egui::{ComboBox, DragValue, Ui};
+
+/// One row of a two-column `egui::Grid` form: the label, then the inputs `add` makes, named by the label
+/// for screen readers and tests. Put a hint on the returned response, not inside `add`: a tooltip set
+/// first would name the input instead of the label.
+pub fn form_row<R>(ui: &mut Ui, label: &str, add: impl FnOnce(&mut Ui) -> R) -> R {
+    let label = ui.label(label);
+    let result = ui.label_inputs_by(label.id, |ui| ui.horizontal(add).inner);
+    ui.end_row();
+    result
+}
+
+/// A combo box choosing one of `options` (value, name).
+pub fn choice<T: Copy + PartialEq>(ui: &mut Ui, id_salt: &str, value: &mut T, options: &[(T, &str)]) -> bool {
+    let selected = options.iter().find(|(v, _)| v == value).map_or("?", |(_, name)| name);
+    let mut changed = false;
+    ComboBox::from_id_salt(id_salt)
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            for (option, name) in options {
+                changed |= ui.selectable_value(value, *option, *name).changed();
+            }
+        });
+    changed
+}
+
+/// A learning-rate field: shown as `2e-4`, typed as any float, dragged in proportion to its size so one
+/// drag spans orders of magnitude.
+pub fn learning_rate(value: &mut f64) -> DragValue<'_> {
+    let speed = *value * 0.02;
+    // Dragging stays in a sensible range, but a value typed or loaded outside it is left alone.
+    DragValue::new(value)
+        .range(1e-7..=1.0)
+        .clamp_existing_to_range(false)
+        .speed(speed)
+        .custom_formatter(|v, _| scientific(v))
+        .custom_parser(|text| text.trim().parse::<f64>().ok())
+}
+
+/// `0.0002` as `2e-4`, `0.00025` as `2.5e-4`: how learning rates are written.
+pub fn scientific(value: f64) -> String {
+    let text = format!("{value:.2e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+    if exponent == "0" {
+        mantissa.to_string()
+    } else {
+        format!("{mantissa}e{exponent}")
+    }
+}
+
+pub const ACTIVATIONS: [(Activation, &str); 4] = [
+    (Activation::Relu, "ReLU"),
+    (Activation::LeakyRelu, "leaky ReLU"),
+    (Activation::Gelu, "GELU"),
+    (Activation::Silu, "SiLU"),
+];
+
+pub const NORMS: [(Norm, &str); 3] = [(Norm::None, "none"), (Norm::Batch, "batch"), (Norm::Layer, "layer")];
+
+pub const RECONS: [(Recon, &str); 2] = [(Recon::Bce, "BCE (sigmoid output)"), (Recon::Mse, "MSE (tanh output)")];
+
+pub const CORRUPTIONS: [(Corruption, &str); 2] = [
+    (Corruption::Gaussian, "Gaussian noise"),
+    (Corruption::Mask, "masked pixels"),
+];
+
+pub const OPTIMIZERS: [(OptimizerKind, &str); 4] = [
+    (OptimizerKind::Adam, "Adam"),
+    (OptimizerKind::AdamW, "AdamW"),
+    (OptimizerKind::Sgd, "SGD"),
+    (OptimizerKind::Rmsprop, "RMSprop"),
+];
+
+pub const GAN_LOSSES: [(GanLoss, &str); 5] = [
+    (GanLoss::NonSaturating, "non-saturating"),
+    (GanLoss::Minimax, "minimax"),
+    (GanLoss::LeastSquares, "least squares"),
+    (GanLoss::Hinge, "hinge"),
+    (GanLoss::Wasserstein, "Wasserstein (clipped)"),
+];
+
+pub const FITS: [(Fit, &str); 2] = [(Fit::CenterCrop, "center crop"), (Fit::Letterbox, "letterbox")];
+
+#[cfg(test)]
+mod tests {
+    use super::scientific;
+
+    #[test]
+    fn learning_rates_read_as_scientific_notation() {
+        assert_eq!(scientific(2e-4), "2e-4");
+        assert_eq!(scientific(2.5e-4), "2.5e-4");
+        assert_eq!(scientific(1e-3), "1e-3");
+        assert_eq!(scientific(0.5), "5e-1");
+        assert_eq!(scientific(1.0), "1");
+    }
+}
