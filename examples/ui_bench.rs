@@ -11,6 +11,7 @@ use gantry::app::history::RunHistory;
 use gantry::app::settings::{CurveSettings, Settings};
 use gantry::app::{AppOptions, GantryApp};
 use gantry::presets::preset;
+use gantry::train::session::GAN_METRICS;
 use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
 use gantry::train::MetricRow;
 use std::time::{Duration, Instant};
@@ -20,17 +21,7 @@ const PRESET: &str = "mlp-gan-digits";
 const STEPS: u64 = 400;
 
 fn frame_time_with_a_million_points() -> Duration {
-    let names: Vec<String> = [
-        "loss_d",
-        "loss_g",
-        "d_real",
-        "d_fake",
-        "grad_norm_d",
-        "grad_norm_g",
-        "images_per_s",
-    ]
-    .map(String::from)
-    .into();
+    let names: Vec<String> = GAN_METRICS.map(String::from).into();
     let mut history = RunHistory::new(&names, 0.6);
     for step in 1..=1_000_000u64 {
         let x = step as f64;

@@ -321,19 +321,32 @@ fn kernel(product: Product, geometry: Geometry, a: &Tensor, b: &Tensor) -> Resul
         .apply_op2_no_bwd(&b.contiguous()?, &Kernel { product, geometry })
 }
 
-/// A convolution (weight: outputs x channels x k x k) with its backward pass.
-struct Conv2d {
+/// A convolution (weight: outputs x channels x k x k) or a transposed convolution (weight: inputs x outputs
+/// x k x k), with its backward pass. A transposed convolution is the adjoint of the convolution from its
+/// output back to its input (`geometry` is that convolution's), so the same kernels serve with their roles
+/// swapped.
+struct Convolution {
     geometry: Geometry,
+    transposed: bool,
 }
 
-impl CustomOp2 for Conv2d {
+impl CustomOp2 for Convolution {
     fn name(&self) -> &'static str {
-        "gantry-conv2d"
+        if self.transposed {
+            "gantry-conv-transpose2d"
+        } else {
+            "gantry-conv2d"
+        }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let product = if self.transposed {
+            Product::BackwardInput
+        } else {
+            Product::Forward
+        };
         Kernel {
-            product: Product::Forward,
+            product,
             geometry: self.geometry,
         }
         .cpu_fwd(s1, l1, s2, l2)
@@ -341,44 +354,15 @@ impl CustomOp2 for Conv2d {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geometry;
-        let dx = x
-            .track_op()
-            .then(|| kernel(Product::BackwardInput, g, dy, w))
-            .transpose()?;
+        let (dx_product, (conv_input, conv_grad)) = if self.transposed {
+            (Product::Forward, (dy, x))
+        } else {
+            (Product::BackwardInput, (x, dy))
+        };
+        let dx = x.track_op().then(|| kernel(dx_product, g, dy, w)).transpose()?;
         let dw = w
             .track_op()
-            .then(|| kernel(Product::BackwardWeight, g, x, dy))
-            .transpose()?;
-        Ok((dx, dw))
-    }
-}
-
-/// A transposed convolution (weight: inputs x outputs x k x k): the adjoint of the convolution from its
-/// output back to its input, so the convolution's kernels serve with their roles swapped.
-struct ConvTranspose2d {
-    /// The geometry of the adjoint convolution (from this op's output to its input).
-    geometry: Geometry,
-}
-
-impl CustomOp2 for ConvTranspose2d {
-    fn name(&self) -> &'static str {
-        "gantry-conv-transpose2d"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Kernel {
-            product: Product::BackwardInput,
-            geometry: self.geometry,
-        }
-        .cpu_fwd(s1, l1, s2, l2)
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.geometry;
-        let dx = x.track_op().then(|| kernel(Product::Forward, g, dy, w)).transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| kernel(Product::BackwardWeight, g, dy, x))
+            .then(|| kernel(Product::BackwardWeight, g, conv_input, conv_grad))
             .transpose()?;
         Ok((dx, dw))
     }
@@ -396,7 +380,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
         )));
     }
     let geometry = Geometry::new(input, outputs, k, stride, padding)?;
-    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2d { geometry })
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        Convolution {
+            geometry,
+            transposed: false,
+        },
+    )
 }
 
 /// `x.conv_transpose2d(w, padding, 0, stride, 1)` for NCHW f32 tensors on the CPU.
@@ -416,8 +406,13 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
     if (geometry.out_height, geometry.out_width) != (height, width) {
         return Err(candle_core::Error::msg("conv_transpose2d: geometry does not invert"));
     }
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, ConvTranspose2d { geometry })
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        Convolution {
+            geometry,
+            transposed: true,
+        },
+    )
 }
 
 #[cfg(test)]
