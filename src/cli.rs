@@ -40,6 +40,26 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Train one run per point of a grid of settings and write a summary CSV.
     Sweep(SweepArgs),
+    /// Continue a run from one of its checkpoints as a new run, with changed settings.
+    Fork(ForkArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ForkArgs {
+    /// The run to fork.
+    pub parent: PathBuf,
+    /// The checkpoint step to fork from (default: the newest).
+    #[arg(long)]
+    pub step: Option<u64>,
+    /// Directory of the new run.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Step budget of the new run.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Change a setting that keeps shapes, e.g. --set optimizer.lr=1e-3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 /// Where a config comes from and what is changed in it.
@@ -127,6 +147,7 @@ pub fn main() -> i32 {
         Some(Cmd::Train(args)) => train(args),
         Some(Cmd::Bench(args)) => bench(args),
         Some(Cmd::Sweep(args)) => sweep(args),
+        Some(Cmd::Fork(args)) => fork(args),
     }
 }
 
@@ -192,6 +213,11 @@ fn train(args: TrainArgs) -> i32 {
         Some(dir) => (dir.clone(), true),
         None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args.base)), false),
     };
+    train_with_progress(config, out_dir, resume)
+}
+
+/// Trains a run (new, or continued from its newest checkpoint) to its budget with a progress bar.
+fn train_with_progress(config: RunConfig, out_dir: PathBuf, resume: bool) -> i32 {
     let budget = config.train.steps;
     let trainer = Trainer::spawn(
         config,
@@ -385,5 +411,29 @@ fn sweep(args: SweepArgs) -> i32 {
         EXIT_FAILURE
     } else {
         0
+    }
+}
+
+fn fork(args: ForkArgs) -> i32 {
+    let prepared = RunDir::read_config(&args.parent).and_then(|mut config| {
+        let steps = args.steps.map(|n| format!("train.steps={n}"));
+        for assignment in args.sets.iter().chain(&steps) {
+            config.set(assignment).map_err(|e| e.to_string())?;
+        }
+        let step = match args.step {
+            Some(step) => step,
+            None => *crate::runs::checkpoint_steps(&args.parent)
+                .last()
+                .ok_or_else(|| format!("{}: the run has no checkpoint to fork from", args.parent.display()))?,
+        };
+        crate::runs::fork(&args.parent, step, &args.out, &config)?;
+        Ok(config)
+    });
+    match prepared {
+        Ok(config) => train_with_progress(config, args.out, true),
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{deterministic_values, small, wait_for};
 use gantry::config::RunConfig;
-use gantry::runs::{self, RunMeta, RunStatus};
+use gantry::runs::{self, RunDir, RunMeta, RunStatus};
 use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
 use std::path::Path;
 use std::process::Command as Process;
@@ -168,4 +168,55 @@ fn the_sweep_cli_writes_a_run_per_point_and_a_summary_row_each() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("optimizer.lr"));
+}
+
+#[test]
+fn the_fork_cli_continues_a_run_with_changed_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let (parent, child) = (root.path().join("parent"), root.path().join("child"));
+    let gantry = |args: &[&str]| Process::new(env!("CARGO_BIN_EXE_gantry")).args(args).output().unwrap();
+    let out = gantry(&[
+        "train",
+        "--preset",
+        "vae-digits",
+        "--set",
+        "data.count=400",
+        "--steps",
+        "8",
+        "--set",
+        "train.checkpoint_every=4",
+        "--out",
+        parent.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gantry(&[
+        "fork",
+        parent.to_str().unwrap(),
+        "--step",
+        "4",
+        "--steps",
+        "10",
+        "--set",
+        "optimizer.lr=3e-3",
+        "--out",
+        child.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = runs::read_metrics(&child).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(RunDir::read_config(&child).unwrap().optimizer.lr, 3e-3);
+    assert_eq!(RunMeta::read(&child).unwrap().fork_step, Some(4));
+    let refused = gantry(&[
+        "fork",
+        parent.to_str().unwrap(),
+        "--set",
+        "model.latent=3",
+        "--out",
+        root.path().join("never").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("model.latent"));
 }
