@@ -464,25 +464,10 @@ mod tests {
             // the last row/column otherwise.
             let x = random(&mut rng, &[n, c, size, size + 2]);
             let w = random(&mut rng, &[o, c, k, k]);
+            let what = format!("n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
             let ours = conv2d(&x, &w, stride, pad).unwrap();
             let theirs = x.conv2d(&w, pad, stride, 1, 1).unwrap();
-            let what = format!("conv2d n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
-            close(&ours, &theirs, &what);
-            let probe = random(&mut rng, ours.dims());
-            let g1 = (ours * probe.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = (theirs * probe.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), &format!("{what} dx"));
-            close(g1.get(&w).unwrap(), g2.get(&w).unwrap(), &format!("{what} dw"));
+            agree(ours, theirs, &x, &w, &mut rng, &format!("conv2d {what}"));
 
             let wt = random(&mut rng, &[c, o, k, k]);
             if pad * 2 >= (size - 1) * stride + k {
@@ -490,24 +475,18 @@ mod tests {
             }
             let ours = conv_transpose2d(&x, &wt, stride, pad).unwrap();
             let theirs = x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap();
-            let what = format!("conv_transpose2d n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
-            close(&ours, &theirs, &what);
-            let probe = random(&mut rng, ours.dims());
-            let g1 = (ours * probe.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = (theirs * probe.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), &format!("{what} dx"));
-            close(g1.get(&wt).unwrap(), g2.get(&wt).unwrap(), &format!("{what} dw"));
+            agree(ours, theirs, &x, &wt, &mut rng, &format!("conv_transpose2d {what}"));
         }
+    }
+
+    /// Our output and candle's agree, and so do the gradients of a random projection of them.
+    fn agree(ours: Tensor, theirs: Tensor, x: &Var, w: &Var, rng: &mut rand::rngs::StdRng, what: &str) {
+        close(&ours, &theirs, what);
+        let probe = random(rng, ours.dims());
+        let grads = |y: Tensor| (y * probe.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        let (g1, g2) = (grads(ours), grads(theirs));
+        close(g1.get(x).unwrap(), g2.get(x).unwrap(), &format!("{what} dx"));
+        close(g1.get(w).unwrap(), g2.get(w).unwrap(), &format!("{what} dw"));
     }
 
     #[test]
