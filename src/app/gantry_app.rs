@@ -267,7 +267,7 @@ impl GantryApp {
             resume: false,
         };
         self.run
-            .start(self.settings.config.clone(), options, repaint_waker(ctx), first);
+            .start(self.settings.config.clone(), options, training_waker(ctx), first);
         self.notice = None;
     }
 
@@ -337,6 +337,16 @@ impl eframe::App for GantryApp {
 fn repaint_waker(ctx: &Context) -> Waker {
     let ctx = ctx.clone();
     Arc::new(move || ctx.request_repaint())
+}
+
+/// The longest a training event waits for a frame. A running trainer reports every step; drawing a frame for
+/// each would take CPU from training, so its events are gathered into one frame every 33 ms (30 per second).
+const TRAINING_FRAME: std::time::Duration = std::time::Duration::from_millis(33);
+
+/// Wakes the UI for the trainer's events, at most one frame per `TRAINING_FRAME`.
+fn training_waker(ctx: &Context) -> Waker {
+    let ctx = ctx.clone();
+    Arc::new(move || ctx.request_repaint_after(TRAINING_FRAME))
 }
 
 fn default_runs_dir() -> PathBuf {
