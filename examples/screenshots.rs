@@ -11,10 +11,15 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::Harness;
 use gantry::app::settings::{Settings, Theme};
-use gantry::app::{AppOptions, GantryApp};
+use gantry::app::GantryApp;
 use gantry::presets::preset;
 use std::path::Path;
+
+#[path = "../tests/support/workbench.rs"]
+mod workbench;
+
 use std::time::{Duration, Instant};
+use workbench::workbench_harness;
 
 struct Scene {
     file: &'static str,
@@ -59,8 +64,6 @@ const SCENES: [Scene; 3] = [
     },
 ];
 
-const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
-
 fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     std::fs::create_dir_all(&out).expect("can create screenshots/");
@@ -79,19 +82,7 @@ fn shoot(scene: &Scene, path: &Path) {
         ..Settings::default()
     };
     (scene.configure)(&mut settings);
-    let app = GantryApp::with_settings(
-        settings,
-        AppOptions {
-            runs_dir: Some(runs.path().to_path_buf()),
-        },
-    );
-    let mut harness = Harness::builder().with_size(WINDOW).build_ui_state(
-        |ui, app: &mut GantryApp| {
-            app.tick(ui.ctx());
-            app.show(ui);
-        },
-        app,
-    );
+    let mut harness = workbench_harness(settings, runs.path());
     wait_until(&mut harness, |h| {
         !h.get_by_label("Start").accesskit_node().is_disabled()
     });

@@ -4,19 +4,21 @@
 //!
 //!     cargo run --release --example ui_bench
 
-use eframe::egui;
 use egui_kittest::Harness;
 use gantry::app::curves::CurvesView;
 use gantry::app::history::RunHistory;
 use gantry::app::settings::{CurveSettings, Settings};
-use gantry::app::{AppOptions, GantryApp};
+use gantry::app::GantryApp;
 use gantry::presets::preset;
 use gantry::train::session::GAN_METRICS;
 use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
 use gantry::train::MetricRow;
 use std::time::{Duration, Instant};
 
-const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
+#[path = "../tests/support/workbench.rs"]
+mod workbench;
+
+use workbench::{workbench_harness, WINDOW};
 const PRESET: &str = "mlp-gan-digits";
 const STEPS: u64 = 400;
 const ROUNDS: usize = 5;
@@ -103,19 +105,7 @@ fn with_window() -> f64 {
         preset: PRESET.into(),
         ..Settings::default()
     };
-    let app = GantryApp::with_settings(
-        settings,
-        AppOptions {
-            runs_dir: Some(runs.path().to_path_buf()),
-        },
-    );
-    let mut harness = Harness::builder().with_size(WINDOW).build_ui_state(
-        |ui, app: &mut GantryApp| {
-            app.tick(ui.ctx());
-            app.show(ui);
-        },
-        app,
-    );
+    let mut harness = workbench_harness(settings, runs.path());
     let frame = |harness: &mut Harness<'_, GantryApp>| {
         harness.step();
         std::thread::sleep(Duration::from_millis(16));

@@ -8,13 +8,16 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
-use gantry::app::{AppOptions, GantryApp};
+use gantry::app::GantryApp;
 use gantry::presets::preset;
 use gantry::train::worker::RunState;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
+#[path = "support/workbench.rs"]
+mod workbench;
+
+use workbench::{workbench_harness, WINDOW};
 
 /// The workbench on a small dataset, writing runs into a temporary directory (kept alive by the caller).
 fn workbench(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness<'static, GantryApp>, TempDir) {
@@ -26,19 +29,7 @@ fn workbench(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harne
     };
     settings.config.data.count = 600;
     configure(&mut settings);
-    let app = GantryApp::with_settings(
-        settings,
-        AppOptions {
-            runs_dir: Some(runs.path().to_path_buf()),
-        },
-    );
-    let harness = Harness::builder().with_size(WINDOW).build_ui_state(
-        |ui, app: &mut GantryApp| {
-            app.tick(ui.ctx());
-            app.show(ui);
-        },
-        app,
-    );
+    let harness = workbench_harness(settings, runs.path());
     (harness, runs)
 }
 

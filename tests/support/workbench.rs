@@ -1,0 +1,28 @@
+//! The workbench in a headless egui_kittest harness, shared by the UI tests and the examples that render or
+//! time it (included with `#[path]`, since tests and examples cannot share a module otherwise).
+
+use eframe::egui;
+use egui_kittest::Harness;
+use gantry::app::settings::Settings;
+use gantry::app::{AppOptions, GantryApp};
+use std::path::Path;
+
+/// The window size the tests, snapshots and screenshots use.
+pub const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
+
+/// The workbench with `settings`, writing its runs under `runs_dir`; each harness step is one frame.
+pub fn workbench_harness(settings: Settings, runs_dir: &Path) -> Harness<'static, GantryApp> {
+    let app = GantryApp::with_settings(
+        settings,
+        AppOptions {
+            runs_dir: Some(runs_dir.to_path_buf()),
+        },
+    );
+    Harness::builder().with_size(WINDOW).build_ui_state(
+        |ui, app: &mut GantryApp| {
+            app.tick(ui.ctx());
+            app.show(ui);
+        },
+        app,
+    )
+}
