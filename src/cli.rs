@@ -153,8 +153,10 @@ pub fn main() -> i32 {
 
 /// The config a command would run, with every override applied and checked; errors name the key.
 pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunConfig, String> {
-    let mut config = if let Some(dir) = resume {
-        RunDir::read_config(dir)?
+    // A resumed run keeps its stored config, apart from settings that keep shapes.
+    let stored = resume.map(RunDir::read_config).transpose()?;
+    let mut config = if let Some(stored) = &stored {
+        stored.clone()
     } else if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read config: {e}", path.display()))?;
         RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -174,11 +176,8 @@ pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunCon
     for assignment in &sets {
         config.set(assignment).map_err(|e| e.to_string())?;
     }
-    if let Some(dir) = resume {
-        let stored = RunDir::read_config(dir)?;
-        if let Some(key) = stored.restart_needed_for(&config) {
-            return Err(format!("{key} cannot change when resuming a run"));
-        }
+    if let Some(key) = stored.and_then(|stored| stored.restart_needed_for(&config)) {
+        return Err(format!("{key} cannot change when resuming a run"));
     }
     let shape = data::expected_shape(&config.data)?;
     preflight(&config.model, shape).map_err(|e| format!("model.kind = {:?}: {e}", config.model.kind))?;
