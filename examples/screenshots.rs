@@ -64,14 +64,78 @@ const SCENES: [Scene; 3] = [
     },
 ];
 
+/// Names of the pictures of a learning-rate sweep: its curves overlaid, and its contact sheet.
+const SWEEP_SHOTS: [&str; 2] = ["compare-runs.png", "contact-sheet.png"];
+
+/// Writes every picture, or only those whose file names contain an argument (`-- sweep`).
 fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     std::fs::create_dir_all(&out).expect("can create screenshots/");
-    for scene in &SCENES {
+    let filters: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |file: &str| filters.is_empty() || filters.iter().any(|f| file.contains(f.as_str()));
+    for scene in SCENES.iter().filter(|s| wanted(s.file)) {
         let path = out.join(scene.file);
         shoot(scene, &path);
         println!("wrote {}", path.display());
     }
+    if SWEEP_SHOTS.iter().any(|f| wanted(f)) {
+        shoot_sweep(&out);
+    }
+}
+
+/// Queues a learning-rate sweep of a narrow DCGAN through the run browser, lets it finish, then shoots the
+/// overlaid curves and the contact sheet sorted by learning rate.
+fn shoot_sweep(out: &Path) {
+    let runs = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = Settings {
+        config: preset("dcgan-digits").expect("a shipped preset"),
+        preset: "dcgan-digits".into(),
+        ..Settings::default()
+    };
+    settings.config.model.base_width = 16;
+    settings.config.train.steps = 300;
+    settings.config.train.sample_every = 50;
+    settings.browser.parallel = 3;
+    let mut harness = workbench_harness(settings, runs.path());
+    wait_until(&mut harness, |h| {
+        !h.get_by_label("Start").accesskit_node().is_disabled()
+    });
+    harness.get_by_label("Sweep...").click();
+    harness.run_steps(2);
+    harness.get_by_label("Sweep setting 1").focus();
+    harness
+        .get_by_label("Sweep setting 1")
+        .type_text("optimizer.lr=2e-5..2e-3:3");
+    harness.run_steps(2);
+    harness.get_by_label("Queue 3 runs").click();
+    wait_until(&mut harness, |h| {
+        h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
+            && gantry::runs::list_runs(runs.path())
+                .0
+                .iter()
+                .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
+    });
+    harness.run_steps(4);
+    harness.remove_cursor();
+    let save = |harness: &mut Harness<'_, GantryApp>, file: &str| {
+        harness.remove_cursor();
+        harness.run_steps(4);
+        let image = harness.render().expect("the wgpu renderer draws the frame");
+        let path = out.join(file);
+        image.save(&path).expect("can write the PNG");
+        println!("wrote {}", path.display());
+    };
+    save(&mut harness, SWEEP_SHOTS[0]);
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Sort by").click();
+    harness.run_steps(2);
+    harness
+        .query_all_by_label("lr")
+        .last()
+        .expect("the sort choice")
+        .click();
+    save(&mut harness, SWEEP_SHOTS[1]);
 }
 
 fn shoot(scene: &Scene, path: &Path) {

@@ -5,7 +5,7 @@
 //!     cargo run --release --example ui_bench
 
 use egui_kittest::Harness;
-use gantry::app::curves::CurvesView;
+use gantry::app::curves::{CurvesView, Overlay};
 use gantry::app::history::RunHistory;
 use gantry::app::settings::{CurveSettings, Settings};
 use gantry::app::GantryApp;
@@ -41,7 +41,14 @@ fn frame_time_with_a_million_points() -> Duration {
         });
     }
     let mut harness = Harness::builder().with_size(WINDOW).build_ui_state(
-        |ui, (view, history, settings): &mut (CurvesView, RunHistory, CurveSettings)| view.show(ui, history, settings),
+        |ui, (view, history, settings): &mut (CurvesView, RunHistory, CurveSettings)| {
+            history.set_smoothing(settings.smoothing);
+            let overlay = Overlay {
+                label: "run".into(),
+                history,
+            };
+            view.show(ui, &[overlay], settings);
+        },
         (CurvesView::default(), history, CurveSettings::default()),
     );
     let mut frames: Vec<Duration> = (0..21)

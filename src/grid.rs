@@ -73,6 +73,95 @@ impl ImageGrid {
     }
 }
 
+impl ImageGrid {
+    /// A blank (black, opaque) image.
+    pub fn filled(width: usize, height: usize, gray: u8) -> ImageGrid {
+        let rgba = [gray, gray, gray, 255].repeat(width * height);
+        ImageGrid { width, height, rgba }
+    }
+
+    /// Ok when `other` has this grid's size; two grids are compared pixel for pixel only then.
+    fn check_same_size(&self, other: &ImageGrid) -> Result<(), String> {
+        if (self.width, self.height) == (other.width, other.height) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the grids differ in size ({}x{} vs {}x{}): compare grids of the same model and data",
+                self.width, self.height, other.width, other.height
+            ))
+        }
+    }
+
+    /// |self - other| per colour channel, multiplied by `gain` so small differences show.
+    pub fn difference(&self, other: &ImageGrid, gain: f32) -> Result<ImageGrid, String> {
+        self.check_same_size(other)?;
+        let rgba = self
+            .rgba
+            .chunks_exact(4)
+            .zip(other.rgba.chunks_exact(4))
+            .flat_map(|(a, b)| {
+                let channel = |c: usize| (a[c].abs_diff(b[c]) as f32 * gain).min(255.0) as u8;
+                [channel(0), channel(1), channel(2), 255]
+            })
+            .collect();
+        Ok(ImageGrid {
+            width: self.width,
+            height: self.height,
+            rgba,
+        })
+    }
+
+    /// This grid left of the column at `fraction` of the width, `other` right of it.
+    pub fn wipe(&self, other: &ImageGrid, fraction: f32) -> Result<ImageGrid, String> {
+        self.check_same_size(other)?;
+        let split = (fraction.clamp(0.0, 1.0) * self.width as f32).round() as usize;
+        let mut rgba = other.rgba.clone();
+        for (row, mine) in rgba
+            .chunks_exact_mut(self.width * 4)
+            .zip(self.rgba.chunks_exact(self.width * 4))
+        {
+            row[..split * 4].copy_from_slice(&mine[..split * 4]);
+        }
+        Ok(ImageGrid {
+            width: self.width,
+            height: self.height,
+            rgba,
+        })
+    }
+
+    /// Copies `other` into this image with its top-left corner at (x, y), clipped to this image.
+    pub fn paste(&mut self, other: &ImageGrid, x: usize, y: usize) {
+        let columns = other.width.min(self.width.saturating_sub(x));
+        for row in 0..other.height.min(self.height.saturating_sub(y)) {
+            let from = row * other.width * 4;
+            let to = ((y + row) * self.width + x) * 4;
+            self.rgba[to..to + columns * 4].copy_from_slice(&other.rgba[from..from + columns * 4]);
+        }
+    }
+}
+
+/// Gap between the grids of a contact sheet, in pixels (grey, so tiles of black-edged grids stay apart).
+pub const SHEET_GAP: usize = 8;
+
+/// Lays `grids` out in rows of `columns`, in order, each in a cell as large as the largest grid.
+pub fn contact_sheet(grids: &[ImageGrid], columns: usize) -> ImageGrid {
+    let columns = columns.clamp(1, grids.len().max(1));
+    let rows = grids.len().div_ceil(columns).max(1);
+    let cell_w = grids.iter().map(|g| g.width).max().unwrap_or(1);
+    let cell_h = grids.iter().map(|g| g.height).max().unwrap_or(1);
+    let mut sheet = ImageGrid::filled(
+        columns * (cell_w + SHEET_GAP) + SHEET_GAP,
+        rows * (cell_h + SHEET_GAP) + SHEET_GAP,
+        96,
+    );
+    for (i, grid) in grids.iter().enumerate() {
+        let x = SHEET_GAP + (i % columns) * (cell_w + SHEET_GAP);
+        let y = SHEET_GAP + (i / columns) * (cell_h + SHEET_GAP);
+        sheet.paste(grid, x, y);
+    }
+    sheet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +180,42 @@ mod tests {
         assert_eq!(&grid.rgba[0..4], &[0, 0, 0, 255]);
         let o = (2 * grid.width + 2) * 4;
         assert_eq!(&grid.rgba[o..o + 4], &[255, 255, 255, 255]);
+    }
+
+    fn pixel(grid: &ImageGrid, x: usize, y: usize) -> [u8; 4] {
+        let o = (y * grid.width + x) * 4;
+        grid.rgba[o..o + 4].try_into().unwrap()
+    }
+
+    #[test]
+    fn difference_amplifies_and_wipe_splits() {
+        let a = ImageGrid::filled(4, 2, 100);
+        let mut b = ImageGrid::filled(4, 2, 100);
+        b.rgba[0] = 110;
+        let diff = a.difference(&b, 8.0).unwrap();
+        assert_eq!(pixel(&diff, 0, 0), [80, 0, 0, 255]);
+        assert_eq!(pixel(&diff, 1, 0), [0, 0, 0, 255]);
+        assert_eq!(a.difference(&b, 100.0).unwrap().rgba[0], 255, "saturates");
+
+        let white = ImageGrid::filled(4, 2, 255);
+        let wipe = a.wipe(&white, 0.5).unwrap();
+        assert_eq!(pixel(&wipe, 1, 1), [100, 100, 100, 255]);
+        assert_eq!(pixel(&wipe, 2, 1), [255, 255, 255, 255]);
+        let error = a.wipe(&ImageGrid::filled(3, 2, 0), 0.5).unwrap_err();
+        assert!(error.contains("4x2 vs 3x2"), "{error}");
+    }
+
+    #[test]
+    fn a_contact_sheet_places_grids_in_order() {
+        let grids: Vec<ImageGrid> = (1..=3).map(|g| ImageGrid::filled(5, 4, g * 50)).collect();
+        let sheet = contact_sheet(&grids, 2);
+        assert_eq!(
+            (sheet.width, sheet.height),
+            (2 * (5 + SHEET_GAP) + SHEET_GAP, 2 * (4 + SHEET_GAP) + SHEET_GAP)
+        );
+        assert_eq!(pixel(&sheet, SHEET_GAP, SHEET_GAP)[0], 50);
+        assert_eq!(pixel(&sheet, 2 * SHEET_GAP + 5, SHEET_GAP)[0], 100);
+        assert_eq!(pixel(&sheet, SHEET_GAP + 4, 2 * SHEET_GAP + 4 + 3)[0], 150);
+        assert_eq!(pixel(&sheet, 0, 0)[0], 96, "the gap is grey");
     }
 }

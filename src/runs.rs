@@ -17,7 +17,7 @@ pub const METRICS_FILE: &str = "metrics.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Which grid a PNG holds; also its subfolder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GridKind {
     Samples,
     Reconstructions,
@@ -38,6 +38,8 @@ impl GridKind {
 pub enum RunStatus {
     #[default]
     Created,
+    /// Waiting for a free training slot in the workbench.
+    Queued,
     Running,
     Paused,
     Finished,
@@ -49,6 +51,7 @@ impl RunStatus {
     pub fn label(self) -> &'static str {
         match self {
             RunStatus::Created => "created",
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Paused => "paused",
             RunStatus::Finished => "finished",
@@ -136,7 +139,8 @@ fn dir_name(path: &Path) -> String {
 }
 
 impl RunDir {
-    /// Starts a new run directory. Refuses one that already holds a run, so nothing is overwritten.
+    /// Starts a new run directory (or a queued one's). Refuses one that already holds metrics, so nothing is
+    /// overwritten.
     pub fn create(path: &Path, config: &RunConfig, columns: &[&str]) -> Result<RunDir, String> {
         if path.join(METRICS_FILE).exists() {
             return Err(format!(
@@ -150,7 +154,8 @@ impl RunDir {
         let metrics_path = path.join(METRICS_FILE);
         let mut metrics = File::create(&metrics_path).map_err(|e| io_error(&metrics_path, "create", e))?;
         writeln!(metrics, "{}", metrics_header(columns)).map_err(|e| io_error(&metrics_path, "write", e))?;
-        let meta = RunMeta::new(&dir_name(path));
+        // A run queued in the workbench already has its name and tags.
+        let meta = RunMeta::read(path).unwrap_or_else(|_| RunMeta::new(&dir_name(path)));
         meta.write(path)?;
         Ok(RunDir {
             path: path.to_path_buf(),
@@ -200,6 +205,10 @@ impl RunDir {
 
     /// Records the run's status and progress in `run.toml`.
     pub fn set_status(&mut self, status: RunStatus, steps_done: u64) -> Result<(), String> {
+        // The name and tags may have been changed (in the run browser) since this run was opened.
+        if let Ok(on_disk) = RunMeta::read(&self.path) {
+            self.meta = on_disk;
+        }
         self.meta.status = status;
         self.meta.steps_done = steps_done;
         self.meta.write(&self.path)
@@ -431,6 +440,30 @@ pub struct RunSummary {
     pub config: RunConfig,
     /// The last metric row, if any step was trained.
     pub last: Option<MetricRow>,
+    /// The lowest value each metric reached.
+    pub lowest: Vec<(String, f64)>,
+}
+
+impl RunSummary {
+    pub fn last_value(&self, metric: &str) -> Option<f64> {
+        self.last.as_ref()?.get(metric)
+    }
+
+    pub fn lowest_value(&self, metric: &str) -> Option<f64> {
+        self.lowest.iter().find(|(name, _)| name == metric).map(|(_, v)| *v)
+    }
+}
+
+/// The lowest value of each metric over `rows`, in the order metrics first appear.
+fn lowest_values(rows: &[MetricRow]) -> Vec<(String, f64)> {
+    let mut lowest: Vec<(String, f64)> = Vec::new();
+    for (name, value) in rows.iter().flat_map(|r| &r.values) {
+        match lowest.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = v.min(*value),
+            None => lowest.push((name.clone(), *value)),
+        }
+    }
+    lowest
 }
 
 /// Every run directly under `root`, newest first. Folders that are not runs are skipped; a run whose files
@@ -447,12 +480,17 @@ pub fn list_runs(root: &Path) -> (Vec<RunSummary>, Vec<String>) {
     {
         let summary = RunDir::read_config(&dir).and_then(|config| {
             let meta = RunMeta::read(&dir).unwrap_or_else(|_| RunMeta::new(&dir_name(&dir)));
-            let last = read_metrics(&dir)?.pop();
+            // A queued run has no metrics file yet.
+            let rows = match dir.join(METRICS_FILE).exists() {
+                true => read_metrics(&dir)?,
+                false => Vec::new(),
+            };
             Ok(RunSummary {
                 path: dir.clone(),
                 meta,
                 config,
-                last,
+                lowest: lowest_values(&rows),
+                last: rows.last().cloned(),
             })
         });
         match summary {
@@ -462,6 +500,42 @@ pub fn list_runs(root: &Path) -> (Vec<RunSummary>, Vec<String>) {
     }
     runs.sort_by(|a, b| b.meta.created.cmp(&a.meta.created).then_with(|| a.path.cmp(&b.path)));
     (runs, problems)
+}
+
+/// Writes the directory of a run that waits for a training slot: its config and `run.toml` (status queued).
+pub fn write_queued(dir: &Path, config: &RunConfig, tags: &[String]) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the run directory", e))?;
+    let config_path = dir.join(CONFIG_FILE);
+    fs::write(&config_path, config.to_toml()).map_err(|e| io_error(&config_path, "write", e))?;
+    // A run queued again (started from the browser) keeps its name and tags.
+    let mut meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
+    meta.status = RunStatus::Queued;
+    meta.tags.extend(
+        tags.iter()
+            .filter(|t| !meta.tags.contains(t))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    meta.write(dir)
+}
+
+/// Deletes a run directory with everything in it. Refuses a folder that is not a run.
+pub fn delete_run(dir: &Path) -> Result<(), String> {
+    if !dir.join(CONFIG_FILE).exists() {
+        return Err(format!("{} is not a run directory (no {CONFIG_FILE})", dir.display()));
+    }
+    fs::remove_dir_all(dir).map_err(|e| io_error(dir, "delete", e))
+}
+
+/// The step in `steps` (ascending) nearest to `step`; the earlier one on a tie.
+pub fn nearest_step(steps: &[u64], step: u64) -> Option<u64> {
+    let after = steps.partition_point(|s| *s < step);
+    let candidates = [after.checked_sub(1), Some(after)];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|i| steps.get(i).copied())
+        .min_by_key(|s| s.abs_diff(step))
 }
 
 /// Flattens a config into `section.key = value` pairs.
@@ -516,6 +590,33 @@ mod tests {
         let diffs = config_differences(&[&a, &b]);
         assert_eq!(diffs[0], vec![("optimizer.lr".to_string(), "0.0002".to_string())]);
         assert_eq!(diffs[1], vec![("optimizer.lr".to_string(), "0.001".to_string())]);
+    }
+
+    #[test]
+    fn nearest_step_picks_the_closest_saved_step() {
+        let steps = [100, 200, 400];
+        assert_eq!(nearest_step(&steps, 0), Some(100));
+        assert_eq!(nearest_step(&steps, 149), Some(100));
+        assert_eq!(nearest_step(&steps, 150), Some(100));
+        assert_eq!(nearest_step(&steps, 151), Some(200));
+        assert_eq!(nearest_step(&steps, 390), Some(400));
+        assert_eq!(nearest_step(&steps, 9000), Some(400));
+        assert_eq!(nearest_step(&[], 5), None);
+    }
+
+    #[test]
+    fn lowest_values_follow_each_metric() {
+        let row = |step, a: f64, b: Option<f64>| MetricRow {
+            step,
+            epoch: 0.0,
+            wall_s: 0.0,
+            values: [Some(("a".to_string(), a)), b.map(|b| ("b".to_string(), b))]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let rows = [row(1, 3.0, None), row(2, 1.0, Some(5.0)), row(3, 2.0, Some(4.0))];
+        assert_eq!(lowest_values(&rows), vec![("a".into(), 1.0), ("b".into(), 4.0)]);
     }
 
     #[test]

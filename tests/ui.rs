@@ -5,7 +5,7 @@
 
 use eframe::egui;
 use egui::accesskit::Role;
-use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use egui_kittest::kittest::{By, NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
 use gantry::app::GantryApp;
@@ -262,10 +262,19 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
     assert!(enabled(&harness, "Start"), "a new run can start");
 }
 
-/// Snapshots hold what is deterministic for a fixed seed and step count: the status bar (speed, time, run
-/// directory) is masked, and the throughput plot is hidden (as it is by default).
+/// Snapshots hold what is deterministic for a fixed seed and step count: the run list and the status bar
+/// (run folders, creation times, speed) are masked, and the throughput plot is hidden (as by default).
 fn snapshot_options() -> SnapshotOptions {
     SnapshotOptions::new().threshold(1.0).max_failed_pixels(300)
+}
+
+/// Masks everything from the run list's heading down.
+fn mask_run_list_and_status(harness: &mut Harness<'_, GantryApp>) {
+    let runs = harness.get_by_role_and_label(Role::Label, "Runs").rect();
+    harness.mask(egui::Rect::from_min_max(
+        egui::pos2(0.0, runs.top() - 4.0),
+        WINDOW.to_pos2(),
+    ));
 }
 
 fn finished_snapshot(preset_name: &str, name: &str) {
@@ -276,11 +285,7 @@ fn finished_snapshot(preset_name: &str, name: &str) {
     harness.run_steps(2);
     harness.remove_cursor();
     harness.run_steps(3);
-    let status = harness.get_by_label("finished").rect();
-    harness.mask(egui::Rect::from_min_max(
-        egui::pos2(0.0, status.top() - 4.0),
-        WINDOW.to_pos2(),
-    ));
+    mask_run_list_and_status(&mut harness);
     harness.snapshot_options(name, &snapshot_options());
 }
 
@@ -289,6 +294,7 @@ fn snapshot_of_the_workbench_before_a_run() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "the data preview", |h| enabled(h, "Start"));
     harness.run_steps(3);
+    mask_run_list_and_status(&mut harness);
     harness.snapshot_options("workbench_idle", &snapshot_options());
 }
 
@@ -300,4 +306,309 @@ fn snapshot_of_a_gan_after_thirty_steps() {
 #[test]
 fn snapshot_of_a_vae_after_thirty_steps() {
     finished_snapshot("vae-digits", "workbench_vae_30_steps");
+}
+
+/// Trains a small MLP GAN run to 20 steps in `root/name` (grids every 5 steps, checkpoints every 10), as an
+/// earlier session of the workbench would have left it.
+fn trained_run(root: &std::path::Path, name: &str, lr: &str) -> std::path::PathBuf {
+    use gantry::train::worker::{Command, Event, RunOptions, Trainer};
+    let mut config = preset("mlp-gan-digits").unwrap();
+    for setting in [
+        "data.count=600",
+        "train.steps=20",
+        "train.sample_every=5",
+        "train.checkpoint_every=10",
+        &format!("optimizer.lr={lr}"),
+    ] {
+        config.set(setting).unwrap();
+    }
+    let dir = root.join(name);
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        resume: false,
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    trainer.send(Command::Start);
+    loop {
+        match trainer
+            .events()
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the run reports")
+        {
+            Event::State(RunState::Finished) => break,
+            Event::Error(message) => panic!("{message}"),
+            _ => {}
+        }
+    }
+    dir
+}
+
+/// The workbench listing the runs under `runs` (default settings on a small dataset).
+fn browser_harness(runs: &std::path::Path) -> Harness<'static, GantryApp> {
+    let mut settings = Settings::default();
+    settings.config.data.count = 600;
+    let mut harness = workbench_harness(settings, runs);
+    harness.run_steps(3);
+    harness
+}
+
+/// Clicks a run's name in the run browser, which puts it in view.
+fn view_run(harness: &mut Harness<'_, GantryApp>, name: &str) {
+    // The name is also the tick box's label, which queries leave out unless asked.
+    harness
+        .query_all(By::new().label(name).include_labels())
+        .find(|n| n.accesskit_node().role() != Role::CheckBox)
+        .expect("the run is listed")
+        .click();
+    harness.run_steps(3);
+}
+
+#[test]
+fn ticking_two_runs_in_the_browser_overlays_their_curves() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "slow", "2e-4");
+    trained_run(runs.path(), "fast", "1e-3");
+    let mut harness = browser_harness(runs.path());
+    assert!(harness.state().shown_curves().is_empty(), "nothing in view yet");
+    for name in ["slow", "fast"] {
+        harness.get_by_role_and_label(Role::CheckBox, name).click();
+        harness.run_steps(2);
+    }
+    let mut shown = harness.state().shown_curves().to_vec();
+    shown.sort();
+    assert_eq!(
+        shown,
+        ["lr=0.0002", "lr=0.001"],
+        "one series per run, named by what differs"
+    );
+    assert!(harness
+        .query_by_label_contains("Comparing lr=0.0002 vs lr=0.001")
+        .is_some());
+
+    // Unticking one leaves the other.
+    harness.get_by_role_and_label(Role::CheckBox, "fast").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().shown_curves().len(), 1);
+}
+
+#[test]
+fn the_filmstrip_slider_and_a_click_on_a_curve_change_the_shown_grid() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "film", "2e-4");
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "film");
+    assert_eq!(
+        harness.state().shown_grid_step(),
+        Some(20),
+        "the newest saved grid first"
+    );
+    // The slider moves over the saved grids (steps 5, 10, 15, 20) by position.
+    harness
+        .get_by_role_and_label(Role::Slider, "Filmstrip step")
+        .set_value_accesskit(1.0);
+    harness.run_steps(3);
+    assert_eq!(harness.state().shown_grid_step(), Some(10));
+
+    // A click on a loss curve shows the grid saved nearest the clicked step.
+    let plot = harness.get_by_role_and_label(Role::Label, "GAN losses").rect();
+    let near_the_start = egui::pos2(plot.left() + 90.0, plot.bottom() + 120.0);
+    harness.hover_at(near_the_start);
+    harness.run_steps(1);
+    harness.event(egui::Event::PointerButton {
+        pos: near_the_start,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.run_steps(1);
+    harness.event(egui::Event::PointerButton {
+        pos: near_the_start,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.run_steps(3);
+    let step = harness.state().shown_grid_step().unwrap();
+    assert!(
+        step < 10,
+        "a click near the first steps shows an early grid, not step {step}"
+    );
+}
+
+#[test]
+fn runs_reopened_in_a_new_workbench_show_the_same_curves_and_grids() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 20;
+        s.config.train.sample_every = 5;
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    harness.run_steps(2);
+    let curves = harness.state().run().history().to_csv();
+    let dir = harness.state().viewed_run().unwrap().to_path_buf();
+    let samples = harness.state().run().snapshot().unwrap().samples.clone().unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    drop(harness);
+
+    let mut reopened = browser_harness(runs.path());
+    view_run(&mut reopened, &name);
+    assert!(
+        reopened.state().run().state().is_none(),
+        "read from disk, not trained again"
+    );
+    assert_eq!(reopened.state_mut().viewed_history().unwrap().to_csv(), curves);
+    assert_eq!(reopened.state().shown_grid_step(), Some(20));
+    assert_eq!(
+        gantry::runs::read_grid(&dir, gantry::runs::GridKind::Samples, 20).unwrap(),
+        samples,
+        "the saved grid is the one that was shown live"
+    );
+    assert_eq!(reopened.state().shown_curves().len(), 1);
+}
+
+#[test]
+fn fork_starts_a_child_run_that_the_browser_lists() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    start(&mut harness);
+    harness.get_by_label("Pause").click();
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    let parent = harness.state().viewed_run().unwrap().to_path_buf();
+    let fork_step = harness.state().run().step();
+    harness.get_by_label("D learning rate").set_value_accesskit(1e-3);
+    harness.run_steps(3);
+    assert!(harness.query_by_label_contains("The run is paused").is_some());
+    harness.get_by_label("Fork").click();
+    wait_until(&mut harness, "the child to train", |h| {
+        h.state().viewed_run().is_some_and(|d| d != parent) && h.state().run().step() > fork_step
+    });
+    let child = harness.state().viewed_run().unwrap().to_path_buf();
+    let child_name = child.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(child_name.contains(&format!("-fork{fork_step}-")), "{child_name}");
+    assert_eq!(harness.state().run().applied_config().unwrap().optimizer.lr_d(), 1e-3);
+    assert_eq!(
+        harness.state().run().history().count("loss_d") as u64,
+        harness.state().run().step(),
+        "the child's curve continues the parent's from step 1"
+    );
+    let parent_run = harness.state().open_run(&parent).unwrap();
+    assert_eq!(
+        parent_run.state(),
+        Some(RunState::Paused),
+        "the parent is left as it was"
+    );
+    assert_eq!(parent_run.step(), fork_step);
+    assert_ne!(parent_run.applied_config().unwrap().optimizer.lr_d(), 1e-3);
+    let meta = gantry::runs::RunMeta::read(&child).unwrap();
+    assert_eq!(
+        (meta.parent.as_deref(), meta.fork_step),
+        (Some(parent.as_path()), Some(fork_step))
+    );
+    harness.run_steps(2);
+    assert!(
+        harness.query_by_label(&child_name).is_some(),
+        "the browser lists the child"
+    );
+}
+
+#[test]
+fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 10;
+        s.config.train.sample_every = 5;
+        s.browser.parallel = 1;
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Sweep...").click();
+    harness.run_steps(2);
+    harness.get_by_label("Sweep setting 1").focus();
+    harness
+        .get_by_label("Sweep setting 1")
+        .type_text("optimizer.lr=1e-3,1e-4");
+    harness.run_steps(2);
+    harness.get_by_label("Queue 2 runs").click();
+    harness.run_steps(2);
+    let listed = harness.state_mut().listed_runs();
+    assert_eq!(listed.len(), 2, "one run per value");
+    assert!(listed
+        .iter()
+        .all(|r| r.meta.tags.iter().any(|t| t.starts_with("sweep-"))));
+    // One trains at a time; the other waits in the queue.
+    assert!(harness.query_by_label("queued").is_some());
+    wait_until(&mut harness, "both runs to finish", |_| {
+        gantry::runs::list_runs(runs.path())
+            .0
+            .iter()
+            .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
+    });
+    harness.run_steps(3);
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(3);
+    harness.get_by_label("Sort by").click();
+    harness.run_steps(2);
+    // The sort choice, not the browser's column of the same name (the popup is drawn last).
+    harness.query_all_by_label("lr").last().unwrap().click();
+    harness.run_steps(3);
+    assert!(
+        harness
+            .query_by_label_contains("1. lr=0.0001 (step 10)   2. lr=0.001 (step 10)")
+            .is_some(),
+        "the newest grids, ordered by learning rate"
+    );
+    harness.get_by_label("A/B compare").click();
+    harness.run_steps(2);
+    harness.get_by_label("difference").click();
+    harness.run_steps(3);
+    assert!(harness.query_by_label_contains("A: ").is_some());
+    assert!(harness.query_by_label_contains("differ in size").is_none());
+}
+
+#[test]
+fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "first-try", "2e-4");
+    trained_run(runs.path(), "other", "1e-3");
+    let mut harness = browser_harness(runs.path());
+
+    harness.get_all_by_label("Rename").next().unwrap().click();
+    harness.run_steps(2);
+    // The field starts with the current name; typing adds to it.
+    harness.get_by_label("New name").focus();
+    harness.get_by_label("New name").type_text(" v2");
+    harness.run_steps(1);
+    harness.get_by_label("Save name").click();
+    harness.run_steps(3);
+    let names: Vec<String> = ["first-try", "other"]
+        .map(|d| gantry::runs::RunMeta::read(&runs.path().join(d)).unwrap().name)
+        .into();
+    let renamed = names.iter().find(|n| n.ends_with(" v2")).expect("run.toml holds the new name");
+    assert!(harness.query_by_label(renamed).is_some(), "the list shows it");
+
+    harness.query_all_by_role_and_label(Role::Button, "Tags").next().unwrap().click();
+    harness.run_steps(2);
+    harness.get_by_label("Tags (comma separated)").focus();
+    harness.get_by_label("Tags (comma separated)").type_text("keep, lr");
+    harness.run_steps(1);
+    harness.get_by_label("Save tags").click();
+    harness.run_steps(3);
+    let listed = harness.state_mut().listed_runs();
+    assert!(listed.iter().any(|r| r.meta.tags == ["keep", "lr"]));
+
+    // The filter matches tags (and names, models, data, settings).
+    harness.get_by_label("Filter").focus();
+    harness.get_by_label("Filter").type_text("keep");
+    harness.run_steps(3);
+    assert_eq!(harness.query_all_by_label("Delete").count(), 1, "one run passes the filter");
+
+    harness.get_by_label("Delete").click();
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("is removed from disk").is_some(), "asks first");
+    harness.get_by_label("Cancel").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state_mut().listed_runs().len(), 2, "cancel keeps the run");
+    harness.get_by_label("Delete").click();
+    harness.run_steps(2);
+    harness.get_by_label("Delete run").click();
+    harness.run_steps(3);
+    assert_eq!(harness.state_mut().listed_runs().len(), 1);
 }

@@ -2,10 +2,13 @@
 //! One place decides enablement, so buttons and keyboard shortcuts always agree.
 
 use super::run::TrainingRun;
+use crate::grid::ImageGrid;
 use crate::runs::GridKind;
+use crate::sweep::Axis;
 use crate::train::worker::RunState;
 use eframe::egui;
 use egui::{Context, Key, Modifiers};
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -24,6 +27,21 @@ pub enum Action {
     SaveGrid(GridKind),
     ExportCsv,
     DismissError,
+    /// Start a child of the viewed run from its current (or filmstrip) checkpoint with the draft settings.
+    Fork,
+    /// Show this run's curves and pictures (and make the toolbar act on it).
+    ViewRun(PathBuf),
+    /// Train a listed run on from its newest checkpoint (from the start if it has none).
+    ContinueRun(PathBuf),
+    StopRun(PathBuf),
+    RenameRun(PathBuf, String),
+    TagRun(PathBuf, Vec<String>),
+    DeleteRun(PathBuf),
+    ChangeRunsFolder(PathBuf),
+    RefreshRuns,
+    /// Queue one run per point of these axes, with the draft settings as the base.
+    QueueSweep(Vec<Axis>),
+    SaveContactSheet(ImageGrid),
 }
 
 /// The Pause/Resume button: its label and whether it works now.
@@ -44,12 +62,28 @@ pub struct Controls {
     pub reset: bool,
     /// Whether a worker is live (Space then never starts a new run over it).
     pub live: bool,
+    /// The step Fork would branch the viewed run at, or why it cannot.
+    pub fork: Result<u64, String>,
 }
 
 impl Controls {
     /// `launch` says whether the draft config can start; `budget` is the draft's step budget.
     pub fn new(run: &TrainingRun, launch: Result<(), String>, budget: u64) -> Controls {
-        let busy = || Err("a run is live: stop or reset it to start a new one".to_string());
+        let fork = Err("fork a paused run, or a stopped one with a checkpoint".to_string());
+        if run.is_queued() {
+            return Controls {
+                start: launch,
+                pause_resume: PauseResume::Disabled {
+                    label: "Pause",
+                    reason: "queued: it starts when fewer runs are training".into(),
+                },
+                step: Err("the run is queued".into()),
+                stop: true,
+                reset: true,
+                live: true,
+                fork,
+            };
+        }
         let idle_pause = || PauseResume::Disabled {
             label: "Pause",
             reason: "nothing is training".into(),
@@ -62,9 +96,10 @@ impl Controls {
                 stop: false,
                 reset: run.state().is_some(),
                 live: false,
+                fork,
             },
             Some(RunState::Loading) => Controls {
-                start: busy(),
+                start: launch.clone(),
                 pause_resume: PauseResume::Disabled {
                     label: "Pause",
                     reason: "the data is loading".into(),
@@ -73,22 +108,25 @@ impl Controls {
                 stop: true,
                 reset: true,
                 live: true,
+                fork: fork.clone(),
             },
             Some(RunState::Running) => Controls {
-                start: busy(),
+                start: launch.clone(),
                 pause_resume: PauseResume::Pause,
                 step: Err("pause first".into()),
                 stop: true,
                 reset: true,
                 live: true,
+                fork: fork.clone(),
             },
             Some(RunState::Ready | RunState::Paused) => Controls {
-                start: busy(),
+                start: launch.clone(),
                 pause_resume: PauseResume::Resume,
                 step: Ok(()),
                 stop: true,
                 reset: true,
                 live: true,
+                fork: fork.clone(),
             },
             Some(RunState::Finished) => Controls {
                 start: launch,
@@ -104,6 +142,7 @@ impl Controls {
                 stop: true,
                 reset: true,
                 live: true,
+                fork: fork.clone(),
             },
         }
     }

@@ -8,7 +8,7 @@ use super::history::{Curve, RunHistory, XAxis};
 use super::settings::{CurveSettings, THROUGHPUT_PLOT};
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
-use egui_plot::{ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, Plot};
+use egui_plot::{ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot};
 
 /// Metrics that are read together share a plot; metrics not listed get a plot each.
 const GROUPS: [(&str, &[&str]); 7] = [
@@ -34,24 +34,44 @@ const MIN_PLOT_HEIGHT: f32 = 140.0;
 #[derive(Default)]
 pub struct CurvesView {
     /// The axis settings the plots were last drawn with; when they change, the plots re-fit.
-    drawn_as: Option<(XAxis, bool)>,
+    drawn_as: Option<(XAxis, bool, usize)>,
 }
 
+/// One run's curves in the plots, with the label that tells it from the others.
+pub struct Overlay<'a> {
+    pub label: String,
+    pub history: &'a RunHistory,
+}
+
+/// A run's colour when several overlay (one colour per run).
+const RUN_PALETTE: [Color32; 8] = [
+    Color32::from_rgb(70, 150, 255),
+    Color32::from_rgb(255, 140, 40),
+    Color32::from_rgb(80, 190, 110),
+    Color32::from_rgb(220, 80, 200),
+    Color32::from_rgb(230, 70, 70),
+    Color32::from_rgb(150, 120, 255),
+    Color32::from_rgb(200, 190, 60),
+    Color32::from_rgb(60, 200, 210),
+];
+
 impl CurvesView {
-    pub fn show(&mut self, ui: &mut Ui, history: &mut RunHistory, settings: &mut CurveSettings) {
-        history.set_smoothing(settings.smoothing);
-        let history = &*history;
-        let groups = plot_groups(history);
+    /// Draws the curves of every overlay (smoothed as the settings say: set before, as that needs the
+    /// histories mutable); returns the step clicked on a plot, in the first run's steps.
+    pub fn show(&mut self, ui: &mut Ui, overlays: &[Overlay<'_>], settings: &mut CurveSettings) -> Option<u64> {
+        let runs: Vec<(&str, &RunHistory)> = overlays.iter().map(|o| (o.label.as_str(), o.history)).collect();
+        let groups = plot_groups(&runs);
         controls(ui, settings, &groups);
         let shown: Vec<_> = groups
             .iter()
             .filter(|(title, _)| !settings.hidden.contains(title))
             .collect();
-        let refit = self.drawn_as != Some((settings.x_axis, settings.log_scale));
-        self.drawn_as = Some((settings.x_axis, settings.log_scale));
+        let drawn_as = (settings.x_axis, settings.log_scale, runs.len());
+        let refit = self.drawn_as != Some(drawn_as);
+        self.drawn_as = Some(drawn_as);
         if shown.is_empty() {
             ui.weak("Every plot is hidden: tick one above.");
-            return;
+            return None;
         }
         let columns = if ui.available_width() > 720.0 && shown.len() > 1 {
             2
@@ -64,42 +84,56 @@ impl CurvesView {
             (ui.available_width() - spacing.x * (columns - 1) as f32) / columns as f32,
             ((ui.available_height() - spacing.y * (rows - 1) as f32) / rows as f32).max(MIN_PLOT_HEIGHT),
         );
+        let mut clicked = None;
         egui::ScrollArea::vertical().id_salt("curves").show(ui, |ui| {
             for row in shown.chunks(columns) {
                 ui.horizontal(|ui| {
                     for (title, metrics) in row {
                         ui.allocate_ui(size, |ui| {
-                            ui.vertical(|ui| curve_plot(ui, history, settings, title, metrics, size, refit));
+                            ui.vertical(|ui| {
+                                let x = curve_plot(ui, &runs, settings, title, metrics, size, refit);
+                                clicked = clicked.or(x);
+                            });
                         });
                     }
                 });
             }
         });
+        // A click reads the step of the first run's row nearest the clicked x.
+        let x = clicked?;
+        let (_, history) = runs.first()?;
+        let metric = history.metric_names().find(|m| history.count(m) > 0)?;
+        history.readout(metric, settings.x_axis, x).map(|r| r.step)
     }
 }
 
-/// The plots this history needs: the known groups with any recorded metric, then one per other metric.
-fn plot_groups(history: &RunHistory) -> Vec<(String, Vec<&str>)> {
-    let recorded: Vec<&str> = history.metric_names().filter(|m| history.count(m) > 0).collect();
-    let mut groups: Vec<(String, Vec<&str>)> = GROUPS
+/// The plots these runs need: the known groups with any recorded metric, then one per other metric.
+fn plot_groups(runs: &[(&str, &RunHistory)]) -> Vec<(String, Vec<String>)> {
+    let mut recorded: Vec<&str> = Vec::new();
+    for (_, history) in runs {
+        for metric in history.metric_names().filter(|m| history.count(m) > 0) {
+            if !recorded.contains(&metric) {
+                recorded.push(metric);
+            }
+        }
+    }
+    let mut groups: Vec<(String, Vec<String>)> = GROUPS
         .iter()
         .map(|(title, metrics)| {
-            (
-                title.to_string(),
-                recorded.iter().copied().filter(|m| metrics.contains(m)).collect(),
-            )
+            let members = recorded.iter().filter(|m| metrics.contains(m)).map(|m| m.to_string());
+            (title.to_string(), members.collect())
         })
-        .filter(|(_, metrics): &(String, Vec<&str>)| !metrics.is_empty())
+        .filter(|(_, metrics): &(String, Vec<String>)| !metrics.is_empty())
         .collect();
     for metric in recorded {
         if !GROUPS.iter().any(|(_, metrics)| metrics.contains(&metric)) {
-            groups.push((metric.to_string(), vec![metric]));
+            groups.push((metric.to_string(), vec![metric.to_string()]));
         }
     }
     groups
 }
 
-fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<&str>)]) {
+fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<String>)]) {
     ui.horizontal_wrapped(|ui| {
         let label = ui.label("Smoothing");
         ui.add(Slider::new(&mut settings.smoothing, 0.0..=0.999).fixed_decimals(3))
@@ -127,15 +161,16 @@ fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<&s
     ui.add_space(4.0);
 }
 
+/// Draws one plot; returns the x of a click on it.
 fn curve_plot(
     ui: &mut Ui,
-    history: &RunHistory,
+    runs: &[(&str, &RunHistory)],
     settings: &CurveSettings,
     title: &str,
-    metrics: &[&str],
+    metrics: &[String],
     size: Vec2,
     refit: bool,
-) {
+) -> Option<f64> {
     let (axis, log) = (settings.x_axis, settings.log_scale);
     ui.strong(title);
     let mut plot = Plot::new(title)
@@ -151,7 +186,7 @@ fn curve_plot(
             XAxis::Step => "step",
             XAxis::WallTime => "training time",
         })
-        .label_formatter(|hovered| hover_readout(history, metrics, axis, hovered))
+        .label_formatter(|hovered| hover_readout(runs, metrics, axis, hovered))
         .allow_scroll(false);
     if axis == XAxis::WallTime {
         plot = plot.x_axis_formatter(|mark, _| clock(mark.value));
@@ -187,47 +222,84 @@ fn curve_plot(
                 points
             }
         };
-        for (metric, color) in metrics.iter().zip(PALETTE.iter().cycle()) {
-            if history.smoothing() > 0.0 {
-                let raw = scale(history.points(metric, Curve::Raw, axis, view, columns));
+        let overlaid = runs.len() > 1;
+        for (run, (label, history)) in runs.iter().enumerate() {
+            for (index, metric) in metrics.iter().enumerate() {
+                // One run: a colour per metric. Several: a colour per run, and metrics told apart by dashes.
+                let (color, style) = if overlaid {
+                    let style = [LineStyle::Solid, LineStyle::dashed_loose(), LineStyle::dotted_dense()][index % 3];
+                    (RUN_PALETTE[run % RUN_PALETTE.len()], style)
+                } else {
+                    (PALETTE[index % PALETTE.len()], LineStyle::Solid)
+                };
+                let name = if overlaid {
+                    format!("{label}: {metric}")
+                } else {
+                    metric.clone()
+                };
+                let metric = metric.as_str();
+                if history.smoothing() > 0.0 {
+                    let raw = scale(history.points(metric, Curve::Raw, axis, view, columns));
+                    plot.line(
+                        Line::new(name.clone(), raw)
+                            .id(("raw", run, metric))
+                            .color(color.gamma_multiply(0.3))
+                            .width(1.0),
+                    );
+                }
+                let smoothed = scale(history.points(metric, Curve::Smoothed, axis, view, columns));
                 plot.line(
-                    Line::new(*metric, raw)
-                        .id(("raw", metric))
-                        .color(color.gamma_multiply(0.3))
-                        .width(1.0),
+                    Line::new(name, smoothed)
+                        .id(("smoothed", run, metric))
+                        .color(color)
+                        .style(style)
+                        .width(1.6),
                 );
             }
-            let smoothed = scale(history.points(metric, Curve::Smoothed, axis, view, columns));
-            plot.line(
-                Line::new(*metric, smoothed)
-                    .id(("smoothed", metric))
-                    .color(*color)
-                    .width(1.6),
-            );
         }
-    });
+        plot.response()
+            .clicked()
+            .then(|| plot.pointer_coordinate().map(|p| p.x))
+            .flatten()
+    })
+    .inner
 }
 
-/// The hover label: the step and time nearest the pointer, and each metric's value there.
-fn hover_readout(history: &RunHistory, metrics: &[&str], axis: XAxis, hovered: &HoverPosition<'_>) -> Option<String> {
+/// The hover label: the step and time nearest the pointer, and each metric's value there (per run).
+fn hover_readout(
+    runs: &[(&str, &RunHistory)],
+    metrics: &[String],
+    axis: XAxis,
+    hovered: &HoverPosition<'_>,
+) -> Option<String> {
     let (HoverPosition::NearDataPoint { position, .. } | HoverPosition::Elsewhere { position }) = hovered;
     let mut lines = Vec::new();
-    for metric in metrics {
-        let Some(readout) = history.readout(metric, axis, position.x) else {
-            continue;
-        };
-        if lines.is_empty() {
-            lines.push(format!("step {}, {}", readout.step, clock(readout.wall_s)));
+    for (label, history) in runs {
+        for metric in metrics {
+            let Some(readout) = history.readout(metric, axis, position.x) else {
+                continue;
+            };
+            if lines.is_empty() {
+                lines.push(format!("step {}, {}", readout.step, clock(readout.wall_s)));
+            }
+            let name = if runs.len() > 1 {
+                format!("{label}: {metric}")
+            } else {
+                metric.clone()
+            };
+            lines.push(if history.smoothing() > 0.0 {
+                format!(
+                    "{name}: {} (smoothed {})",
+                    significant(readout.raw),
+                    significant(readout.smoothed)
+                )
+            } else {
+                format!("{name}: {}", significant(readout.raw))
+            });
         }
-        lines.push(if history.smoothing() > 0.0 {
-            format!(
-                "{metric}: {} (smoothed {})",
-                significant(readout.raw),
-                significant(readout.smoothed)
-            )
-        } else {
-            format!("{metric}: {}", significant(readout.raw))
-        });
+    }
+    if runs.len() == 1 {
+        lines.push("Click: show the grid saved nearest this step".into());
     }
     (!lines.is_empty()).then(|| lines.join("\n"))
 }

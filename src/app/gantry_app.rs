@@ -1,23 +1,30 @@
 //! The workbench window: settings on the left, curves and pictures in the middle, controls on top, status
 //! below. Views read the run and the settings; user actions become commands to the worker.
 
+use super::browser::{listed, RunBrowser};
+use super::catalog::{describe, Catalog};
+use super::compare::{step_slider, AbView, ContactSheetView};
 use super::controls::{Action, Controls};
-use super::curves::CurvesView;
+use super::curves::{CurvesView, Overlay};
 use super::data_panel::{describe_progress, DataPanel};
 use super::data_preview::{PreviewLoader, PreviewState};
 use super::experiment_panel::ExperimentPanel;
+use super::fleet::Fleet;
 use super::launch_check::LaunchCheck;
 use super::optimisation_panel::OptimisationPanel;
-use super::pictures::PicturesPanel;
+use super::pictures::{version_of, Pictures, PicturesPanel};
 use super::run::{ConfigSync, TrainingRun};
-use super::settings::{Settings, Theme, STORAGE_KEY};
+use super::settings::{CentralView, Settings, Theme, STORAGE_KEY};
 use super::status_bar::StatusBar;
 use super::toolbar::{Exportable, Toolbar};
-use crate::runs::GridKind;
+use crate::config::RunConfig;
+use crate::grid::ImageGrid;
+use crate::runs::{self, nearest_step, GridKind, RunMeta};
+use crate::sweep;
 use crate::train::worker::{Command, RunOptions, RunState, Waker};
 use eframe::egui;
 use egui::{CentralPanel, CollapsingHeader, Context, Frame, Panel, ScrollArea, Ui};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,8 +41,20 @@ pub struct AppOptions {
 pub struct GantryApp {
     settings: Settings,
     runs_dir: PathBuf,
-    /// Dropping it stops and joins the training threads.
-    run: TrainingRun,
+    /// Every open run; dropping it stops and joins the training threads.
+    fleet: Fleet,
+    /// The runs on disk.
+    catalog: Catalog,
+    browser: RunBrowser,
+    /// Runs ticked in the browser: their curves overlay, the contact sheet shows their grids.
+    selection: Vec<PathBuf>,
+    filmstrip: Filmstrip,
+    /// A fork waiting for its parent's checkpoint to be written.
+    pending_fork: Option<(PathBuf, u64, RunConfig)>,
+    /// The labels of the runs the curves showed last frame.
+    shown_curves: Vec<String>,
+    ab: AbView,
+    sheet: ContactSheetView,
     launch_check: LaunchCheck,
     preview: PreviewLoader,
     /// How the draft config relates to the live run, as of the last frame.
@@ -52,6 +71,15 @@ pub struct GantryApp {
     pictures: PicturesPanel,
 }
 
+/// Which saved grid the pictures show: the newest live one, or a step picked on the slider or a curve.
+#[derive(Clone, Debug, Default)]
+struct Filmstrip {
+    /// The run the filmstrip belongs to; another run in view starts it over.
+    run: Option<PathBuf>,
+    /// The step picked, or `None` to follow the newest grid.
+    step: Option<u64>,
+}
+
 impl GantryApp {
     /// The app as eframe starts it: settings from the last session, if any.
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> GantryApp {
@@ -64,10 +92,22 @@ impl GantryApp {
 
     /// The app with the given settings, without eframe (tests, screenshots).
     pub fn with_settings(settings: Settings, options: AppOptions) -> GantryApp {
+        let runs_dir = options
+            .runs_dir
+            .or_else(|| settings.runs_dir.clone())
+            .unwrap_or_else(default_runs_dir);
         GantryApp {
             settings,
-            runs_dir: options.runs_dir.unwrap_or_else(default_runs_dir),
-            run: TrainingRun::default(),
+            catalog: Catalog::new(runs_dir.clone()),
+            runs_dir,
+            fleet: Fleet::default(),
+            browser: RunBrowser::default(),
+            selection: Vec::new(),
+            filmstrip: Filmstrip::default(),
+            pending_fork: None,
+            shown_curves: Vec::new(),
+            ab: AbView::default(),
+            sheet: ContactSheetView::default(),
             launch_check: LaunchCheck::default(),
             preview: PreviewLoader::default(),
             sync: ConfigSync::NoRun,
@@ -91,16 +131,61 @@ impl GantryApp {
         &mut self.settings
     }
 
+    /// The run in view (an empty one when none is).
     pub fn run(&self) -> &TrainingRun {
-        &self.run
+        self.fleet.focused()
     }
 
-    /// Handles what arrived from the worker and the data preview; eframe calls it before each frame.
+    /// The open run in `dir`, if it is open.
+    pub fn open_run(&self, dir: &Path) -> Option<&TrainingRun> {
+        self.fleet.get(dir)
+    }
+
+    /// The directory of the run in view.
+    pub fn viewed_run(&self) -> Option<&Path> {
+        self.fleet.focus_dir()
+    }
+
+    /// The curves of the run in view: live, or read from its folder.
+    pub fn viewed_history(&mut self) -> Option<&super::history::RunHistory> {
+        let dir = self.fleet.focus_dir()?.to_path_buf();
+        match self.fleet.get(&dir) {
+            Some(run) => Some(run.history()),
+            None => self.catalog.history(&dir).ok().map(|h| &*h),
+        }
+    }
+
+    /// The runs the loss plots showed in the last frame, by their labels.
+    pub fn shown_curves(&self) -> &[String] {
+        &self.shown_curves
+    }
+
+    /// The step of the grids the pictures showed in the last frame.
+    pub fn shown_grid_step(&self) -> Option<u64> {
+        self.pictures.shown_step()
+    }
+
+    /// The runs the run browser lists.
+    pub fn listed_runs(&mut self) -> Vec<runs::RunSummary> {
+        self.catalog.refresh_if_stale();
+        self.catalog.runs().iter().map(|r| r.summary.clone()).collect()
+    }
+
+    /// Handles what arrived from the workers and the data preview; eframe calls it before each frame.
     pub fn tick(&mut self, ctx: &Context) {
         self.preview.poll();
-        if self.run.drain(EVENT_BUDGET) {
+        let (drained, new_grids) = self.fleet.drain(EVENT_BUDGET);
+        for dir in new_grids {
+            self.catalog.forget_grid_steps(&dir);
+        }
+        if drained.state_changed {
+            self.catalog.mark_stale();
+        }
+        if drained.more {
             ctx.request_repaint();
         }
+        self.fleet.pump(self.settings.browser.parallel, &training_waker(ctx));
+        self.finish_pending_fork();
     }
 
     /// Draws the window and carries out what the user asked for.
@@ -110,23 +195,55 @@ impl GantryApp {
             ctx.set_theme(egui::Theme::from(self.settings.theme));
             self.applied_theme = Some(self.settings.theme);
         }
+        self.catalog.refresh_if_stale();
+        if self.filmstrip.run.as_deref() != self.fleet.focus_dir() {
+            self.filmstrip = Filmstrip {
+                run: self.fleet.focus_dir().map(Path::to_path_buf),
+                step: None,
+            };
+        }
         let config = &self.settings.config;
         self.preview
             .request(&config.data, config.train.seed, repaint_waker(&ctx));
         let budget = config.train.steps;
         let launch = self.launch();
-        let controls = Controls::new(&self.run, launch, budget);
+        let mut controls = Controls::new(self.fleet.focused(), launch.clone(), budget);
+        controls.fork = self.fork_point();
         let mut actions = controls.shortcuts(&ctx);
-        let snapshot = self.run.snapshot();
+        let snapshot = self.fleet.focused().snapshot();
         let exportable = Exportable {
             samples: snapshot.is_some_and(|s| s.samples.is_some()),
             reconstructions: snapshot.is_some_and(|s| s.reconstructions.is_some()),
-            metrics: !self.run.history().is_empty(),
+            metrics: !self.fleet.focused().history().is_empty(),
         };
         Panel::top("toolbar").show(ui, |ui| {
             actions.extend(self.toolbar.show(ui, &controls, &exportable, &mut self.settings.theme));
         });
-        Panel::bottom("status").show(ui, |ui| self.status_bar.show(ui, &self.run));
+        Panel::bottom("status").show(ui, |ui| match self.disk_view() {
+            Some(summary) => {
+                ui.weak(format!(
+                    "Viewing {} from disk: {}, {} steps. Continue (in the run list) trains it on; Fork branches it.",
+                    summary.meta.name,
+                    summary.meta.status.label(),
+                    summary.last.as_ref().map_or(0, |r| r.step)
+                ));
+            }
+            None => self.status_bar.show(ui, self.fleet.focused()),
+        });
+        Panel::bottom("runs")
+            .resizable(true)
+            .default_size(210.0)
+            .size_range(90.0..=600.0)
+            .show(ui, |ui| {
+                actions.extend(self.browser.show(
+                    ui,
+                    &self.catalog,
+                    &self.fleet,
+                    &mut self.settings.browser,
+                    &mut self.selection,
+                    &launch,
+                ));
+            });
         Panel::left("settings")
             .resizable(true)
             .default_size(350.0)
@@ -134,11 +251,84 @@ impl GantryApp {
             .show(ui, |ui| {
                 ScrollArea::vertical().show(ui, |ui| self.settings_sections(ui));
             });
-        CentralPanel::default().show(ui, |ui| self.central(ui, &mut actions));
+        CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let view = &mut self.settings.view;
+                ui.selectable_value(view, CentralView::Training, "Training");
+                ui.selectable_value(view, CentralView::Compare, "A/B compare");
+                ui.selectable_value(view, CentralView::ContactSheet, "Contact sheet");
+            });
+            ui.separator();
+            match self.settings.view {
+                CentralView::Training => self.central(ui, &mut actions),
+                CentralView::Compare => {
+                    let mut runs = listed(&self.catalog, &self.selection);
+                    if runs.is_empty() {
+                        runs.extend(self.fleet.focus_dir());
+                    }
+                    self.ab.default_sides(&mut self.catalog, &runs);
+                    self.ab.show(ui, &mut self.catalog, &mut self.settings.zoom);
+                }
+                CentralView::ContactSheet => {
+                    let runs = listed(&self.catalog, &self.selection);
+                    if let Some(sheet) = self.sheet.show(ui, &mut self.catalog, &runs, &mut self.settings.zoom) {
+                        actions.push(Action::SaveContactSheet(sheet));
+                    }
+                }
+            }
+        });
         for action in actions {
             self.perform(action, &ctx);
         }
-        self.sync = self.run.sync_config(&self.settings.config);
+        let draft = self.settings.config.clone();
+        self.sync = self.fleet.focused_mut().sync_config(&draft);
+    }
+
+    /// The summary of the run in view when no worker has it open (it is read from disk).
+    fn disk_view(&self) -> Option<&runs::RunSummary> {
+        let dir = self.fleet.focus_dir()?;
+        if self.fleet.get(dir).is_some() {
+            return None;
+        }
+        self.catalog.find(dir).map(|r| &r.summary)
+    }
+
+    /// The step the Fork button would branch the run in view at, or why it cannot.
+    fn fork_point(&self) -> Result<u64, String> {
+        let dir = self
+            .fleet
+            .focus_dir()
+            .ok_or("view a run (in the run list) to fork it")?;
+        let live = self.fleet.get(dir);
+        let config = match live.and_then(TrainingRun::applied_config) {
+            Some(config) => config,
+            None => &self.catalog.find(dir).ok_or("the run is not listed")?.summary.config,
+        };
+        if let Some(key) = config.restart_needed_for(&self.settings.config) {
+            return Err(format!("a fork keeps the run's shapes and data, but {key} differs"));
+        }
+        self.settings
+            .config
+            .validate()
+            .map_err(|e| format!("the settings are invalid: {e}"))?;
+        match live.filter(|r| r.takes_commands() || r.is_queued()) {
+            Some(run) => match run.state() {
+                Some(RunState::Paused | RunState::Ready | RunState::Finished) => Ok(run.step()),
+                _ => Err("pause the run to fork it".into()),
+            },
+            // A stopped run forks from its checkpoint at (or before) the filmstrip's step.
+            None => {
+                let checkpoints = runs::checkpoint_steps(dir);
+                let until = self.filmstrip.step.unwrap_or(u64::MAX);
+                checkpoints
+                    .iter()
+                    .rev()
+                    .find(|s| **s <= until)
+                    .or(checkpoints.first())
+                    .copied()
+                    .ok_or_else(|| "the run has no checkpoint to fork from".to_string())
+            }
+        }
     }
 
     /// Ok when the draft config can start a run, else why not.
@@ -176,7 +366,7 @@ impl GantryApp {
     }
 
     fn central(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
-        if let Some(error) = self.run.last_error() {
+        if let Some(error) = self.fleet.focused().last_error() {
             banner(ui, ui.visuals().error_fg_color, |ui| {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Error: {error}"));
                 if ui.button("Dismiss").clicked() {
@@ -184,8 +374,8 @@ impl GantryApp {
                 }
             });
         }
-        if let ConfigSync::NeedsRestart(key) = self.sync {
-            banner(ui, ui.visuals().warn_fg_color, |ui| {
+        match self.sync {
+            ConfigSync::NeedsRestart(key) => banner(ui, ui.visuals().warn_fg_color, |ui| {
                 ui.label(format!(
                     "Changing {key} needs a new run: the live run keeps its settings until you restart."
                 ));
@@ -196,85 +386,450 @@ impl GantryApp {
                 if ui.button("Revert changes").clicked() {
                     actions.push(Action::RevertDraft);
                 }
-            });
+            }),
+            ConfigSync::Held => {
+                ui.weak("The run is paused: changed settings apply when it resumes, or press Fork to try them in a new run from here.");
+            }
+            _ => {}
         }
         if let Some(notice) = &self.notice {
             ui.weak(notice);
         }
-        if let (Some(snapshot), Some(config)) = (self.run.snapshot(), self.run.applied_config()) {
-            let (kind, version) = (config.model.kind, self.run.snapshot_version());
-            Panel::right("pictures")
-                .resizable(true)
-                .default_size(ui.available_width() * 0.42)
-                .show(ui, |ui| {
-                    self.pictures.show(ui, kind, snapshot, version, &mut self.settings.zoom);
-                });
+        self.pictures_panel(ui);
+        let focus = self.fleet.focus_dir().map(Path::to_path_buf);
+        let mut dirs: Vec<PathBuf> = focus.iter().cloned().collect();
+        for dir in listed(&self.catalog, &self.selection) {
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_path_buf());
+            }
         }
-        if !self.run.history().is_empty() {
-            self.curves.show(ui, self.run.history_mut(), &mut self.settings.curves);
-        } else if self.run.state() == Some(RunState::Loading) {
+        let clicked = self.curves(ui, &dirs);
+        if let (Some(step), Some(dir)) = (clicked, &focus) {
+            // A click on a curve shows the grid saved nearest that step.
+            let kind = self.filmstrip_kind(dir);
+            if let Some(saved) = nearest_step(self.catalog.grid_steps(dir, kind), step) {
+                self.filmstrip.step = Some(saved);
+            }
+        }
+        if !self.shown_curves.is_empty() {
+            return;
+        }
+        let run = self.fleet.focused();
+        if run.state() == Some(RunState::Loading) || run.is_queued() {
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label(match self.run.progress() {
-                    Some(progress) => describe_progress(progress),
-                    None => "Loading the data and building the model...".to_string(),
+                ui.label(match (run.progress(), run.is_queued()) {
+                    (_, true) => "Queued: the run starts when fewer runs are training.".to_string(),
+                    (Some(progress), _) => describe_progress(progress),
+                    (None, _) => "Loading the data and building the model...".to_string(),
                 });
             });
-        } else if self.run.state().is_none() {
+        } else if run.state().is_none() && focus.is_none() {
             let config = &self.settings.config;
             ui.add_space(ui.available_height() / 3.0);
             ui.vertical_centered(|ui| {
                 ui.heading(format!("{} on {}", config.model.kind.label(), config.data.source));
                 ui.label("Press Start (or Space) to train. Loss curves appear here, samples on the right.");
                 ui.weak("Right arrow trains a single step. Settings that keep the model's shapes apply to a live run.");
+                ui.weak("Earlier runs are listed below: View one, or tick several to overlay their curves.");
             });
         }
     }
 
+    /// The loss plots of the runs in `dirs` (the first is the one in view); returns a clicked step.
+    fn curves(&mut self, ui: &mut Ui, dirs: &[PathBuf]) -> Option<u64> {
+        let smoothing = self.settings.curves.smoothing;
+        let mut problems = Vec::new();
+        for dir in dirs {
+            let history = match self.fleet.get_mut(dir) {
+                Some(run) => Ok(run.history_mut()),
+                None => self.catalog.history(dir),
+            };
+            match history {
+                Ok(history) => history.set_smoothing(smoothing),
+                Err(message) => problems.push(message),
+            }
+        }
+        for problem in problems {
+            ui.colored_label(ui.visuals().error_fg_color, problem);
+        }
+        let configs: Vec<Option<&RunConfig>> = dirs
+            .iter()
+            .map(|dir| match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
+                Some(config) => Some(config),
+                None => self.catalog.find(dir).map(|r| &r.summary.config),
+            })
+            .collect();
+        let known: Vec<&RunConfig> = configs.iter().flatten().copied().collect();
+        let differences = runs::config_differences(&known);
+        let mut overlays = Vec::new();
+        let mut differing = differences.into_iter();
+        for (dir, config) in dirs.iter().zip(&configs) {
+            let history = match self.fleet.get(dir) {
+                Some(run) => Some(run.history()),
+                None => self.catalog.cached_history(dir),
+            };
+            let Some(history) = history.filter(|h| !h.is_empty()) else {
+                if config.is_some() {
+                    differing.next();
+                }
+                continue;
+            };
+            let described = config
+                .and_then(|_| differing.next())
+                .map(|d| describe(&d))
+                .unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let label = match described.is_empty() {
+                true => self.catalog.find(dir).map_or(name, |r| r.name().to_string()),
+                false => described,
+            };
+            overlays.push(Overlay { label, history });
+        }
+        self.shown_curves = overlays.iter().map(|o| o.label.clone()).collect();
+        if overlays.is_empty() {
+            return None;
+        }
+        if overlays.len() > 1 {
+            let labels: Vec<&str> = overlays.iter().map(|o| o.label.as_str()).collect();
+            ui.label(format!("Comparing {}", labels.join(" vs ")));
+        }
+        self.curves.show(ui, &overlays, &mut self.settings.curves)
+    }
+
+    /// The grid kind the filmstrip of the run in `dir` steps through.
+    fn filmstrip_kind(&self, dir: &Path) -> GridKind {
+        let config = match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
+            Some(config) => Some(config),
+            None => self.catalog.find(dir).map(|r| &r.summary.config),
+        };
+        match config.map(|c| c.model.kind) {
+            Some(kind) if kind.is_gan() || kind.is_vae() => GridKind::Samples,
+            Some(_) => GridKind::Reconstructions,
+            None => GridKind::Samples,
+        }
+    }
+
+    /// The right-hand pictures: the live grids, or the filmstrip's saved ones, with the filmstrip slider.
+    fn pictures_panel(&mut self, ui: &mut Ui) {
+        let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) else {
+            self.pictures.forget_step();
+            return;
+        };
+        let kind = self.filmstrip_kind(&dir);
+        let steps = self.catalog.grid_steps(&dir, kind).to_vec();
+        let live = self.fleet.get(&dir);
+        let model = match live.and_then(TrainingRun::applied_config) {
+            Some(config) => config.model.kind,
+            None => match self.catalog.find(&dir) {
+                Some(run) => run.summary.config.model.kind,
+                None => return,
+            },
+        };
+        let snapshot = live.and_then(|r| r.snapshot().map(|s| (s.clone(), r.snapshot_version())));
+        if snapshot.is_none() && steps.is_empty() {
+            self.pictures.forget_step();
+            return;
+        }
+        let frame = self.filmstrip.step.filter(|_| !steps.is_empty());
+        let disk = frame.or(snapshot.is_none().then(|| steps.last().copied()).flatten());
+        let grids = disk.map(|step| {
+            let mut read = |kind| self.catalog.grid(&dir, kind, step).ok().cloned();
+            (step, read(GridKind::Samples), read(GridKind::Reconstructions))
+        });
+        let filmstrip = &mut self.filmstrip;
+        Panel::right("pictures")
+            .resizable(true)
+            .default_size(ui.available_width() * 0.42)
+            .show(ui, |ui| {
+                if !steps.is_empty() {
+                    ui.horizontal(|ui| {
+                        let mut step = disk.unwrap_or(*steps.last().expect("not empty"));
+                        if step_slider(ui, "Filmstrip step", &steps, &mut step) {
+                            filmstrip.step = Some(step);
+                        }
+                        if snapshot.is_some() {
+                            let mut follow = filmstrip.step.is_none();
+                            if ui
+                                .checkbox(&mut follow, "Follow training")
+                                .on_hover_text("Show the newest grids as they come")
+                                .changed()
+                            {
+                                filmstrip.step = if follow { None } else { Some(step) };
+                            }
+                        }
+                    });
+                }
+                let pictures = match (&grids, &snapshot) {
+                    (Some((step, samples, reconstructions)), _) => Pictures {
+                        step: *step,
+                        samples: samples.as_ref(),
+                        reconstructions: reconstructions.as_ref(),
+                        points: None,
+                        version: version_of(&(&dir, step)),
+                    },
+                    (None, Some((snapshot, version))) => Pictures::live(snapshot, *version),
+                    (None, None) => return,
+                };
+                self.pictures.show(ui, model, &pictures, &mut self.settings.zoom);
+            });
+    }
+
     fn perform(&mut self, action: Action, ctx: &Context) {
+        let draft = self.settings.config.clone();
         match action {
-            Action::Start | Action::Restart => self.start_run(ctx, Command::Start),
+            Action::Start => self.start_run(Command::Start),
+            Action::Restart => {
+                if let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) {
+                    self.fleet.close(&dir);
+                }
+                self.start_run(Command::Start);
+            }
             Action::TogglePause => {
-                let command = if self.run.state() == Some(RunState::Running) {
+                let run = self.fleet.focused_mut();
+                let command = if run.state() == Some(RunState::Running) {
                     Command::Pause
                 } else {
+                    run.push_config(&draft);
                     Command::Resume
                 };
-                self.run.send(command);
+                run.send(command);
             }
-            Action::Step if self.run.takes_commands() => {
-                self.run.send(Command::Step(1));
+            Action::Step if self.fleet.focused().takes_commands() => {
+                let run = self.fleet.focused_mut();
+                run.push_config(&draft);
+                run.send(Command::Step(1));
             }
-            Action::Step => self.start_run(ctx, Command::Step(1)),
+            Action::Step => self.start_run(Command::Step(1)),
             Action::Stop => {
-                self.run.send(Command::Stop);
+                if self.fleet.focused().is_queued() {
+                    self.close_focused();
+                } else {
+                    self.fleet.focused_mut().send(Command::Stop);
+                }
             }
-            Action::Reset => self.run.reset(),
+            Action::Reset => self.close_focused(),
             Action::RevertDraft => {
-                if let Some(config) = self.run.applied_config() {
+                if let Some(config) = self.fleet.focused().applied_config() {
                     self.settings.config = config.clone();
                 }
             }
             Action::SaveGrid(kind) => self.save_grid(kind),
             Action::ExportCsv => self.export_csv(),
-            Action::DismissError => self.run.dismiss_error(),
+            Action::DismissError => self.fleet.focused_mut().dismiss_error(),
+            Action::Fork => self.fork(),
+            Action::ViewRun(dir) => self.view_run(dir),
+            Action::ContinueRun(dir) => self.continue_run(dir),
+            Action::StopRun(dir) => match self.fleet.get_mut(&dir) {
+                Some(run) if run.is_queued() => {
+                    self.fleet.close(&dir);
+                    self.catalog.mark_stale();
+                }
+                Some(run) => {
+                    run.send(Command::Stop);
+                }
+                None => {}
+            },
+            Action::RenameRun(dir, name) => {
+                if name.is_empty() {
+                    self.notice = Some("A run's name cannot be empty.".into());
+                } else {
+                    self.edit_meta(&dir, |meta| meta.name = name);
+                }
+            }
+            Action::TagRun(dir, tags) => self.edit_meta(&dir, |meta| meta.tags = tags),
+            Action::DeleteRun(dir) => {
+                self.fleet.close(&dir);
+                match runs::delete_run(&dir) {
+                    Ok(()) => {
+                        self.selection.retain(|d| *d != dir);
+                        self.notice = Some(format!("Deleted {}", dir.display()));
+                    }
+                    Err(message) => self.notice = Some(message),
+                }
+                self.catalog.mark_stale();
+            }
+            Action::ChangeRunsFolder(dir) => {
+                self.settings.runs_dir = Some(dir.clone());
+                self.catalog.set_root(dir.clone());
+                self.runs_dir = dir;
+                self.selection.clear();
+            }
+            Action::RefreshRuns => self.catalog.mark_stale(),
+            Action::QueueSweep(axes) => self.queue_sweep(&axes),
+            Action::SaveContactSheet(sheet) => self.save_image(&sheet, "contact-sheet.png"),
+        }
+        // New runs start at once when a slot is free.
+        self.fleet.pump(self.settings.browser.parallel, &training_waker(ctx));
+    }
+
+    fn close_focused(&mut self) {
+        if let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) {
+            self.fleet.close(&dir);
+        }
+        self.fleet.set_focus(None);
+        self.catalog.mark_stale();
+    }
+
+    /// Queues a run with the draft settings in a new directory and puts it in view.
+    fn start_run(&mut self, first: Command) {
+        let dir = self.new_run_dir(&self.settings.preset);
+        self.launch_run(self.settings.config.clone(), dir, false, first, &[]);
+    }
+
+    fn launch_run(&mut self, config: RunConfig, dir: PathBuf, resume: bool, first: Command, tags: &[String]) {
+        let options = RunOptions {
+            out_dir: Some(dir),
+            resume,
+        };
+        // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
+        self.settings.config = config.clone();
+        match self.fleet.launch(config, options, first, tags) {
+            Ok(()) => self.notice = None,
+            Err(message) => self.notice = Some(message),
+        }
+        self.fleet.set_focus(self.fleet.focus_dir().map(Path::to_path_buf));
+        self.catalog.mark_stale();
+    }
+
+    /// Puts a run in view; its settings fill the panels, so what is edited next starts from them.
+    fn view_run(&mut self, dir: PathBuf) {
+        let config = match self.fleet.get(&dir).and_then(TrainingRun::applied_config) {
+            Some(config) => Some(config.clone()),
+            None => self.catalog.find(&dir).map(|r| r.summary.config.clone()),
+        };
+        if let Some(config) = config {
+            self.settings.config = config;
+        }
+        self.fleet.set_focus(Some(dir));
+    }
+
+    /// Trains a listed run on: its open worker resumes, else a new worker continues its newest checkpoint
+    /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session).
+    fn continue_run(&mut self, dir: PathBuf) {
+        if let Some(run) = self.fleet.get_mut(&dir) {
+            run.send(Command::Start);
+            self.view_run(dir);
+            return;
+        }
+        let config = match runs::RunDir::read_config(&dir) {
+            Ok(config) => config,
+            Err(message) => {
+                self.notice = Some(message);
+                return;
+            }
+        };
+        let resume = !runs::checkpoint_steps(&dir).is_empty();
+        self.launch_run(config, dir, resume, Command::Start, &[]);
+    }
+
+    /// Starts a child of the run in view at the fork step with the draft settings (once the parent's
+    /// checkpoint of that step is on disk).
+    fn fork(&mut self) {
+        let step = match self.fork_point() {
+            Ok(step) => step,
+            Err(message) => {
+                self.notice = Some(message);
+                return;
+            }
+        };
+        let parent = self.fleet.focus_dir().expect("fork_point checked it").to_path_buf();
+        let config = self.settings.config.clone();
+        if let Some(run) = self.fleet.get_mut(&parent).filter(|r| r.takes_commands()) {
+            if run.last_checkpoint().map(|c| c.0) != Some(step) {
+                run.send(Command::SaveCheckpoint);
+                self.pending_fork = Some((parent, step, config));
+                return;
+            }
+        }
+        self.fork_from(parent, step, config);
+    }
+
+    fn finish_pending_fork(&mut self) {
+        let Some((parent, step, _)) = &self.pending_fork else {
+            return;
+        };
+        match self.fleet.get(parent) {
+            Some(run) if run.last_checkpoint().map(|c| c.0) == Some(*step) => {
+                let (parent, step, config) = self.pending_fork.take().expect("checked above");
+                self.fork_from(parent, step, config);
+            }
+            Some(run) if run.takes_commands() => {}
+            _ => {
+                self.pending_fork = None;
+                self.notice =
+                    Some("The fork was dropped: its parent run closed before its checkpoint was written.".into());
+            }
         }
     }
 
-    fn start_run(&mut self, ctx: &Context, first: Command) {
-        let options = RunOptions {
-            out_dir: Some(self.new_run_dir()),
-            resume: false,
-        };
-        self.run
-            .start(self.settings.config.clone(), options, training_waker(ctx), first);
-        self.notice = None;
+    fn fork_from(&mut self, parent: PathBuf, step: u64, config: RunConfig) {
+        let name = parent
+            .file_name()
+            .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+        let child = self.new_run_dir(&format!("{name}-fork{step}"));
+        if let Err(message) = runs::fork(&parent, step, &child, &config) {
+            self.notice = Some(message);
+            return;
+        }
+        self.launch_run(config, child.clone(), true, Command::Start, &[]);
+        // The child's curve continues the parent's in the same plots.
+        self.selection = vec![parent, child];
     }
 
-    /// `<runs dir>/<preset>-<unix seconds>`, with a suffix if that is taken.
-    fn new_run_dir(&self) -> PathBuf {
+    /// Queues one run per sweep point and lists them (filtered by the sweep's tag, ticked for comparing).
+    fn queue_sweep(&mut self, axes: &[sweep::Axis]) {
+        let points = match sweep::expand(&self.settings.config, axes) {
+            Ok(points) => points,
+            Err(message) => {
+                self.notice = Some(message);
+                return;
+            }
+        };
         let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let name = format!("{}-{seconds}", self.settings.preset);
+        let tag = format!("sweep-{seconds}");
+        let mut dirs = Vec::new();
+        for point in points {
+            let dir = self.new_run_dir(&format!("{}-{}", self.settings.preset, point.name()));
+            self.launch_run(
+                point.config,
+                dir.clone(),
+                false,
+                Command::Start,
+                std::slice::from_ref(&tag),
+            );
+            dirs.push(dir);
+        }
+        self.settings.browser.filter = tag;
+        if let Some(first) = dirs.first() {
+            self.view_run(first.clone());
+        }
+        self.selection = dirs;
+    }
+
+    /// Changes a run's `run.toml` (name, tags); its worker keeps them when it next writes its status.
+    fn edit_meta(&mut self, dir: &Path, edit: impl FnOnce(&mut RunMeta)) {
+        let mut meta = match RunMeta::read(dir) {
+            Ok(meta) => meta,
+            Err(message) => {
+                self.notice = Some(message);
+                return;
+            }
+        };
+        edit(&mut meta);
+        if let Err(message) = meta.write(dir) {
+            self.notice = Some(message);
+        }
+        self.catalog.mark_stale();
+    }
+
+    /// `<runs dir>/<name>-<unix seconds>`, with a suffix if that is taken.
+    fn new_run_dir(&self, name: &str) -> PathBuf {
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let name = format!("{name}-{seconds}");
         (1..)
             .map(|n| {
                 self.runs_dir
@@ -285,19 +840,26 @@ impl GantryApp {
     }
 
     fn save_grid(&mut self, kind: GridKind) {
-        let Some(snapshot) = self.run.snapshot() else { return };
+        let Some(snapshot) = self.fleet.focused().snapshot() else {
+            return;
+        };
         let grid = match kind {
             GridKind::Samples => &snapshot.samples,
             GridKind::Reconstructions => &snapshot.reconstructions,
         };
-        let Some(grid) = grid else { return };
+        let Some(grid) = grid.clone() else { return };
         let name = format!("{}-step-{}.png", kind.folder(), snapshot.step);
+        self.save_image(&grid, &name);
+    }
+
+    /// Asks where to save `image` as PNG and writes it there.
+    fn save_image(&mut self, image: &ImageGrid, name: &str) {
         if let Some(path) = rfd::FileDialog::new()
             .add_filter("PNG image", &["png"])
             .set_file_name(name)
             .save_file()
         {
-            self.notice = Some(match grid.write_png(&path) {
+            self.notice = Some(match image.write_png(&path) {
                 Ok(()) => format!("Saved {}", path.display()),
                 Err(message) => message,
             });
@@ -311,7 +873,7 @@ impl GantryApp {
             .set_file_name(name)
             .save_file()
         {
-            self.notice = Some(match std::fs::write(&path, self.run.history().to_csv()) {
+            self.notice = Some(match std::fs::write(&path, self.fleet.focused().history().to_csv()) {
                 Ok(()) => format!("Saved {}", path.display()),
                 Err(e) => format!("{}: cannot write: {e}", path.display()),
             });

@@ -6,11 +6,15 @@
 //! events are drained a few milliseconds per frame, and frames are requested by the worker, so an idle or
 //! paused workbench draws nothing.
 
+mod browser;
+pub mod catalog;
+mod compare;
 mod controls;
 pub mod curves;
 mod data_panel;
 mod data_preview;
 mod experiment_panel;
+mod fleet;
 mod gantry_app;
 pub mod history;
 mod launch_check;

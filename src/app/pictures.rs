@@ -5,6 +5,7 @@ use super::settings::GridZoom;
 use crate::config::ModelKind;
 use crate::grid::ImageGrid;
 use crate::train::worker::Snapshot;
+use crate::train::PointCloud;
 use eframe::egui;
 use egui::load::SizedTexture;
 use egui::{Color32, ColorImage, Image, Slider, TextureHandle, TextureOptions, Ui, Vec2};
@@ -111,10 +112,20 @@ impl ScatterView {
     }
 }
 
+/// A texture version for grids identified by `key` (a run and step, say): a new key uploads again.
+pub fn version_of(key: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The right-hand side of the central area: whatever pictures the run's newest snapshot holds.
 pub struct PicturesPanel {
     samples: GridView,
     reconstructions: GridView,
+    /// The step of the grids shown last.
+    shown_step: Option<u64>,
 }
 
 impl Default for PicturesPanel {
@@ -122,12 +133,46 @@ impl Default for PicturesPanel {
         PicturesPanel {
             samples: GridView::new("samples"),
             reconstructions: GridView::new("reconstructions"),
+            shown_step: None,
+        }
+    }
+}
+
+/// What the pictures panel shows: the live snapshot, or a filmstrip frame read back from disk.
+pub struct Pictures<'a> {
+    pub step: u64,
+    pub samples: Option<&'a ImageGrid>,
+    pub reconstructions: Option<&'a ImageGrid>,
+    pub points: Option<&'a PointCloud>,
+    /// Changes whenever the grids do (their textures are uploaded again then).
+    pub version: u64,
+}
+
+impl<'a> Pictures<'a> {
+    pub fn live(snapshot: &'a Snapshot, version: u64) -> Pictures<'a> {
+        Pictures {
+            step: snapshot.step,
+            samples: snapshot.samples.as_ref(),
+            reconstructions: snapshot.reconstructions.as_ref(),
+            points: snapshot.points.as_ref(),
+            version,
         }
     }
 }
 
 impl PicturesPanel {
-    pub fn show(&mut self, ui: &mut Ui, kind: ModelKind, snapshot: &Snapshot, version: u64, zoom: &mut GridZoom) {
+    pub fn shown_step(&self) -> Option<u64> {
+        self.shown_step
+    }
+
+    /// Nothing is shown (no run in view).
+    pub fn forget_step(&mut self) {
+        self.shown_step = None;
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, kind: ModelKind, snapshot: &Pictures<'_>, zoom: &mut GridZoom) {
+        let version = snapshot.version;
+        self.shown_step = Some(snapshot.step);
         if snapshot.samples.is_some() || snapshot.reconstructions.is_some() {
             zoom_controls(ui, zoom);
         }
@@ -139,7 +184,7 @@ impl PicturesPanel {
         let views = shown.iter().filter(|s| **s).count().max(1) as f32;
         // Each view gets an equal share of the height, less its heading and caption.
         let share = Vec2::new(ui.available_width(), ui.available_height() / views - 48.0).max(Vec2::splat(64.0));
-        if let Some(points) = &snapshot.points {
+        if let Some(points) = snapshot.points {
             // Plain autoencoders reconstruct the real points; GANs and VAEs generate new ones.
             let name = if kind.is_gan() || kind.is_vae() {
                 "generated"
@@ -150,7 +195,7 @@ impl PicturesPanel {
             let size = Vec2::splat(share.x.min(share.y));
             ScatterView::show(ui, "scatter", &points.real, Some((name, &points.generated)), size);
         }
-        if let Some(grid) = &snapshot.samples {
+        if let Some(grid) = snapshot.samples {
             ui.heading(format!("Samples, step {}", snapshot.step));
             ui.weak(if kind.is_gan() {
                 "The same fixed noise vectors every time, so you see the generator change."
@@ -159,7 +204,7 @@ impl PicturesPanel {
             });
             self.samples.show(ui, grid, version, zoom, share);
         }
-        if let Some(grid) = &snapshot.reconstructions {
+        if let Some(grid) = snapshot.reconstructions {
             ui.heading(format!("Reconstructions, step {}", snapshot.step));
             ui.weak(if kind == ModelKind::DenoisingAe {
                 "Pairs of columns: a held-out input with noise added, then the model's clean reconstruction."

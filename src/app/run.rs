@@ -4,9 +4,10 @@
 use super::data_preview::Progress;
 use super::history::RunHistory;
 use crate::config::RunConfig;
+use crate::runs;
 use crate::train::worker::{Command, Event, RunInfo, RunOptions, RunState, Snapshot, Trainer, Waker};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How the draft config in the panels relates to the running one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,13 +21,27 @@ pub enum ConfigSync {
     NeedsRestart(&'static str),
     /// The draft does not validate; the panels show why.
     Invalid,
+    /// The run is paused: changes wait until it resumes (or go into a fork).
+    Held,
+}
+
+/// What handling a run's events found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Drained {
+    /// Events are left for the next frame.
+    pub more: bool,
+    /// The run changed state (so did its `run.toml`).
+    pub state_changed: bool,
+    /// New grids arrived (and were saved to the run's folder, if it saves them).
+    pub new_grids: bool,
 }
 
 #[derive(Default)]
 pub struct TrainingRun {
     trainer: Option<Trainer>,
-    /// Replaced trainers finishing their last step and checkpoint; joined once done so the UI never waits.
-    retiring: Vec<Trainer>,
+    /// How to start the worker, while the run waits in the queue.
+    pending: Option<(RunOptions, Command)>,
+    dir: Option<PathBuf>,
     state: Option<RunState>,
     info: Option<RunInfo>,
     history: RunHistory,
@@ -45,32 +60,49 @@ pub struct TrainingRun {
 }
 
 impl TrainingRun {
-    /// Starts a new run, replacing any current one, and sends `first` (queued until the data is loaded).
-    pub fn start(&mut self, config: RunConfig, options: RunOptions, waker: Waker, first: Command) {
-        self.retire_trainer();
-        let smoothing = self.history.smoothing();
-        *self = TrainingRun {
-            retiring: std::mem::take(&mut self.retiring),
+    /// A run waiting for a training slot: [`TrainingRun::begin`] starts it with `options` and sends `first`.
+    pub fn queued(config: RunConfig, options: RunOptions, first: Command) -> TrainingRun {
+        TrainingRun {
+            dir: options.out_dir.clone(),
+            applied_config: Some(config.clone()),
+            sent_config: Some(config),
+            pending: Some((options, first)),
             ..TrainingRun::default()
+        }
+    }
+
+    /// Starts the worker of a queued run (queued until the data is loaded, its first command waits too).
+    pub fn begin(&mut self, waker: Waker) {
+        let (Some((options, first)), Some(config)) = (self.pending.take(), self.applied_config.clone()) else {
+            return;
         };
-        self.history.set_smoothing(smoothing);
-        self.applied_config = Some(config.clone());
-        self.sent_config = Some(config.clone());
         let trainer = Trainer::spawn(config, options, Some(waker));
         trainer.send(first);
         self.trainer = Some(trainer);
         self.state = Some(RunState::Loading);
     }
 
-    /// Stops the run (if any) and forgets it: back to an empty workbench.
-    pub fn reset(&mut self) {
-        self.retire_trainer();
-        let smoothing = self.history.smoothing();
-        *self = TrainingRun {
-            retiring: std::mem::take(&mut self.retiring),
-            ..TrainingRun::default()
-        };
-        self.history.set_smoothing(smoothing);
+    /// Waiting for a training slot.
+    pub fn is_queued(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the worker is busy with data or training (what the parallel-runs limit counts).
+    pub fn is_training(&self) -> bool {
+        matches!(self.state, Some(RunState::Loading | RunState::Running))
+    }
+
+    /// The run's directory.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// Tells the worker to stop and hands its thread over, for the caller to join once it has finished.
+    pub fn detach(&mut self) -> Option<Trainer> {
+        self.pending = None;
+        let trainer = self.trainer.take()?;
+        trainer.send(Command::Stop);
+        Some(trainer)
     }
 
     /// Sends a command to the worker; false when there is no run to take it.
@@ -78,17 +110,19 @@ impl TrainingRun {
         self.trainer.as_ref().is_some_and(|t| t.send(command))
     }
 
-    /// Handles the worker's events until none are left or `budget` is spent; true when some are left.
-    pub fn drain(&mut self, budget: Duration) -> bool {
-        self.retiring.retain(|t| !t.is_finished());
-        let deadline = Instant::now() + budget;
+    /// Handles the worker's events until none are left or `deadline` passes.
+    pub fn drain(&mut self, deadline: Instant) -> Drained {
+        let mut drained = Drained::default();
         while let Some(event) = self.trainer.as_ref().and_then(Trainer::try_recv) {
+            drained.state_changed |= matches!(event, Event::State(_));
+            drained.new_grids |= matches!(event, Event::Snapshot { .. });
             self.handle(event);
             if Instant::now() >= deadline {
-                return self.trainer.as_ref().is_some_and(|t| !t.events().is_empty());
+                drained.more = self.trainer.as_ref().is_some_and(|t| !t.events().is_empty());
+                break;
             }
         }
-        false
+        drained
     }
 
     fn handle(&mut self, event: Event) {
@@ -96,6 +130,17 @@ impl TrainingRun {
             Event::State(state) => self.state = Some(state),
             Event::Loaded(info) => {
                 self.history = RunHistory::new(&info.metric_names, self.history.smoothing());
+                // A resumed or forked run continues its curves from the rows already on disk.
+                if let (true, Some(dir)) = (info.step > 0, &info.run_dir) {
+                    // Rows after the start step may be on disk already; they also come as events.
+                    match runs::read_metrics(dir) {
+                        Ok(rows) => rows
+                            .iter()
+                            .filter(|row| row.step <= info.step)
+                            .for_each(|row| self.history.push(row)),
+                        Err(message) => self.last_error = Some(message),
+                    }
+                }
                 self.info = Some(*info);
                 self.progress = None;
             }
@@ -120,9 +165,28 @@ impl TrainingRun {
         }
     }
 
-    /// Sends the draft's live-applicable changes to the worker, one change in flight at a time (so fast
-    /// edits never fill the command channel), and says what the draft needs.
+    /// Sends the draft's live-applicable changes to a running worker, one change in flight at a time (so
+    /// fast edits never fill the command channel), and says what the draft needs. A paused run keeps its
+    /// settings until it resumes, so a fork can try the changes while the run stays as it was.
     pub fn sync_config(&mut self, draft: &RunConfig) -> ConfigSync {
+        let sync = self.compare_config(draft);
+        if sync == ConfigSync::Applying && self.state == Some(RunState::Running) {
+            self.send_config(draft);
+        }
+        match sync {
+            ConfigSync::Applying if self.state != Some(RunState::Running) && !self.config_in_flight => ConfigSync::Held,
+            other => other,
+        }
+    }
+
+    /// Sends the draft's live-applicable changes now (before a resume or a step).
+    pub fn push_config(&mut self, draft: &RunConfig) {
+        if self.compare_config(draft) == ConfigSync::Applying {
+            self.send_config(draft);
+        }
+    }
+
+    fn compare_config(&self, draft: &RunConfig) -> ConfigSync {
         let Some(applied) = self.applied_config.as_ref().filter(|_| self.takes_commands()) else {
             return ConfigSync::NoRun;
         };
@@ -139,11 +203,17 @@ impl TrainingRun {
         if draft.validate().is_err() {
             return ConfigSync::Invalid;
         }
-        if !self.config_in_flight && self.send(Command::SetConfig(Box::new(draft.clone()))) {
+        ConfigSync::Applying
+    }
+
+    fn send_config(&mut self, draft: &RunConfig) {
+        if self.sent_config.as_ref() != Some(draft)
+            && !self.config_in_flight
+            && self.send(Command::SetConfig(Box::new(draft.clone())))
+        {
             self.sent_config = Some(draft.clone());
             self.config_in_flight = true;
         }
-        ConfigSync::Applying
     }
 
     /// Whether a worker is alive and listening (loading, ready, running, paused or finished).
@@ -203,12 +273,5 @@ impl TrainingRun {
 
     pub fn last_checkpoint(&self) -> Option<&(u64, PathBuf)> {
         self.last_checkpoint.as_ref()
-    }
-
-    fn retire_trainer(&mut self) {
-        if let Some(trainer) = self.trainer.take() {
-            trainer.send(Command::Stop);
-            self.retiring.push(trainer);
-        }
     }
 }

@@ -1,10 +1,12 @@
 //! What the workbench remembers across restarts (through eframe's storage).
 
+use super::browser::BrowserSettings;
 use super::history::XAxis;
 use crate::config::RunConfig;
 use crate::presets::{preset, DEFAULT_PRESET};
 use eframe::egui;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// The key the settings are stored under.
 pub const STORAGE_KEY: &str = "gantry.settings";
@@ -87,6 +89,18 @@ impl Default for GridZoom {
     }
 }
 
+/// What the central area shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CentralView {
+    /// Curves and pictures of the viewed run (curves of every ticked run overlaid).
+    #[default]
+    Training,
+    /// Two grids, A and B.
+    Compare,
+    /// The grids of the ticked runs at one step.
+    ContactSheet,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -98,6 +112,10 @@ pub struct Settings {
     pub curves: CurveSettings,
     pub zoom: GridZoom,
     pub theme: Theme,
+    pub view: CentralView,
+    pub browser: BrowserSettings,
+    /// The folder runs are listed from and written to; `None` is the platform's data directory.
+    pub runs_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -109,6 +127,9 @@ impl Default for Settings {
             curves: CurveSettings::default(),
             zoom: GridZoom::default(),
             theme: Theme::default(),
+            view: CentralView::default(),
+            browser: BrowserSettings::default(),
+            runs_dir: None,
         }
     }
 }

@@ -14,6 +14,11 @@ pub struct StatusBar;
 impl StatusBar {
     pub fn show(&mut self, ui: &mut Ui, run: &TrainingRun) {
         ui.horizontal(|ui| {
+            if run.is_queued() {
+                ui.label(RichText::new("queued").strong());
+                ui.weak("The run starts when fewer runs are training (see \"Train at most\" in the run list).");
+                return;
+            }
             let Some(state) = run.state() else {
                 ui.weak("No run yet: press Start (or Space) to train.");
                 return;

@@ -74,6 +74,16 @@ impl Toolbar {
                 Err("there is no run to clear")
             };
             button(ui, "Reset", reset, "Stop the run and clear the plots", Action::Reset);
+            let (fork, hint) = match &controls.fork {
+                Ok(step) => (
+                    Ok(()),
+                    format!(
+                        "Start a child run from step {step} with the settings on the left; this run stays as it is"
+                    ),
+                ),
+                Err(reason) => (Err(reason.as_str()), String::new()),
+            };
+            button(ui, "Fork", fork, &hint, Action::Fork);
             ui.separator();
             if exportable.samples {
                 button(

@@ -1,0 +1,558 @@
+//! The run browser: every run under the runs folder as a sortable, filterable table (what differs from its
+//! siblings, steps, final and lowest loss, status, creation time). Ticking runs overlays their curves;
+//! rows can be viewed, continued, stopped, renamed, tagged and deleted; sweeps are queued from here.
+
+use super::catalog::{describe, short_key, Catalog, CatalogRun};
+use super::controls::Action;
+use super::curves::significant;
+use super::fleet::Fleet;
+use crate::runs::RunStatus;
+use crate::sweep::Axis;
+use crate::train::worker::RunState;
+use eframe::egui;
+use egui::{Button, Grid, RichText, ScrollArea, TextEdit, Ui};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+/// What the table is sorted by.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortBy {
+    Name,
+    Status,
+    Steps,
+    Final,
+    Lowest,
+    #[default]
+    Created,
+    /// A setting's value (`optimizer.lr`), compared as a number where both are numbers.
+    Setting(String),
+}
+
+/// How the browser lists runs; remembered across restarts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrowserSettings {
+    pub sort: SortBy,
+    pub ascending: bool,
+    /// Shows runs whose name, tags, model, data, status or differing settings contain it.
+    pub filter: String,
+    /// The metric of the Final and Lowest columns.
+    pub metric: String,
+    /// How many runs train at once; the others wait in the queue.
+    pub parallel: usize,
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        BrowserSettings {
+            sort: SortBy::Created,
+            ascending: false,
+            filter: String::new(),
+            metric: "loss_g".into(),
+            parallel: 2,
+        }
+    }
+}
+
+/// One row as shown: the run on disk with what its live worker (if any) says on top.
+struct Row<'a> {
+    run: &'a CatalogRun,
+    status: String,
+    steps: u64,
+    last: Option<f64>,
+    lowest: Option<f64>,
+    losses: String,
+    live: bool,
+}
+
+#[derive(Default)]
+pub struct RunBrowser {
+    /// The run being renamed and the name typed so far.
+    renaming: Option<(PathBuf, String)>,
+    tagging: Option<(PathBuf, String)>,
+    /// The run a delete waits for confirmation of.
+    deleting: Option<PathBuf>,
+    sweep_open: bool,
+    sweep_axes: [String; 2],
+}
+
+impl RunBrowser {
+    /// Draws the browser; `selection` holds the ticked runs (their curves overlay), `launch` whether new
+    /// runs can start with the draft settings.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        catalog: &Catalog,
+        fleet: &Fleet,
+        settings: &mut BrowserSettings,
+        selection: &mut Vec<PathBuf>,
+        launch: &Result<(), String>,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.header(ui, catalog, settings, launch, &mut actions);
+        for problem in catalog.problems() {
+            ui.colored_label(ui.visuals().warn_fg_color, problem);
+        }
+        let rows = rows(catalog, fleet, settings);
+        if rows.is_empty() {
+            ui.weak(if catalog.runs().is_empty() {
+                "No runs yet: each Start writes one here."
+            } else {
+                "No run matches the filter."
+            });
+        }
+        // The settings that differ between the listed runs each get a column (a sweep's axes, say).
+        let mut setting_keys: Vec<&str> = rows
+            .iter()
+            .flat_map(|r| r.run.differences.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        setting_keys.sort_unstable();
+        setting_keys.dedup();
+        ScrollArea::both().id_salt("run table").show(ui, |ui| {
+            Grid::new("runs")
+                .striped(true)
+                .min_col_width(40.0)
+                .spacing([12.0, 4.0])
+                .show(ui, |ui| {
+                    let metric = settings.metric.clone();
+                    self.header_row(ui, settings, &setting_keys, &metric);
+                    for row in &rows {
+                        self.table_row(ui, row, &setting_keys, fleet, selection, &mut actions);
+                    }
+                });
+        });
+        self.confirm_delete(ui, &mut actions);
+        actions
+    }
+
+    fn header(
+        &mut self,
+        ui: &mut Ui,
+        catalog: &Catalog,
+        settings: &mut BrowserSettings,
+        launch: &Result<(), String>,
+        actions: &mut Vec<Action>,
+    ) {
+        ui.horizontal_wrapped(|ui| {
+            ui.strong("Runs");
+            ui.weak(catalog.root().display().to_string());
+            if ui
+                .button("Change folder...")
+                .on_hover_text("List and write runs in another folder")
+                .clicked()
+            {
+                if let Some(folder) = rfd::FileDialog::new().pick_folder() {
+                    actions.push(Action::ChangeRunsFolder(folder));
+                }
+            }
+            if ui
+                .button("Refresh")
+                .on_hover_text("Read the runs folder again")
+                .clicked()
+            {
+                actions.push(Action::RefreshRuns);
+            }
+            ui.separator();
+            let label = ui.label("Filter");
+            ui.add(TextEdit::singleline(&mut settings.filter).desired_width(140.0))
+                .labelled_by(label.id)
+                .on_hover_text("Name, tag, model, dataset, status or setting");
+            let label = ui.label("Metric");
+            ui.add(TextEdit::singleline(&mut settings.metric).desired_width(90.0))
+                .labelled_by(label.id)
+                .on_hover_text("The metric of the Final and Lowest columns");
+            let label = ui.label("Train at most");
+            ui.add(egui::DragValue::new(&mut settings.parallel).range(1..=16))
+                .labelled_by(label.id)
+                .on_hover_text("Runs beyond this wait in the queue and start as others finish or pause");
+            ui.label("runs at once");
+            ui.separator();
+            ui.toggle_value(&mut self.sweep_open, "Sweep...")
+                .on_hover_text("Queue one run per value of one or two settings");
+        });
+        if self.sweep_open {
+            self.sweep_form(ui, launch, actions);
+        }
+    }
+
+    fn sweep_form(&mut self, ui: &mut Ui, launch: &Result<(), String>, actions: &mut Vec<Action>) {
+        ui.horizontal_wrapped(|ui| {
+            for (i, text) in self.sweep_axes.iter_mut().enumerate() {
+                let label = ui.label(format!("Sweep setting {}", i + 1));
+                ui.add(
+                    TextEdit::singleline(text)
+                        .desired_width(220.0)
+                        .hint_text(["optimizer.lr=1e-4..1e-2:3", "data.batch_size=32,64"][i]),
+                )
+                .labelled_by(label.id);
+            }
+            let axes: Result<Vec<Axis>, String> = self
+                .sweep_axes
+                .iter()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Axis::parse(t))
+                .collect();
+            let axes = axes.and_then(|axes| match axes.is_empty() {
+                true => Err("type a setting and its values, e.g. optimizer.lr=1e-4..1e-2:3".to_string()),
+                false => Ok(axes),
+            });
+            let allowed = axes.clone().and_then(|axes| launch.clone().map(|()| axes));
+            let count = allowed
+                .as_ref()
+                .map_or(0, |axes| axes.iter().map(|a| a.values.len()).product::<usize>());
+            let button = ui.add_enabled(allowed.is_ok(), Button::new(format!("Queue {count} runs")));
+            match allowed {
+                Ok(axes) => {
+                    if button
+                        .on_hover_text("Each run uses the settings on the left with its sweep values")
+                        .clicked()
+                    {
+                        actions.push(Action::QueueSweep(axes));
+                    }
+                }
+                Err(reason) => {
+                    ui.colored_label(ui.visuals().error_fg_color, reason);
+                }
+            }
+        });
+    }
+
+    fn header_row(&self, ui: &mut Ui, settings: &mut BrowserSettings, setting_keys: &[&str], metric: &str) {
+        let mut sortable = |ui: &mut Ui, title: &str, by: SortBy| {
+            let arrow = match (settings.sort == by, settings.ascending) {
+                (true, true) => " ^",
+                (true, false) => " v",
+                (false, _) => "",
+            };
+            let response = ui
+                .add(Button::new(RichText::new(format!("{title}{arrow}")).strong()).frame(false))
+                .on_hover_text("Sort by this column (again: reverse)");
+            if response.clicked() {
+                if settings.sort == by {
+                    settings.ascending = !settings.ascending;
+                } else {
+                    settings.sort = by;
+                    settings.ascending = true;
+                }
+            }
+        };
+        sortable(ui, "Run (tick to compare)", SortBy::Name);
+        sortable(ui, "Status", SortBy::Status);
+        ui.strong("Model");
+        ui.strong("Data");
+        for key in setting_keys {
+            sortable(ui, short_key(key), SortBy::Setting(key.to_string()));
+        }
+        sortable(ui, "Steps", SortBy::Steps);
+        sortable(ui, &format!("Final {metric}"), SortBy::Final);
+        sortable(ui, &format!("Lowest {metric}"), SortBy::Lowest);
+        ui.strong("Last losses");
+        ui.strong("Tags");
+        sortable(ui, "Created", SortBy::Created);
+        ui.strong("");
+        ui.end_row();
+    }
+
+    fn table_row(
+        &mut self,
+        ui: &mut Ui,
+        row: &Row<'_>,
+        setting_keys: &[&str],
+        fleet: &Fleet,
+        selection: &mut Vec<PathBuf>,
+        actions: &mut Vec<Action>,
+    ) {
+        let path = row.run.path();
+        match &mut self.renaming {
+            Some((dir, name)) if dir == path => {
+                let done = ui
+                    .horizontal(|ui| {
+                        let label = ui.label("New name");
+                        let edit = ui
+                            .add(TextEdit::singleline(name).desired_width(160.0))
+                            .labelled_by(label.id);
+                        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                        ui.button("Save name").clicked() || enter
+                    })
+                    .inner;
+                if done {
+                    actions.push(Action::RenameRun(dir.clone(), name.trim().to_string()));
+                    self.renaming = None;
+                }
+            }
+            _ => {
+                ui.horizontal(|ui| {
+                    let mut ticked = selection.iter().any(|p| p == path);
+                    let tick = ui.checkbox(&mut ticked, "").on_hover_text("Tick to overlay its curves");
+                    let viewed = fleet.focus_dir() == Some(path);
+                    let name = ui
+                        .selectable_label(viewed, row.run.name())
+                        .on_hover_text(format!("View this run's curves and pictures\n{}", path.display()));
+                    // Screen readers and tests find the tick box by the run's name too.
+                    let tick = tick.labelled_by(name.id);
+                    if tick.changed() {
+                        if ticked {
+                            selection.push(path.to_path_buf());
+                        } else {
+                            selection.retain(|p| p != path);
+                        }
+                    }
+                    if name.clicked() && !viewed {
+                        actions.push(Action::ViewRun(path.to_path_buf()));
+                    }
+                });
+            }
+        }
+        ui.label(&row.status);
+        let config = &row.run.summary.config;
+        ui.label(config.model.kind.label());
+        ui.label(&config.data.source);
+        for key in setting_keys {
+            let value = row
+                .run
+                .differences
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str());
+            ui.label(value.unwrap_or(""));
+        }
+        ui.label(row.steps.to_string());
+        ui.label(row.last.map(significant).unwrap_or_default());
+        ui.label(row.lowest.map(significant).unwrap_or_default());
+        ui.label(&row.losses);
+        match &mut self.tagging {
+            Some((dir, tags)) if dir == path => {
+                let done = ui
+                    .horizontal(|ui| {
+                        let label = ui.label("Tags (comma separated)");
+                        ui.add(TextEdit::singleline(tags).desired_width(120.0))
+                            .labelled_by(label.id);
+                        ui.button("Save tags").clicked()
+                    })
+                    .inner;
+                if done {
+                    let tags = tags
+                        .split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect();
+                    actions.push(Action::TagRun(dir.clone(), tags));
+                    self.tagging = None;
+                }
+            }
+            _ => {
+                ui.label(row.run.summary.meta.tags.join(", "));
+            }
+        }
+        ui.label(created(row.run.summary.meta.created));
+        ui.horizontal(|ui| {
+            if row.live && row.status != RunState::Finished.label() {
+                if ui
+                    .button("Stop")
+                    .on_hover_text("End this run (its last checkpoint is written)")
+                    .clicked()
+                {
+                    actions.push(Action::StopRun(path.to_path_buf()));
+                }
+            } else if ui
+                .button("Continue")
+                .on_hover_text("Train this run on from its last checkpoint (or from the start if it has none)")
+                .clicked()
+            {
+                actions.push(Action::ContinueRun(path.to_path_buf()));
+            }
+            if ui.button("Rename").clicked() {
+                self.renaming = Some((path.to_path_buf(), row.run.name().to_string()));
+            }
+            if ui.button("Tags").clicked() {
+                self.tagging = Some((path.to_path_buf(), row.run.summary.meta.tags.join(", ")));
+            }
+            if ui
+                .add_enabled(!row.live, Button::new("Delete"))
+                .on_disabled_hover_text("Stop the run first")
+                .clicked()
+            {
+                self.deleting = Some(path.to_path_buf());
+            }
+        });
+        ui.end_row();
+    }
+
+    fn confirm_delete(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+        let Some(dir) = self.deleting.clone() else { return };
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        egui::Modal::new(egui::Id::unique("confirm delete")).show(ui.ctx(), |ui| {
+            ui.heading(format!("Delete run {name}?"));
+            ui.label(format!(
+                "{} and everything in it (curves, grids, checkpoints) is removed from disk.",
+                dir.display()
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Delete run").clicked() {
+                    actions.push(Action::DeleteRun(dir.clone()));
+                    self.deleting = None;
+                }
+                if ui.button("Cancel").clicked() {
+                    self.deleting = None;
+                }
+            });
+        });
+    }
+}
+
+/// The listed runs that pass the filter, in the chosen order, with live values where a worker runs them.
+fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> Vec<Row<'a>> {
+    let filter = settings.filter.trim().to_lowercase();
+    let metric = settings.metric.trim();
+    let mut rows: Vec<Row<'a>> = catalog
+        .runs()
+        .iter()
+        .map(|run| {
+            let summary = &run.summary;
+            let live = fleet.get(run.path());
+            let history = live.map(|l| l.history()).filter(|h| !h.is_empty());
+            let status = match live {
+                Some(l) if l.is_queued() => "queued".to_string(),
+                Some(l) => l.state().map_or("starting", RunState::label).to_string(),
+                // A run left "running" by an app that was closed or killed is not running now.
+                None if matches!(summary.meta.status, RunStatus::Running | RunStatus::Paused) => {
+                    "interrupted".to_string()
+                }
+                None => summary.meta.status.label().to_string(),
+            };
+            let last_losses = |value: &dyn Fn(&str) -> Option<f64>, names: Vec<&str>| {
+                names
+                    .into_iter()
+                    .filter(|n| n.starts_with("loss") || *n == "recon" || *n == "kl")
+                    .filter_map(|n| value(n).map(|v| format!("{n} {}", significant(v))))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            let (steps, last, losses) = match history {
+                Some(h) => (
+                    live.map_or(0, |l| l.step()),
+                    h.latest(metric),
+                    last_losses(&|n| h.latest(n), h.metric_names().collect()),
+                ),
+                None => (
+                    summary.last.as_ref().map_or(summary.meta.steps_done, |r| r.step),
+                    summary.last_value(metric),
+                    last_losses(
+                        &|n| summary.last_value(n),
+                        summary
+                            .last
+                            .iter()
+                            .flat_map(|r| r.values.iter().map(|(n, _)| n.as_str()))
+                            .collect(),
+                    ),
+                ),
+            };
+            Row {
+                run,
+                status,
+                steps,
+                last,
+                lowest: summary.lowest_value(metric),
+                losses,
+                live: live.is_some_and(|l| l.takes_commands() || l.is_queued()),
+            }
+        })
+        .filter(|row| filter.is_empty() || haystack(row).contains(&filter))
+        .collect();
+    rows.sort_by(|a, b| {
+        let order = compare(a, b, &settings.sort);
+        if settings.ascending {
+            order
+        } else {
+            order.reverse()
+        }
+    });
+    rows
+}
+
+fn haystack(row: &Row<'_>) -> String {
+    let summary = &row.run.summary;
+    format!(
+        "{} {} {} {} {} {}",
+        summary.meta.name,
+        summary.meta.tags.join(" "),
+        summary.config.model.kind.label(),
+        summary.config.data.source,
+        row.status,
+        describe(&row.run.differences)
+    )
+    .to_lowercase()
+}
+
+fn compare(a: &Row<'_>, b: &Row<'_>, by: &SortBy) -> Ordering {
+    let numbers = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        // Runs without the value go last.
+        (x, y) => y.is_some().cmp(&x.is_some()).reverse(),
+    };
+    match by {
+        SortBy::Name => a.run.name().cmp(b.run.name()),
+        SortBy::Status => a.status.cmp(&b.status),
+        SortBy::Steps => a.steps.cmp(&b.steps),
+        SortBy::Final => numbers(a.last, b.last),
+        SortBy::Lowest => numbers(a.lowest, b.lowest),
+        SortBy::Created => a.run.summary.meta.created.cmp(&b.run.summary.meta.created),
+        SortBy::Setting(key) => {
+            let value = |row: &Row<'_>| {
+                row.run
+                    .differences
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            };
+            let (x, y) = (value(a), value(b));
+            match (x.as_deref().map(str::parse::<f64>), y.as_deref().map(str::parse::<f64>)) {
+                (Some(Ok(x)), Some(Ok(y))) => x.total_cmp(&y),
+                _ => x.cmp(&y),
+            }
+        }
+    }
+    .then_with(|| a.run.path().cmp(b.run.path()))
+}
+
+/// Creation time as `YYYY-MM-DD HH:MM` (UTC).
+fn created(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let minutes = seconds % 86_400 / 60;
+    // Howard Hinnant's days-to-civil conversion.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year}-{month:02}-{day:02} {:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// The run directories among `selection` the catalog still lists, in selection order.
+pub fn listed<'a>(catalog: &Catalog, selection: &'a [PathBuf]) -> Vec<&'a Path> {
+    selection
+        .iter()
+        .filter(|p| catalog.find(p).is_some())
+        .map(PathBuf::as_path)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_times_read_as_calendar_dates() {
+        assert_eq!(created(0), "1970-01-01 00:00");
+        assert_eq!(created(951_782_400), "2000-02-29 00:00");
+        assert_eq!(created(1_795_651_200 + 3_660), "2026-11-26 01:01");
+    }
+}

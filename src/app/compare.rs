@@ -1,0 +1,378 @@
+//! Comparing pictures across steps and runs: A/B (two saved grids side by side, as a wipe, or as an amplified
+//! difference) and the contact sheet (the grids of many runs at one step, sorted by a setting, exportable
+//! as one PNG). Grids are read from the runs' folders through the catalog's bounded cache.
+
+use super::catalog::{describe, short_key, Catalog};
+use super::pictures::{version_of, GridView};
+use super::settings::GridZoom;
+use crate::grid::{contact_sheet, ImageGrid};
+use crate::runs::{nearest_step, GridKind};
+use eframe::egui;
+use egui::{ComboBox, Slider, Ui, Vec2};
+use std::path::{Path, PathBuf};
+
+/// How the two grids of an A/B comparison are shown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AbMode {
+    #[default]
+    SideBySide,
+    Wipe,
+    Difference,
+}
+
+/// One side of an A/B comparison: a run and one of its saved steps.
+#[derive(Clone, Debug, Default, PartialEq, Hash)]
+pub struct Side {
+    pub run: Option<PathBuf>,
+    pub step: u64,
+}
+
+pub struct AbView {
+    pub a: Side,
+    pub b: Side,
+    pub mode: AbMode,
+    pub kind: GridKind,
+    /// Where the wipe splits, 0 (all B) to 1 (all A).
+    pub wipe: f32,
+    /// How much the difference image is amplified.
+    pub gain: f32,
+    views: [GridView; 2],
+    composite: GridView,
+}
+
+impl Default for AbView {
+    fn default() -> Self {
+        AbView {
+            a: Side::default(),
+            b: Side::default(),
+            mode: AbMode::default(),
+            kind: GridKind::Samples,
+            wipe: 0.5,
+            gain: 4.0,
+            views: [GridView::new("grid A"), GridView::new("grid B")],
+            composite: GridView::new("A/B composite"),
+        }
+    }
+}
+
+impl AbView {
+    /// Fills empty sides: A the first of `runs`, B the second (at A's step) or A's run at its newest step.
+    pub fn default_sides(&mut self, catalog: &mut Catalog, runs: &[&Path]) {
+        if self.a.run.is_none() {
+            if let Some(first) = runs.first() {
+                let steps = catalog.grid_steps(first, self.kind);
+                self.a = Side {
+                    run: Some(first.to_path_buf()),
+                    step: steps.first().copied().unwrap_or(0),
+                };
+            }
+        }
+        if self.b.run.is_none() {
+            if let Some(second) = runs.get(1).or(runs.first()) {
+                let steps = catalog.grid_steps(second, self.kind);
+                let step = if runs.len() > 1 {
+                    nearest_step(steps, self.a.step)
+                } else {
+                    steps.last().copied()
+                };
+                self.b = Side {
+                    run: Some(second.to_path_buf()),
+                    step: step.unwrap_or(0),
+                };
+            }
+        }
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, catalog: &mut Catalog, zoom: &mut GridZoom) {
+        ui.horizontal_wrapped(|ui| {
+            kind_choice(ui, &mut self.kind);
+            ui.separator();
+            let label = ui.label("Show");
+            ui.label_inputs_by(label.id, |ui| {
+                ui.radio_value(&mut self.mode, AbMode::SideBySide, "side by side");
+                ui.radio_value(&mut self.mode, AbMode::Wipe, "wipe");
+                ui.radio_value(&mut self.mode, AbMode::Difference, "difference");
+            });
+            match self.mode {
+                AbMode::Wipe => {
+                    let label = ui.label("Wipe");
+                    ui.add(Slider::new(&mut self.wipe, 0.0..=1.0).show_value(false))
+                        .labelled_by(label.id)
+                        .on_hover_text("A left of the line, B right of it");
+                }
+                AbMode::Difference => {
+                    let label = ui.label("Amplify");
+                    ui.add(Slider::new(&mut self.gain, 1.0..=32.0).logarithmic(true).suffix("x"))
+                        .labelled_by(label.id)
+                        .on_hover_text("|A - B| per pixel, multiplied so small differences show");
+                }
+                AbMode::SideBySide => {}
+            }
+        });
+        for (name, side) in [("A", &mut self.a), ("B", &mut self.b)] {
+            ui.horizontal_wrapped(|ui| side_picker(ui, catalog, name, side, self.kind));
+        }
+        let grids = [&self.a, &self.b].map(|side| {
+            let run = side.run.as_deref()?;
+            Some(catalog.grid(run, self.kind, side.step).cloned())
+        });
+        let [Some(a), Some(b)] = grids else {
+            ui.weak("Pick a run and a step for A and for B: runs with saved grids are listed.");
+            return;
+        };
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+                return;
+            }
+        };
+        let space = ui.available_size();
+        match self.mode {
+            AbMode::SideBySide => {
+                let half = Vec2::new(space.x / 2.0 - 8.0, space.y - 24.0);
+                ui.horizontal_top(|ui| {
+                    for ((name, side, grid), view) in [("A", &self.a, &a), ("B", &self.b, &b)]
+                        .into_iter()
+                        .zip(&mut self.views)
+                    {
+                        ui.vertical(|ui| {
+                            ui.strong(format!("{name}: {}", caption(catalog, side)));
+                            view.show(ui, grid, version_of(&(name, side)), zoom, half);
+                        });
+                    }
+                });
+            }
+            AbMode::Wipe | AbMode::Difference => {
+                let composite = if self.mode == AbMode::Wipe {
+                    a.wipe(&b, self.wipe)
+                } else {
+                    a.difference(&b, self.gain)
+                };
+                match composite {
+                    Ok(grid) => {
+                        ui.strong(format!(
+                            "A: {}   B: {}",
+                            caption(catalog, &self.a),
+                            caption(catalog, &self.b)
+                        ));
+                        let key = (&self.a, &self.b, self.mode, self.wipe.to_bits(), self.gain.to_bits());
+                        self.composite
+                            .show(ui, &grid, version_of(&key), zoom, space - Vec2::new(0.0, 24.0));
+                    }
+                    Err(message) => {
+                        ui.colored_label(ui.visuals().error_fg_color, message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Samples or reconstructions.
+fn kind_choice(ui: &mut Ui, kind: &mut GridKind) {
+    let label = ui.label("Grid");
+    ui.label_inputs_by(label.id, |ui| {
+        ui.radio_value(kind, GridKind::Samples, "samples");
+        ui.radio_value(kind, GridKind::Reconstructions, "reconstructions");
+    });
+}
+
+/// A run picker and a step slider over the run's saved grids.
+fn side_picker(ui: &mut Ui, catalog: &mut Catalog, name: &str, side: &mut Side, kind: GridKind) {
+    let runs: Vec<(PathBuf, String)> = catalog
+        .runs()
+        .iter()
+        .map(|r| (r.path().to_path_buf(), r.name().to_string()))
+        .collect();
+    let label = ui.label(format!("Run {name}"));
+    let selected = side
+        .run
+        .as_deref()
+        .and_then(|p| runs.iter().find(|(path, _)| path == p))
+        .map_or("(pick a run)", |(_, n)| n.as_str());
+    ComboBox::from_id_salt(("ab run", name))
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            for (path, run_name) in &runs {
+                ui.selectable_value(&mut side.run, Some(path.clone()), run_name);
+            }
+        })
+        .response
+        .labelled_by(label.id);
+    let Some(run) = side.run.clone() else { return };
+    let steps = catalog.grid_steps(&run, kind).to_vec();
+    step_slider(ui, &format!("Step {name}"), &steps, &mut side.step);
+}
+
+/// A slider over the saved `steps` (by index, so every position is a saved grid), showing the step.
+pub fn step_slider(ui: &mut Ui, label: &str, steps: &[u64], step: &mut u64) -> bool {
+    let label = ui.label(label);
+    let Some(last) = steps.len().checked_sub(1) else {
+        ui.weak("no saved grids");
+        return false;
+    };
+    let mut index = steps.partition_point(|s| s < step).min(last);
+    let changed = ui
+        .add(
+            Slider::new(&mut index, 0..=last)
+                .custom_formatter(|i, _| steps[(i as usize).min(last)].to_string())
+                .custom_parser(|text| {
+                    let wanted: u64 = text.trim().parse().ok()?;
+                    Some(steps.partition_point(|s| *s < wanted).min(last) as f64)
+                }),
+        )
+        .labelled_by(label.id)
+        .changed();
+    *step = steps[index];
+    changed
+}
+
+/// `name, step N (lr=...)`.
+fn caption(catalog: &Catalog, side: &Side) -> String {
+    let Some(run) = side.run.as_deref().and_then(|p| catalog.find(p)) else {
+        return String::new();
+    };
+    let differences = describe(&run.differences);
+    match differences.is_empty() {
+        true => format!("{}, step {}", run.name(), side.step),
+        false => format!("{}, step {} ({differences})", run.name(), side.step),
+    }
+}
+
+/// The grids of several runs at one step, side by side.
+pub struct ContactSheetView {
+    pub step: u64,
+    pub kind: GridKind,
+    /// The setting the tiles are ordered by (`optimizer.lr`); empty orders by name.
+    pub sort_key: String,
+    sheet: GridView,
+}
+
+impl Default for ContactSheetView {
+    fn default() -> Self {
+        ContactSheetView {
+            // The newest saved grids until a step is picked.
+            step: u64::MAX,
+            kind: GridKind::Samples,
+            sort_key: String::new(),
+            sheet: GridView::new("contact sheet"),
+        }
+    }
+}
+
+/// One tile of the sheet.
+pub struct Tile {
+    pub label: String,
+    pub step: u64,
+    pub grid: ImageGrid,
+}
+
+impl ContactSheetView {
+    /// The tiles of `runs` at the saved step nearest `self.step`, ordered by the sort setting.
+    pub fn tiles(&self, catalog: &mut Catalog, runs: &[&Path]) -> Vec<Tile> {
+        let mut tiles: Vec<(Option<String>, Tile)> = Vec::new();
+        for run in runs {
+            let Some(listed) = catalog.find(run).cloned() else {
+                continue;
+            };
+            let Some(step) = nearest_step(catalog.grid_steps(run, self.kind), self.step) else {
+                continue;
+            };
+            let Ok(grid) = catalog.grid(run, self.kind, step).cloned() else {
+                continue;
+            };
+            let sort_value = listed
+                .differences
+                .iter()
+                .find(|(k, _)| *k == self.sort_key)
+                .map(|(_, v)| v.clone());
+            let differences = describe(&listed.differences);
+            let label = match differences.is_empty() {
+                true => listed.name().to_string(),
+                false => differences,
+            };
+            tiles.push((sort_value, Tile { label, step, grid }));
+        }
+        tiles.sort_by(|(x, a), (y, b)| {
+            let numbers = (x.as_deref().map(str::parse::<f64>), y.as_deref().map(str::parse::<f64>));
+            match numbers {
+                (Some(Ok(x)), Some(Ok(y))) => x.total_cmp(&y),
+                _ => x.cmp(y),
+            }
+            .then_with(|| a.label.cmp(&b.label))
+        });
+        tiles.into_iter().map(|(_, tile)| tile).collect()
+    }
+
+    /// Draws the sheet; returns it as one image when the user asks to export it.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        catalog: &mut Catalog,
+        runs: &[&Path],
+        zoom: &mut GridZoom,
+    ) -> Option<ImageGrid> {
+        let mut keys: Vec<String> = runs
+            .iter()
+            .filter_map(|r| catalog.find(r))
+            .flat_map(|r| r.differences.iter().map(|(k, _)| k.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut all_steps: Vec<u64> = runs
+            .iter()
+            .flat_map(|r| catalog.grid_steps(r, self.kind).to_vec())
+            .collect();
+        all_steps.sort_unstable();
+        all_steps.dedup();
+        let mut export = false;
+        ui.horizontal_wrapped(|ui| {
+            kind_choice(ui, &mut self.kind);
+            ui.separator();
+            step_slider(ui, "Sheet step", &all_steps, &mut self.step);
+            ui.separator();
+            let label = ui.label("Sort by");
+            let shown = match self.sort_key.is_empty() {
+                true => "name".to_string(),
+                false => short_key(&self.sort_key).to_string(),
+            };
+            ComboBox::from_id_salt("sheet sort")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.sort_key, String::new(), "name");
+                    for key in &keys {
+                        ui.selectable_value(&mut self.sort_key, key.clone(), short_key(key));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            export = ui
+                .button("Export PNG...")
+                .on_hover_text("Save the sheet as one image")
+                .clicked();
+        });
+        let tiles = self.tiles(catalog, runs);
+        if tiles.is_empty() {
+            ui.weak("Tick runs in the run browser (or list some): their saved grids show here, one per run.");
+            return None;
+        }
+        let columns = columns_for(tiles.len());
+        let order: Vec<String> = tiles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{}. {} (step {})", i + 1, t.label, t.step))
+            .collect();
+        ui.label(format!("Left to right, top to bottom: {}", order.join("   ")));
+        let sheet = contact_sheet(&tiles.iter().map(|t| t.grid.clone()).collect::<Vec<_>>(), columns);
+        let key: Vec<(&str, u64)> = tiles.iter().map(|t| (t.label.as_str(), t.step)).collect();
+        self.sheet
+            .show(ui, &sheet, version_of(&(key, self.kind)), zoom, ui.available_size());
+        export.then_some(sheet)
+    }
+}
+
+/// Columns of a roughly square sheet of `count` tiles.
+fn columns_for(count: usize) -> usize {
+    (count as f64).sqrt().ceil().max(1.0) as usize
+}
