@@ -42,6 +42,26 @@ pub enum Cmd {
     Sweep(SweepArgs),
     /// Continue a run from one of its checkpoints as a new run, with changed settings.
     Fork(ForkArgs),
+    /// Save a run's filmstrip (its saved grids) as an animated GIF or PNG files.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Which grids: samples or recon (reconstructions).
+    #[arg(long, default_value = "samples", value_parser = ["samples", "recon"])]
+    pub grids: String,
+    /// Write an animated GIF here.
+    #[arg(long, required_unless_present = "pngs")]
+    pub gif: Option<PathBuf>,
+    /// Write numbered PNG files into this directory.
+    #[arg(long)]
+    pub pngs: Option<PathBuf>,
+    /// Milliseconds between GIF frames.
+    #[arg(long, default_value_t = 150)]
+    pub frame_ms: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,6 +168,7 @@ pub fn main() -> i32 {
         Some(Cmd::Bench(args)) => bench(args),
         Some(Cmd::Sweep(args)) => sweep(args),
         Some(Cmd::Fork(args)) => fork(args),
+        Some(Cmd::Export(args)) => export(args),
     }
 }
 
@@ -435,4 +456,30 @@ fn fork(args: ForkArgs) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+fn export(args: ExportArgs) -> i32 {
+    let kind = match args.grids.as_str() {
+        "recon" => crate::runs::GridKind::Reconstructions,
+        _ => crate::runs::GridKind::Samples,
+    };
+    let gif = args
+        .gif
+        .as_ref()
+        .map(|out| (crate::runs::export_gif(&args.run, kind, out, args.frame_ms), out));
+    let pngs = args
+        .pngs
+        .as_ref()
+        .map(|out| (crate::runs::export_png_sequence(&args.run, kind, out), out));
+    let mut code = 0;
+    for (result, out) in gif.into_iter().chain(pngs) {
+        match result {
+            Ok(frames) => println!("{}: {frames} frames", out.display()),
+            Err(message) => {
+                eprintln!("error: {message}");
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    code
 }

@@ -86,6 +86,21 @@ fn train_writes_a_run_directory_and_resume_continues_it() {
         rows[20].wall_s >= rows[19].wall_s,
         "wall time continues across the resume"
     );
+
+    // The filmstrip (grids of steps 10, 20 and 30) exports as a GIF and as PNG files.
+    let gif = dir.path().join("recon.gif");
+    let pngs = dir.path().join("frames");
+    let (gif_s, pngs_s) = (gif.to_str().unwrap(), pngs.to_str().unwrap());
+    let out = gantry(&["export", run_s, "--grids", "recon", "--gif", gif_s, "--pngs", pngs_s]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("3 frames"), "{}", text(&out));
+    assert!(pngs.join("frame-0002.png").exists());
+    let frames =
+        image::codecs::gif::GifDecoder::new(std::io::BufReader::new(std::fs::File::open(&gif).unwrap())).unwrap();
+    assert_eq!(image::AnimationDecoder::into_frames(frames).count(), 3);
+    let out = gantry(&["export", dir.path().to_str().unwrap(), "--gif", gif_s]);
+    assert_eq!(out.status.code(), Some(1), "a folder that is not a run: {}", text(&out));
+    assert!(text(&out).contains("no saved samples grids"), "{}", text(&out));
 }
 
 fn assert_usage_error(args: &[&str], key: &str) {

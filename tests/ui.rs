@@ -581,10 +581,17 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     let names: Vec<String> = ["first-try", "other"]
         .map(|d| gantry::runs::RunMeta::read(&runs.path().join(d)).unwrap().name)
         .into();
-    let renamed = names.iter().find(|n| n.ends_with(" v2")).expect("run.toml holds the new name");
+    let renamed = names
+        .iter()
+        .find(|n| n.ends_with(" v2"))
+        .expect("run.toml holds the new name");
     assert!(harness.query_by_label(renamed).is_some(), "the list shows it");
 
-    harness.query_all_by_role_and_label(Role::Button, "Tags").next().unwrap().click();
+    harness
+        .query_all_by_role_and_label(Role::Button, "Tags")
+        .next()
+        .unwrap()
+        .click();
     harness.run_steps(2);
     harness.get_by_label("Tags (comma separated)").focus();
     harness.get_by_label("Tags (comma separated)").type_text("keep, lr");
@@ -598,11 +605,18 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     harness.get_by_label("Filter").focus();
     harness.get_by_label("Filter").type_text("keep");
     harness.run_steps(3);
-    assert_eq!(harness.query_all_by_label("Delete").count(), 1, "one run passes the filter");
+    assert_eq!(
+        harness.query_all_by_label("Delete").count(),
+        1,
+        "one run passes the filter"
+    );
 
     harness.get_by_label("Delete").click();
     harness.run_steps(2);
-    assert!(harness.query_by_label_contains("is removed from disk").is_some(), "asks first");
+    assert!(
+        harness.query_by_label_contains("is removed from disk").is_some(),
+        "asks first"
+    );
     harness.get_by_label("Cancel").click();
     harness.run_steps(2);
     assert_eq!(harness.state_mut().listed_runs().len(), 2, "cancel keeps the run");

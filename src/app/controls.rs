@@ -42,6 +42,11 @@ pub enum Action {
     /// Queue one run per point of these axes, with the draft settings as the base.
     QueueSweep(Vec<Axis>),
     SaveContactSheet(ImageGrid),
+    /// Save the viewed run's saved grids of this kind as an animated GIF (or, when false, PNG files).
+    ExportFilmstrip {
+        kind: GridKind,
+        gif: bool,
+    },
 }
 
 /// The Pause/Resume button: its label and whether it works now.

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Time between the frames of an exported filmstrip GIF.
+const FILMSTRIP_FRAME_MS: u32 = 150;
+
 /// Longest a frame spends handling worker events; the rest wait for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(4);
 
@@ -395,7 +398,7 @@ impl GantryApp {
         if let Some(notice) = &self.notice {
             ui.weak(notice);
         }
-        self.pictures_panel(ui);
+        actions.extend(self.pictures_panel(ui));
         let focus = self.fleet.focus_dir().map(Path::to_path_buf);
         let mut dirs: Vec<PathBuf> = focus.iter().cloned().collect();
         for dir in listed(&self.catalog, &self.selection) {
@@ -513,11 +516,12 @@ impl GantryApp {
         }
     }
 
-    /// The right-hand pictures: the live grids, or the filmstrip's saved ones, with the filmstrip slider.
-    fn pictures_panel(&mut self, ui: &mut Ui) {
+    /// The right-hand pictures: the live grids, or the filmstrip's saved ones, with the filmstrip slider
+    /// and its exports (returned as an action).
+    fn pictures_panel(&mut self, ui: &mut Ui) -> Option<Action> {
         let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) else {
             self.pictures.forget_step();
-            return;
+            return None;
         };
         let kind = self.filmstrip_kind(&dir);
         let steps = self.catalog.grid_steps(&dir, kind).to_vec();
@@ -526,13 +530,13 @@ impl GantryApp {
             Some(config) => config.model.kind,
             None => match self.catalog.find(&dir) {
                 Some(run) => run.summary.config.model.kind,
-                None => return,
+                None => return None,
             },
         };
         let snapshot = live.and_then(|r| r.snapshot().map(|s| (s.clone(), r.snapshot_version())));
         if snapshot.is_none() && steps.is_empty() {
             self.pictures.forget_step();
-            return;
+            return None;
         }
         let frame = self.filmstrip.step.filter(|_| !steps.is_empty());
         let disk = frame.or(snapshot.is_none().then(|| steps.last().copied()).flatten());
@@ -541,6 +545,7 @@ impl GantryApp {
             (step, read(GridKind::Samples), read(GridKind::Reconstructions))
         });
         let filmstrip = &mut self.filmstrip;
+        let mut export = None;
         Panel::right("pictures")
             .resizable(true)
             .default_size(ui.available_width() * 0.42)
@@ -550,6 +555,18 @@ impl GantryApp {
                         let mut step = disk.unwrap_or(*steps.last().expect("not empty"));
                         if step_slider(ui, "Filmstrip step", &steps, &mut step) {
                             filmstrip.step = Some(step);
+                        }
+                        let gif = ui
+                            .button("GIF...")
+                            .on_hover_text("Save every saved grid as an animated GIF");
+                        if gif.clicked() {
+                            export = Some(Action::ExportFilmstrip { kind, gif: true });
+                        }
+                        let pngs = ui
+                            .button("PNGs...")
+                            .on_hover_text("Save every saved grid as numbered PNG files");
+                        if pngs.clicked() {
+                            export = Some(Action::ExportFilmstrip { kind, gif: false });
                         }
                         if snapshot.is_some() {
                             let mut follow = filmstrip.step.is_none();
@@ -576,6 +593,7 @@ impl GantryApp {
                 };
                 self.pictures.show(ui, model, &pictures, &mut self.settings.zoom);
             });
+        export
     }
 
     fn perform(&mut self, action: Action, ctx: &Context) {
@@ -661,6 +679,7 @@ impl GantryApp {
             Action::RefreshRuns => self.catalog.mark_stale(),
             Action::QueueSweep(axes) => self.queue_sweep(&axes),
             Action::SaveContactSheet(sheet) => self.save_image(&sheet, "contact-sheet.png"),
+            Action::ExportFilmstrip { kind, gif } => self.export_filmstrip(kind, gif),
         }
         // New runs start at once when a slot is free.
         self.fleet.pump(self.settings.browser.parallel, &training_waker(ctx));
@@ -861,6 +880,32 @@ impl GantryApp {
         {
             self.notice = Some(match image.write_png(&path) {
                 Ok(()) => format!("Saved {}", path.display()),
+                Err(message) => message,
+            });
+        }
+    }
+
+    fn export_filmstrip(&mut self, kind: GridKind, gif: bool) {
+        let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) else {
+            return;
+        };
+        let name = dir
+            .file_name()
+            .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+        let exported = if gif {
+            rfd::FileDialog::new()
+                .add_filter("Animated GIF", &["gif"])
+                .set_file_name(format!("{name}-{}.gif", kind.folder()))
+                .save_file()
+                .map(|out| (runs::export_gif(&dir, kind, &out, FILMSTRIP_FRAME_MS), out))
+        } else {
+            rfd::FileDialog::new()
+                .pick_folder()
+                .map(|out| (runs::export_png_sequence(&dir, kind, &out), out))
+        };
+        if let Some((result, out)) = exported {
+            self.notice = Some(match result {
+                Ok(frames) => format!("Saved {frames} frames to {}", out.display()),
                 Err(message) => message,
             });
         }
