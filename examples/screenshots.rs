@@ -8,7 +8,7 @@
 
 use eframe::egui;
 use egui::accesskit::Role;
-use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use egui_kittest::kittest::{By, NodeT as _, Queryable as _};
 use egui_kittest::Harness;
 use gantry::app::settings::{Settings, Theme};
 use gantry::app::GantryApp;
@@ -116,7 +116,21 @@ fn shoot_sweep(out: &Path) {
                 .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
     });
     harness.run_steps(4);
-    harness.remove_cursor();
+    // The middle learning rate learns best: its pictures go beside the curves.
+    let middle = harness
+        .state_mut()
+        .listed_runs()
+        .into_iter()
+        .find(|r| (r.config.optimizer.lr - 2e-4).abs() < 1e-9)
+        .expect("the sweep's middle run")
+        .meta
+        .name;
+    harness
+        .query_all(By::new().label(&middle).include_labels())
+        .find(|n| n.accesskit_node().role() != Role::CheckBox)
+        .expect("the run is listed")
+        .click();
+    harness.run_steps(4);
     let save = |harness: &mut Harness<'_, GantryApp>, file: &str| {
         harness.remove_cursor();
         harness.run_steps(4);

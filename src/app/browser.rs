@@ -209,6 +209,7 @@ impl RunBrowser {
                         .clicked()
                     {
                         actions.push(Action::QueueSweep(axes));
+                        self.sweep_open = false;
                     }
                 }
                 Err(reason) => {

@@ -35,6 +35,8 @@ const MIN_PLOT_HEIGHT: f32 = 140.0;
 pub struct CurvesView {
     /// The axis settings the plots were last drawn with; when they change, the plots re-fit.
     drawn_as: Option<(XAxis, bool, usize)>,
+    /// Whether a click on a curve shows a saved grid (the hover read-out says so then).
+    pub click_shows_grid: bool,
 }
 
 /// One run's curves in the plots, with the label that tells it from the others.
@@ -91,7 +93,8 @@ impl CurvesView {
                     for (title, metrics) in row {
                         ui.allocate_ui(size, |ui| {
                             ui.vertical(|ui| {
-                                let x = curve_plot(ui, &runs, settings, title, metrics, size, refit);
+                                let hint = self.click_shows_grid;
+                                let x = curve_plot(ui, &runs, settings, (title, metrics), size, refit, hint);
                                 clicked = clicked.or(x);
                             });
                         });
@@ -166,10 +169,10 @@ fn curve_plot(
     ui: &mut Ui,
     runs: &[(&str, &RunHistory)],
     settings: &CurveSettings,
-    title: &str,
-    metrics: &[String],
+    (title, metrics): (&str, &[String]),
     size: Vec2,
     refit: bool,
+    click_hint: bool,
 ) -> Option<f64> {
     let (axis, log) = (settings.x_axis, settings.log_scale);
     ui.strong(title);
@@ -186,7 +189,13 @@ fn curve_plot(
             XAxis::Step => "step",
             XAxis::WallTime => "training time",
         })
-        .label_formatter(|hovered| hover_readout(runs, metrics, axis, hovered))
+        .label_formatter(|hovered| {
+            let readout = hover_readout(runs, metrics, axis, hovered)?;
+            Some(match click_hint {
+                true => format!("{readout}\nClick: show the grid saved nearest this step"),
+                false => readout,
+            })
+        })
         .allow_scroll(false);
     if axis == XAxis::WallTime {
         plot = plot.x_axis_formatter(|mark, _| clock(mark.value));
@@ -297,9 +306,6 @@ fn hover_readout(
                 format!("{name}: {}", significant(readout.raw))
             });
         }
-    }
-    if runs.len() == 1 {
-        lines.push("Click: show the grid saved nearest this step".into());
     }
     (!lines.is_empty()).then(|| lines.join("\n"))
 }

@@ -441,6 +441,10 @@ impl GantryApp {
 
     /// The loss plots of the runs in `dirs` (the first is the one in view); returns a clicked step.
     fn curves(&mut self, ui: &mut Ui, dirs: &[PathBuf]) -> Option<u64> {
+        self.curves.click_shows_grid = dirs.first().is_some_and(|first| {
+            let kind = self.filmstrip_kind(first);
+            !self.catalog.grid_steps(first, kind).is_empty()
+        });
         let smoothing = self.settings.curves.smoothing;
         let mut problems = Vec::new();
         for dir in dirs {
