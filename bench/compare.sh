@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side training throughput: `gantry bench` vs PyTorch's torch_reference.py, same models, same
 # machine, same thread count, measured alternately (gantry, torch, torch, gantry, ...) so that both see the
-# same background load. Prints a markdown table of median images/s per model and the ratio gantry/PyTorch.
+# same background load. Prints a markdown table of median images/s per model and the ratio gantry/PyTorch,
+# and the peak resident memory of each side's process (the largest over its rounds; GNU time's %M).
 #
 #   bench/compare.sh [MODEL...]          # default: dcgan vae mlpgan convae
 #
@@ -73,24 +74,30 @@ else:
 ' "$1"
 }
 
+[ -x /usr/bin/time ] || { echo "error: /usr/bin/time (GNU time) is needed for peak memory: apt-get install time" >&2; exit 2; }
+RSS_FILE=$(mktemp)
+trap 'rm -f "$RSS_FILE"' EXIT
+
+# Each run's peak resident set size in KiB goes to $RSS_FILE.
 run_gantry() { # model steps
-    "$GANTRY" bench --json --model "$1" --steps "$2" --threads "$THREADS"
+    /usr/bin/time -f '%M' -o "$RSS_FILE" "$GANTRY" bench --json --model "$1" --steps "$2" --threads "$THREADS"
 }
 run_torch() { # model steps
-    OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS \
+    OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS /usr/bin/time -f '%M' -o "$RSS_FILE" \
         "$PYTHON" "$TORCH_REFERENCE" --json --threads "$THREADS" --model "$1" --steps "$2"
 }
 
-measure() { # tool model steps round -> "batch images_per_s threads"
-    local tool=$1 model=$2 steps=$3 round=$4 out res
+measure() { # tool model steps round -> "batch images_per_s threads peak_kib"
+    local tool=$1 model=$2 steps=$3 round=$4 out res rss
     out=$("run_$tool" "$model" "$steps")
-    res=$(printf '%s\n' "$out" | extract "$model")
-    read -r batch ips threads <<<"$res"
-    printf '  round %d %-6s %-7s batch %4s  %10.1f images/s  (%s threads, %s steps)  %s\n' \
-        "$round" "$model" "$tool" "$batch" "$ips" "$threads" "$steps" "$(date -u +%H:%M:%S)" >&2
+    rss=$(tail -n 1 "$RSS_FILE")
+    res="$(printf '%s\n' "$out" | extract "$model") $rss"
+    read -r batch ips threads _ <<<"$res"
+    printf '  round %d %-6s %-7s batch %4s  %10.1f images/s  (%s threads, %s steps)  peak %6d MiB  %s\n' \
+        "$round" "$model" "$tool" "$batch" "$ips" "$threads" "$steps" "$((rss / 1024))" "$(date -u +%H:%M:%S)" >&2
     if [ -n "${RAW:-}" ]; then
-        printf '{"tool":"%s","model":"%s","round":%d,"steps":%d,"batch":%s,"images_per_s":%s,"threads":%s,"time":"%s"}\n' \
-            "$tool" "$model" "$round" "$steps" "$batch" "$ips" "$threads" "$(date -u +%FT%TZ)" >>"$RAW"
+        printf '{"tool":"%s","model":"%s","round":%d,"steps":%d,"batch":%s,"images_per_s":%s,"threads":%s,"peak_kib":%s,"time":"%s"}\n' \
+            "$tool" "$model" "$round" "$steps" "$batch" "$ips" "$threads" "$rss" "$(date -u +%FT%TZ)" >>"$RAW"
     fi
     echo "$res"
 }
@@ -101,26 +108,27 @@ echo "# gantry: $GANTRY   torch: $("$PYTHON" -c 'import torch; print(torch.__ver
 ROWS=()
 for model in "${MODELS[@]}"; do
     steps=$(steps_for "$model")
-    g_ips=(); t_ips=(); batch=?
+    g_ips=(); t_ips=(); g_rss=(); t_rss=(); batch=?
     for round in $(seq 1 "$ROUNDS"); do
         # Alternate who goes first so neither side always gets the warmer (or quieter) slot.
         if [ $((round % 2)) -eq 1 ]; then order=(gantry torch); else order=(torch gantry); fi
         for tool in "${order[@]}"; do
-            read -r batch ips _ <<<"$(measure "$tool" "$model" "$steps" "$round")"
-            if [ "$tool" = gantry ]; then g_ips+=("$ips"); else t_ips+=("$ips"); fi
+            read -r batch ips _ rss <<<"$(measure "$tool" "$model" "$steps" "$round")"
+            if [ "$tool" = gantry ]; then g_ips+=("$ips"); g_rss+=("$rss"); else t_ips+=("$ips"); t_rss+=("$rss"); fi
         done
     done
     ROWS+=("$("$PYTHON" -c '
 import statistics, sys
-model, batch, steps, g, t = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), sys.argv[5].split()
-gm, tm = statistics.median(map(float, g)), statistics.median(map(float, t))
-print(f"| {model} | {batch} | {steps} | {gm:.1f} | {tm:.1f} | {gm / tm:.2f}x |")
-' "$model" "$batch" "$steps" "${g_ips[*]}" "${t_ips[*]}")")
+model, batch, steps = sys.argv[1], sys.argv[2], sys.argv[3]
+g, t, gr, tr = (list(map(float, a.split())) for a in sys.argv[4:8])
+gm, tm = statistics.median(g), statistics.median(t)
+print(f"| {model} | {batch} | {steps} | {gm:.1f} | {tm:.1f} | {gm / tm:.2f}x | {max(gr) / 1024:.0f} | {max(tr) / 1024:.0f} |")
+' "$model" "$batch" "$steps" "${g_ips[*]}" "${t_ips[*]}" "${g_rss[*]}" "${t_rss[*]}")")
 done
 
 echo
 echo "Median of $ROUNDS alternating rounds, $THREADS threads each."
 echo
-echo "| model | batch | steps | gantry images/s | PyTorch images/s | gantry/PyTorch |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| model | batch | steps | gantry images/s | PyTorch images/s | gantry/PyTorch | gantry peak MiB | PyTorch peak MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"

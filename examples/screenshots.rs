@@ -125,11 +125,9 @@ fn shoot_sweep(out: &Path) {
         .expect("the sweep's middle run")
         .meta
         .name;
-    harness
-        .query_all(By::new().label(&middle).include_labels())
-        .find(|n| n.accesskit_node().role() != Role::CheckBox)
-        .expect("the run is listed")
-        .click();
+    run_name(&harness, &middle).scroll_to_me();
+    harness.run_steps(2);
+    run_name(&harness, &middle).click();
     harness.run_steps(4);
     let save = |harness: &mut Harness<'_, GantryApp>, file: &str| {
         harness.remove_cursor();
@@ -175,6 +173,15 @@ fn shoot(scene: &Scene, path: &Path) {
     harness.run_steps(4);
     let image = harness.render().expect("the wgpu renderer draws the frame");
     image.save(path).expect("can write the PNG");
+}
+
+/// A run's name in the run browser (the name also labels the tick box, which queries leave out unless
+/// asked).
+fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_kittest::Node<'h> {
+    harness
+        .query_all(By::new().label(name).include_labels())
+        .find(|n| n.accesskit_node().role() != Role::CheckBox)
+        .expect("the run is listed")
 }
 
 fn wait_until(harness: &mut Harness<'_, GantryApp>, done: impl Fn(&Harness<'_, GantryApp>) -> bool) {

@@ -352,14 +352,20 @@ fn browser_harness(runs: &std::path::Path) -> Harness<'static, GantryApp> {
     harness
 }
 
-/// Clicks a run's name in the run browser, which puts it in view.
-fn view_run(harness: &mut Harness<'_, GantryApp>, name: &str) {
-    // The name is also the tick box's label, which queries leave out unless asked.
+/// A run's name in the run browser (the name also labels the tick box, which queries leave out unless
+/// asked).
+fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_kittest::Node<'h> {
     harness
         .query_all(By::new().label(name).include_labels())
         .find(|n| n.accesskit_node().role() != Role::CheckBox)
         .expect("the run is listed")
-        .click();
+}
+
+/// Clicks a run's name in the run browser, which puts it in view.
+fn view_run(harness: &mut Harness<'_, GantryApp>, name: &str) {
+    run_name(harness, name).scroll_to_me();
+    harness.run_steps(2);
+    run_name(harness, name).click();
     harness.run_steps(3);
 }
 
@@ -411,7 +417,7 @@ fn the_filmstrip_slider_and_a_click_on_a_curve_change_the_shown_grid() {
 
     // A click on a loss curve shows the grid saved nearest the clicked step.
     let plot = harness.get_by_role_and_label(Role::Label, "GAN losses").rect();
-    let near_the_start = egui::pos2(plot.left() + 90.0, plot.bottom() + 120.0);
+    let near_the_start = egui::pos2(plot.left() + 90.0, plot.bottom() + 40.0);
     harness.hover_at(near_the_start);
     harness.run_steps(1);
     harness.event(egui::Event::PointerButton {
@@ -542,6 +548,11 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
             .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
     });
     harness.run_steps(3);
+    // Clicking a run's name views it.
+    for run in &listed {
+        view_run(&mut harness, &run.meta.name);
+        assert_eq!(harness.state().viewed_run(), Some(run.path.as_path()));
+    }
     harness.get_by_label("Contact sheet").click();
     harness.run_steps(3);
     harness.get_by_label("Sort by").click();

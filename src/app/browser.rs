@@ -109,19 +109,23 @@ impl RunBrowser {
             .collect();
         setting_keys.sort_unstable();
         setting_keys.dedup();
-        ScrollArea::both().id_salt("run table").show(ui, |ui| {
-            Grid::new("runs")
-                .striped(true)
-                .min_col_width(40.0)
-                .spacing([12.0, 4.0])
-                .show(ui, |ui| {
-                    let metric = settings.metric.clone();
-                    self.header_row(ui, settings, &setting_keys, &metric);
-                    for row in &rows {
-                        self.table_row(ui, row, &setting_keys, fleet, selection, &mut actions);
-                    }
-                });
-        });
+        // The table fills the panel, so the panel keeps the height it was given (or dragged to).
+        ScrollArea::both()
+            .id_salt("run table")
+            .auto_shrink(false)
+            .show(ui, |ui| {
+                Grid::new("runs")
+                    .striped(true)
+                    .min_col_width(40.0)
+                    .spacing([12.0, 4.0])
+                    .show(ui, |ui| {
+                        let metric = settings.metric.clone();
+                        self.header_row(ui, settings, &setting_keys, &metric);
+                        for row in &rows {
+                            self.table_row(ui, row, &setting_keys, fleet, selection, &mut actions);
+                        }
+                    });
+            });
         self.confirm_delete(ui, &mut actions);
         actions
     }
@@ -240,6 +244,7 @@ impl RunBrowser {
         };
         sortable(ui, "Run (tick to compare)", SortBy::Name);
         sortable(ui, "Status", SortBy::Status);
+        ui.strong("Family");
         ui.strong("Model");
         ui.strong("Data");
         for key in setting_keys {
@@ -307,6 +312,7 @@ impl RunBrowser {
         }
         ui.label(&row.status);
         let config = &row.run.summary.config;
+        ui.label(family(config.model.kind));
         ui.label(config.model.kind.label());
         ui.label(&config.data.source);
         for key in setting_keys {
@@ -477,8 +483,9 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
 
 fn haystack(row: &Row<'_>) -> String {
     let summary = &row.run.summary;
+    let family = family(summary.config.model.kind);
     format!(
-        "{} {} {} {} {} {}",
+        "{} {} {family} {} {} {} {}",
         summary.meta.name,
         summary.meta.tags.join(" "),
         summary.config.model.kind.label(),
@@ -518,6 +525,14 @@ fn compare(a: &Row<'_>, b: &Row<'_>, by: &SortBy) -> Ordering {
         }
     }
     .then_with(|| a.run.path().cmp(b.run.path()))
+}
+
+fn family(kind: crate::config::ModelKind) -> &'static str {
+    if kind.is_gan() {
+        "GAN"
+    } else {
+        "autoencoder"
+    }
 }
 
 /// Creation time as `YYYY-MM-DD HH:MM` (UTC).

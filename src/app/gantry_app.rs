@@ -235,7 +235,7 @@ impl GantryApp {
         });
         Panel::bottom("runs")
             .resizable(true)
-            .default_size(210.0)
+            .default_size(240.0)
             .size_range(90.0..=600.0)
             .show(ui, |ui| {
                 actions.extend(self.browser.show(
@@ -592,7 +592,8 @@ impl GantryApp {
                         points: None,
                         version: version_of(&(&dir, step)),
                     },
-                    (None, Some((snapshot, version))) => Pictures::live(snapshot, *version),
+                    // Keyed by the run too: two runs can be at the same snapshot count.
+                    (None, Some((snapshot, version))) => Pictures::live(snapshot, version_of(&(&dir, version))),
                     (None, None) => return,
                 };
                 self.pictures.show(ui, model, &pictures, &mut self.settings.zoom);
