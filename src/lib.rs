@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod grid;
+pub mod memory;
 pub mod models;
 pub mod presets;
 pub mod rng;
