@@ -38,12 +38,13 @@ struct BatchNormOp {
     batch_stats: bool,
 }
 
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous tensor, as custom ops read their inputs.
+pub(super) fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let values = storage.as_slice::<f32>()?;
     layout
         .contiguous_offsets()
         .map(|(start, end)| &values[start..end])
-        .ok_or_else(|| candle_core::Error::msg("batch norm takes contiguous tensors"))
+        .ok_or_else(|| candle_core::Error::msg("gantry's fused ops take contiguous tensors"))
 }
 
 impl BatchNormOp {

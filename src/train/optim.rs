@@ -324,10 +324,16 @@ mod tests {
         let size = 3 * CHUNK + 5;
         for kind in KINDS {
             let (x, norm) = descend_values(kind, 0.05, 1, size);
-            assert!(x.iter().all(|v| *v > 0.0 && *v == x[0]), "{kind:?} left values unchanged or unequal");
+            assert!(
+                x.iter().all(|v| *v > 0.0 && *v == x[0]),
+                "{kind:?} left values unchanged or unequal"
+            );
             // The first gradient is -6 everywhere.
             let expected = 6.0 * (size as f64).sqrt();
-            assert!((norm - expected).abs() < 1e-6 * expected, "{kind:?}: norm {norm}, expected {expected}");
+            assert!(
+                (norm - expected).abs() < 1e-6 * expected,
+                "{kind:?}: norm {norm}, expected {expected}"
+            );
         }
     }
 
