@@ -110,6 +110,27 @@ impl Geometry {
         let l = self.out_pixels();
         self.for_each_tap(|row, out, at| image[at] += cols[row * l + out]);
     }
+
+    /// `col2im` of the patch matrix stored transposed (out_pixels x patch_rows).
+    fn col2im_transposed(&self, cols: &[f32], image: &mut [f32]) {
+        image.fill(0.0);
+        let r = self.patch_rows();
+        self.for_each_tap(|row, out, at| image[at] += cols[out * r + row]);
+    }
+
+    /// Whether the kernel covers the whole unpadded image in one place (DCGAN's 7x7 first and last layers):
+    /// each image's patch matrix is then the image itself, and the convolution a dense layer over the batch.
+    fn is_dense(&self) -> bool {
+        self.out_pixels() == 1 && self.padding == 0 && self.kernel == self.height && self.kernel == self.width
+    }
+
+    /// Whether the input gradient's patch matrix is better computed transposed. gemm computes a row-major
+    /// product through its transpose, so its micro-kernels run along our columns: with few columns (a 3x3
+    /// or 4x4 output, as in DCGAN's middle layers) it falls back to its narrowest (16-row) micro-kernel.
+    /// The patch matrix's longer side goes into the columns.
+    fn transposed_patches(&self) -> bool {
+        self.patch_rows() > self.out_pixels()
+    }
 }
 
 /// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
@@ -181,22 +202,33 @@ fn per_image(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32], Par
     }
 }
 
+/// A dense geometry's product as one GEMM over the whole batch (a GEMV per image would waste the GEMM).
+fn dense(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool), accumulate: bool) -> Vec<f32> {
+    let mut out = vec![0f32; shape.0 * shape.1];
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    candle_core::utils::with_threadpool(|| {
+        matmul(shape, &mut out, lhs.0, lhs.1, rhs.0, rhs.1, accumulate, parallelism)
+    });
+    out
+}
+
 /// y = conv(x, w): per image, y (outputs x pixels) = w (outputs x patch_rows) · im2col(x).
 fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    if g.is_dense() {
+        // y (images x outputs) = x (images x patch_rows) · wᵀ
+        return dense((g.images, g.outputs, g.patch_rows()), (x, false), (w, true), false);
+    }
     let mut y = vec![0f32; g.images * g.out_len()];
     per_image(&mut y, g.out_len(), |i, y, parallelism| {
         let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
         g.im2col(&x[i * g.in_len()..(i + 1) * g.in_len()], &mut cols);
-        matmul(
-            (g.outputs, g.out_pixels(), g.patch_rows()),
-            y,
-            w,
-            false,
-            &cols,
-            false,
-            false,
-            parallelism,
-        );
+        let shape = (g.outputs, g.out_pixels(), g.patch_rows());
+        matmul(shape, y, w, false, &cols, false, false, parallelism);
     });
     y
 }
@@ -204,27 +236,34 @@ fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// dx = col2im(wᵀ · dy) per image: the input gradient of a convolution (and a transposed convolution's
 /// forward pass).
 fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    if g.is_dense() {
+        // dx (images x patch_rows) = dy (images x outputs) · w
+        return dense((g.images, g.patch_rows(), g.outputs), (dy, false), (w, false), false);
+    }
     let mut dx = vec![0f32; g.images * g.in_len()];
     per_image(&mut dx, g.in_len(), |i, dx, parallelism| {
         let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
         let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-        matmul(
-            (g.patch_rows(), g.out_pixels(), g.outputs),
-            &mut cols,
-            w,
-            true,
-            dy,
-            false,
-            false,
-            parallelism,
-        );
-        g.col2im(&cols, dx);
+        if g.transposed_patches() {
+            // colsᵀ (out_pixels x patch_rows) = dyᵀ · w
+            let shape = (g.out_pixels(), g.patch_rows(), g.outputs);
+            matmul(shape, &mut cols, dy, true, w, false, false, parallelism);
+            g.col2im_transposed(&cols, dx);
+        } else {
+            let shape = (g.patch_rows(), g.out_pixels(), g.outputs);
+            matmul(shape, &mut cols, w, true, dy, false, false, parallelism);
+            g.col2im(&cols, dx);
+        }
     });
     dx
 }
 
 /// dw = Σ over images of dy · im2col(x)ᵀ: the weight gradient, summed in one partial per thread.
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if g.is_dense() {
+        // dw (outputs x patch_rows) = dyᵀ · x
+        return dense((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false), false);
+    }
     let len = g.outputs * g.patch_rows();
     let (split, parallelism) = plan(g.images);
     let groups = if split {
@@ -476,6 +515,33 @@ mod tests {
             let ours = conv_transpose2d(&x, &wt, stride, pad).unwrap();
             let theirs = x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap();
             agree(ours, theirs, &x, &wt, &mut rng, &format!("conv_transpose2d {what}"));
+        }
+        // A kernel as large as the image (one output pixel), and a transposed one from a single pixel: the
+        // whole batch in one GEMM.
+        for (n, c, size, o) in [(3, 4, 5, 2), (1, 2, 7, 3)] {
+            let x = random(&mut rng, &[n, c, size, size]);
+            let w = random(&mut rng, &[o, c, size, size]);
+            let ours = conv2d(&x, &w, 1, 0).unwrap();
+            let theirs = x.conv2d(&w, 0, 1, 1, 1).unwrap();
+            agree(
+                ours,
+                theirs,
+                &x,
+                &w,
+                &mut rng,
+                &format!("dense conv2d n{n} c{c} s{size} o{o}"),
+            );
+            let pixel = random(&mut rng, &[n, o, 1, 1]);
+            let ours = conv_transpose2d(&pixel, &w, 1, 0).unwrap();
+            let theirs = pixel.conv_transpose2d(&w, 0, 0, 1, 1).unwrap();
+            agree(
+                ours,
+                theirs,
+                &pixel,
+                &w,
+                &mut rng,
+                &format!("dense conv_transpose2d n{n} o{o} s{size} c{c}"),
+            );
         }
     }
 
