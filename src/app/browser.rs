@@ -37,7 +37,8 @@ pub struct BrowserSettings {
     pub ascending: bool,
     /// Shows runs whose name, tags, model, data, status or differing settings contain it.
     pub filter: String,
-    /// The metric of the Final and Lowest columns.
+    /// The metric of the Final and Lowest columns; empty means each run's main loss (`loss_g` for GANs,
+    /// `loss` for autoencoders).
     pub metric: String,
     /// How many runs train at once; the others wait in the queue.
     pub parallel: usize,
@@ -49,7 +50,7 @@ impl Default for BrowserSettings {
             sort: SortBy::Created,
             ascending: false,
             filter: String::new(),
-            metric: "loss_g".into(),
+            metric: String::new(),
             parallel: 2,
         }
     }
@@ -119,7 +120,10 @@ impl RunBrowser {
                     .min_col_width(40.0)
                     .spacing([12.0, 4.0])
                     .show(ui, |ui| {
-                        let metric = settings.metric.clone();
+                        let metric = match settings.metric.trim() {
+                            "" => "loss".to_string(),
+                            named => named.to_string(),
+                        };
                         self.header_row(ui, settings, &setting_keys, &metric);
                         for row in &rows {
                             self.table_row(ui, row, &setting_keys, fleet, selection, &mut actions);
@@ -163,9 +167,15 @@ impl RunBrowser {
                 .labelled_by(label.id)
                 .on_hover_text("Name, tag, model, dataset, status or setting");
             let label = ui.label("Metric");
-            ui.add(TextEdit::singleline(&mut settings.metric).desired_width(90.0))
-                .labelled_by(label.id)
-                .on_hover_text("The metric of the Final and Lowest columns");
+            ui.add(
+                TextEdit::singleline(&mut settings.metric)
+                    .desired_width(90.0)
+                    .hint_text("main loss"),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(
+                "The metric of the Final and Lowest columns (empty: loss_g for GANs, loss for autoencoders)",
+            );
             let label = ui.label("Train at most");
             ui.add(egui::DragValue::new(&mut settings.parallel).range(1..=16))
                 .labelled_by(label.id)
@@ -414,12 +424,17 @@ impl RunBrowser {
 /// The listed runs that pass the filter, in the chosen order, with live values where a worker runs them.
 fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> Vec<Row<'a>> {
     let filter = settings.filter.trim().to_lowercase();
-    let metric = settings.metric.trim();
+    let chosen = settings.metric.trim();
     let mut rows: Vec<Row<'a>> = catalog
         .runs()
         .iter()
         .map(|run| {
             let summary = &run.summary;
+            let metric = match (chosen, summary.config.model.kind.is_gan()) {
+                ("", true) => "loss_g",
+                ("", false) => "loss",
+                (named, _) => named,
+            };
             let live = fleet.get(run.path());
             let history = live.map(|l| l.history()).filter(|h| !h.is_empty());
             let status = match live {

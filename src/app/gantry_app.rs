@@ -235,7 +235,7 @@ impl GantryApp {
         });
         Panel::bottom("runs")
             .resizable(true)
-            .default_size(240.0)
+            .default_size(190.0)
             .size_range(90.0..=600.0)
             .show(ui, |ui| {
                 actions.extend(self.browser.show(
