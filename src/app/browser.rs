@@ -454,15 +454,17 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            let (steps, last, losses) = match history {
+            let (steps, last, lowest, losses) = match history {
                 Some(h) => (
                     live.map_or(0, |l| l.step()),
                     h.latest(metric),
+                    h.lowest(metric),
                     last_losses(&|n| h.latest(n), h.metric_names().collect()),
                 ),
                 None => (
                     summary.last.as_ref().map_or(summary.meta.steps_done, |r| r.step),
                     summary.last_value(metric),
+                    summary.lowest_value(metric),
                     last_losses(
                         &|n| summary.last_value(n),
                         summary
@@ -478,7 +480,7 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                 status,
                 steps,
                 last,
-                lowest: summary.lowest_value(metric),
+                lowest,
                 losses,
                 live: live.is_some_and(|l| l.takes_commands() || l.is_queued()),
             }

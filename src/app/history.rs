@@ -52,6 +52,8 @@ struct Series {
     raw_envelope: Envelope,
     smoothed_envelope: Envelope,
     ema: Ema,
+    /// The lowest raw value so far.
+    lowest: f64,
 }
 
 impl Series {
@@ -64,10 +66,12 @@ impl Series {
             raw_envelope: Envelope::default(),
             smoothed_envelope: Envelope::default(),
             ema: Ema::new(smoothing),
+            lowest: f64::INFINITY,
         }
     }
 
     fn push(&mut self, row: u32, value: f64) {
+        self.lowest = self.lowest.min(value);
         self.rows.push(row);
         self.raw.push(value);
         self.smoothed.push(self.ema.next(value));
@@ -159,6 +163,11 @@ impl RunHistory {
     }
 
     /// The newest raw value of a metric.
+    /// The lowest value `name` has reached.
+    pub fn lowest(&self, name: &str) -> Option<f64> {
+        self.find(name).map(|s| s.lowest).filter(|v| v.is_finite())
+    }
+
     pub fn latest(&self, name: &str) -> Option<f64> {
         self.find(name).and_then(|s| s.raw.last().copied())
     }
@@ -378,6 +387,16 @@ mod tests {
             wall_s: step as f64 * 0.5,
             values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
+    }
+
+    #[test]
+    fn the_lowest_value_is_kept_per_metric() {
+        let mut history = RunHistory::new(&["loss".into(), "kl".into()], 0.6);
+        for (step, loss) in [(1, 3.0), (2, 1.5), (3, 2.0)] {
+            history.push(&row(step, &[("loss", loss)]));
+        }
+        assert_eq!(history.lowest("loss"), Some(1.5));
+        assert_eq!(history.lowest("kl"), None, "never recorded");
     }
 
     #[test]
