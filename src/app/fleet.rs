@@ -36,7 +36,7 @@ impl Fleet {
             runs::write_queued(&dir, &config, tags)?;
         }
         self.runs.push(TrainingRun::queued(config, options, first));
-        self.focus = Some(dir);
+        self.set_focus(Some(dir));
         Ok(())
     }
 

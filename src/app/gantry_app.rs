@@ -715,7 +715,6 @@ impl GantryApp {
             Ok(()) => self.notice = None,
             Err(message) => self.notice = Some(message),
         }
-        self.fleet.set_focus(self.fleet.focus_dir().map(Path::to_path_buf));
         self.catalog.mark_stale();
     }
 
