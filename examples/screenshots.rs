@@ -8,7 +8,7 @@
 
 use eframe::egui;
 use egui::accesskit::Role;
-use egui_kittest::kittest::{By, NodeT as _, Queryable as _};
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::Harness;
 use gantry::app::settings::{Settings, Theme};
 use gantry::app::GantryApp;
@@ -19,7 +19,7 @@ use std::path::Path;
 mod workbench;
 
 use std::time::{Duration, Instant};
-use workbench::workbench_harness;
+use workbench::{run_name, workbench_harness};
 
 struct Scene {
     file: &'static str,
@@ -173,15 +173,6 @@ fn shoot(scene: &Scene, path: &Path) {
     harness.run_steps(4);
     let image = harness.render().expect("the wgpu renderer draws the frame");
     image.save(path).expect("can write the PNG");
-}
-
-/// A run's name in the run browser (the name also labels the tick box, which queries leave out unless
-/// asked).
-fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_kittest::Node<'h> {
-    harness
-        .query_all(By::new().label(name).include_labels())
-        .find(|n| n.accesskit_node().role() != Role::CheckBox)
-        .expect("the run is listed")
 }
 
 fn wait_until(harness: &mut Harness<'_, GantryApp>, done: impl Fn(&Harness<'_, GantryApp>) -> bool) {

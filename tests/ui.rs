@@ -5,7 +5,7 @@
 
 use eframe::egui;
 use egui::accesskit::Role;
-use egui_kittest::kittest::{By, NodeT as _, Queryable as _};
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
 use gantry::app::GantryApp;
@@ -17,7 +17,7 @@ use tempfile::TempDir;
 #[path = "support/workbench.rs"]
 mod workbench;
 
-use workbench::{workbench_harness, WINDOW};
+use workbench::{run_name, workbench_harness, WINDOW};
 
 /// The workbench on a small dataset, writing runs into a temporary directory (kept alive by the caller).
 fn workbench(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness<'static, GantryApp>, TempDir) {
@@ -350,15 +350,6 @@ fn browser_harness(runs: &std::path::Path) -> Harness<'static, GantryApp> {
     let mut harness = workbench_harness(settings, runs);
     harness.run_steps(3);
     harness
-}
-
-/// A run's name in the run browser (the name also labels the tick box, which queries leave out unless
-/// asked).
-fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_kittest::Node<'h> {
-    harness
-        .query_all(By::new().label(name).include_labels())
-        .find(|n| n.accesskit_node().role() != Role::CheckBox)
-        .expect("the run is listed")
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.

@@ -2,6 +2,8 @@
 //! time it (included with `#[path]`, since tests and examples cannot share a module otherwise).
 
 use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::kittest::{By, NodeT as _, Queryable as _};
 use egui_kittest::Harness;
 use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
@@ -25,4 +27,14 @@ pub fn workbench_harness(settings: Settings, runs_dir: &Path) -> Harness<'static
         },
         app,
     )
+}
+
+/// A run's name in the run browser (the name also labels the run's tick box, which queries leave out unless
+/// asked). Not every user of the harness looks for runs.
+#[allow(dead_code)]
+pub fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_kittest::Node<'h> {
+    harness
+        .query_all(By::new().label(name).include_labels())
+        .find(|n| n.accesskit_node().role() != Role::CheckBox)
+        .expect("the run is listed")
 }
