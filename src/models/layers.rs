@@ -122,6 +122,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// x · wᵀ, without the bias.
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_matmul(&self.weight.as_tensor().t()?)
+    }
+
     pub fn new(b: &mut Builder, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
         let weight = b.trainable(&format!("{name}.weight"), &[outputs, inputs], Init::FanIn(inputs))?;
         let bias = Some(b.trainable(&format!("{name}.bias"), &[outputs], Init::FanIn(inputs))?);
@@ -397,7 +402,7 @@ impl NormLayer {
 pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Relu => x.relu(),
-        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, super::dense::LEAKY_SLOPE as f64),
         Activation::Gelu => x.gelu_erf(),
         Activation::Silu => x.silu(),
     }
@@ -408,6 +413,7 @@ pub struct DenseBlock {
     linear: Linear,
     norm: NormLayer,
     activation: Activation,
+    kernels: Kernels,
 }
 
 impl DenseBlock {
@@ -423,10 +429,18 @@ impl DenseBlock {
             linear: Linear::new(b, name, inputs, outputs)?,
             norm: NormLayer::new(b, &format!("{name}.norm"), norm, outputs)?,
             activation,
+            kernels: b.kernels,
         })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        // Without a norm between them, the bias and a rectifier are one fused op.
+        if let (Kernels::Fast, NormLayer::None, Some(bias)) = (self.kernels, &self.norm, &self.linear.bias) {
+            let z = self.linear.product(x)?;
+            if let Some(y) = super::dense::bias_activation(&z, bias.as_tensor(), self.activation) {
+                return y;
+            }
+        }
         activate(&self.norm.forward(&self.linear.forward(x)?, mode)?, self.activation)
     }
 }
