@@ -111,7 +111,7 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its newest checkpoint.
     #[arg(long, conflicts_with_all = ["preset", "config"])]
     pub resume: Option<PathBuf>,
-    /// Run directory (default: runs/<name>-<time>).
+    /// Run directory (default: `runs/<name>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

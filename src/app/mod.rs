@@ -1,10 +1,12 @@
 //! The workbench window: edit a run's settings, start it, and watch it learn (loss curves, samples,
-//! reconstructions, toy-data scatter), all while training runs on its own thread.
+//! reconstructions, toy-data scatter), all while training runs on its own thread; list, compare and fork the
+//! runs on disk.
 //!
-//! Views read [`run::TrainingRun`] (the worker's reports and the metric history) and [`settings::Settings`];
-//! the toolbar, shortcuts and config edits turn into commands to the worker. The UI never waits on training:
-//! events are drained a few milliseconds per frame, and frames are requested by the worker, so an idle or
-//! paused workbench draws nothing.
+//! Views read [`run::TrainingRun`] (a worker's reports and the metric history; `fleet` holds every open
+//! one, some training at once and the rest queued), the runs on disk through [`catalog::Catalog`], and
+//! [`settings::Settings`]; the toolbar, shortcuts, run list and config edits turn into commands to the
+//! workers. The UI never waits on training: events are drained a few milliseconds per frame, and frames are
+//! requested by the workers, so an idle or paused workbench draws nothing.
 
 mod browser;
 pub mod catalog;
