@@ -6,6 +6,7 @@
 //! candle's thread pool. A transposed convolution is the adjoint of a convolution, so it reuses the same
 //! three kernels with their roles swapped. The input gradient is skipped when nothing needs it (the data).
 
+use super::slice;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -324,21 +325,13 @@ struct Kernel {
     geometry: Geometry,
 }
 
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let values = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => Err(candle_core::Error::msg("conv kernels take contiguous tensors")),
-    }
-}
-
 impl CustomOp2 for Kernel {
     fn name(&self) -> &'static str {
         "gantry-conv-kernel"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a, b, g) = (contiguous(s1, l1)?, contiguous(s2, l2)?, &self.geometry);
+        let (a, b, g) = (slice(s1, l1)?, slice(s2, l2)?, &self.geometry);
         let k = g.kernel;
         let (values, shape): (Vec<f32>, Shape) = match self.product {
             Product::Forward => (

@@ -1,7 +1,7 @@
 //! Bias + ReLU / leaky ReLU of a dense layer as one op: one pass forward and one backward, where the tensor
 //! ops take a broadcast add, the activation and about five more passes for their gradients.
 
-use super::norm::slice;
+use super::slice;
 use crate::config::Activation;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 

@@ -1,6 +1,6 @@
 //! Losses, written in numerically stable forms.
 
-use super::norm::slice;
+use super::slice;
 use crate::config::GanLoss;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 

@@ -20,6 +20,15 @@ const SEED_INIT_G: u64 = 10;
 const SEED_INIT_D: u64 = 11;
 const SEED_INIT_AE: u64 = 12;
 
+/// The f32 values of a contiguous tensor, as the custom ops here read their inputs.
+fn slice<'a>(storage: &'a candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
+    let values = storage.as_slice::<f32>()?;
+    layout
+        .contiguous_offsets()
+        .map(|(start, end)| &values[start..end])
+        .ok_or_else(|| candle_core::Error::msg("gantry's fused ops take contiguous tensors"))
+}
+
 pub struct Gan {
     pub generator: Generator,
     pub discriminator: Discriminator,

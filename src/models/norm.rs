@@ -4,6 +4,7 @@
 //! (and as many in backward), which candle runs slowly; here statistics, normalisation and the three
 //! gradients are each a single pass over the data.
 
+use super::slice;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -36,15 +37,6 @@ struct BatchNormOp {
     /// Whether mean and variance are this batch's own (their dependence on x enters the gradient) or
     /// running averages (constants).
     batch_stats: bool,
-}
-
-/// The f32 values of a contiguous tensor, as custom ops read their inputs.
-pub(super) fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let values = storage.as_slice::<f32>()?;
-    layout
-        .contiguous_offsets()
-        .map(|(start, end)| &values[start..end])
-        .ok_or_else(|| candle_core::Error::msg("gantry's fused ops take contiguous tensors"))
 }
 
 impl BatchNormOp {
