@@ -126,13 +126,20 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> String {
     format!("{}: cannot {what}: {e}", path.display())
 }
 
+/// Writes a run's `config.toml`.
+fn write_config(dir: &Path, config: &RunConfig) -> Result<(), String> {
+    let path = dir.join(CONFIG_FILE);
+    fs::write(&path, config.to_toml()).map_err(|e| io_error(&path, "write", e))
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let temp = path.with_extension("tmp");
     fs::write(&temp, bytes).map_err(|e| io_error(&temp, "write", e))?;
     fs::rename(&temp, path).map_err(|e| io_error(path, "replace", e))
 }
 
-fn dir_name(path: &Path) -> String {
+/// A run directory's own name (the last part of its path), which is also a new run's name.
+pub fn dir_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into())
@@ -149,8 +156,7 @@ impl RunDir {
             ));
         }
         fs::create_dir_all(path).map_err(|e| io_error(path, "create the run directory", e))?;
-        let config_path = path.join(CONFIG_FILE);
-        fs::write(&config_path, config.to_toml()).map_err(|e| io_error(&config_path, "write", e))?;
+        write_config(path, config)?;
         let metrics_path = path.join(METRICS_FILE);
         let mut metrics = File::create(&metrics_path).map_err(|e| io_error(&metrics_path, "create", e))?;
         writeln!(metrics, "{}", metrics_header(columns)).map_err(|e| io_error(&metrics_path, "write", e))?;
@@ -334,8 +340,7 @@ pub fn fork(parent: &Path, step: u64, child: &Path, config: &RunConfig) -> Resul
     }
     fs::create_dir_all(child.join(CHECKPOINT_DIR)).map_err(|e| io_error(child, "create", e))?;
     fs::copy(&source, checkpoint_path(child, step)).map_err(|e| io_error(&source, "copy", e))?;
-    let config_path = child.join(CONFIG_FILE);
-    fs::write(&config_path, config.to_toml()).map_err(|e| io_error(&config_path, "write", e))?;
+    write_config(child, config)?;
     let metrics = parent.join(METRICS_FILE);
     let text = fs::read_to_string(&metrics).map_err(|e| io_error(&metrics, "read", e))?;
     let child_metrics = child.join(METRICS_FILE);
@@ -505,8 +510,7 @@ pub fn list_runs(root: &Path) -> (Vec<RunSummary>, Vec<String>) {
 /// Writes the directory of a run that waits for a training slot: its config and `run.toml` (status queued).
 pub fn write_queued(dir: &Path, config: &RunConfig, tags: &[String]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the run directory", e))?;
-    let config_path = dir.join(CONFIG_FILE);
-    fs::write(&config_path, config.to_toml()).map_err(|e| io_error(&config_path, "write", e))?;
+    write_config(dir, config)?;
     // A run queued again (started from the browser) keeps its name and tags.
     let mut meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
     meta.status = RunStatus::Queued;

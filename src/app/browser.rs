@@ -2,7 +2,7 @@
 //! siblings, steps, final and lowest loss, status, creation time). Ticking runs overlays their curves;
 //! rows can be viewed, continued, stopped, renamed, tagged and deleted; sweeps are queued from here.
 
-use super::catalog::{describe, short_key, Catalog, CatalogRun};
+use super::catalog::{compare_setting_values, describe, short_key, Catalog, CatalogRun};
 use super::controls::Action;
 use super::curves::significant;
 use super::fleet::Fleet;
@@ -326,13 +326,7 @@ impl RunBrowser {
         ui.label(config.model.kind.label());
         ui.label(&config.data.source);
         for key in setting_keys {
-            let value = row
-                .run
-                .differences
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str());
-            ui.label(value.unwrap_or(""));
+            ui.label(row.run.setting(key).unwrap_or(""));
         }
         ui.label(row.steps.to_string());
         ui.label(row.last.map(significant).unwrap_or_default());
@@ -398,10 +392,7 @@ impl RunBrowser {
 
     fn confirm_delete(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         let Some(dir) = self.deleting.clone() else { return };
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = crate::runs::dir_name(&dir);
         egui::Modal::new(egui::Id::unique("confirm delete")).show(ui.ctx(), |ui| {
             ui.heading(format!("Delete run {name}?"));
             ui.label(format!(
@@ -526,20 +517,7 @@ fn compare(a: &Row<'_>, b: &Row<'_>, by: &SortBy) -> Ordering {
         SortBy::Final => numbers(a.last, b.last),
         SortBy::Lowest => numbers(a.lowest, b.lowest),
         SortBy::Created => a.run.summary.meta.created.cmp(&b.run.summary.meta.created),
-        SortBy::Setting(key) => {
-            let value = |row: &Row<'_>| {
-                row.run
-                    .differences
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            };
-            let (x, y) = (value(a), value(b));
-            match (x.as_deref().map(str::parse::<f64>), y.as_deref().map(str::parse::<f64>)) {
-                (Some(Ok(x)), Some(Ok(y))) => x.total_cmp(&y),
-                _ => x.cmp(&y),
-            }
-        }
+        SortBy::Setting(key) => compare_setting_values(a.run.setting(key), b.run.setting(key)),
     }
     .then_with(|| a.run.path().cmp(b.run.path()))
 }

@@ -38,6 +38,20 @@ impl CatalogRun {
     pub fn name(&self) -> &str {
         &self.summary.meta.name
     }
+
+    /// The run's value of `key` among the settings that set it apart from its siblings.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.differences.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Orders two setting values as numbers where both are numbers (`1e-4` before `0.001`), else as text; a
+/// missing value first.
+pub fn compare_setting_values(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a.map(str::parse::<f64>), b.map(str::parse::<f64>)) {
+        (Some(Ok(x)), Some(Ok(y))) => x.total_cmp(&y),
+        _ => a.cmp(&b),
+    }
 }
 
 struct DiskHistory {
@@ -153,24 +167,22 @@ impl Catalog {
 
     /// The grid the run in `dir` saved at `step`.
     pub fn grid(&mut self, dir: &Path, kind: GridKind, step: u64) -> Result<&ImageGrid, String> {
-        let key = (dir.to_path_buf(), kind, step);
-        let position = match self.grids.iter().position(|(k, _)| *k == key) {
-            Some(position) => position,
-            None => {
-                let grid = runs::read_grid(dir, kind, step)?;
-                if self.grids.len() == GRID_CACHE {
-                    self.grids.pop_front();
-                }
-                self.grids.push_back((key, grid));
-                self.grids.len() - 1
+        if self.cached_grid(dir, kind, step).is_none() {
+            let grid = runs::read_grid(dir, kind, step)?;
+            if self.grids.len() == GRID_CACHE {
+                self.grids.pop_front();
             }
-        };
-        Ok(&self.grids[position].1)
+            self.grids.push_back(((dir.to_path_buf(), kind, step), grid));
+        }
+        Ok(self.cached_grid(dir, kind, step).expect("read into the cache above"))
     }
 
-    /// How many decoded grids are held (bounded by the cache size).
-    pub fn cached_grids(&self) -> usize {
-        self.grids.len()
+    /// The grid the run in `dir` saved at `step`, if [`Catalog::grid`] has it in the cache.
+    pub fn cached_grid(&self, dir: &Path, kind: GridKind, step: u64) -> Option<&ImageGrid> {
+        self.grids
+            .iter()
+            .find(|((d, k, s), _)| d == dir && *k == kind && *s == step)
+            .map(|(_, grid)| grid)
     }
 }
 

@@ -2,7 +2,7 @@
 //! difference) and the contact sheet (the grids of many runs at one step, sorted by a setting, exportable
 //! as one PNG). Grids are read from the runs' folders through the catalog's bounded cache.
 
-use super::catalog::{describe, short_key, Catalog};
+use super::catalog::{compare_setting_values, describe, short_key, Catalog};
 use super::pictures::{version_of, GridView};
 use super::settings::GridZoom;
 use crate::grid::{contact_sheet, ImageGrid};
@@ -282,11 +282,7 @@ impl ContactSheetView {
             let Ok(grid) = catalog.grid(run, self.kind, step).cloned() else {
                 continue;
             };
-            let sort_value = listed
-                .differences
-                .iter()
-                .find(|(k, _)| *k == self.sort_key)
-                .map(|(_, v)| v.clone());
+            let sort_value = listed.setting(&self.sort_key).map(str::to_string);
             let differences = describe(&listed.differences);
             let label = match differences.is_empty() {
                 true => listed.name().to_string(),
@@ -295,12 +291,7 @@ impl ContactSheetView {
             tiles.push((sort_value, Tile { label, step, grid }));
         }
         tiles.sort_by(|(x, a), (y, b)| {
-            let numbers = (x.as_deref().map(str::parse::<f64>), y.as_deref().map(str::parse::<f64>));
-            match numbers {
-                (Some(Ok(x)), Some(Ok(y))) => x.total_cmp(&y),
-                _ => x.cmp(y),
-            }
-            .then_with(|| a.label.cmp(&b.label))
+            compare_setting_values(x.as_deref(), y.as_deref()).then_with(|| a.label.cmp(&b.label))
         });
         tiles.into_iter().map(|(_, tile)| tile).collect()
     }

@@ -41,11 +41,12 @@ impl Fleet {
     }
 
     /// Starts queued runs, oldest first, while fewer than `parallel` runs are training.
-    pub fn pump(&mut self, parallel: usize, waker: &Waker) {
+    /// Each started run gets a waker from `waker` (made only then: this runs every frame).
+    pub fn pump(&mut self, parallel: usize, waker: impl Fn() -> Waker) {
         let training = self.runs.iter().filter(|r| r.is_training()).count();
         let free = parallel.max(1).saturating_sub(training);
         for run in self.runs.iter_mut().filter(|r| r.is_queued()).take(free) {
-            run.begin(waker.clone());
+            run.begin(waker());
         }
     }
 

@@ -187,7 +187,7 @@ impl GantryApp {
         if drained.more {
             ctx.request_repaint();
         }
-        self.fleet.pump(self.settings.browser.parallel, &training_waker(ctx));
+        self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
         self.finish_pending_fork();
     }
 
@@ -303,10 +303,7 @@ impl GantryApp {
             .focus_dir()
             .ok_or("view a run (in the run list) to fork it")?;
         let live = self.fleet.get(dir);
-        let config = match live.and_then(TrainingRun::applied_config) {
-            Some(config) => config,
-            None => &self.catalog.find(dir).ok_or("the run is not listed")?.summary.config,
-        };
+        let config = self.run_config(dir).ok_or("the run is not listed")?;
         if let Some(key) = config.restart_needed_for(&self.settings.config) {
             return Err(format!("a fork keeps the run's shapes and data, but {key} differs"));
         }
@@ -460,13 +457,7 @@ impl GantryApp {
         for problem in problems {
             ui.colored_label(ui.visuals().error_fg_color, problem);
         }
-        let configs: Vec<Option<&RunConfig>> = dirs
-            .iter()
-            .map(|dir| match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
-                Some(config) => Some(config),
-                None => self.catalog.find(dir).map(|r| &r.summary.config),
-            })
-            .collect();
+        let configs: Vec<Option<&RunConfig>> = dirs.iter().map(|dir| self.run_config(dir)).collect();
         let known: Vec<&RunConfig> = configs.iter().flatten().copied().collect();
         let differences = runs::config_differences(&known);
         let mut overlays = Vec::new();
@@ -486,10 +477,7 @@ impl GantryApp {
                 .and_then(|_| differing.next())
                 .map(|d| describe(&d))
                 .unwrap_or_default();
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = runs::dir_name(dir);
             let label = match described.is_empty() {
                 true => self.catalog.find(dir).map_or(name, |r| r.name().to_string()),
                 false => described,
@@ -507,13 +495,17 @@ impl GantryApp {
         self.curves.show(ui, &overlays, &mut self.settings.curves)
     }
 
-    /// The grid kind the filmstrip of the run in `dir` steps through.
-    fn filmstrip_kind(&self, dir: &Path) -> GridKind {
-        let config = match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
+    /// The settings of the run in `dir`: as its worker last confirmed them, else as written to disk.
+    fn run_config(&self, dir: &Path) -> Option<&RunConfig> {
+        match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
             Some(config) => Some(config),
             None => self.catalog.find(dir).map(|r| &r.summary.config),
-        };
-        match config.map(|c| c.model.kind) {
+        }
+    }
+
+    /// The grid kind the filmstrip of the run in `dir` steps through.
+    fn filmstrip_kind(&self, dir: &Path) -> GridKind {
+        match self.run_config(dir).map(|c| c.model.kind) {
             Some(kind) if kind.is_gan() || kind.is_vae() => GridKind::Samples,
             Some(_) => GridKind::Reconstructions,
             None => GridKind::Samples,
@@ -528,25 +520,26 @@ impl GantryApp {
             return None;
         };
         let kind = self.filmstrip_kind(&dir);
+        let model = self.run_config(&dir)?.model.kind;
         let steps = self.catalog.grid_steps(&dir, kind).to_vec();
         let live = self.fleet.get(&dir);
-        let model = match live.and_then(TrainingRun::applied_config) {
-            Some(config) => config.model.kind,
-            None => match self.catalog.find(&dir) {
-                Some(run) => run.summary.config.model.kind,
-                None => return None,
-            },
-        };
-        let snapshot = live.and_then(|r| r.snapshot().map(|s| (s.clone(), r.snapshot_version())));
+        let snapshot = live.and_then(|r| r.snapshot().map(|s| (s, r.snapshot_version())));
         if snapshot.is_none() && steps.is_empty() {
             self.pictures.forget_step();
             return None;
         }
         let frame = self.filmstrip.step.filter(|_| !steps.is_empty());
         let disk = frame.or(snapshot.is_none().then(|| steps.last().copied()).flatten());
+        if let Some(step) = disk {
+            // Read into the cache here; the panel below borrows them from it.
+            for grid_kind in [GridKind::Samples, GridKind::Reconstructions] {
+                let _ = self.catalog.grid(&dir, grid_kind, step);
+            }
+        }
+        let catalog = &self.catalog;
         let grids = disk.map(|step| {
-            let mut read = |kind| self.catalog.grid(&dir, kind, step).ok().cloned();
-            (step, read(GridKind::Samples), read(GridKind::Reconstructions))
+            let cached = |kind| catalog.cached_grid(&dir, kind, step);
+            (step, cached(GridKind::Samples), cached(GridKind::Reconstructions))
         });
         let filmstrip = &mut self.filmstrip;
         let mut export = None;
@@ -587,8 +580,8 @@ impl GantryApp {
                 let pictures = match (&grids, &snapshot) {
                     (Some((step, samples, reconstructions)), _) => Pictures {
                         step: *step,
-                        samples: samples.as_ref(),
-                        reconstructions: reconstructions.as_ref(),
+                        samples: *samples,
+                        reconstructions: *reconstructions,
                         points: None,
                         version: version_of(&(&dir, step)),
                     },
@@ -687,7 +680,7 @@ impl GantryApp {
             Action::ExportFilmstrip { kind, gif } => self.export_filmstrip(kind, gif),
         }
         // New runs start at once when a slot is free.
-        self.fleet.pump(self.settings.browser.parallel, &training_waker(ctx));
+        self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
     }
 
     fn close_focused(&mut self) {
@@ -720,12 +713,8 @@ impl GantryApp {
 
     /// Puts a run in view; its settings fill the panels, so what is edited next starts from them.
     fn view_run(&mut self, dir: PathBuf) {
-        let config = match self.fleet.get(&dir).and_then(TrainingRun::applied_config) {
-            Some(config) => Some(config.clone()),
-            None => self.catalog.find(&dir).map(|r| r.summary.config.clone()),
-        };
-        if let Some(config) = config {
-            self.settings.config = config;
+        if let Some(config) = self.run_config(&dir) {
+            self.settings.config = config.clone();
         }
         self.fleet.set_focus(Some(dir));
     }
@@ -790,9 +779,7 @@ impl GantryApp {
     }
 
     fn fork_from(&mut self, parent: PathBuf, step: u64, config: RunConfig) {
-        let name = parent
-            .file_name()
-            .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+        let name = runs::dir_name(&parent);
         let child = self.new_run_dir(&format!("{name}-fork{step}"));
         if let Err(message) = runs::fork(&parent, step, &child, &config) {
             self.notice = Some(message);
@@ -893,9 +880,7 @@ impl GantryApp {
         let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) else {
             return;
         };
-        let name = dir
-            .file_name()
-            .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+        let name = runs::dir_name(&dir);
         let exported = if gif {
             rfd::FileDialog::new()
                 .add_filter("Animated GIF", &["gif"])
