@@ -10,6 +10,7 @@ use super::data_panel::{describe_progress, DataPanel};
 use super::data_preview::{PreviewLoader, PreviewState};
 use super::experiment_panel::ExperimentPanel;
 use super::fleet::Fleet;
+use super::history::RunHistory;
 use super::launch_check::LaunchCheck;
 use super::optimisation_panel::OptimisationPanel;
 use super::pictures::{version_of, Pictures, PicturesPanel};
@@ -457,33 +458,32 @@ impl GantryApp {
         for problem in problems {
             ui.colored_label(ui.visuals().error_fg_color, problem);
         }
-        let configs: Vec<Option<&RunConfig>> = dirs.iter().map(|dir| self.run_config(dir)).collect();
-        let known: Vec<&RunConfig> = configs.iter().flatten().copied().collect();
-        let differences = runs::config_differences(&known);
-        let mut overlays = Vec::new();
-        let mut differing = differences.into_iter();
-        for (dir, config) in dirs.iter().zip(&configs) {
-            let history = match self.fleet.get(dir) {
-                Some(run) => Some(run.history()),
-                None => self.catalog.cached_history(dir),
-            };
-            let Some(history) = history.filter(|h| !h.is_empty()) else {
-                if config.is_some() {
-                    differing.next();
-                }
-                continue;
-            };
-            let described = config
-                .and_then(|_| differing.next())
-                .map(|d| describe(&d))
-                .unwrap_or_default();
-            let name = runs::dir_name(dir);
-            let label = match described.is_empty() {
-                true => self.catalog.find(dir).map_or(name, |r| r.name().to_string()),
-                false => described,
-            };
-            overlays.push(Overlay { label, history });
-        }
+        // The runs with curves to draw, each named by what sets it apart from the others drawn.
+        let (fleet, catalog) = (&self.fleet, &self.catalog);
+        let drawn: Vec<(&PathBuf, &RunConfig, &RunHistory)> = dirs
+            .iter()
+            .filter_map(|dir| {
+                let history = match fleet.get(dir) {
+                    Some(run) => run.history(),
+                    None => catalog.cached_history(dir)?,
+                };
+                Some((dir, run_config(fleet, catalog, dir)?, history)).filter(|_| !history.is_empty())
+            })
+            .collect();
+        let configs: Vec<&RunConfig> = drawn.iter().map(|(_, config, _)| *config).collect();
+        let overlays: Vec<Overlay<'_>> = drawn
+            .iter()
+            .zip(runs::config_differences(&configs))
+            .map(|((dir, _, history), differences)| {
+                let label = match describe(&differences) {
+                    described if described.is_empty() => catalog
+                        .find(dir)
+                        .map_or_else(|| runs::dir_name(dir), |r| r.name().to_string()),
+                    described => described,
+                };
+                Overlay { label, history }
+            })
+            .collect();
         self.shown_curves = overlays.iter().map(|o| o.label.clone()).collect();
         if overlays.is_empty() {
             return None;
@@ -495,12 +495,8 @@ impl GantryApp {
         self.curves.show(ui, &overlays, &mut self.settings.curves)
     }
 
-    /// The settings of the run in `dir`: as its worker last confirmed them, else as written to disk.
     fn run_config(&self, dir: &Path) -> Option<&RunConfig> {
-        match self.fleet.get(dir).and_then(TrainingRun::applied_config) {
-            Some(config) => Some(config),
-            None => self.catalog.find(dir).map(|r| &r.summary.config),
-        }
+        run_config(&self.fleet, &self.catalog, dir)
     }
 
     /// The grid kind the filmstrip of the run in `dir` steps through.
@@ -926,6 +922,14 @@ impl eframe::App for GantryApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.settings);
+    }
+}
+
+/// The settings of the run in `dir`: as its worker last confirmed them, else as written to disk.
+fn run_config<'a>(fleet: &'a Fleet, catalog: &'a Catalog, dir: &Path) -> Option<&'a RunConfig> {
+    match fleet.get(dir).and_then(TrainingRun::applied_config) {
+        Some(config) => Some(config),
+        None => catalog.find(dir).map(|r| &r.summary.config),
     }
 }
 
