@@ -247,6 +247,9 @@ pub struct ContactSheetView {
     /// The setting the tiles are ordered by (`optimizer.lr`); empty orders by name.
     pub sort_key: String,
     sheet: GridView,
+    /// The sheet last composed and the order of its tiles, with the version of the tiles it was composed
+    /// from: grids are read and laid out again only when the tiles change.
+    composed: Option<(u64, ImageGrid, String)>,
 }
 
 impl Default for ContactSheetView {
@@ -257,29 +260,28 @@ impl Default for ContactSheetView {
             kind: GridKind::Samples,
             sort_key: String::new(),
             sheet: GridView::new("contact sheet"),
+            composed: None,
         }
     }
 }
 
-/// One tile of the sheet.
-pub struct Tile {
+/// One tile of the sheet: a run's grid saved at `step`.
+#[derive(Hash)]
+pub struct Tile<'a> {
+    pub run: &'a Path,
     pub label: String,
     pub step: u64,
-    pub grid: ImageGrid,
 }
 
 impl ContactSheetView {
     /// The tiles of `runs` at the saved step nearest `self.step`, ordered by the sort setting.
-    pub fn tiles(&self, catalog: &mut Catalog, runs: &[&Path]) -> Vec<Tile> {
-        let mut tiles: Vec<(Option<String>, Tile)> = Vec::new();
-        for run in runs {
-            let Some(listed) = catalog.find(run).cloned() else {
-                continue;
-            };
+    pub fn tiles<'a>(&self, catalog: &mut Catalog, runs: &[&'a Path]) -> Vec<Tile<'a>> {
+        let mut tiles: Vec<(Option<String>, Tile<'a>)> = Vec::new();
+        for &run in runs {
             let Some(step) = nearest_step(catalog.grid_steps(run, self.kind), self.step) else {
                 continue;
             };
-            let Ok(grid) = catalog.grid(run, self.kind, step).cloned() else {
+            let Some(listed) = catalog.find(run) else {
                 continue;
             };
             let sort_value = listed.setting(&self.sort_key).map(str::to_string);
@@ -288,7 +290,7 @@ impl ContactSheetView {
                 true => listed.name().to_string(),
                 false => differences,
             };
-            tiles.push((sort_value, Tile { label, step, grid }));
+            tiles.push((sort_value, Tile { run, label, step }));
         }
         tiles.sort_by(|(x, a), (y, b)| {
             compare_setting_values(x.as_deref(), y.as_deref()).then_with(|| a.label.cmp(&b.label))
@@ -348,18 +350,23 @@ impl ContactSheetView {
             ui.weak("Tick runs in the run browser (or list some): their saved grids show here, one per run.");
             return None;
         }
-        let columns = columns_for(tiles.len());
-        let order: Vec<String> = tiles
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("{}. {} (step {})", i + 1, t.label, t.step))
-            .collect();
-        ui.label(format!("Left to right, top to bottom: {}", order.join("   ")));
-        let sheet = contact_sheet(&tiles.iter().map(|t| t.grid.clone()).collect::<Vec<_>>(), columns);
-        let key: Vec<(&str, u64)> = tiles.iter().map(|t| (t.label.as_str(), t.step)).collect();
-        self.sheet
-            .show(ui, &sheet, version_of(&(key, self.kind)), zoom, ui.available_size());
-        export.then_some(sheet)
+        let version = version_of(&(&tiles, self.kind));
+        if self.composed.as_ref().is_none_or(|(v, _, _)| *v != version) {
+            // A run whose grid cannot be read is left out.
+            let (mut grids, mut order) = (Vec::new(), Vec::new());
+            for tile in &tiles {
+                if let Ok(grid) = catalog.grid(tile.run, self.kind, tile.step) {
+                    grids.push(grid.clone());
+                    order.push(format!("{}. {} (step {})", grids.len(), tile.label, tile.step));
+                }
+            }
+            let sheet = contact_sheet(&grids, columns_for(grids.len()));
+            self.composed = Some((version, sheet, order.join("   ")));
+        }
+        let (_, sheet, order) = self.composed.as_ref().expect("composed above");
+        ui.label(format!("Left to right, top to bottom: {order}"));
+        self.sheet.show(ui, sheet, version, zoom, ui.available_size());
+        export.then(|| sheet.clone())
     }
 }
 
