@@ -38,6 +38,8 @@ pub struct AbView {
     pub gain: f32,
     views: [GridView; 2],
     composite: GridView,
+    /// The last wipe or difference image and the version of the inputs it was made from.
+    composed: Option<(u64, Result<ImageGrid, String>)>,
 }
 
 impl Default for AbView {
@@ -51,6 +53,7 @@ impl Default for AbView {
             gain: 4.0,
             views: [GridView::new("grid A"), GridView::new("grid B")],
             composite: GridView::new("A/B composite"),
+            composed: None,
         }
     }
 }
@@ -112,53 +115,61 @@ impl AbView {
         for (name, side) in [("A", &mut self.a), ("B", &mut self.b)] {
             ui.horizontal_wrapped(|ui| side_picker(ui, catalog, name, side, self.kind));
         }
-        let grids = [&self.a, &self.b].map(|side| {
-            let run = side.run.as_deref()?;
-            Some(catalog.grid(run, self.kind, side.step).cloned())
-        });
-        let [Some(a), Some(b)] = grids else {
+        let (Some(run_a), Some(run_b)) = (self.a.run.as_deref(), self.b.run.as_deref()) else {
             ui.weak("Pick a run and a step for A and for B: runs with saved grids are listed.");
             return;
         };
-        let (a, b) = match (a, b) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
+        // Read both into the catalog's cache, then borrow them from it.
+        for (run, side) in [(run_a, &self.a), (run_b, &self.b)] {
+            if let Err(message) = catalog.grid(run, self.kind, side.step) {
+                ui.colored_label(ui.visuals().error_fg_color, message);
                 return;
             }
-        };
+        }
+        let cached = |run, side: &Side| catalog.cached_grid(run, self.kind, side.step).expect("read above");
+        let (a, b) = (cached(run_a, &self.a), cached(run_b, &self.b));
         let space = ui.available_size();
         match self.mode {
             AbMode::SideBySide => {
                 let half = Vec2::new(space.x / 2.0 - 8.0, space.y - 24.0);
                 ui.horizontal_top(|ui| {
-                    for ((name, side, grid), view) in [("A", &self.a, &a), ("B", &self.b, &b)]
-                        .into_iter()
-                        .zip(&mut self.views)
+                    for ((name, side, grid), view) in
+                        [("A", &self.a, a), ("B", &self.b, b)].into_iter().zip(&mut self.views)
                     {
                         ui.vertical(|ui| {
                             ui.strong(format!("{name}: {}", caption(catalog, side)));
-                            view.show(ui, grid, version_of(&(name, side)), zoom, half);
+                            view.show(ui, grid, version_of(&(name, side, self.kind)), zoom, half);
                         });
                     }
                 });
             }
             AbMode::Wipe | AbMode::Difference => {
-                let composite = if self.mode == AbMode::Wipe {
-                    a.wipe(&b, self.wipe)
-                } else {
-                    a.difference(&b, self.gain)
-                };
-                match composite {
+                let key = (
+                    &self.a,
+                    &self.b,
+                    self.kind,
+                    self.mode,
+                    self.wipe.to_bits(),
+                    self.gain.to_bits(),
+                );
+                let version = version_of(&key);
+                if self.composed.as_ref().is_none_or(|(v, _)| *v != version) {
+                    let composite = if self.mode == AbMode::Wipe {
+                        a.wipe(b, self.wipe)
+                    } else {
+                        a.difference(b, self.gain)
+                    };
+                    self.composed = Some((version, composite));
+                }
+                match &self.composed.as_ref().expect("made above").1 {
                     Ok(grid) => {
                         ui.strong(format!(
                             "A: {}   B: {}",
                             caption(catalog, &self.a),
                             caption(catalog, &self.b)
                         ));
-                        let key = (&self.a, &self.b, self.mode, self.wipe.to_bits(), self.gain.to_bits());
                         self.composite
-                            .show(ui, &grid, version_of(&key), zoom, space - Vec2::new(0.0, 24.0));
+                            .show(ui, grid, version, zoom, space - Vec2::new(0.0, 24.0));
                     }
                     Err(message) => {
                         ui.colored_label(ui.visuals().error_fg_color, message);
