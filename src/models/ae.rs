@@ -1,7 +1,7 @@
 //! Autoencoders: MLP and convolutional, plain, denoising and variational.
 
 use super::layers::{
-    activate, dense_stack, run_stack, Builder, Conv2d, ConvSpec, ConvTranspose2d, DenseBlock, Linear, Mode, NormLayer,
+    dense_stack, run_stack, Builder, Conv2d, ConvSpec, ConvTranspose2d, DenseBlock, Linear, Mode, NormLayer,
 };
 use crate::config::{ModelConfig, Norm};
 use crate::data::ItemShape;
@@ -151,7 +151,7 @@ impl Autoencoder {
             Encoder::Conv { convs, head } => {
                 let mut h = x.clone();
                 for (conv, norm) in convs {
-                    h = activate(&norm.forward(&conv.forward(&h)?, mode)?, self.config.activation)?;
+                    h = norm.forward_activated(&conv.forward(&h)?, mode, self.config.activation, conv.kernels())?;
                 }
                 head.forward(&h.reshape((n, ()))?)
             }
@@ -164,10 +164,11 @@ impl Autoencoder {
         let y = match &self.decoder {
             Decoder::Mlp { blocks, out } => out.forward(&run_stack(blocks, z, mode)?)?,
             Decoder::Conv { fc, start, convs, out } => {
-                let mut h =
-                    activate(&fc.forward(z)?, self.config.activation)?.reshape((n, start[0], start[1], start[2]))?;
+                let mut h = fc
+                    .forward_activated(z, self.config.activation, out.kernels())?
+                    .reshape((n, start[0], start[1], start[2]))?;
                 for (conv, norm) in convs {
-                    h = activate(&norm.forward(&conv.forward(&h)?, mode)?, self.config.activation)?;
+                    h = norm.forward_activated(&conv.forward(&h)?, mode, self.config.activation, conv.kernels())?;
                 }
                 out.forward(&h)?
             }

@@ -143,10 +143,10 @@ impl Generator {
                     if i == last {
                         return h.tanh();
                     }
-                    if let Some(bn) = norm {
-                        h = bn.forward(&h, mode)?;
-                    }
-                    h = h.relu()?;
+                    h = match norm {
+                        Some(bn) => bn.forward_activated(&h, mode, Activation::Relu)?,
+                        None => activate(&h, Activation::Relu, conv.kernels())?,
+                    };
                 }
                 unreachable!("a DCGAN plan has at least one stage")
             }
@@ -202,7 +202,7 @@ impl Discriminator {
                 for (i, (conv, norm)) in stages.iter().enumerate() {
                     h = conv.forward(&h)?;
                     if i < last {
-                        h = activate(&norm.forward(&h, mode)?, Activation::LeakyRelu)?;
+                        h = norm.forward_activated(&h, mode, Activation::LeakyRelu, conv.kernels())?;
                     }
                 }
                 h.reshape((n, 1))

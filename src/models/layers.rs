@@ -1,6 +1,7 @@
 //! The layers the model builders use, written over candle tensor ops so that every weight is a named,
 //! seeded `Var` we own (for checkpoints, gradient norms and our own optimisers).
 
+use super::rectifier::{self, Rectifier};
 use crate::config::{Activation, Norm};
 use crate::rng::normal_vec;
 use candle_core::{Device, Module, Result, Tensor, Var, D};
@@ -133,6 +134,14 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// `activation(x · wᵀ + b)`, with the bias and a rectifier as one op where the kernels allow.
+    pub fn forward_activated(&self, x: &Tensor, activation: Activation, kernels: Kernels) -> Result<Tensor> {
+        match (kernels, &self.bias, Rectifier::of(activation)) {
+            (Kernels::Fast, Some(bias), Some(rectifier)) => rectifier::bias_rectify(&self.product(x)?, bias, rectifier),
+            _ => activate(&self.forward(x)?, activation, kernels),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::Linear::new(
             self.weight.as_tensor().clone(),
@@ -217,6 +226,10 @@ impl Conv2d {
         })
     }
 
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (stride, padding) = (self.spec.stride, self.spec.padding);
         let y = match self.kernels {
@@ -243,6 +256,10 @@ impl ConvTranspose2d {
             bias,
             kernels: b.kernels,
         })
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -292,8 +309,16 @@ impl BatchNorm {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self.kernels {
-            Kernels::Fast => self.forward_fused(x, mode),
+            Kernels::Fast => self.forward_fused(x, mode, None),
             Kernels::Candle => self.forward_tensor_ops(x, mode),
+        }
+    }
+
+    /// `activation(batch_norm(x))`, one fused op where the kernels and the activation allow.
+    pub fn forward_activated(&self, x: &Tensor, mode: Mode, activation: Activation) -> Result<Tensor> {
+        match (self.kernels, Rectifier::of(activation)) {
+            (Kernels::Fast, Some(rectifier)) => self.forward_fused(x, mode, Some(rectifier)),
+            _ => activate(&self.forward(x, mode)?, activation, self.kernels),
         }
     }
 
@@ -307,12 +332,12 @@ impl BatchNorm {
         blend(&self.running_var, unbiased)
     }
 
-    fn forward_fused(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward_fused(&self, x: &Tensor, mode: Mode, rectifier: Option<Rectifier>) -> Result<Tensor> {
         let running = match mode {
             Mode::Eval => Some((self.running_mean.to_vec1::<f32>()?, self.running_var.to_vec1::<f32>()?)),
             Mode::Train | Mode::Sample => None,
         };
-        let (y, batch) = super::norm::batch_norm(x, &self.weight, &self.bias, running, NORM_EPS)?;
+        let (y, batch) = super::norm::batch_norm(x, &self.weight, &self.bias, running, NORM_EPS, rectifier)?;
         if let (Mode::Train, Some((mean, var))) = (mode, batch) {
             let features = mean.len();
             let per_feature = x.elem_count() / features;
@@ -397,12 +422,30 @@ impl NormLayer {
             NormLayer::Layer(ln) => ln.forward(x),
         }
     }
+
+    /// `activation(norm(x))`, fused where the kernels, the norm and the activation allow.
+    pub fn forward_activated(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        activation: Activation,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        match self {
+            NormLayer::Batch(bn) => bn.forward_activated(x, mode, activation),
+            _ => activate(&self.forward(x, mode)?, activation, kernels),
+        }
+    }
 }
 
-pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+/// `activation(x)`; ReLU and leaky ReLU are one fused op with the fast kernels, candle's ops otherwise.
+pub fn activate(x: &Tensor, activation: Activation, kernels: Kernels) -> Result<Tensor> {
+    if let (Kernels::Fast, Some(rectifier)) = (kernels, Rectifier::of(activation)) {
+        return rectifier::rectify(x, rectifier);
+    }
     match activation {
         Activation::Relu => x.relu(),
-        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, super::dense::LEAKY_SLOPE as f64),
+        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, rectifier::LEAKY_SLOPE as f64),
         Activation::Gelu => x.gelu_erf(),
         Activation::Silu => x.silu(),
     }
@@ -434,14 +477,12 @@ impl DenseBlock {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        // Without a norm between them, the bias and a rectifier are one fused op.
-        if let (Kernels::Fast, NormLayer::None, Some(bias)) = (self.kernels, &self.norm, &self.linear.bias) {
-            let z = self.linear.product(x)?;
-            if let Some(y) = super::dense::bias_activation(&z, bias.as_tensor(), self.activation) {
-                return y;
-            }
+        match self.norm {
+            NormLayer::None => self.linear.forward_activated(x, self.activation, self.kernels),
+            _ => self
+                .norm
+                .forward_activated(&self.linear.forward(x)?, mode, self.activation, self.kernels),
         }
-        activate(&self.norm.forward(&self.linear.forward(x)?, mode)?, self.activation)
     }
 }
 

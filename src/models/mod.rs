@@ -2,11 +2,11 @@
 
 pub mod ae;
 pub mod conv;
-mod dense;
 pub mod gan;
 pub mod layers;
 pub mod losses;
 pub mod norm;
+mod rectifier;
 
 use crate::config::ModelConfig;
 use crate::data::ItemShape;

@@ -2,8 +2,10 @@
 //!
 //! Written with tensor ops, batch norm over NCHW costs several strided reductions and broadcasts per call
 //! (and as many in backward), which candle runs slowly; here statistics, normalisation and the three
-//! gradients are each a single pass over the data.
+//! gradients are each a single pass over the data. A ReLU or leaky ReLU after the norm is applied in the same
+//! pass.
 
+use super::rectifier::{Rectifier, RectifierGradient};
 use super::slice;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -28,7 +30,7 @@ pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> Stats {
     pairs.into_iter().unzip()
 }
 
-/// `y = (x - mean) * invstd * gamma + beta`, with the statistics fixed when the op is made.
+/// `y = rectifier((x - mean) * invstd * gamma + beta)`, with the statistics fixed when the op is made.
 struct BatchNormOp {
     mean: Vec<f32>,
     invstd: Vec<f32>,
@@ -37,18 +39,22 @@ struct BatchNormOp {
     /// Whether mean and variance are this batch's own (their dependence on x enters the gradient) or
     /// running averages (constants).
     batch_stats: bool,
+    rectifier: Option<Rectifier>,
 }
 
 impl BatchNormOp {
     fn normalise(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Vec<f32> {
         let mut y = vec![0f32; x.len()];
         let (c, p) = (self.channels, self.plane);
-        let image = |(y, x): (&mut [f32], &[f32])| {
+        // Without a rectifier the slope 1 below zero keeps every value as it is.
+        let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
+        let image = move |(y, x): (&mut [f32], &[f32])| {
             for ch in 0..c {
                 let scale = self.invstd[ch] * gamma[ch];
                 let shift = beta[ch] - self.mean[ch] * scale;
                 for (o, i) in y[ch * p..(ch + 1) * p].iter_mut().zip(&x[ch * p..(ch + 1) * p]) {
-                    *o = i * scale + shift;
+                    let normed = i * scale + shift;
+                    *o = if normed > 0.0 { normed } else { slope * normed };
                 }
             }
         };
@@ -132,10 +138,15 @@ impl CustomOp3 for BatchNormOp {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grads = x.apply_op3_no_bwd(gamma, &dy.contiguous()?, &Gradients(self))?;
+        // The gradient at the norm's output, before the rectifier.
+        let dy = match self.rectifier {
+            Some(rectifier) => y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))?,
+            None => dy.contiguous()?,
+        };
+        let grads = x.apply_op3_no_bwd(gamma, &dy, &Gradients(self))?;
         let (n, c) = (x.elem_count(), self.channels);
         Ok((
             Some(grads.narrow(0, 0, n)?.reshape(x.shape())?),
@@ -168,14 +179,16 @@ impl CustomOp3 for Gradients<'_> {
     }
 }
 
-/// Batch norm of `x` (N, C) or (N, C, H, W) with per-channel `gamma` and `beta`. `running` gives fixed
-/// statistics (mean, variance); without it the batch's own are used and returned for the running averages.
-pub fn batch_norm(
+/// Batch norm of `x` (N, C) or (N, C, H, W) with per-channel `gamma` and `beta`, followed by `rectifier` if
+/// any. `running` gives fixed statistics (mean, variance); without it the batch's own are used and returned
+/// for the running averages.
+pub(super) fn batch_norm(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     running: Option<Stats>,
     eps: f64,
+    rectifier: Option<Rectifier>,
 ) -> Result<(Tensor, Option<Stats>)> {
     let x = x.contiguous()?;
     let channels = x.dim(1)?;
@@ -192,6 +205,7 @@ pub fn batch_norm(
         channels,
         plane,
         batch_stats,
+        rectifier,
     };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, batch_stats.then_some((mean, var))))
@@ -216,10 +230,23 @@ mod tests {
             .unwrap()
     }
 
+    /// The rectifier after the norm as candle's own ops.
+    fn rectify(y: Tensor, rectifier: Option<Rectifier>) -> Tensor {
+        match rectifier {
+            None => y,
+            Some(Rectifier::Relu) => y.relu().unwrap(),
+            Some(Rectifier::Leaky) => candle_nn::ops::leaky_relu(&y, 0.2).unwrap(),
+        }
+    }
+
     #[test]
     fn matches_tensor_ops_forward_and_backward() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for dims in [vec![4, 3, 5, 2], vec![7, 6], vec![1, 2, 3, 3]] {
+        let rectifiers = [None, Some(Rectifier::Relu), Some(Rectifier::Leaky)];
+        let cases = [vec![4, 3, 5, 2], vec![7, 6], vec![1, 2, 3, 3]]
+            .into_iter()
+            .flat_map(|dims| rectifiers.map(|r| (dims.clone(), r)));
+        for (dims, rectifier) in cases {
             let n: usize = dims.iter().product();
             let c = dims[1];
             let var = |len: usize, rng: &mut rand::rngs::StdRng| {
@@ -248,8 +275,8 @@ mod tests {
             } else {
                 (vec![0, 2, 3], vec![1, c, 1, 1])
             };
-            let ours = batch_norm(&x, &gamma, &beta, None, 1e-5).unwrap().0;
-            let theirs = reference(&x, &gamma, &beta, &reduce, &view);
+            let ours = batch_norm(&x, &gamma, &beta, None, 1e-5, rectifier).unwrap().0;
+            let theirs = rectify(reference(&x, &gamma, &beta, &reduce, &view), rectifier);
             let g1 = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (&theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let pairs = [
@@ -264,7 +291,10 @@ mod tests {
                     b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 );
                 for (u, v) in a.iter().zip(&b) {
-                    assert!((u - v).abs() <= 1e-4 * v.abs().max(1.0), "{dims:?} {what}: {u} vs {v}");
+                    assert!(
+                        (u - v).abs() <= 1e-4 * v.abs().max(1.0),
+                        "{dims:?} {rectifier:?} {what}: {u} vs {v}"
+                    );
                 }
             }
         }
