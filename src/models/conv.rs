@@ -73,50 +73,107 @@ impl Geometry {
         self.outputs * self.out_pixels()
     }
 
-    /// Calls `f(patch_row, out_index, in_index)` for every patch entry that falls inside the image.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+    /// Sides of an image with its padding, plus one value of slack so that a stride-2 tap can read pairs.
+    fn padded_len(&self) -> usize {
+        let (p2, c) = (2 * self.padding, self.channels);
+        c * (self.height + p2) * (self.width + p2) + 1
+    }
+
+    /// Copies `image` into `padded` with `padding` zeros around each channel, so that every tap of the kernel
+    /// reads inside it.
+    fn pad(&self, image: &[f32], padded: &mut [f32]) {
+        let (p, h, w) = (self.padding, self.height, self.width);
+        let wp = w + 2 * p;
+        for (plane, padded) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut((h + 2 * p) * wp)) {
+            let (top, rest) = padded.split_at_mut(p * wp);
+            let (middle, bottom) = rest.split_at_mut(h * wp);
+            top.fill(0.0);
+            bottom.fill(0.0);
+            for (row, values) in middle.chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
+                row[..p].fill(0.0);
+                row[p..p + w].copy_from_slice(values);
+                row[p + w..].fill(0.0);
+            }
+        }
+    }
+
+    /// Calls `f(patch_row, out_row, first)` for every patch row and output row, where `first` is where in
+    /// the padded image the row segment's taps start (one per output column, `stride` apart).
+    fn for_each_segment(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (k, s) = (self.kernel, self.stride);
+        let (hp, wp) = (self.height + 2 * self.padding, self.width + 2 * self.padding);
         for c in 0..self.channels {
             for ki in 0..k {
                 for kj in 0..k {
                     let row = (c * k + ki) * k + kj;
                     for oh in 0..self.out_height {
-                        let ih = (oh * s + ki) as isize - p;
-                        if ih < 0 || ih >= self.height as isize {
-                            continue;
-                        }
-                        let in_row = (c * self.height + ih as usize) * self.width;
-                        for ow in 0..self.out_width {
-                            let iw = (ow * s + kj) as isize - p;
-                            if iw >= 0 && iw < self.width as isize {
-                                f(row, oh * self.out_width + ow, in_row + iw as usize);
-                            }
-                        }
+                        f(row, oh, (c * hp + oh * s + ki) * wp + kj);
                     }
                 }
             }
         }
     }
 
-    /// Patch matrix (patch_rows x out_pixels) of one image; entries over the padding are zero.
-    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
-        cols.fill(0.0);
-        let l = self.out_pixels();
-        self.for_each_tap(|row, out, at| cols[row * l + out] = image[at]);
+    /// Writes one image's patch matrix (patch_rows x out_pixels) into columns `first_col..` of `cols`, whose
+    /// rows are `stride` values apart; entries over the padding are zero.
+    fn im2col(&self, image: &[f32], cols: &mut [f32], stride: usize, first_col: usize) {
+        let w = self.out_width;
+        with_scratch(self.padded_len(), |padded| {
+            self.pad(image, padded);
+            let padded = &*padded;
+            self.for_each_segment(|row, oh, first| {
+                let segment = &mut cols[row * stride + first_col + oh * w..][..w];
+                match self.stride {
+                    1 => segment.copy_from_slice(&padded[first..first + w]),
+                    2 => segment
+                        .iter_mut()
+                        .zip(padded[first..].chunks_exact(2))
+                        .for_each(|(c, pair)| *c = pair[0]),
+                    s => segment
+                        .iter_mut()
+                        .zip(padded[first..].iter().step_by(s))
+                        .for_each(|(c, x)| *c = *x),
+                }
+            });
+        });
     }
 
-    /// Adds each patch entry back onto the image pixel it came from (the adjoint of `im2col`).
-    fn col2im(&self, cols: &[f32], image: &mut [f32]) {
-        image.fill(0.0);
-        let l = self.out_pixels();
-        self.for_each_tap(|row, out, at| image[at] += cols[row * l + out]);
-    }
-
-    /// `col2im` of the patch matrix stored transposed (out_pixels x patch_rows).
-    fn col2im_transposed(&self, cols: &[f32], image: &mut [f32]) {
-        image.fill(0.0);
-        let r = self.patch_rows();
-        self.for_each_tap(|row, out, at| image[at] += cols[out * r + row]);
+    /// Adds each patch entry (laid out as `im2col` writes it) back onto the image pixel it came from: the
+    /// adjoint of `im2col`.
+    fn col2im(&self, cols: &[f32], stride: usize, first_col: usize, image: &mut [f32]) {
+        let (w, p) = (self.out_width, self.padding);
+        with_scratch(self.padded_len(), |padded| {
+            padded.fill(0.0);
+            self.for_each_segment(|row, oh, first| {
+                let segment = &cols[row * stride + first_col + oh * w..][..w];
+                match self.stride {
+                    1 => padded[first..first + w]
+                        .iter_mut()
+                        .zip(segment)
+                        .for_each(|(x, c)| *x += *c),
+                    2 => padded[first..]
+                        .chunks_exact_mut(2)
+                        .zip(segment)
+                        .for_each(|(pair, c)| pair[0] += *c),
+                    s => padded[first..]
+                        .iter_mut()
+                        .step_by(s)
+                        .zip(segment)
+                        .for_each(|(x, c)| *x += *c),
+                }
+            });
+            // The sums that fell on the padding belong to no pixel.
+            let (h, wi) = (self.height, self.width);
+            let wp = wi + 2 * p;
+            for (plane, padded) in image
+                .chunks_exact_mut(h * wi)
+                .zip(padded.chunks_exact((h + 2 * p) * wp))
+            {
+                for (values, row) in plane.chunks_exact_mut(wi).zip(padded[p * wp..].chunks_exact(wp)) {
+                    values.copy_from_slice(&row[p..p + wi]);
+                }
+            }
+        });
     }
 
     /// Whether the kernel covers the whole unpadded image in one place (DCGAN's 7x7 first and last layers):
@@ -125,14 +182,20 @@ impl Geometry {
         self.out_pixels() == 1 && self.padding == 0 && self.kernel == self.height && self.kernel == self.width
     }
 
-    /// Whether the input gradient's patch matrix is better computed transposed. gemm computes a row-major
-    /// product through its transpose, so its micro-kernels run along our columns: with few columns (a 3x3
-    /// or 4x4 output, as in DCGAN's middle layers) it falls back to its narrowest (16-row) micro-kernel.
-    /// The patch matrix's longer side goes into the columns.
-    fn transposed_patches(&self) -> bool {
-        self.patch_rows() > self.out_pixels()
+    /// How many images share one patch matrix: enough for `COLUMNS` columns of GEMM output, and no more than
+    /// an equal share of the batch per thread.
+    fn images_per_chunk(&self, threads: usize) -> usize {
+        COLUMNS
+            .div_ceil(self.out_pixels())
+            .min(self.images.div_ceil(threads.max(1)))
+            .max(1)
     }
 }
+
+/// The GEMM columns a batch of images is grouped to: gemm's micro-kernels run along the columns of a
+/// row-major product, and with only one small image's output pixels there (9 or 16 in DCGAN's middle
+/// layers) it falls back to its narrowest, slowest kernels.
+const COLUMNS: usize = 512;
 
 /// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
 /// the operand is stored transposed.
@@ -176,30 +239,57 @@ fn matmul(
     }
 }
 
-/// How the images of a batch share the threads: one image per task when there are enough images, else
-/// one image at a time with a multi-threaded GEMM.
-fn plan(images: usize) -> (bool, Parallelism) {
-    let threads = candle_core::utils::get_num_threads();
-    if images >= threads || threads == 1 {
-        (true, Parallelism::None)
-    } else {
-        (false, Parallelism::Rayon(threads))
+/// Runs `f` with a scratch buffer of `len` values kept between calls on this thread; its contents are
+/// whatever the last user left there.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local!(static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) });
+    // Taken out while in use, so a nested call gets a buffer of its own.
+    let mut buffer = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    SCRATCH.with(|s| s.borrow_mut().push(buffer));
+    result
+}
+
+/// `(images, rows, pixels)` images to `(rows, images * pixels)`: one row of the product per channel.
+fn channels_first(images: &[f32], rows: usize, pixels: usize, out: &mut [f32]) {
+    let n = images.len() / (rows * pixels);
+    for (i, image) in images.chunks_exact(rows * pixels).enumerate() {
+        for (r, values) in image.chunks_exact(pixels).enumerate() {
+            out[(r * n + i) * pixels..][..pixels].copy_from_slice(values);
+        }
     }
 }
 
-/// Runs `work(image_index, chunk)` for each image's chunk of `out`, in parallel when the plan says so.
-fn per_image(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync + Send) {
-    let (split, parallelism) = plan(out.len() / chunk.max(1));
-    if split {
+/// The inverse of `channels_first`.
+fn images_first(rows_of: &[f32], rows: usize, pixels: usize, images: &mut [f32]) {
+    let n = images.len() / (rows * pixels);
+    for (i, image) in images.chunks_exact_mut(rows * pixels).enumerate() {
+        for (r, values) in image.chunks_exact_mut(pixels).enumerate() {
+            values.copy_from_slice(&rows_of[(r * n + i) * pixels..][..pixels]);
+        }
+    }
+}
+
+/// Splits the batch into chunks of images and runs `work(first_image, chunk_out, parallelism)` on each
+/// chunk's part of `out` (`per_image` values per image): chunks in parallel when there are enough of them,
+/// else one at a time with a multi-threaded GEMM.
+fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
+    let threads = candle_core::utils::get_num_threads();
+    let images = g.images_per_chunk(threads);
+    let chunk = images * per_image;
+    if g.images.div_ceil(images) >= threads || threads == 1 {
         candle_core::utils::with_threadpool(|| {
             out.par_chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(i, o)| work(i, o, parallelism))
+                .for_each(|(c, o)| work(c * images, o, Parallelism::None))
         });
     } else {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, o)| work(i, o, parallelism));
+        for (c, o) in out.chunks_mut(chunk).enumerate() {
+            work(c * images, o, Parallelism::Rayon(threads));
+        }
     }
 }
 
@@ -218,76 +308,105 @@ fn dense(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool),
     out
 }
 
-/// y = conv(x, w): per image, y (outputs x pixels) = w (outputs x patch_rows) · im2col(x).
+/// y = conv(x, w): per chunk of images, Y (outputs x pixels of the chunk) = w (outputs x patch_rows) · the
+/// chunk's patch matrix.
 fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // y (images x outputs) = x (images x patch_rows) · wᵀ
         return dense((g.images, g.outputs, g.patch_rows()), (x, false), (w, true), false);
     }
+    let (pixels, rows) = (g.out_pixels(), g.patch_rows());
     let mut y = vec![0f32; g.images * g.out_len()];
-    per_image(&mut y, g.out_len(), |i, y, parallelism| {
-        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
-        g.im2col(&x[i * g.in_len()..(i + 1) * g.in_len()], &mut cols);
-        let shape = (g.outputs, g.out_pixels(), g.patch_rows());
-        matmul(shape, y, w, false, &cols, false, false, parallelism);
+    per_chunk(g, &mut y, g.out_len(), |first, y, parallelism| {
+        let n = y.len() / g.out_len();
+        let columns = n * pixels;
+        with_scratch(rows * columns, |cols| {
+            for i in 0..n {
+                let image = &x[(first + i) * g.in_len()..][..g.in_len()];
+                g.im2col(image, cols, columns, i * pixels);
+            }
+            let shape = (g.outputs, columns, rows);
+            if n == 1 {
+                matmul(shape, y, w, false, cols, false, false, parallelism);
+            } else {
+                with_scratch(g.outputs * columns, |product| {
+                    matmul(shape, product, w, false, cols, false, false, parallelism);
+                    images_first(product, g.outputs, pixels, y);
+                });
+            }
+        });
     });
     y
 }
 
-/// dx = col2im(wᵀ · dy) per image: the input gradient of a convolution (and a transposed convolution's
-/// forward pass).
+/// dx = col2im(wᵀ · dy) per chunk of images: the input gradient of a convolution (and a transposed
+/// convolution's forward pass).
 fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // dx (images x patch_rows) = dy (images x outputs) · w
         return dense((g.images, g.patch_rows(), g.outputs), (dy, false), (w, false), false);
     }
+    let (pixels, rows) = (g.out_pixels(), g.patch_rows());
     let mut dx = vec![0f32; g.images * g.in_len()];
-    per_image(&mut dx, g.in_len(), |i, dx, parallelism| {
-        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
-        let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-        if g.transposed_patches() {
-            // colsᵀ (out_pixels x patch_rows) = dyᵀ · w
-            let shape = (g.out_pixels(), g.patch_rows(), g.outputs);
-            matmul(shape, &mut cols, dy, true, w, false, false, parallelism);
-            g.col2im_transposed(&cols, dx);
-        } else {
-            let shape = (g.patch_rows(), g.out_pixels(), g.outputs);
-            matmul(shape, &mut cols, w, true, dy, false, false, parallelism);
-            g.col2im(&cols, dx);
-        }
+    per_chunk(g, &mut dx, g.in_len(), |first, dx, parallelism| {
+        let n = dx.len() / g.in_len();
+        let columns = n * pixels;
+        let dy = &dy[first * g.out_len()..(first + n) * g.out_len()];
+        with_scratch(rows * columns, |cols| {
+            let shape = (rows, columns, g.outputs);
+            if n == 1 {
+                matmul(shape, cols, w, true, dy, false, false, parallelism);
+            } else {
+                with_scratch(g.outputs * columns, |dy_rows| {
+                    channels_first(dy, g.outputs, pixels, dy_rows);
+                    matmul(shape, cols, w, true, dy_rows, false, false, parallelism);
+                });
+            }
+            for (i, dx) in dx.chunks_exact_mut(g.in_len()).enumerate() {
+                g.col2im(cols, columns, i * pixels, dx);
+            }
+        });
     });
     dx
 }
 
-/// dw = Σ over images of dy · im2col(x)ᵀ: the weight gradient, summed in one partial per thread.
+/// dw = Σ over chunks of dy · patchesᵀ: the weight gradient, summed in one partial per thread.
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // dw (outputs x patch_rows) = dyᵀ · x
         return dense((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false), false);
     }
-    let len = g.outputs * g.patch_rows();
-    let (split, parallelism) = plan(g.images);
-    let groups = if split {
-        candle_core::utils::get_num_threads().min(g.images)
+    let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
+    let threads = candle_core::utils::get_num_threads();
+    let images = g.images_per_chunk(threads);
+    let chunks = g.images.div_ceil(images);
+    let split = chunks >= threads || threads == 1;
+    let (groups, parallelism) = if split {
+        (threads.min(chunks), Parallelism::None)
     } else {
-        1
+        (1, Parallelism::Rayon(threads))
     };
     let mut partials = vec![0f32; groups * len];
     let accumulate_group = |group: usize, dw: &mut [f32]| {
-        let mut cols = vec![0f32; g.patch_rows() * g.out_pixels()];
-        for (n, i) in (group..g.images).step_by(groups).enumerate() {
-            g.im2col(&x[i * g.in_len()..(i + 1) * g.in_len()], &mut cols);
-            let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-            matmul(
-                (g.outputs, g.patch_rows(), g.out_pixels()),
-                dw,
-                dy,
-                false,
-                &cols,
-                true,
-                n > 0,
-                parallelism,
-            );
+        for (k, chunk) in (group..chunks).step_by(groups).enumerate() {
+            let first = chunk * images;
+            let n = images.min(g.images - first);
+            let columns = n * pixels;
+            with_scratch(rows * columns, |cols| {
+                for i in 0..n {
+                    g.im2col(&x[(first + i) * g.in_len()..][..g.in_len()], cols, columns, i * pixels);
+                }
+                with_scratch(g.outputs * columns, |dy_rows| {
+                    channels_first(
+                        &dy[first * g.out_len()..(first + n) * g.out_len()],
+                        g.outputs,
+                        pixels,
+                        dy_rows,
+                    );
+                    let shape = (g.outputs, rows, columns);
+                    matmul(shape, dw, dy_rows, false, cols, true, k > 0, parallelism);
+                });
+            });
         }
     };
     if split {
@@ -476,8 +595,8 @@ mod tests {
         }
     }
 
-    /// Forward and both gradients against candle's own ops, on odd shapes, batch 1, strides 1-2,
-    /// paddings 0-2 and kernels 1-5.
+    /// Forward and both gradients against candle's own ops, on odd shapes, batch 1 and larger batches,
+    /// strides 1-2, paddings 0-2 and kernels 1-5.
     #[test]
     fn convolutions_match_candle_forward_and_backward() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -487,6 +606,9 @@ mod tests {
             (3, 2, 9, 3, 5, 2, 2),
             (1, 4, 6, 5, 4, 2, 1),
             (5, 2, 8, 3, 2, 1, 0),
+            // Batches split into chunks of several images (uneven at the end) that share one GEMM.
+            (37, 3, 7, 4, 3, 2, 1),
+            (9, 2, 6, 3, 4, 2, 1),
         ];
         for (n, c, size, o, k, stride, pad) in cases {
             if size + 2 * pad < k {

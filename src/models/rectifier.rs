@@ -165,7 +165,8 @@ mod tests {
                 let rectifier = Rectifier::of(activation).unwrap();
                 let z = Var::from_vec(values(batch * features, 1, 1009), (batch, features), &Device::Cpu).unwrap();
                 let b = Var::from_vec(values(features, 2, 1013), features, &Device::Cpu).unwrap();
-                let probe = Tensor::from_vec(values(batch * features, 3, 1009), (batch, features), &Device::Cpu).unwrap();
+                let probe =
+                    Tensor::from_vec(values(batch * features, 3, 1009), (batch, features), &Device::Cpu).unwrap();
                 let run = |y: Tensor| {
                     let grads = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
                     let grad = |v: &Var| {
