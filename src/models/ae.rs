@@ -165,7 +165,7 @@ impl Autoencoder {
             Decoder::Mlp { blocks, out } => out.forward(&run_stack(blocks, z, mode)?)?,
             Decoder::Conv { fc, start, convs, out } => {
                 let mut h = fc
-                    .forward_activated(z, self.config.activation, out.kernels())?
+                    .forward_activated(z, self.config.activation)?
                     .reshape((n, start[0], start[1], start[2]))?;
                 for (conv, norm) in convs {
                     h = norm.forward_activated(&conv.forward(&h)?, mode, self.config.activation, conv.kernels())?;

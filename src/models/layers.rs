@@ -120,6 +120,7 @@ pub enum Mode {
 pub struct Linear {
     weight: Var,
     bias: Option<Var>,
+    kernels: Kernels,
 }
 
 impl Linear {
@@ -131,23 +132,32 @@ impl Linear {
     pub fn new(b: &mut Builder, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
         let weight = b.trainable(&format!("{name}.weight"), &[outputs, inputs], Init::FanIn(inputs))?;
         let bias = Some(b.trainable(&format!("{name}.bias"), &[outputs], Init::FanIn(inputs))?);
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            kernels: b.kernels,
+        })
     }
 
     /// `activation(x · wᵀ + b)`, with the bias and a rectifier as one op where the kernels allow.
-    pub fn forward_activated(&self, x: &Tensor, activation: Activation, kernels: Kernels) -> Result<Tensor> {
-        match (kernels, &self.bias, Rectifier::of(activation)) {
-            (Kernels::Fast, Some(bias), Some(rectifier)) => rectifier::bias_rectify(&self.product(x)?, bias, rectifier),
-            _ => activate(&self.forward(x)?, activation, kernels),
+    pub fn forward_activated(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        match (self.kernels, &self.bias, Rectifier::of(activation)) {
+            (Kernels::Fast, Some(bias), Some(rectifier)) => {
+                rectifier::add_bias(&self.product(x)?, bias, Some(rectifier))
+            }
+            _ => activate(&self.forward(x)?, activation, self.kernels),
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::Linear::new(
-            self.weight.as_tensor().clone(),
-            self.bias.as_ref().map(|b| b.as_tensor().clone()),
-        )
-        .forward(x)
+        match (self.kernels, &self.bias) {
+            (Kernels::Fast, Some(bias)) => rectifier::add_bias(&self.product(x)?, bias, None),
+            _ => candle_nn::Linear::new(
+                self.weight.as_tensor().clone(),
+                self.bias.as_ref().map(|b| b.as_tensor().clone()),
+            )
+            .forward(x),
+        }
     }
 }
 
@@ -236,7 +246,7 @@ impl Conv2d {
             Kernels::Fast => super::conv::conv2d(x, &self.weight, stride, padding)?,
             Kernels::Candle => x.conv2d(&self.weight, padding, stride, 1, 1)?,
         };
-        add_channel_bias(y, self.bias.as_ref())
+        add_channel_bias(y, self.bias.as_ref(), self.kernels)
     }
 }
 
@@ -268,14 +278,15 @@ impl ConvTranspose2d {
             Kernels::Fast => super::conv::conv_transpose2d(x, &self.weight, stride, padding)?,
             Kernels::Candle => x.conv_transpose2d(&self.weight, padding, 0, stride, 1)?,
         };
-        add_channel_bias(y, self.bias.as_ref())
+        add_channel_bias(y, self.bias.as_ref(), self.kernels)
     }
 }
 
-fn add_channel_bias(y: Tensor, bias: Option<&Var>) -> Result<Tensor> {
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-        None => Ok(y),
+fn add_channel_bias(y: Tensor, bias: Option<&Var>, kernels: Kernels) -> Result<Tensor> {
+    match (bias, kernels) {
+        (Some(b), Kernels::Fast) => rectifier::add_bias(&y, b, None),
+        (Some(b), Kernels::Candle) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        (None, _) => Ok(y),
     }
 }
 
@@ -478,7 +489,7 @@ impl DenseBlock {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self.norm {
-            NormLayer::None => self.linear.forward_activated(x, self.activation, self.kernels),
+            NormLayer::None => self.linear.forward_activated(x, self.activation),
             _ => self
                 .norm
                 .forward_activated(&self.linear.forward(x)?, mode, self.activation, self.kernels),
