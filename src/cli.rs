@@ -150,11 +150,7 @@ pub struct BenchArgs {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads.filter(|n| *n > 0) {
-        // candle's and rayon's pools read these once, when they first start: before any training.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    }
+    crate::threads::configure_pools(cli.threads);
     match cli.command {
         // No subcommand: open the workbench.
         None => crate::app::run(),
@@ -351,7 +347,7 @@ fn bench(args: BenchArgs) -> i32 {
         match bench_one(preset, args.steps, kernels) {
             Ok((batch, seconds)) => {
                 let steps_per_s = args.steps as f64 / seconds;
-                let threads = candle_core::utils::get_num_threads();
+                let threads = crate::threads::count();
                 if !args.json {
                     println!(
                         "{model:8} batch {batch:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads)",

@@ -14,4 +14,5 @@ pub mod presets;
 pub mod rng;
 pub mod runs;
 pub mod sweep;
+pub mod threads;
 pub mod train;

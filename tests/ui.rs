@@ -102,6 +102,23 @@ fn start_trains_pause_stops_and_step_does_exactly_one() {
 }
 
 #[test]
+fn the_cpu_threads_setting_reaches_the_kernels() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings().browser.threads, gantry::threads::pool_size());
+    harness
+        .get_by_role_and_label(Role::SpinButton, "CPU threads")
+        .set_value_accesskit(1.0);
+    harness.run_steps(1);
+    assert_eq!(harness.state().settings().browser.threads, 1);
+    // Other tests' workbenches in this process apply their own setting on each of their frames, so look
+    // right after one of this one's.
+    wait_until(&mut harness, "the kernels to use one thread", |_| {
+        gantry::threads::count() == 1
+    });
+}
+
+#[test]
 fn an_idle_or_paused_workbench_stops_repainting() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "the data preview", |h| enabled(h, "Start"));

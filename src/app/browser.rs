@@ -42,6 +42,8 @@ pub struct BrowserSettings {
     pub metric: String,
     /// How many runs train at once; the others wait in the queue.
     pub parallel: usize,
+    /// How many CPU threads each training step's kernels split their work over.
+    pub threads: usize,
 }
 
 impl Default for BrowserSettings {
@@ -52,6 +54,7 @@ impl Default for BrowserSettings {
             filter: String::new(),
             metric: String::new(),
             parallel: 2,
+            threads: crate::threads::pool_size(),
         }
     }
 }
@@ -181,6 +184,14 @@ impl RunBrowser {
                 .labelled_by(label.id)
                 .on_hover_text("Runs beyond this wait in the queue and start as others finish or pause");
             ui.label("runs at once");
+            let label = ui.label("CPU threads");
+            let cores = crate::threads::pool_size();
+            ui.add(egui::DragValue::new(&mut settings.threads).range(1..=cores))
+                .labelled_by(label.id)
+                .on_hover_text(format!(
+                    "Threads each training step's convolutions, matrix products and element-wise kernels use \
+                     (at most {cores}, one per physical core; takes effect from the next step)"
+                ));
             ui.separator();
             ui.toggle_value(&mut self.sweep_open, "Sweep...")
                 .on_hover_text("Queue one run per value of one or two settings");

@@ -188,6 +188,7 @@ impl GantryApp {
         if drained.more {
             ctx.request_repaint();
         }
+        crate::threads::set(self.settings.browser.threads);
         self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
         self.finish_pending_fork();
     }

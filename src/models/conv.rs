@@ -274,29 +274,35 @@ fn images_first(rows_of: &[f32], rows: usize, pixels: usize, images: &mut [f32])
 }
 
 /// Splits the batch into chunks of images and runs `work(first_image, chunk_out, parallelism)` on each
-/// chunk's part of `out` (`per_image` values per image): chunks in parallel when there are enough of them,
-/// else one at a time with a multi-threaded GEMM.
+/// chunk's part of `out` (`per_image` values per image): one run of consecutive chunks per thread when there
+/// are enough chunks, else one chunk at a time with a multi-threaded GEMM.
 fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
-    let threads = candle_core::utils::get_num_threads();
+    let threads = crate::threads::count();
     let images = g.images_per_chunk(threads);
-    let chunk = images * per_image;
-    if g.images.div_ceil(images) >= threads || threads == 1 {
+    let (chunk, chunks) = (images * per_image, g.images.div_ceil(images));
+    let run = |first_chunk: usize, out: &mut [f32], parallelism: Parallelism| {
+        for (c, o) in out.chunks_mut(chunk).enumerate() {
+            work((first_chunk + c) * images, o, parallelism);
+        }
+    };
+    if threads == 1 {
+        run(0, out, Parallelism::None);
+    } else if chunks >= threads {
+        let per_thread = chunks.div_ceil(threads);
         candle_core::utils::with_threadpool(|| {
-            out.par_chunks_mut(chunk)
+            out.par_chunks_mut(per_thread * chunk)
                 .enumerate()
-                .for_each(|(c, o)| work(c * images, o, Parallelism::None))
+                .for_each(|(t, o)| run(t * per_thread, o, Parallelism::None))
         });
     } else {
-        for (c, o) in out.chunks_mut(chunk).enumerate() {
-            work(c * images, o, Parallelism::Rayon(threads));
-        }
+        run(0, out, Parallelism::Rayon(threads));
     }
 }
 
 /// A dense geometry's product as one GEMM over the whole batch (a GEMV per image would waste the GEMM).
 fn dense(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool), accumulate: bool) -> Vec<f32> {
     let mut out = vec![0f32; shape.0 * shape.1];
-    let threads = candle_core::utils::get_num_threads();
+    let threads = crate::threads::count();
     let parallelism = if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
@@ -377,7 +383,7 @@ fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         return dense((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false), false);
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
-    let threads = candle_core::utils::get_num_threads();
+    let threads = crate::threads::count();
     let images = g.images_per_chunk(threads);
     let chunks = g.images.div_ceil(images);
     let split = chunks >= threads || threads == 1;
@@ -409,7 +415,7 @@ fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             });
         }
     };
-    if split {
+    if groups > 1 {
         candle_core::utils::with_threadpool(|| {
             partials
                 .par_chunks_mut(len)

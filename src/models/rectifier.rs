@@ -41,7 +41,7 @@ impl Rectifier {
 /// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), on candle's
 /// thread pool when `out` is large enough to be worth sharing.
 pub(super) fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    let threads = candle_core::utils::get_num_threads();
+    let threads = crate::threads::count();
     if out.len() < PARALLEL_MIN || threads == 1 {
         return work(0, out);
     }

@@ -168,12 +168,14 @@ impl InplaceOp2 for Update<'_> {
                 [] => theta.chunks(CHUNK).map(|_| -> &mut [f32] { &mut [] }).collect(),
                 slot => slot.chunks_mut(CHUNK).collect(),
             };
+            let per_task = second.len().div_ceil(crate::threads::count());
             candle_core::utils::with_threadpool(|| {
                 theta
                     .par_chunks_mut(CHUNK)
                     .zip(grad.par_chunks(CHUNK))
                     .zip(s0.par_chunks_mut(CHUNK))
                     .zip(second)
+                    .with_min_len(per_task)
                     .map(|(((t, g), a), b)| rule.chunk(t, g, a, b))
                     .collect::<Vec<f64>>()
             })
