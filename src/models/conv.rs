@@ -6,6 +6,7 @@
 //! candle's thread pool. A transposed convolution is the adjoint of a convolution, so it reuses the same
 //! three kernels with their roles swapped. The input gradient is skipped when nothing needs it (the data).
 
+use super::product::{matmul, product};
 use super::slice;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -197,48 +198,6 @@ impl Geometry {
 /// layers) it falls back to its narrowest, slowest kernels.
 const COLUMNS: usize = 512;
 
-/// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
-/// the operand is stored transposed.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let (lhs_rs, lhs_cs) = if lhs_t { (1, m as isize) } else { (k as isize, 1) };
-    let (rhs_rs, rhs_cs) = if rhs_t { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the slices hold at least the m x k, k x n and m x n elements the strides address.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs,
-            lhs_rs,
-            rhs.as_ptr(),
-            rhs_cs,
-            rhs_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
-
 /// Runs `f` with a scratch buffer of `len` values kept between calls on this thread; its contents are
 /// whatever the last user left there.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
@@ -299,27 +258,12 @@ fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usiz
     }
 }
 
-/// A dense geometry's product as one GEMM over the whole batch (a GEMV per image would waste the GEMM).
-fn dense(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool), accumulate: bool) -> Vec<f32> {
-    let mut out = vec![0f32; shape.0 * shape.1];
-    let threads = crate::threads::count();
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    candle_core::utils::with_threadpool(|| {
-        matmul(shape, &mut out, lhs.0, lhs.1, rhs.0, rhs.1, accumulate, parallelism)
-    });
-    out
-}
-
 /// y = conv(x, w): per chunk of images, Y (outputs x pixels of the chunk) = w (outputs x patch_rows) · the
 /// chunk's patch matrix.
 fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // y (images x outputs) = x (images x patch_rows) · wᵀ
-        return dense((g.images, g.outputs, g.patch_rows()), (x, false), (w, true), false);
+        return product((g.images, g.outputs, g.patch_rows()), (x, false), (w, true));
     }
     let (pixels, rows) = (g.out_pixels(), g.patch_rows());
     let mut y = vec![0f32; g.images * g.out_len()];
@@ -350,7 +294,7 @@ fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // dx (images x patch_rows) = dy (images x outputs) · w
-        return dense((g.images, g.patch_rows(), g.outputs), (dy, false), (w, false), false);
+        return product((g.images, g.patch_rows(), g.outputs), (dy, false), (w, false));
     }
     let (pixels, rows) = (g.out_pixels(), g.patch_rows());
     let mut dx = vec![0f32; g.images * g.in_len()];
@@ -380,7 +324,7 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if g.is_dense() {
         // dw (outputs x patch_rows) = dyᵀ · x
-        return dense((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false), false);
+        return product((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false));
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let threads = crate::threads::count();

@@ -126,7 +126,10 @@ pub struct Linear {
 impl Linear {
     /// x · wᵀ, without the bias.
     fn product(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_matmul(&self.weight.as_tensor().t()?)
+        match (self.kernels, x.rank()) {
+            (Kernels::Fast, 2) => super::product::linear(x, &self.weight),
+            _ => x.broadcast_matmul(&self.weight.as_tensor().t()?),
+        }
     }
 
     pub fn new(b: &mut Builder, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
@@ -152,7 +155,8 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match (self.kernels, &self.bias) {
             (Kernels::Fast, Some(bias)) => rectifier::add_bias(&self.product(x)?, bias, None),
-            _ => candle_nn::Linear::new(
+            (Kernels::Fast, None) => self.product(x),
+            (Kernels::Candle, _) => candle_nn::Linear::new(
                 self.weight.as_tensor().clone(),
                 self.bias.as_ref().map(|b| b.as_tensor().clone()),
             )

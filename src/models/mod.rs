@@ -6,6 +6,7 @@ pub mod gan;
 pub mod layers;
 pub mod losses;
 pub mod norm;
+mod product;
 mod rectifier;
 
 use crate::config::ModelConfig;
