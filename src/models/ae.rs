@@ -147,13 +147,14 @@ impl Autoencoder {
     pub fn encode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = x.dim(0)?;
         match &self.encoder {
-            Encoder::Mlp { blocks, head } => head.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?),
+            Encoder::Mlp { blocks, head } => head.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode),
             Encoder::Conv { convs, head } => {
                 let mut h = x.clone();
                 for (conv, norm) in convs {
-                    h = norm.forward_activated(&conv.forward(&h)?, mode, self.config.activation, conv.kernels())?;
+                    h =
+                        norm.forward_activated(&conv.forward(&h, mode)?, mode, self.config.activation, conv.kernels())?;
                 }
-                head.forward(&h.reshape((n, ()))?)
+                head.forward(&h.reshape((n, ()))?, mode)
             }
         }
     }
@@ -162,15 +163,16 @@ impl Autoencoder {
     pub fn decode(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = z.dim(0)?;
         let y = match &self.decoder {
-            Decoder::Mlp { blocks, out } => out.forward(&run_stack(blocks, z, mode)?)?,
+            Decoder::Mlp { blocks, out } => out.forward(&run_stack(blocks, z, mode)?, mode)?,
             Decoder::Conv { fc, start, convs, out } => {
                 let mut h = fc
-                    .forward_activated(z, self.config.activation)?
+                    .forward_activated(z, self.config.activation, mode)?
                     .reshape((n, start[0], start[1], start[2]))?;
                 for (conv, norm) in convs {
-                    h = norm.forward_activated(&conv.forward(&h)?, mode, self.config.activation, conv.kernels())?;
+                    h =
+                        norm.forward_activated(&conv.forward(&h, mode)?, mode, self.config.activation, conv.kernels())?;
                 }
-                out.forward(&h)?
+                out.forward(&h, mode)?
             }
         };
         y.reshape(self.shape.batch_dims(n))

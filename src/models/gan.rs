@@ -131,7 +131,7 @@ impl Generator {
     pub fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         match self {
             Generator::Mlp { blocks, out, shape } => {
-                let y = out.forward(&run_stack(blocks, z, mode)?)?;
+                let y = out.forward(&run_stack(blocks, z, mode)?, mode)?;
                 let y = if shape.is_image() { y.tanh()? } else { y };
                 y.reshape(shape.batch_dims(z.dim(0)?))
             }
@@ -139,7 +139,7 @@ impl Generator {
                 let mut h = z.reshape((z.dim(0)?, *latent, 1, 1))?;
                 let last = stages.len() - 1;
                 for (i, (conv, norm)) in stages.iter().enumerate() {
-                    h = conv.forward(&h)?;
+                    h = conv.forward(&h, mode)?;
                     if i == last {
                         return h.tanh();
                     }
@@ -195,12 +195,12 @@ impl Discriminator {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = x.dim(0)?;
         match self {
-            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?),
+            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode),
             Discriminator::Conv { stages } => {
                 let last = stages.len() - 1;
                 let mut h = x.clone();
                 for (i, (conv, norm)) in stages.iter().enumerate() {
-                    h = conv.forward(&h)?;
+                    h = conv.forward(&h, mode)?;
                     if i < last {
                         h = norm.forward_activated(&h, mode, Activation::LeakyRelu, conv.kernels())?;
                     }

@@ -113,8 +113,32 @@ impl Builder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Train,
+    /// Judges for the other network of a GAN while that one trains: batch statistics as in `Train`
+    /// (running averages updated, as PyTorch's discriminator in train mode does), but the weights are
+    /// constants, so backward computes no gradients for them that the step would throw away.
+    Judge,
     Sample,
     Eval,
+}
+
+impl Mode {
+    /// A weight as a forward pass in this mode uses it.
+    fn weight(self, var: &Var) -> Tensor {
+        match self {
+            Mode::Judge => var.as_detached_tensor(),
+            Mode::Train | Mode::Sample | Mode::Eval => var.as_tensor().clone(),
+        }
+    }
+
+    /// Whether the pass normalises with the batch's own statistics.
+    fn batch_statistics(self) -> bool {
+        self != Mode::Eval
+    }
+
+    /// Whether the pass updates the running statistics.
+    fn updates_running(self) -> bool {
+        matches!(self, Mode::Train | Mode::Judge)
+    }
 }
 
 pub struct Linear {
@@ -125,10 +149,11 @@ pub struct Linear {
 
 impl Linear {
     /// x · wᵀ, without the bias.
-    fn product(&self, x: &Tensor) -> Result<Tensor> {
+    fn product(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let weight = mode.weight(&self.weight);
         match (self.kernels, x.rank()) {
-            (Kernels::Fast, 2) => super::product::linear(x, &self.weight),
-            _ => x.broadcast_matmul(&self.weight.as_tensor().t()?),
+            (Kernels::Fast, 2) => super::product::linear(x, &weight),
+            _ => x.broadcast_matmul(&weight.t()?),
         }
     }
 
@@ -143,24 +168,21 @@ impl Linear {
     }
 
     /// `activation(x · wᵀ + b)`, with the bias and a rectifier as one op where the kernels allow.
-    pub fn forward_activated(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+    pub fn forward_activated(&self, x: &Tensor, activation: Activation, mode: Mode) -> Result<Tensor> {
         match (self.kernels, &self.bias, Rectifier::of(activation)) {
             (Kernels::Fast, Some(bias), Some(rectifier)) => {
-                rectifier::add_bias(&self.product(x)?, bias, Some(rectifier))
+                rectifier::add_bias(&self.product(x, mode)?, &mode.weight(bias), Some(rectifier))
             }
-            _ => activate(&self.forward(x)?, activation, self.kernels),
+            _ => activate(&self.forward(x, mode)?, activation, self.kernels),
         }
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match (self.kernels, &self.bias) {
-            (Kernels::Fast, Some(bias)) => rectifier::add_bias(&self.product(x)?, bias, None),
-            (Kernels::Fast, None) => self.product(x),
-            (Kernels::Candle, _) => candle_nn::Linear::new(
-                self.weight.as_tensor().clone(),
-                self.bias.as_ref().map(|b| b.as_tensor().clone()),
-            )
-            .forward(x),
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| mode.weight(b));
+        match (self.kernels, bias) {
+            (Kernels::Fast, Some(bias)) => rectifier::add_bias(&self.product(x, mode)?, &bias, None),
+            (Kernels::Fast, None) => self.product(x, mode),
+            (Kernels::Candle, bias) => candle_nn::Linear::new(mode.weight(&self.weight), bias).forward(x),
         }
     }
 }
@@ -244,13 +266,13 @@ impl Conv2d {
         self.kernels
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (stride, padding) = (self.spec.stride, self.spec.padding);
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
         let y = match self.kernels {
-            Kernels::Fast => super::conv::conv2d(x, &self.weight, stride, padding)?,
-            Kernels::Candle => x.conv2d(&self.weight, padding, stride, 1, 1)?,
+            Kernels::Fast => super::conv::conv2d(x, &weight, stride, padding)?,
+            Kernels::Candle => x.conv2d(&weight, padding, stride, 1, 1)?,
         };
-        add_channel_bias(y, self.bias.as_ref(), self.kernels)
+        add_channel_bias(y, self.bias.as_ref(), self.kernels, mode)
     }
 }
 
@@ -276,19 +298,19 @@ impl ConvTranspose2d {
         self.kernels
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (stride, padding) = (self.spec.stride, self.spec.padding);
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
         let y = match self.kernels {
-            Kernels::Fast => super::conv::conv_transpose2d(x, &self.weight, stride, padding)?,
-            Kernels::Candle => x.conv_transpose2d(&self.weight, padding, 0, stride, 1)?,
+            Kernels::Fast => super::conv::conv_transpose2d(x, &weight, stride, padding)?,
+            Kernels::Candle => x.conv_transpose2d(&weight, padding, 0, stride, 1)?,
         };
-        add_channel_bias(y, self.bias.as_ref(), self.kernels)
+        add_channel_bias(y, self.bias.as_ref(), self.kernels, mode)
     }
 }
 
-fn add_channel_bias(y: Tensor, bias: Option<&Var>, kernels: Kernels) -> Result<Tensor> {
-    match (bias, kernels) {
-        (Some(b), Kernels::Fast) => rectifier::add_bias(&y, b, None),
+fn add_channel_bias(y: Tensor, bias: Option<&Var>, kernels: Kernels, mode: Mode) -> Result<Tensor> {
+    match (bias.map(|b| mode.weight(b)), kernels) {
+        (Some(b), Kernels::Fast) => rectifier::add_bias(&y, &b, None),
         (Some(b), Kernels::Candle) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
         (None, _) => Ok(y),
     }
@@ -348,12 +370,14 @@ impl BatchNorm {
     }
 
     fn forward_fused(&self, x: &Tensor, mode: Mode, rectifier: Option<Rectifier>) -> Result<Tensor> {
-        let running = match mode {
-            Mode::Eval => Some((self.running_mean.to_vec1::<f32>()?, self.running_var.to_vec1::<f32>()?)),
-            Mode::Train | Mode::Sample => None,
+        let running = if mode.batch_statistics() {
+            None
+        } else {
+            Some((self.running_mean.to_vec1::<f32>()?, self.running_var.to_vec1::<f32>()?))
         };
-        let (y, batch) = super::norm::batch_norm(x, &self.weight, &self.bias, running, NORM_EPS, rectifier)?;
-        if let (Mode::Train, Some((mean, var))) = (mode, batch) {
+        let (weight, bias) = (mode.weight(&self.weight), mode.weight(&self.bias));
+        let (y, batch) = super::norm::batch_norm(x, &weight, &bias, running, NORM_EPS, rectifier)?;
+        if let (true, Some((mean, var))) = (mode.updates_running(), batch) {
             let features = mean.len();
             let per_feature = x.elem_count() / features;
             self.update_running(tensor(mean, &[features])?, tensor(var, &[features])?, per_feature)?;
@@ -368,25 +392,24 @@ impl BatchNorm {
             2 => (vec![0], vec![1, features]),
             _ => (vec![0, 2, 3], vec![1, features, 1, 1]),
         };
-        let (mean, var) = match mode {
-            Mode::Eval => (
+        let (mean, var) = if mode.batch_statistics() {
+            let mean = x.mean_keepdim(reduce.as_slice())?;
+            let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
+            if mode.updates_running() {
+                let per_feature = x.elem_count() / features;
+                self.update_running(mean.detach().flatten_all()?, var.detach().flatten_all()?, per_feature)?;
+            }
+            (mean, var)
+        } else {
+            (
                 self.running_mean.reshape(view.as_slice())?,
                 self.running_var.reshape(view.as_slice())?,
-            ),
-            Mode::Train | Mode::Sample => {
-                let mean = x.mean_keepdim(reduce.as_slice())?;
-                let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
-                if mode == Mode::Train {
-                    let per_feature = x.elem_count() / features;
-                    self.update_running(mean.detach().flatten_all()?, var.detach().flatten_all()?, per_feature)?;
-                }
-                (mean, var)
-            }
+            )
         };
         let normed = x.broadcast_sub(&mean)?.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?;
         normed
-            .broadcast_mul(&self.weight.reshape(view.as_slice())?)?
-            .broadcast_add(&self.bias.reshape(view.as_slice())?)
+            .broadcast_mul(&mode.weight(&self.weight).reshape(view.as_slice())?)?
+            .broadcast_add(&mode.weight(&self.bias).reshape(view.as_slice())?)
     }
 }
 
@@ -403,14 +426,14 @@ impl LayerNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         centred
             .broadcast_div(&(var + NORM_EPS)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+            .broadcast_mul(&mode.weight(&self.weight))?
+            .broadcast_add(&mode.weight(&self.bias))
     }
 }
 
@@ -434,7 +457,7 @@ impl NormLayer {
         match self {
             NormLayer::None => Ok(x.clone()),
             NormLayer::Batch(bn) => bn.forward(x, mode),
-            NormLayer::Layer(ln) => ln.forward(x),
+            NormLayer::Layer(ln) => ln.forward(x, mode),
         }
     }
 
@@ -493,10 +516,10 @@ impl DenseBlock {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self.norm {
-            NormLayer::None => self.linear.forward_activated(x, self.activation),
+            NormLayer::None => self.linear.forward_activated(x, self.activation, mode),
             _ => self
                 .norm
-                .forward_activated(&self.linear.forward(x)?, mode, self.activation, self.kernels),
+                .forward_activated(&self.linear.forward(x, mode)?, mode, self.activation, self.kernels),
         }
     }
 }

@@ -235,4 +235,40 @@ mod tests {
         assert_eq!(weights(1), weights(1));
         assert_ne!(weights(1), weights(2));
     }
+
+    /// While the generator trains, the discriminator passes the gradient through to the samples but keeps
+    /// none for its own weights (nor changes what it computes), on every discriminator kind.
+    #[test]
+    fn a_judging_discriminator_gives_gradients_only_to_its_input() {
+        let image = ItemShape::Image {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        for (kind, norm) in [(ModelKind::Dcgan, Norm::Batch), (ModelKind::MlpGan, Norm::Layer)] {
+            for kernels in [Kernels::Fast, Kernels::Candle] {
+                let mut c = config(kind, &[16], 4, 8);
+                c.norm = norm;
+                let Model::Gan(gan) = Model::build(&c, image, 3, kernels).unwrap() else {
+                    panic!("{kind:?} is a GAN")
+                };
+                let samples =
+                    candle_core::Var::ones((2, 1, 28, 28), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+                let score = |mode| gan.discriminator.forward(&samples, mode).unwrap();
+                let (judged, trained) = (score(layers::Mode::Judge), score(layers::Mode::Train));
+                let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(values(&judged), values(&trained), "{kind:?} {kernels:?}");
+                let grads = judged.sum_all().unwrap().backward().unwrap();
+                assert!(
+                    grads.get(&samples).is_some(),
+                    "{kind:?} {kernels:?}: no gradient for the samples"
+                );
+                for (name, var) in &gan.d_params.trainable {
+                    assert!(grads.get(var).is_none(), "{kind:?} {kernels:?}: {name} got a gradient");
+                }
+                let grads = trained.sum_all().unwrap().backward().unwrap();
+                assert!(gan.d_params.trainable.iter().all(|(_, v)| grads.get(v).is_some()));
+            }
+        }
+    }
 }

@@ -237,9 +237,10 @@ impl Session {
         let (Model::Gan(gan), Optimizers::Gan { g: opt_g, .. }) = (&self.model, &mut self.optimizers) else {
             unreachable!("GAN sessions hold GAN models and optimisers")
         };
-        // The generator step reuses the last generated batch, judged by the just-updated discriminator.
+        // The generator step reuses the last generated batch, judged by the just-updated discriminator
+        // (whose weights are constants here: only the generator's gradients are wanted).
         let fake = fake.expect("d_steps is at least 1");
-        let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Train)?)?;
+        let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Judge)?)?;
         let grads = g_loss.backward()?;
         let g_norm = opt_g.step(&grads)?;
         Ok(vec![
