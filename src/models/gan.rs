@@ -191,6 +191,15 @@ impl Discriminator {
         build(b).map_err(|e| e.to_string())
     }
 
+    /// Whether a sample's score depends on the other samples of its batch (batch norm): then real and
+    /// generated samples must be scored in batches of their own.
+    pub fn mixes_batch(&self) -> bool {
+        match self {
+            Discriminator::Mlp { blocks, .. } => blocks.iter().any(DenseBlock::mixes_batch),
+            Discriminator::Conv { stages } => stages.iter().any(|(_, norm)| norm.mixes_batch()),
+        }
+    }
+
     /// Maps a batch of samples to one logit (critic score) each, shaped (N, 1).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = x.dim(0)?;

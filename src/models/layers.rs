@@ -445,6 +445,11 @@ pub enum NormLayer {
 }
 
 impl NormLayer {
+    /// Whether an item's output depends on the other items of its batch.
+    pub fn mixes_batch(&self) -> bool {
+        matches!(self, NormLayer::Batch(_))
+    }
+
     pub fn new(b: &mut Builder, name: &str, norm: Norm, features: usize) -> Result<NormLayer> {
         Ok(match norm {
             Norm::None => NormLayer::None,
@@ -498,6 +503,11 @@ pub struct DenseBlock {
 }
 
 impl DenseBlock {
+    /// Whether an item's output depends on the other items of its batch.
+    pub fn mixes_batch(&self) -> bool {
+        self.norm.mixes_batch()
+    }
+
     pub fn new(
         b: &mut Builder,
         name: &str,

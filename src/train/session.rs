@@ -221,8 +221,17 @@ impl Session {
                 unreachable!("GAN sessions hold GAN models and optimisers")
             };
             let generated = gan.generator.forward(&z, Mode::Train)?;
-            let real_logits = gan.discriminator.forward(&x, Mode::Train)?;
-            let fake_logits = gan.discriminator.forward(&generated.detach(), Mode::Train)?;
+            let (real_logits, fake_logits) = if gan.discriminator.mixes_batch() {
+                let real = gan.discriminator.forward(&x, Mode::Train)?;
+                (real, gan.discriminator.forward(&generated.detach(), Mode::Train)?)
+            } else {
+                // Scores that do not depend on the rest of the batch come out the same from one pass over
+                // both batches, with half the products and no gradient sums across two passes.
+                let both = Tensor::cat(&[&x, &generated.detach()], 0)?;
+                let logits = gan.discriminator.forward(&both, Mode::Train)?;
+                let n = x.dim(0)?;
+                (logits.narrow(0, 0, n)?, logits.narrow(0, n, both.dim(0)? - n)?)
+            };
             let loss = discriminator_loss(t.loss, &real_logits, &fake_logits, t.label_smoothing)?;
             let grads = loss.backward()?;
             d_norm = opt_d.step(&grads)?;
