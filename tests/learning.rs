@@ -170,10 +170,11 @@ fn gradients_match_finite_differences() {
     }
 }
 
-/// The fast convolutions train the same curve as candle's own ops.
+/// The fast kernels (convolutions, batch norm, linear products, bias and rectifiers) train the same curve as
+/// candle's own ops.
 #[test]
 fn fast_kernels_follow_candles_loss_curve_for_20_steps() {
-    for name in ["dcgan-digits", "conv-ae-digits"] {
+    for name in ["dcgan-digits", "conv-ae-digits", "mlp-gan-digits", "vae-digits"] {
         let mut config = small(name);
         config.model.base_width = 8;
         let curve = |kernels| {
