@@ -74,10 +74,10 @@ impl Geometry {
         self.outputs * self.out_pixels()
     }
 
-    /// Sides of an image with its padding, plus one value of slack so that a stride-2 tap can read pairs.
+    /// Values of the image with its padding.
     fn padded_len(&self) -> usize {
-        let (p2, c) = (2 * self.padding, self.channels);
-        c * (self.height + p2) * (self.width + p2) + 1
+        let p2 = 2 * self.padding;
+        self.channels * (self.height + p2) * (self.width + p2)
     }
 
     /// Copies `image` into `padded` with `padding` zeros around each channel, so that every tap of the kernel
@@ -98,69 +98,96 @@ impl Geometry {
         }
     }
 
-    /// Calls `f(patch_row, out_row, first)` for every patch row and output row, where `first` is where in
-    /// the padded image the row segment's taps start (one per output column, `stride` apart).
-    fn for_each_segment(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (k, s) = (self.kernel, self.stride);
+    /// Calls `f(patch_row, first)` for every patch row, where `first` is where in the padded image the
+    /// row's first tap lies; the row's tap for output pixel (oh, ow) is `oh * stride` padded rows and
+    /// `ow * stride` columns further on.
+    fn for_each_patch_row(&self, mut f: impl FnMut(usize, usize)) {
+        let k = self.kernel;
         let (hp, wp) = (self.height + 2 * self.padding, self.width + 2 * self.padding);
         for c in 0..self.channels {
             for ki in 0..k {
                 for kj in 0..k {
-                    let row = (c * k + ki) * k + kj;
-                    for oh in 0..self.out_height {
-                        f(row, oh, (c * hp + oh * s + ki) * wp + kj);
-                    }
+                    f((c * k + ki) * k + kj, (c * hp + ki) * wp + kj);
                 }
             }
         }
     }
 
+    /// Checks once that every tap of `for_each_patch_row` lies inside a padded image of `padded` values and
+    /// every patch entry inside `cols` (rows `stride` apart, from column `first_col`), so that the loops
+    /// over them need no checks of their own.
+    fn check_bounds(&self, padded: usize, cols: usize, stride: usize, first_col: usize) {
+        let wp = self.width + 2 * self.padding;
+        let last_tap = ((self.channels - 1) * (self.height + 2 * self.padding)
+            + (self.out_height - 1) * self.stride
+            + self.kernel
+            - 1)
+            * wp
+            + (self.out_width - 1) * self.stride
+            + self.kernel
+            - 1;
+        assert!(last_tap < padded, "im2col: a tap beyond the padded image");
+        assert!(
+            first_col + self.out_pixels() <= stride && (self.patch_rows() - 1) * stride + stride <= cols,
+            "im2col: a patch entry beyond the patch matrix"
+        );
+    }
+
     /// Writes one image's patch matrix (patch_rows x out_pixels) into columns `first_col..` of `cols`, whose
     /// rows are `stride` values apart; entries over the padding are zero.
     fn im2col(&self, image: &[f32], cols: &mut [f32], stride: usize, first_col: usize) {
-        let w = self.out_width;
         with_scratch(self.padded_len(), |padded| {
             self.pad(image, padded);
-            let padded = &*padded;
-            self.for_each_segment(|row, oh, first| {
-                let segment = &mut cols[row * stride + first_col + oh * w..][..w];
-                match self.stride {
-                    1 => segment.copy_from_slice(&padded[first..first + w]),
-                    2 => segment
-                        .iter_mut()
-                        .zip(padded[first..].chunks_exact(2))
-                        .for_each(|(c, pair)| *c = pair[0]),
-                    s => segment
-                        .iter_mut()
-                        .zip(padded[first..].iter().step_by(s))
-                        .for_each(|(c, x)| *c = *x),
+            self.check_bounds(padded.len(), cols.len(), stride, first_col);
+            let (src, dst) = (padded.as_ptr(), cols.as_mut_ptr());
+            self.for_each_patch_row(|row, first| {
+                // SAFETY: `check_bounds` showed every tap and every patch entry in range.
+                unsafe {
+                    let dst = dst.add(row * stride + first_col);
+                    // The usual strides get loops of their own, where the compiler knows the step.
+                    match self.stride {
+                        1 => self.gather(src.add(first), dst, 1),
+                        2 => self.gather(src.add(first), dst, 2),
+                        s => self.gather(src.add(first), dst, s),
+                    }
                 }
             });
         });
     }
 
+    /// One patch row's taps (`s` apart along a padded row, `s` padded rows apart) into `out_pixels`
+    /// consecutive values.
+    ///
+    /// # Safety
+    /// Every tap from `src` and `out_pixels` values from `dst` must be in bounds.
+    #[inline(always)]
+    unsafe fn gather(&self, src: *const f32, dst: *mut f32, s: usize) {
+        let (w, wp) = (self.out_width, self.width + 2 * self.padding);
+        for oh in 0..self.out_height {
+            let (src, dst) = (src.add(oh * s * wp), dst.add(oh * w));
+            for ow in 0..w {
+                *dst.add(ow) = *src.add(ow * s);
+            }
+        }
+    }
+
     /// Adds each patch entry (laid out as `im2col` writes it) back onto the image pixel it came from: the
     /// adjoint of `im2col`.
     fn col2im(&self, cols: &[f32], stride: usize, first_col: usize, image: &mut [f32]) {
-        let (w, p) = (self.out_width, self.padding);
+        let p = self.padding;
         with_scratch(self.padded_len(), |padded| {
             padded.fill(0.0);
-            self.for_each_segment(|row, oh, first| {
-                let segment = &cols[row * stride + first_col + oh * w..][..w];
-                match self.stride {
-                    1 => padded[first..first + w]
-                        .iter_mut()
-                        .zip(segment)
-                        .for_each(|(x, c)| *x += *c),
-                    2 => padded[first..]
-                        .chunks_exact_mut(2)
-                        .zip(segment)
-                        .for_each(|(pair, c)| pair[0] += *c),
-                    s => padded[first..]
-                        .iter_mut()
-                        .step_by(s)
-                        .zip(segment)
-                        .for_each(|(x, c)| *x += *c),
+            self.check_bounds(padded.len(), cols.len(), stride, first_col);
+            let (src, dst) = (cols.as_ptr(), padded.as_mut_ptr());
+            self.for_each_patch_row(|row, first| {
+                // SAFETY: `check_bounds` showed every tap and every patch entry in range.
+                unsafe {
+                    let src = src.add(row * stride + first_col);
+                    match self.stride {
+                        1 => self.scatter_add(src, dst.add(first), 1),
+                        2 => self.scatter_add(src, dst.add(first), 2),
+                        s => self.scatter_add(src, dst.add(first), s),
+                    }
                 }
             });
             // The sums that fell on the padding belong to no pixel.
@@ -175,6 +202,21 @@ impl Geometry {
                 }
             }
         });
+    }
+
+    /// The adjoint of `gather`: adds `out_pixels` consecutive values onto one patch row's taps.
+    ///
+    /// # Safety
+    /// As for `gather`.
+    #[inline(always)]
+    unsafe fn scatter_add(&self, src: *const f32, dst: *mut f32, s: usize) {
+        let (w, wp) = (self.out_width, self.width + 2 * self.padding);
+        for oh in 0..self.out_height {
+            let (src, dst) = (src.add(oh * w), dst.add(oh * s * wp));
+            for ow in 0..w {
+                *dst.add(ow * s) += *src.add(ow);
+            }
+        }
     }
 
     /// Whether the kernel covers the whole unpadded image in one place (DCGAN's 7x7 first and last layers):
