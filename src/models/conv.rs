@@ -8,7 +8,7 @@
 
 use super::product::{matmul, product};
 use super::slice;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -364,24 +364,37 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// dw = Σ over chunks of dy · patchesᵀ: the weight gradient, summed in one partial per thread.
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    weight_and_forward(g, x, dy, None).0
+}
+
+/// The weight gradient from `x` and `dy` as `conv_backward_weight`, and with `Some(w)` also `conv(x, w)` from
+/// the same patches (a transposed convolution's input gradient needs both from its output gradient).
+fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
     if g.is_dense() {
         // dw (outputs x patch_rows) = dyᵀ · x
-        return product((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false));
+        let dw = product((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false));
+        return (dw, w.map_or_else(Vec::new, |w| conv_forward(g, x, w)));
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let threads = crate::threads::count();
     let images = g.images_per_chunk(threads);
     let chunks = g.images.div_ceil(images);
-    let split = chunks >= threads || threads == 1;
-    let (groups, parallelism) = if split {
-        (threads.min(chunks), Parallelism::None)
+    // One run of consecutive chunks per thread, each summing its own partial.
+    let (per_run, parallelism) = if chunks >= threads || threads == 1 {
+        (chunks.div_ceil(threads), Parallelism::None)
     } else {
-        (1, Parallelism::Rayon(threads))
+        (chunks, Parallelism::Rayon(threads))
     };
-    let mut partials = vec![0f32; groups * len];
-    let accumulate_group = |group: usize, dw: &mut [f32]| {
-        for (k, chunk) in (group..chunks).step_by(groups).enumerate() {
-            let first = chunk * images;
+    let runs = chunks.div_ceil(per_run);
+    let mut partials = vec![0f32; runs * len];
+    let mut y = vec![0f32; if w.is_some() { g.images * g.out_len() } else { 0 }];
+    let y_runs: Vec<&mut [f32]> = match w {
+        Some(_) => y.chunks_mut(per_run * images * g.out_len()).collect(),
+        None => (0..runs).map(|_| &mut [][..]).collect(),
+    };
+    let accumulate_run = |run: usize, dw: &mut [f32], y: &mut [f32]| {
+        for k in 0..per_run.min(chunks - run * per_run) {
+            let first = (run * per_run + k) * images;
             let n = images.min(g.images - first);
             let columns = n * pixels;
             with_scratch(rows * columns, |cols| {
@@ -397,26 +410,35 @@ fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     );
                     let shape = (g.outputs, rows, columns);
                     matmul(shape, dw, dy_rows, false, cols, true, k > 0, parallelism);
+                    if let Some(w) = w {
+                        // The same scratch takes the product, then the images take their part of it.
+                        let y = &mut y[k * images * g.out_len()..][..n * g.out_len()];
+                        let shape = (g.outputs, columns, rows);
+                        matmul(shape, dy_rows, w, false, cols, false, false, parallelism);
+                        images_first(dy_rows, g.outputs, pixels, y);
+                    }
                 });
             });
         }
     };
-    if groups > 1 {
+    if runs > 1 {
         candle_core::utils::with_threadpool(|| {
             partials
                 .par_chunks_mut(len)
+                .zip(y_runs)
                 .enumerate()
-                .for_each(|(group, dw)| accumulate_group(group, dw))
+                .for_each(|(run, (dw, y))| accumulate_run(run, dw, y))
         });
     } else {
-        accumulate_group(0, &mut partials);
+        let y = y_runs.into_iter().next().unwrap_or_default();
+        accumulate_run(0, &mut partials, y);
     }
     let (first, rest) = partials.split_at_mut(len);
     for partial in rest.chunks(len) {
         first.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
     }
     partials.truncate(len);
-    partials
+    (partials, y)
 }
 
 /// Which product of a convolution a kernel op computes; the first operand is the one named first.
@@ -497,6 +519,15 @@ impl CustomOp2 for Convolution {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geometry;
+        if self.transposed && x.track_op() && w.track_op() {
+            // Both gradients come from the patches of dy: made once.
+            let both = dy
+                .contiguous()?
+                .apply_op3_no_bwd(&x.contiguous()?, &w.contiguous()?, &WeightAndInput(g))?;
+            let (dw_len, dx_len) = (w.elem_count(), x.elem_count());
+            let dx = both.narrow(0, dw_len, dx_len)?.reshape(x.shape())?;
+            return Ok((Some(dx), Some(both.narrow(0, 0, dw_len)?.reshape(w.shape())?)));
+        }
         let (dx_product, (conv_input, conv_grad)) = if self.transposed {
             (Product::Forward, (dy, x))
         } else {
@@ -508,6 +539,32 @@ impl CustomOp2 for Convolution {
             .then(|| kernel(Product::BackwardWeight, g, conv_input, conv_grad))
             .transpose()?;
         Ok((dx, dw))
+    }
+}
+
+/// Both gradients of a transposed convolution from (dy, x, w), as one buffer: dw, then dx.
+struct WeightAndInput(Geometry);
+
+impl CustomOp3 for WeightAndInput {
+    fn name(&self) -> &'static str {
+        "gantry-conv-transpose2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        // The transposed convolution's output gradient is the input of the convolution it is the adjoint of.
+        let (mut dw, dx) = weight_and_forward(&self.0, dy, x, Some(w));
+        dw.extend_from_slice(&dx);
+        let len = dw.len();
+        Ok((CpuStorage::F32(dw), Shape::from(len)))
     }
 }
 

@@ -6,7 +6,7 @@
 //! pass.
 
 use super::rectifier::{Rectifier, RectifierGradient};
-use super::slice;
+use super::{lane_sum, slice};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -16,14 +16,18 @@ pub type Stats = (Vec<f32>, Vec<f32>);
 /// Per-channel statistics of a (N, C, P) tensor.
 pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> Stats {
     let count = (x.len() / channels.max(1)) as f64;
+    // Each plane summed in f32 lanes, the planes in f64.
     let stats = |c: usize| {
-        let values = || {
+        let planes = || {
             x.chunks_exact(channels * plane)
-                .flat_map(move |image| &image[c * plane..(c + 1) * plane])
+                .map(move |image| &image[c * plane..(c + 1) * plane])
         };
-        let mean = values().map(|v| *v as f64).sum::<f64>() / count;
-        let var = values().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / count;
-        (mean as f32, var as f32)
+        let mean = (planes().map(|p| lane_sum(p, |v| v) as f64).sum::<f64>() / count) as f32;
+        let var = planes()
+            .map(|p| lane_sum(p, |v| (v - mean) * (v - mean)) as f64)
+            .sum::<f64>()
+            / count;
+        (mean, var as f32)
     };
     let per_task = channels.div_ceil(crate::threads::count());
     let pairs: Vec<(f32, f32)> = candle_core::utils::with_threadpool(|| {

@@ -2,7 +2,7 @@
 //! backward, where candle's tensor ops take a broadcast add, the activation (leaky ReLU alone is five ops)
 //! and about five more passes for their gradients.
 
-use super::slice;
+use super::{lane_sum, slice};
 use crate::config::Activation;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -170,23 +170,12 @@ impl CustomOp1 for ChannelSums {
                 sums.iter_mut().zip(image).for_each(|(s, v)| *s += v);
             } else {
                 for (s, values) in sums.iter_mut().zip(image.chunks_exact(plane)) {
-                    *s += lane_sum(values);
+                    *s += lane_sum(values, |v| v);
                 }
             }
         }
         Ok((CpuStorage::F32(sums), Shape::from(channels)))
     }
-}
-
-/// A sum in 16 independent lanes, which vectorises where a running sum cannot.
-fn lane_sum(values: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = values.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// dz = dy where y > 0, else slope * dy: the gradient through a rectifier, from its output (y, dy).
