@@ -10,7 +10,6 @@ use super::product::{matmul, product};
 use super::slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// The geometry of a square convolution from `channels`x`height`x`width` images to `outputs` maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,11 +289,8 @@ fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usiz
         run(0, out, Parallelism::None);
     } else if chunks >= threads {
         let per_thread = chunks.div_ceil(threads);
-        candle_core::utils::with_threadpool(|| {
-            out.par_chunks_mut(per_thread * chunk)
-                .enumerate()
-                .for_each(|(t, o)| run(t * per_thread, o, Parallelism::None))
-        });
+        let runs = out.chunks_mut(per_thread * chunk).collect();
+        crate::threads::for_each_part(runs, |t, o| run(t * per_thread, o, Parallelism::None));
     } else {
         run(0, out, Parallelism::Rayon(threads));
     }
@@ -422,13 +418,8 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         }
     };
     if runs > 1 {
-        candle_core::utils::with_threadpool(|| {
-            partials
-                .par_chunks_mut(len)
-                .zip(y_runs)
-                .enumerate()
-                .for_each(|(run, (dw, y))| accumulate_run(run, dw, y))
-        });
+        let parts = partials.chunks_mut(len).zip(y_runs).collect();
+        crate::threads::for_each_part(parts, |run, (dw, y)| accumulate_run(run, dw, y));
     } else {
         let y = y_runs.into_iter().next().unwrap_or_default();
         accumulate_run(0, &mut partials, y);

@@ -8,7 +8,6 @@
 use super::rectifier::{Rectifier, RectifierGradient};
 use super::{lane_sum, slice};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Per-channel mean and biased variance.
 pub type Stats = (Vec<f32>, Vec<f32>);
@@ -29,15 +28,9 @@ pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> Stats {
             / count;
         (mean, var as f32)
     };
-    let per_task = channels.div_ceil(crate::threads::count());
-    let pairs: Vec<(f32, f32)> = candle_core::utils::with_threadpool(|| {
-        (0..channels)
-            .into_par_iter()
-            .with_min_len(per_task)
-            .map(stats)
-            .collect()
-    });
-    pairs.into_iter().unzip()
+    crate::threads::map_parts((0..channels).collect(), |_, c| stats(c))
+        .into_iter()
+        .unzip()
 }
 
 /// `y = rectifier((x - mean) * invstd * gamma + beta)`, with the statistics fixed when the op is made.
@@ -58,7 +51,7 @@ impl BatchNormOp {
         let (c, p) = (self.channels, self.plane);
         // Without a rectifier the slope 1 below zero keeps every value as it is.
         let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
-        let image = move |(y, x): (&mut [f32], &[f32])| {
+        let image = move |y: &mut [f32], x: &[f32]| {
             for ch in 0..c {
                 let scale = self.invstd[ch] * gamma[ch];
                 let shift = beta[ch] - self.mean[ch] * scale;
@@ -68,12 +61,10 @@ impl BatchNormOp {
                 }
             }
         };
-        let per_task = (x.len() / (c * p)).div_ceil(crate::threads::count());
-        candle_core::utils::with_threadpool(|| {
-            y.par_chunks_mut(c * p)
-                .zip(x.par_chunks(c * p))
-                .with_min_len(per_task)
-                .for_each(image);
+        let span = per_thread(x.len(), c * p);
+        let parts = y.chunks_mut(span).zip(x.chunks(span)).collect();
+        crate::threads::for_each_part(parts, |_, (y, x): (&mut [f32], &[f32])| {
+            y.chunks_mut(c * p).zip(x.chunks(c * p)).for_each(|(y, x)| image(y, x))
         });
         y
     }
@@ -82,25 +73,18 @@ impl BatchNormOp {
     fn gradients(&self, x: &[f32], gamma: &[f32], dy: &[f32]) -> Vec<f32> {
         let (c, p) = (self.channels, self.plane);
         let count = (x.len() / c) as f32;
-        let threads = crate::threads::count();
         // Per channel: sum of dy (dbeta) and of dy * x_hat (dgamma), each plane summed in f32 lanes and the
         // planes in f64.
-        let sums: Vec<(f32, f32)> = candle_core::utils::with_threadpool(|| {
-            (0..c)
-                .into_par_iter()
-                .with_min_len(c.div_ceil(threads))
-                .map(|ch| {
-                    let (mut dbeta, mut dyx) = (0f64, 0f64);
-                    for (xi, gi) in x.chunks_exact(c * p).zip(dy.chunks_exact(c * p)) {
-                        let (g, x) = (&gi[ch * p..(ch + 1) * p], &xi[ch * p..(ch + 1) * p]);
-                        let (sum_g, sum_gx) = lane_sums(g, x);
-                        dbeta += sum_g as f64;
-                        dyx += sum_gx as f64;
-                    }
-                    let dgamma = (dyx - self.mean[ch] as f64 * dbeta) * self.invstd[ch] as f64;
-                    (dbeta as f32, dgamma as f32)
-                })
-                .collect()
+        let sums: Vec<(f32, f32)> = crate::threads::map_parts((0..c).collect(), |_, ch| {
+            let (mut dbeta, mut dyx) = (0f64, 0f64);
+            for (xi, gi) in x.chunks_exact(c * p).zip(dy.chunks_exact(c * p)) {
+                let (g, x) = (&gi[ch * p..(ch + 1) * p], &xi[ch * p..(ch + 1) * p]);
+                let (sum_g, sum_gx) = lane_sums(g, x);
+                dbeta += sum_g as f64;
+                dyx += sum_gx as f64;
+            }
+            let dgamma = (dyx - self.mean[ch] as f64 * dbeta) * self.invstd[ch] as f64;
+            (dbeta as f32, dgamma as f32)
         });
         let mut out = vec![0f32; x.len() + 2 * c];
         let (dx, rest) = out.split_at_mut(x.len());
@@ -118,7 +102,7 @@ impl BatchNormOp {
                 }
             })
             .collect();
-        let image = |((dx, x), dy): ((&mut [f32], &[f32]), &[f32])| {
+        let image = |dx: &mut [f32], x: &[f32], dy: &[f32]| {
             for (ch, (k, slope, offset)) in coefficients.iter().copied().enumerate() {
                 let range = ch * p..(ch + 1) * p;
                 for ((o, v), g) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
@@ -126,12 +110,12 @@ impl BatchNormOp {
                 }
             }
         };
-        candle_core::utils::with_threadpool(|| {
-            dx.par_chunks_mut(c * p)
-                .zip(x.par_chunks(c * p))
-                .zip(dy.par_chunks(c * p))
-                .with_min_len((x.len() / (c * p)).div_ceil(threads))
-                .for_each(image);
+        let span = per_thread(x.len(), c * p);
+        let parts = dx.chunks_mut(span).zip(x.chunks(span).zip(dy.chunks(span))).collect();
+        crate::threads::for_each_part(parts, |_, (dx, (x, dy)): (&mut [f32], (&[f32], &[f32]))| {
+            for ((dx, x), dy) in dx.chunks_mut(c * p).zip(x.chunks(c * p)).zip(dy.chunks(c * p)) {
+                image(dx, x, dy);
+            }
         });
         for (ch, (dbeta, dgamma)) in sums.into_iter().enumerate() {
             rest[ch] = dgamma;
@@ -139,6 +123,11 @@ impl BatchNormOp {
         }
         out
     }
+}
+
+/// A span of whole images (`image` values each) per thread over `len` values.
+fn per_thread(len: usize, image: usize) -> usize {
+    (len / image).div_ceil(crate::threads::count()).max(1) * image
 }
 
 /// (Σ g, Σ g·x) in 16 independent lanes, which vectorise where running sums cannot.

@@ -19,25 +19,73 @@ pub(super) fn matmul(
     accumulate: bool,
     parallelism: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let (lhs_rs, lhs_cs) = if lhs_t { (1, m as isize) } else { (k as isize, 1) };
-    let (rhs_rs, rhs_cs) = if rhs_t { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the slices hold at least the m x k, k x n and m x n elements the strides address.
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let operands = Operands::new((m, n, k), lhs_t, rhs_t);
+    // SAFETY: the slices hold the m x k, k x n and m x n elements the strides address.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        operands.band(
+            (0, m),
+            (0, n),
             dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
             lhs.as_ptr(),
-            lhs_cs,
-            lhs_rs,
             rhs.as_ptr(),
-            rhs_cs,
-            rhs_rs,
+            accumulate,
+            parallelism,
+        )
+    }
+}
+
+/// The element strides of a product's three row-major matrices (rows, columns), `*_t` operands stored
+/// transposed.
+#[derive(Clone, Copy)]
+struct Operands {
+    k: usize,
+    dst: (isize, isize),
+    lhs: (isize, isize),
+    rhs: (isize, isize),
+}
+
+impl Operands {
+    fn new((m, n, k): (usize, usize, usize), lhs_t: bool, rhs_t: bool) -> Operands {
+        let (m, n, k) = (m as isize, n as isize, k as isize);
+        Operands {
+            k: k as usize,
+            dst: (n, 1),
+            lhs: if lhs_t { (1, m) } else { (k, 1) },
+            rhs: if rhs_t { (1, k) } else { (n, 1) },
+        }
+    }
+
+    /// The rows `r0..r1` and columns `c0..c1` of the product.
+    ///
+    /// # Safety
+    /// The pointers must address whole matrices of the product's shape.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn band(
+        &self,
+        (r0, r1): (usize, usize),
+        (c0, c1): (usize, usize),
+        dst: *mut f32,
+        lhs: *const f32,
+        rhs: *const f32,
+        accumulate: bool,
+        parallelism: Parallelism,
+    ) {
+        let (r, c) = (r0 as isize, c0 as isize);
+        gemm::gemm(
+            r1 - r0,
+            c1 - c0,
+            self.k,
+            dst.offset(r * self.dst.0 + c * self.dst.1),
+            self.dst.1,
+            self.dst.0,
+            accumulate,
+            lhs.offset(r * self.lhs.0),
+            self.lhs.1,
+            self.lhs.0,
+            rhs.offset(c * self.rhs.1),
+            self.rhs.1,
+            self.rhs.0,
             1.0,
             1.0,
             false,
@@ -48,17 +96,49 @@ pub(super) fn matmul(
     }
 }
 
-/// `lhs · rhs` of `shape` (m, n, k) as one GEMM split over Gantry's threads, where `(values, true)` is an
-/// operand stored transposed.
+/// Products below this many multiply-adds run on one thread: sharing them costs more than it saves.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// A pointer that parts of one product on other threads may write through (each to its own band).
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the parts of `product` write disjoint bands of one buffer that outlives them.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// `lhs · rhs` of `shape` (m, n, k), where `(values, true)` is an operand stored transposed: the longer side
+/// of the output split into one band per thread.
 pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool)) -> Vec<f32> {
-    let mut out = vec![0f32; shape.0 * shape.1];
-    let threads = crate::threads::count();
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
+    let (m, n, k) = shape;
+    assert!(lhs.0.len() >= m * k && rhs.0.len() >= k * n);
+    let mut out = vec![0f32; m * n];
+    let operands = Operands::new(shape, lhs.1, rhs.1);
+    let side = m.max(n);
+    let bands = if m * n * k < PARALLEL_MIN {
+        1
     } else {
-        Parallelism::None
+        crate::threads::count().min(side.div_ceil(16))
     };
-    candle_core::utils::with_threadpool(|| matmul(shape, &mut out, lhs.0, lhs.1, rhs.0, rhs.1, false, parallelism));
+    let width = side.div_ceil(bands.max(1));
+    let dst = Shared(out.as_mut_ptr());
+    crate::threads::for_each_part((0..bands).collect(), |_, band: usize| {
+        let range = (band * width, ((band + 1) * width).min(side));
+        let (rows, columns) = if m >= n { (range, (0, n)) } else { ((0, m), range) };
+        let dst = dst;
+        // SAFETY: the operands hold the whole product's matrices (asserted above) and each band writes only
+        // its own rows or columns of `out`.
+        unsafe {
+            operands.band(
+                rows,
+                columns,
+                dst.0,
+                lhs.0.as_ptr(),
+                rhs.0.as_ptr(),
+                false,
+                Parallelism::None,
+            )
+        }
+    });
     out
 }
 

@@ -5,7 +5,6 @@
 use super::{lane_sum, slice};
 use crate::config::Activation;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// The slope of leaky ReLU below zero (PyTorch's DCGAN and GAN examples use 0.2).
 pub const LEAKY_SLOPE: f32 = 0.2;
@@ -47,11 +46,7 @@ pub(super) fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut 
     }
     let align = align.max(1);
     let span = out.len().div_ceil(threads).div_ceil(align) * align;
-    candle_core::utils::with_threadpool(|| {
-        out.par_chunks_mut(span)
-            .enumerate()
-            .for_each(|(i, part)| work(i * span, part))
-    });
+    crate::threads::for_each_part(out.chunks_mut(span).collect(), |i, part| work(i * span, part));
 }
 
 /// `rectifier(x)` as one op.

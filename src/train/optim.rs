@@ -4,7 +4,6 @@
 use crate::config::{OptimizerConfig, OptimizerKind};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Result, Tensor, Var};
-use rayon::prelude::*;
 use std::cell::{Cell, RefCell};
 
 /// The hyperparameters one optimiser uses; the learning rate differs between G and D.
@@ -168,20 +167,16 @@ impl InplaceOp2 for Update<'_> {
                 [] => theta.chunks(CHUNK).map(|_| -> &mut [f32] { &mut [] }).collect(),
                 slot => slot.chunks_mut(CHUNK).collect(),
             };
-            let per_task = second.len().div_ceil(crate::threads::count());
-            candle_core::utils::with_threadpool(|| {
-                theta
-                    .par_chunks_mut(CHUNK)
-                    .zip(grad.par_chunks(CHUNK))
-                    .zip(s0.par_chunks_mut(CHUNK))
-                    .zip(second)
-                    .with_min_len(per_task)
-                    .map(|(((t, g), a), b)| rule.chunk(t, g, a, b))
-                    .collect::<Vec<f64>>()
-            })
-            // Summed in chunk order, so the norm does not depend on how threads split the work.
-            .iter()
-            .sum()
+            let chunks = theta
+                .chunks_mut(CHUNK)
+                .zip(grad.chunks(CHUNK))
+                .zip(s0.chunks_mut(CHUNK))
+                .zip(second)
+                .collect();
+            crate::threads::map_parts(chunks, |_, (((t, g), a), b)| rule.chunk(t, g, a, b))
+                // Summed in chunk order, so the norm does not depend on how threads split the work.
+                .iter()
+                .sum()
         };
         self.grad_sq.set(sum);
         Ok(())
