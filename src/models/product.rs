@@ -106,6 +106,13 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The pointer (a method, so that closures capture the `Shared`, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `lhs · rhs` of `shape` (m, n, k), where `(values, true)` is an operand stored transposed: the longer side
 /// of the output split into one band per thread.
 pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool)) -> Vec<f32> {
@@ -124,14 +131,13 @@ pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&
     crate::threads::for_each_part((0..bands).collect(), |_, band: usize| {
         let range = (band * width, ((band + 1) * width).min(side));
         let (rows, columns) = if m >= n { (range, (0, n)) } else { ((0, m), range) };
-        let dst = dst;
         // SAFETY: the operands hold the whole product's matrices (asserted above) and each band writes only
         // its own rows or columns of `out`.
         unsafe {
             operands.band(
                 rows,
                 columns,
-                dst.0,
+                dst.get(),
                 lhs.0.as_ptr(),
                 rhs.0.as_ptr(),
                 false,
