@@ -224,14 +224,25 @@ impl Geometry {
         self.out_pixels() == 1 && self.padding == 0 && self.kernel == self.height && self.kernel == self.width
     }
 
-    /// How many images share one patch matrix: enough for `COLUMNS` columns of GEMM output, and no more than
-    /// an equal share of the batch per thread.
-    fn images_per_chunk(&self, threads: usize) -> usize {
-        COLUMNS
-            .div_ceil(self.out_pixels())
-            .min(self.images.div_ceil(threads.max(1)))
-            .max(1)
+    /// How the batch is shared out: one run of consecutive images per thread (all runs as long as possible,
+    /// so that no thread waits for another), each run in even chunks of images that share one patch matrix
+    /// of about `COLUMNS` columns.
+    fn split(&self, threads: usize) -> Split {
+        let run_images = self.images.div_ceil(threads.max(1));
+        let chunks_per_run = run_images.div_ceil(COLUMNS.div_ceil(self.out_pixels()));
+        Split {
+            run_images,
+            runs: self.images.div_ceil(run_images),
+            chunk_images: run_images.div_ceil(chunks_per_run),
+        }
     }
+}
+
+/// Runs of `run_images` consecutive images (the last may be shorter), in chunks of `chunk_images`.
+struct Split {
+    run_images: usize,
+    runs: usize,
+    chunk_images: usize,
 }
 
 /// The GEMM columns a batch of images is grouped to: gemm's micro-kernels run along the columns of a
@@ -273,26 +284,28 @@ fn images_first(rows_of: &[f32], rows: usize, pixels: usize, images: &mut [f32])
     }
 }
 
-/// Splits the batch into chunks of images and runs `work(first_image, chunk_out, parallelism)` on each
-/// chunk's part of `out` (`per_image` values per image): one run of consecutive chunks per thread when there
-/// are enough chunks, else one chunk at a time with a multi-threaded GEMM.
+/// Runs `work(first_image, chunk_out, parallelism)` on each chunk's part of `out` (`per_image` values per
+/// image): one run of chunks per thread when there are enough images, else one chunk at a time with a
+/// multi-threaded GEMM.
 fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
     let threads = crate::threads::count();
-    let images = g.images_per_chunk(threads);
-    let (chunk, chunks) = (images * per_image, g.images.div_ceil(images));
-    let run = |first_chunk: usize, out: &mut [f32], parallelism: Parallelism| {
-        for (c, o) in out.chunks_mut(chunk).enumerate() {
-            work((first_chunk + c) * images, o, parallelism);
+    let split = g.split(threads);
+    let run = |first: usize, out: &mut [f32], parallelism: Parallelism| {
+        for (c, o) in out.chunks_mut(split.chunk_images * per_image).enumerate() {
+            work(first + c * split.chunk_images, o, parallelism);
         }
     };
     if threads == 1 {
         run(0, out, Parallelism::None);
-    } else if chunks >= threads {
-        let per_thread = chunks.div_ceil(threads);
-        let runs = out.chunks_mut(per_thread * chunk).collect();
-        crate::threads::for_each_part(runs, |t, o| run(t * per_thread, o, Parallelism::None));
+    } else if split.runs >= threads {
+        let runs = out.chunks_mut(split.run_images * per_image).collect();
+        crate::threads::for_each_part(runs, |t, o| run(t * split.run_images, o, Parallelism::None));
     } else {
-        run(0, out, Parallelism::Rayon(threads));
+        // Fewer images than threads: one split for the whole batch, its GEMMs multi-threaded.
+        let whole = g.split(1);
+        for (c, o) in out.chunks_mut(whole.chunk_images * per_image).enumerate() {
+            work(c * whole.chunk_images, o, Parallelism::Rayon(threads));
+        }
     }
 }
 
@@ -373,25 +386,23 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let threads = crate::threads::count();
-    let images = g.images_per_chunk(threads);
-    let chunks = g.images.div_ceil(images);
-    // One run of consecutive chunks per thread, each summing its own partial.
-    let (per_run, parallelism) = if chunks >= threads || threads == 1 {
-        (chunks.div_ceil(threads), Parallelism::None)
-    } else {
-        (chunks, Parallelism::Rayon(threads))
+    // One run per thread, each summing its own partial; with fewer images than threads, one run whose
+    // GEMMs are multi-threaded.
+    let (split, parallelism) = match g.split(threads) {
+        split if split.runs >= threads || threads == 1 => (split, Parallelism::None),
+        _ => (g.split(1), Parallelism::Rayon(threads)),
     };
-    let runs = chunks.div_ceil(per_run);
-    let mut partials = vec![0f32; runs * len];
+    let mut partials = vec![0f32; split.runs * len];
     let mut y = vec![0f32; if w.is_some() { g.images * g.out_len() } else { 0 }];
     let y_runs: Vec<&mut [f32]> = match w {
-        Some(_) => y.chunks_mut(per_run * images * g.out_len()).collect(),
-        None => (0..runs).map(|_| &mut [][..]).collect(),
+        Some(_) => y.chunks_mut(split.run_images * g.out_len()).collect(),
+        None => (0..split.runs).map(|_| &mut [][..]).collect(),
     };
     let accumulate_run = |run: usize, dw: &mut [f32], y: &mut [f32]| {
-        for k in 0..per_run.min(chunks - run * per_run) {
-            let first = (run * per_run + k) * images;
-            let n = images.min(g.images - first);
+        let run_start = run * split.run_images;
+        let run_end = (run_start + split.run_images).min(g.images);
+        for (k, first) in (run_start..run_end).step_by(split.chunk_images).enumerate() {
+            let n = split.chunk_images.min(run_end - first);
             let columns = n * pixels;
             with_scratch(rows * columns, |cols| {
                 for i in 0..n {
@@ -408,7 +419,7 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
                     matmul(shape, dw, dy_rows, false, cols, true, k > 0, parallelism);
                     if let Some(w) = w {
                         // The same scratch takes the product, then the images take their part of it.
-                        let y = &mut y[k * images * g.out_len()..][..n * g.out_len()];
+                        let y = &mut y[(first - run_start) * g.out_len()..][..n * g.out_len()];
                         let shape = (g.outputs, columns, rows);
                         matmul(shape, dy_rows, w, false, cols, false, false, parallelism);
                         images_first(dy_rows, g.outputs, pixels, y);
@@ -417,7 +428,7 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
             });
         }
     };
-    if runs > 1 {
+    if split.runs > 1 {
         let parts = partials.chunks_mut(len).zip(y_runs).collect();
         crate::threads::for_each_part(parts, |run, (dw, y)| accumulate_run(run, dw, y));
     } else {
