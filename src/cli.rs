@@ -347,16 +347,17 @@ fn bench(args: BenchArgs) -> i32 {
         match bench_one(preset, args.steps, kernels) {
             Ok((batch, seconds)) => {
                 let steps_per_s = args.steps as f64 / seconds;
-                let threads = crate::threads::count();
+                let (threads, vectors) = (crate::threads::count(), crate::cpu::vector_instructions());
                 if !args.json {
                     println!(
-                        "{model:8} batch {batch:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads)",
+                        "{model:8} batch {batch:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads, \
+                         {vectors})",
                         steps_per_s * batch as f64
                     );
                 }
                 results.push(serde_json::json!({
                     "model": model, "batch": batch, "steps": args.steps, "steps_per_s": steps_per_s,
-                    "images_per_s": steps_per_s * batch as f64, "threads": threads,
+                    "images_per_s": steps_per_s * batch as f64, "threads": threads, "vectors": vectors,
                 }));
             }
             Err(message) => {

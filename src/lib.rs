@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod data;
 pub mod grid;
 pub mod memory;

@@ -66,6 +66,14 @@ impl Rule {
     /// the chunk's sum of squared gradients. The loops zip their slices (no bounds checks) and keep no
     /// running sum, so they vectorise; the sum is a separate pass.
     fn chunk(&self, theta: &mut [f32], grad: &[f32], s0: &mut [f32], s1: &mut [f32]) -> f64 {
+        crate::cpu::widest(
+            #[inline(always)]
+            || self.update(theta, grad, s0, s1),
+        )
+    }
+
+    #[inline(always)]
+    fn update(&self, theta: &mut [f32], grad: &[f32], s0: &mut [f32], s1: &mut [f32]) -> f64 {
         let h = self.hyper;
         let (lr, wd, eps) = (h.lr as f32, h.weight_decay as f32, h.eps as f32);
         match self.kind {
@@ -122,6 +130,7 @@ impl Rule {
 
 /// Σ v² in f64, computed as 16 f32 lanes (so it vectorises) added into f64 every 1024 values, which keeps
 /// the f32 partial sums short enough to lose nothing a gradient norm shows.
+#[inline(always)]
 fn sum_of_squares(values: &[f32]) -> f64 {
     const LANES: usize = 16;
     let mut total = 0f64;

@@ -1,0 +1,61 @@
+//! Gantry's own loops (optimiser updates, batch norm, bias and activations) built for the widest vector
+//! instructions the CPU has, chosen at run time: the binary is built for every x86-64 (and any other
+//! architecture), and an AVX-512 or AVX2 CPU still gets 16- or 8-wide loops. gemm picks its own kernels
+//! the same way.
+
+/// Runs `f` compiled for AVX-512 where the CPU has it, else for AVX2 with FMA, else as built. `f` and what
+/// it calls must inline into it (mark them `#[inline(always)]`) to be compiled for the wider instructions.
+#[inline(always)]
+pub fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// The widest vector instructions `widest` uses on this CPU, for the benchmark's report.
+pub fn vector_instructions() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "AVX2";
+        }
+    }
+    "baseline"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_widest_build_of_a_loop_computes_what_the_plain_one_does() {
+        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
+        let update = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| x.mul_add(0.9, 0.1).sqrt().abs()).collect() };
+        assert_eq!(widest(|| update(&values)), update(&values));
+        assert!(["AVX-512", "AVX2", "baseline"].contains(&vector_instructions()));
+    }
+}
