@@ -5,7 +5,7 @@
 //! gradients are each a single pass over the data. A ReLU or leaky ReLU after the norm is applied in the same
 //! pass.
 
-use super::rectifier::{Rectifier, RectifierGradient};
+use super::rectifier::Rectifier;
 use super::{lane_sum, slice};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -43,6 +43,8 @@ struct BatchNormOp {
     /// running averages (constants).
     batch_stats: bool,
     rectifier: Option<Rectifier>,
+    /// The shift, for the backward pass to tell which side of the rectifier each value fell on.
+    beta: Vec<f32>,
 }
 
 impl BatchNormOp {
@@ -69,7 +71,17 @@ impl BatchNormOp {
         y
     }
 
-    /// dx, dgamma and dbeta, concatenated in one buffer.
+    /// The gradient at the norm's output from the gradient `g` at the rectifier's for input value `x` of
+    /// channel `ch` (the rectifier's slope where the normalised value is below zero, as in `normalise`).
+    #[inline(always)]
+    fn through_rectifier(&self, gamma: &[f32], ch: usize) -> impl Fn(f32, f32) -> f32 {
+        let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
+        let scale = self.invstd[ch] * gamma[ch];
+        let shift = self.beta.get(ch).copied().unwrap_or(0.0) - self.mean[ch] * scale;
+        move |g, x| if x * scale + shift > 0.0 { g } else { slope * g }
+    }
+
+    /// dx, dgamma and dbeta, concatenated in one buffer, from the gradient `dy` at the rectifier's output.
     fn gradients(&self, x: &[f32], gamma: &[f32], dy: &[f32]) -> Vec<f32> {
         let (c, p) = (self.channels, self.plane);
         let count = (x.len() / c) as f32;
@@ -77,9 +89,10 @@ impl BatchNormOp {
         // planes in f64.
         let sums: Vec<(f32, f32)> = crate::threads::map_parts((0..c).collect(), |_, ch| {
             let (mut dbeta, mut dyx) = (0f64, 0f64);
+            let through = self.through_rectifier(gamma, ch);
             for (xi, gi) in x.chunks_exact(c * p).zip(dy.chunks_exact(c * p)) {
                 let (g, x) = (&gi[ch * p..(ch + 1) * p], &xi[ch * p..(ch + 1) * p]);
-                let (sum_g, sum_gx) = lane_sums(g, x);
+                let (sum_g, sum_gx) = lane_sums(g, x, &through);
                 dbeta += sum_g as f64;
                 dyx += sum_gx as f64;
             }
@@ -105,8 +118,9 @@ impl BatchNormOp {
         let image = |dx: &mut [f32], x: &[f32], dy: &[f32]| {
             for (ch, (k, slope, offset)) in coefficients.iter().copied().enumerate() {
                 let range = ch * p..(ch + 1) * p;
+                let through = self.through_rectifier(gamma, ch);
                 for ((o, v), g) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
-                    *o = k * g + slope * v + offset;
+                    *o = k * through(*g, *v) + slope * v + offset;
                 }
             }
         };
@@ -130,19 +144,25 @@ fn per_thread(len: usize, image: usize) -> usize {
     (len / image).div_ceil(crate::threads::count()).max(1) * image
 }
 
-/// (Σ g, Σ g·x) in 16 independent lanes, which vectorise where running sums cannot.
-fn lane_sums(g: &[f32], x: &[f32]) -> (f32, f32) {
+/// (Σ g', Σ g'·x) with g' = `through(g, x)`, in 16 independent lanes, which vectorise where running sums
+/// cannot.
+#[inline(always)]
+fn lane_sums(g: &[f32], x: &[f32], through: impl Fn(f32, f32) -> f32) -> (f32, f32) {
     let (mut sum_g, mut sum_gx) = ([0f32; 16], [0f32; 16]);
     let (gs, xs) = (g.chunks_exact(16), x.chunks_exact(16));
     let tail = gs
         .remainder()
         .iter()
         .zip(xs.remainder())
-        .fold((0f32, 0f32), |(a, b), (g, x)| (a + g, b + g * x));
+        .fold((0f32, 0f32), |(a, b), (g, x)| {
+            let g = through(*g, *x);
+            (a + g, b + g * x)
+        });
     for (g, x) in gs.zip(xs) {
         for i in 0..16 {
-            sum_g[i] += g[i];
-            sum_gx[i] += g[i] * x[i];
+            let g = through(g[i], x[i]);
+            sum_g[i] += g;
+            sum_gx[i] += g * x[i];
         }
     }
     (sum_g.iter().sum::<f32>() + tail.0, sum_gx.iter().sum::<f32>() + tail.1)
@@ -171,15 +191,10 @@ impl CustomOp3 for BatchNormOp {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        y: &Tensor,
+        _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // The gradient at the norm's output, before the rectifier.
-        let dy = match self.rectifier {
-            Some(rectifier) => y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))?,
-            None => dy.contiguous()?,
-        };
-        let grads = x.apply_op3_no_bwd(gamma, &dy, &Gradients(self))?;
+        let grads = x.apply_op3_no_bwd(gamma, &dy.contiguous()?, &Gradients(self))?;
         let (n, c) = (x.elem_count(), self.channels);
         Ok((
             Some(grads.narrow(0, 0, n)?.reshape(x.shape())?),
@@ -229,7 +244,13 @@ pub(super) fn batch_norm(
     let batch_stats = running.is_none();
     let (mean, var) = match running {
         Some(stats) => stats,
-        None => channel_stats(&x.flatten_all()?.to_vec1::<f32>()?, channels, plane),
+        None => {
+            let (storage, layout) = x.storage_and_layout();
+            match &*storage {
+                candle_core::Storage::Cpu(values) => channel_stats(slice(values, layout)?, channels, plane),
+                _ => return Err(candle_core::Error::msg("gantry's batch norm runs on the CPU")),
+            }
+        }
     };
     let invstd = var.iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect();
     let op = BatchNormOp {
@@ -239,6 +260,11 @@ pub(super) fn batch_norm(
         plane,
         batch_stats,
         rectifier,
+        beta: if rectifier.is_some() {
+            beta.to_vec1::<f32>()?
+        } else {
+            Vec::new()
+        },
     };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, batch_stats.then_some((mean, var))))
