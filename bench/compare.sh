@@ -13,7 +13,7 @@
 #   THREADS          threads for both (default: number of physical cores)
 #   ROUNDS           alternating rounds per model (default 3)
 #   STEPS            timed steps per measurement (default 30)
-#   STEPS_DCGAN, STEPS_VAE, STEPS_MLPGAN, STEPS_CONVAE   per-model steps (default: STEPS, dcgan 10)
+#   STEPS_DCGAN, STEPS_VAE, STEPS_MLPGAN, STEPS_CONVAE   per-model steps (default: STEPS)
 #   RAW              if set, every single measurement is appended to this file as one JSON line
 # Paths are relative to the repository root (the script changes there first).
 set -euo pipefail
@@ -53,7 +53,6 @@ if [ $# -gt 0 ]; then MODELS=("$@"); else MODELS=(dcgan vae mlpgan convae); fi
 steps_for() {
     local var="STEPS_$(echo "$1" | tr '[:lower:]' '[:upper:]')"
     if [ -n "${!var:-}" ]; then echo "${!var}";
-    elif [ "$1" = dcgan ]; then echo 10;
     else echo "$STEPS"; fi
 }
 
