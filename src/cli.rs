@@ -142,7 +142,8 @@ pub struct BenchArgs {
     /// Print one JSON array (the fields torch_reference.py --json prints).
     #[arg(long)]
     pub json: bool,
-    /// Convolution kernels: Gantry's (fast) or candle's own (to compare against).
+    /// Kernels: Gantry's (fast: convolutions, batch norm, linear products, bias and activations) or candle's
+    /// own ops (to compare against).
     #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
     pub kernels: String,
 }

@@ -44,7 +44,8 @@ pub enum Init {
     Const(f32),
 }
 
-/// Which implementation convolutions run on: ours (im2col + GEMM, see `conv.rs`) or candle's own ops,
+/// Which implementation the layers run on: Gantry's kernels (convolutions in `conv.rs`, batch norm in
+/// `norm.rs`, linear products in `product.rs`, bias and rectifiers in `rectifier.rs`) or candle's own ops,
 /// kept to check ours against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
