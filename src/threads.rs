@@ -7,17 +7,18 @@ use std::sync::Mutex;
 /// The threads Gantry's kernels split work over; 0 until set (then the pools' size).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sizes candle's thread pools (`None`: candle's default, one per physical core). Call first thing in
-/// `main`: the pools read this once, when they start, and the environment must not change while other
-/// threads may read it.
+/// Sizes the thread pools (`None`: one thread per physical core) and keeps candle's own element-wise ops on
+/// the calling thread: Gantry's kernels do the parallel work on their helpers, and candle's barrier pool
+/// would only add threads that spin for the same cores. Call first thing in `main`: the pools read these
+/// once, when they start, and the environment must not change while other threads may read it.
 pub fn configure_pools(threads: Option<usize>) {
     if let Some(threads) = threads.filter(|n| *n > 0) {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
 }
 
-/// The size of candle's pools: one thread per physical core unless `configure_pools` said otherwise.
+/// The threads Gantry's kernels can use: one per physical core unless `configure_pools` said otherwise.
 pub fn pool_size() -> usize {
     candle_core::utils::get_num_threads()
 }
@@ -43,32 +44,33 @@ thread_local! {
 
 /// `work(index, part)` for every part, spread over Gantry's threads, results in the parts' order.
 ///
-/// The calling thread takes parts too, the others go to candle's barrier-pool workers (thread `t` of
-/// `threads` takes parts `t`, `t + threads`, ...), and all meet at a spinning barrier. A training step runs
-/// hundreds of these short passes; rayon's `install` instead puts the caller to sleep until a pool thread
-/// wakes it, and those hand-overs left a fifth of two cores idle (BENCHMARKS.md).
+/// The calling thread takes parts too (thread `t` of `threads` takes parts `t`, `t + threads`, ...), the
+/// others go to the helper threads. A training step runs hundreds of these short passes: rayon's `install`
+/// puts the caller to sleep until a pool thread wakes it, and those hand-overs left a fifth of two cores
+/// idle; a barrier where everyone only spins loses whole time slices when another thread (the workbench
+/// drawing a frame) takes a core from one of them (BENCHMARKS.md).
 pub fn map_parts<T: Send, R: Send>(parts: Vec<T>, work: impl Fn(usize, T) -> R + Sync) -> Vec<R> {
-    let pool = candle_core::utils::barrier_pool();
-    let threads = count().min(pool.n_workers() + 1);
+    let helpers = helpers();
+    let threads = count().min(helpers.threads().len() + 1);
     if threads <= 1 || parts.len() <= 1 || IN_PARTS.with(|flag| flag.get()) {
         return parts.into_iter().enumerate().map(|(i, part)| work(i, part)).collect();
     }
     let parts: Vec<Mutex<Option<T>>> = parts.into_iter().map(|part| Mutex::new(Some(part))).collect();
     let results: Vec<Mutex<Option<R>>> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let workers = pool.n_workers();
-    pool.execute(|tid| {
-        // The caller is the pool's last id: make it thread 0, so that it always has work.
-        let thread = if tid == workers { 0 } else { tid + 1 };
-        if thread >= threads {
-            return;
+    helpers.run(threads, &|thread| {
+        struct InParts;
+        impl Drop for InParts {
+            fn drop(&mut self) {
+                IN_PARTS.with(|flag| flag.set(false));
+            }
         }
         IN_PARTS.with(|flag| flag.set(true));
+        let _in_parts = InParts;
         for i in (thread..parts.len()).step_by(threads) {
             if let Some(part) = lock(&parts[i]).take() {
                 *lock(&results[i]) = Some(work(i, part));
             }
         }
-        IN_PARTS.with(|flag| flag.set(false));
     });
     results
         .into_iter()
@@ -79,6 +81,126 @@ pub fn map_parts<T: Send, R: Send>(parts: Vec<T>, work: impl Fn(usize, T) -> R +
                 .expect("every part ran")
         })
         .collect()
+}
+
+/// One pass for the helpers: `job(thread)` for threads 1..threads (the caller is thread 0).
+type Job = &'static (dyn Fn(usize) + Sync);
+
+/// Threads that run parts of `map_parts` passes, one per core of the pool but the caller's.
+///
+/// A waiting thread spins a little, then yields its core, then (a helper between passes) sleeps: when more
+/// threads want the cores than there are, the waiting one hands its core to the one it waits for instead of
+/// spinning through that one's time slice.
+struct Helpers {
+    threads: std::sync::OnceLock<Vec<std::thread::Thread>>,
+    /// Serialises callers (several runs training at once).
+    call: Mutex<()>,
+    /// The current pass and its number of threads; `generation` counts the passes.
+    job: Mutex<Option<(Job, usize)>>,
+    generation: AtomicUsize,
+    /// Helpers that have not finished the current pass.
+    running: AtomicUsize,
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+/// Spins before a waiting thread starts yielding its core (about as long as a pass takes to set up), and
+/// yields before an idle helper sleeps.
+const SPINS: usize = 25_000;
+const YIELDS: usize = 200;
+
+fn helpers() -> &'static Helpers {
+    static HELPERS: std::sync::OnceLock<Helpers> = std::sync::OnceLock::new();
+    let helpers = HELPERS.get_or_init(|| Helpers {
+        threads: std::sync::OnceLock::new(),
+        call: Mutex::new(()),
+        job: Mutex::new(None),
+        generation: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        panic: Mutex::new(None),
+    });
+    helpers.threads.get_or_init(|| {
+        (1..pool_size())
+            .filter_map(|thread| {
+                std::thread::Builder::new()
+                    .name(format!("gantry-kernels-{thread}"))
+                    .spawn(move || helpers.serve(thread))
+                    .ok()
+                    .map(|handle| handle.thread().clone())
+            })
+            .collect()
+    });
+    helpers
+}
+
+impl Helpers {
+    fn threads(&self) -> &[std::thread::Thread] {
+        self.threads.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Runs `job(thread)` on threads 0..threads, 0 being the caller, and returns when all have finished.
+    fn run(&self, threads: usize, job: &(dyn Fn(usize) + Sync)) {
+        let _call = lock(&self.call);
+        // SAFETY: the helpers use the job only between the generation bump below and their decrement of
+        // `running`, and this function does not return (nor unwind, when `job` panics here) before
+        // `running` is 0.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(job) };
+        self.running.store(self.threads().len(), Ordering::Release);
+        *lock(&self.job) = Some((job, threads));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.threads().iter().for_each(std::thread::Thread::unpark);
+        struct WaitForHelpers<'a>(&'a Helpers);
+        impl Drop for WaitForHelpers<'_> {
+            fn drop(&mut self) {
+                wait_until(|| self.0.running.load(Ordering::Acquire) == 0);
+            }
+        }
+        let wait = WaitForHelpers(self);
+        job(0);
+        drop(wait);
+        if let Some(payload) = lock(&self.panic).take() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
+    /// A helper's life: wait for a new pass, run its part if it has one, report, repeat.
+    fn serve(&self, thread: usize) {
+        let mut seen = 0;
+        loop {
+            let mut waited = 0;
+            while self.generation.load(Ordering::Acquire) == seen {
+                waited += 1;
+                if waited < SPINS {
+                    std::hint::spin_loop();
+                } else if waited < SPINS + YIELDS {
+                    std::thread::yield_now();
+                } else {
+                    // The caller unparks after the bump: a wake-up between the check and the park is kept.
+                    std::thread::park();
+                }
+            }
+            seen = self.generation.load(Ordering::Acquire);
+            let current = *lock(&self.job);
+            if let Some((job, _)) = current.filter(|(_, threads)| thread < *threads) {
+                if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(thread))) {
+                    lock(&self.panic).get_or_insert(payload);
+                }
+            }
+            self.running.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Waits for `done`: spinning a little, then yielding the core to whoever needs it.
+fn wait_until(done: impl Fn() -> bool) {
+    let mut waited = 0;
+    while !done() {
+        waited += 1;
+        if waited < SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// `work(index, part)` for every part, spread over Gantry's threads as `map_parts` does.
@@ -103,6 +225,21 @@ mod tests {
         assert_eq!(count(), pool_size());
         set(0);
         assert_eq!(count(), pool_size());
+    }
+
+    #[test]
+    fn a_panicking_part_reaches_the_caller_and_the_helpers_go_on() {
+        for failing in [4, 5] {
+            let outcome = std::panic::catch_unwind(|| {
+                map_parts((0..8).collect(), |_, part: usize| {
+                    assert_ne!(part, failing, "part {failing} fails");
+                    part
+                })
+            });
+            assert!(outcome.is_err(), "part {failing}'s panic was lost");
+            let doubled = map_parts((0..8).collect(), |_, part: usize| part * 2);
+            assert_eq!(doubled, (0..16).step_by(2).collect::<Vec<_>>());
+        }
     }
 
     #[test]

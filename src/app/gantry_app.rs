@@ -941,8 +941,10 @@ fn repaint_waker(ctx: &Context) -> Waker {
 }
 
 /// The longest a training event waits for a frame. A running trainer reports every step; drawing a frame for
-/// each would take CPU from training, so its events are gathered into one frame every 33 ms (30 per second).
-const TRAINING_FRAME: std::time::Duration = std::time::Duration::from_millis(33);
+/// each would take CPU from training, so its events are gathered into one frame every 50 ms (20 per second):
+/// training keeps every core busy, and each frame's few milliseconds stall it for about twice as long
+/// (BENCHMARKS.md, Workbench).
+const TRAINING_FRAME: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Wakes the UI for the trainer's events, at most one frame per `TRAINING_FRAME`.
 fn training_waker(ctx: &Context) -> Waker {
