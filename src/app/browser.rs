@@ -339,10 +339,18 @@ impl RunBrowser {
         for key in setting_keys {
             ui.label(row.run.setting(key).unwrap_or(""));
         }
-        ui.label(row.steps.to_string());
-        ui.label(row.last.map(significant).unwrap_or_default());
-        ui.label(row.lowest.map(significant).unwrap_or_default());
-        ui.label(&row.losses);
+        // Cells that change with every training step get room to change in: a grid whose columns change
+        // width asks for another frame to lay itself out again, which doubled the frames while training.
+        let changing = |ui: &mut Ui, width: f32, text: &str| {
+            ui.scope(|ui| {
+                ui.set_min_width(width);
+                ui.label(text);
+            });
+        };
+        changing(ui, 50.0, &row.steps.to_string());
+        changing(ui, 60.0, &row.last.map(significant).unwrap_or_default());
+        changing(ui, 60.0, &row.lowest.map(significant).unwrap_or_default());
+        changing(ui, 170.0, &row.losses);
         match &mut self.tagging {
             Some((dir, tags)) if dir == path => {
                 let done = ui
