@@ -2,9 +2,10 @@
 //!
 //! candle's CPU `conv_transpose2d` is a direct loop of dot products, and it also computes `conv2d`'s input
 //! gradient; both dominate a DCGAN step. Here all three products a convolution needs — forward, input
-//! gradient, weight gradient — are one GEMM per image on im2col'd patches, spread over the images on
-//! candle's thread pool. A transposed convolution is the adjoint of a convolution, so it reuses the same
-//! three kernels with their roles swapped. The input gradient is skipped when nothing needs it (the data).
+//! gradient, weight gradient — are GEMMs over the im2col'd patches of a chunk of images at a time, each
+//! thread taking an equal run of the batch (`threads::map_parts`). A transposed convolution is the adjoint of
+//! a convolution, so it reuses the same three kernels with their roles swapped (and makes both its gradients
+//! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
 use super::slice;

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 /// The slope of leaky ReLU below zero (PyTorch's DCGAN and GAN examples use 0.2).
 pub const LEAKY_SLOPE: f32 = 0.2;
 
-/// Below this many values a pass runs on the calling thread: handing it to the pool costs more.
+/// Below this many values a pass runs on the calling thread: sharing it out costs more.
 const PARALLEL_MIN: usize = 1 << 17;
 
 /// An activation the fused ops have (those whose gradient follows from the output's sign).
@@ -37,8 +37,8 @@ impl Rectifier {
     }
 }
 
-/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), on candle's
-/// thread pool when `out` is large enough to be worth sharing.
+/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), one per thread
+/// when `out` is large enough to be worth sharing.
 pub(super) fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let threads = crate::threads::count();
     if out.len() < PARALLEL_MIN || threads == 1 {
@@ -210,7 +210,7 @@ mod tests {
                 .collect()
         };
         // Dense and convolution layouts; the larger ones (over `PARALLEL_MIN` values) are split into spans
-        // over the thread pool.
+        // over the threads.
         let shapes: [&[usize]; 4] = [&[5, 7], &[20000, 7], &[3, 7, 4, 5], &[40, 7, 30, 30]];
         for dims in shapes {
             let (n, features) = (dims.iter().product(), dims[1]);
