@@ -1,24 +1,42 @@
-//! Gantry's own loops (optimiser updates, batch norm, bias and activations) built for the widest vector
-//! instructions the CPU has, chosen at run time: the binary is built for every x86-64 (and any other
-//! architecture), and an AVX-512 or AVX2 CPU still gets 16- or 8-wide loops. gemm picks its own kernels
-//! the same way.
+//! Gantry's own hot loops (the optimiser update) built for the widest vector instructions the CPU has, chosen
+//! at run time: the binary is built for every x86-64 (and any other architecture), and an AVX-512 or AVX2 CPU
+//! still gets 16- or 8-wide loops. gemm picks its own kernels the same way.
+
+/// The widest vector instructions this CPU has that `widest` builds for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vectors {
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    Baseline,
+}
+
+fn vectors() -> Vectors {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Vectors::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Vectors::Avx2;
+        }
+    }
+    Vectors::Baseline
+}
 
 /// Runs `f` compiled for AVX-512 where the CPU has it, else for AVX2 with FMA, else as built. `f` and what
 /// it calls must inline into it (mark them `#[inline(always)]`) to be compiled for the wider instructions.
 #[inline(always)]
 pub fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { avx2(f) };
-        }
+    match vectors() {
+        // SAFETY: the CPU has AVX-512F (and with it AVX2 and FMA).
+        #[cfg(target_arch = "x86_64")]
+        Vectors::Avx512 => unsafe { avx512(f) },
+        // SAFETY: the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Vectors::Avx2 => unsafe { avx2(f) },
+        _ => f(),
     }
-    f()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -35,16 +53,11 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
 
 /// The widest vector instructions `widest` uses on this CPU, for the benchmark's report.
 pub fn vector_instructions() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "AVX-512";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return "AVX2";
-        }
+    match vectors() {
+        Vectors::Avx512 => "AVX-512",
+        Vectors::Avx2 => "AVX2",
+        Vectors::Baseline => "baseline",
     }
-    "baseline"
 }
 
 #[cfg(test)]
