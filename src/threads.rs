@@ -19,8 +19,11 @@ pub fn configure_pools(threads: Option<usize>) {
 }
 
 /// The threads Gantry's kernels can use: one per physical core unless `configure_pools` said otherwise.
+/// Read once, as the pools are sized once: every parallel pass asks, and the answer comes from the
+/// environment.
 pub fn pool_size() -> usize {
-    candle_core::utils::get_num_threads()
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(candle_core::utils::get_num_threads)
 }
 
 /// Sets how many threads Gantry's kernels (convolutions, batch norm, bias and activations, the matrix
