@@ -206,6 +206,21 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
+/// Below this many values an element-wise pass runs on the calling thread: sharing it out costs more.
+pub const PARALLEL_MIN: usize = 1 << 17;
+
+/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), one per thread
+/// when `out` is large enough to be worth sharing.
+pub fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let threads = count();
+    if out.len() < PARALLEL_MIN || threads == 1 {
+        return work(0, out);
+    }
+    let align = align.max(1);
+    let span = out.len().div_ceil(threads).div_ceil(align) * align;
+    for_each_part(out.chunks_mut(span).collect(), |i, part| work(i * span, part));
+}
+
 /// `work(index, part)` for every part, spread over Gantry's threads as `map_parts` does.
 pub fn for_each_part<T: Send>(parts: Vec<T>, work: impl Fn(usize, T) + Sync) {
     map_parts(parts, work);

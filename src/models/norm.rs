@@ -63,10 +63,10 @@ impl BatchNormOp {
                 }
             }
         };
-        let span = per_thread(x.len(), c * p);
-        let parts = y.chunks_mut(span).zip(x.chunks(span)).collect();
-        crate::threads::for_each_part(parts, |_, (y, x): (&mut [f32], &[f32])| {
-            y.chunks_mut(c * p).zip(x.chunks(c * p)).for_each(|(y, x)| image(y, x))
+        crate::threads::in_spans(&mut y, c * p, |at, y| {
+            y.chunks_mut(c * p)
+                .zip(x[at..].chunks(c * p))
+                .for_each(|(y, x)| image(y, x))
         });
         y
     }
@@ -124,10 +124,9 @@ impl BatchNormOp {
                 }
             }
         };
-        let span = per_thread(x.len(), c * p);
-        let parts = dx.chunks_mut(span).zip(x.chunks(span).zip(dy.chunks(span))).collect();
-        crate::threads::for_each_part(parts, |_, (dx, (x, dy)): (&mut [f32], (&[f32], &[f32]))| {
-            for ((dx, x), dy) in dx.chunks_mut(c * p).zip(x.chunks(c * p)).zip(dy.chunks(c * p)) {
+        crate::threads::in_spans(dx, c * p, |at, dx| {
+            let inputs = x[at..].chunks(c * p).zip(dy[at..].chunks(c * p));
+            for (dx, (x, dy)) in dx.chunks_mut(c * p).zip(inputs) {
                 image(dx, x, dy);
             }
         });
@@ -137,11 +136,6 @@ impl BatchNormOp {
         }
         out
     }
-}
-
-/// A span of whole images (`image` values each) per thread over `len` values.
-fn per_thread(len: usize, image: usize) -> usize {
-    (len / image).div_ceil(crate::threads::count()).max(1) * image
 }
 
 /// (Σ g', Σ g'·x) with g' = `through(g, x)`, in 16 independent lanes, which vectorise where running sums

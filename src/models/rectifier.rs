@@ -9,9 +9,6 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 /// The slope of leaky ReLU below zero (PyTorch's DCGAN and GAN examples use 0.2).
 pub const LEAKY_SLOPE: f32 = 0.2;
 
-/// Below this many values a pass runs on the calling thread: sharing it out costs more.
-const PARALLEL_MIN: usize = 1 << 17;
-
 /// An activation the fused ops have (those whose gradient follows from the output's sign).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Rectifier {
@@ -37,18 +34,6 @@ impl Rectifier {
     }
 }
 
-/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), one per thread
-/// when `out` is large enough to be worth sharing.
-pub(super) fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    let threads = crate::threads::count();
-    if out.len() < PARALLEL_MIN || threads == 1 {
-        return work(0, out);
-    }
-    let align = align.max(1);
-    let span = out.len().div_ceil(threads).div_ceil(align) * align;
-    crate::threads::for_each_part(out.chunks_mut(span).collect(), |i, part| work(i * span, part));
-}
-
 /// `rectifier(x)` as one op.
 pub(super) fn rectify(x: &Tensor, rectifier: Rectifier) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Rectify(rectifier))
@@ -65,7 +50,7 @@ impl CustomOp1 for Rectify {
         let x = slice(storage, layout)?;
         let slope = self.0.negative_slope();
         let mut y = vec![0f32; x.len()];
-        in_spans(&mut y, 1, move |at, y| {
+        crate::threads::in_spans(&mut y, 1, move |at, y| {
             for (y, x) in y.iter_mut().zip(&x[at..]) {
                 *y = if *x > 0.0 { *x } else { slope * x };
             }
@@ -112,7 +97,7 @@ impl CustomOp2 for Bias {
         let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
         let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
         let mut y = vec![0f32; z.len()];
-        in_spans(&mut y, image, move |at, y| {
+        crate::threads::in_spans(&mut y, image, move |at, y| {
             for (y, z) in y.chunks_exact_mut(image).zip(z[at..].chunks_exact(image)) {
                 if plane == 1 {
                     for ((y, z), b) in y.iter_mut().zip(z).zip(bias) {
@@ -185,7 +170,7 @@ impl CustomOp2 for RectifierGradient {
         let (y, dy) = (slice(s1, l1)?, slice(s2, l2)?);
         let slope = self.0.negative_slope();
         let mut dz = vec![0f32; y.len()];
-        in_spans(&mut dz, 1, move |at, dz| {
+        crate::threads::in_spans(&mut dz, 1, move |at, dz| {
             for ((dz, y), dy) in dz.iter_mut().zip(&y[at..]).zip(&dy[at..]) {
                 *dz = if *y > 0.0 { *dy } else { slope * dy };
             }
@@ -209,8 +194,8 @@ mod tests {
                 .map(|i| (((i * 7919 + seed) % grid) as f32 / grid as f32 - 0.5) * 4.0)
                 .collect()
         };
-        // Dense and convolution layouts; the larger ones (over `PARALLEL_MIN` values) are split into spans
-        // over the threads.
+        // Dense and convolution layouts; the larger ones (over `threads::PARALLEL_MIN` values) are split into
+        // spans over the threads.
         let shapes: [&[usize]; 4] = [&[5, 7], &[20000, 7], &[3, 7, 4, 5], &[40, 7, 30, 30]];
         for dims in shapes {
             let (n, features) = (dims.iter().product(), dims[1]);
