@@ -374,16 +374,20 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// dw = Σ over chunks of dy · patchesᵀ: the weight gradient, summed in one partial per thread.
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    weight_and_forward(g, x, dy, None).0
+    weight_and_forward(g, x, dy, None)
 }
 
 /// The weight gradient from `x` and `dy` as `conv_backward_weight`, and with `Some(w)` also `conv(x, w)` from
-/// the same patches (a transposed convolution's input gradient needs both from its output gradient).
-fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+/// the same patches (a transposed convolution's input gradient needs both from its output gradient), in one
+/// buffer: the weight gradient, then the product.
+fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) -> Vec<f32> {
     if g.is_dense() {
         // dw (outputs x patch_rows) = dyᵀ · x
-        let dw = product((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false));
-        return (dw, w.map_or_else(Vec::new, |w| conv_forward(g, x, w)));
+        let mut out = product((g.outputs, g.patch_rows(), g.images), (dy, true), (x, false));
+        if let Some(w) = w {
+            out.extend(conv_forward(g, x, w));
+        }
+        return out;
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let threads = crate::threads::count();
@@ -393,8 +397,10 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         split if split.runs >= threads || threads == 1 => (split, Parallelism::None),
         _ => (g.split(1), Parallelism::Rayon(threads)),
     };
-    let mut partials = vec![0f32; split.runs * len];
-    let mut y = vec![0f32; if w.is_some() { g.images * g.out_len() } else { 0 }];
+    let mut out = vec![0f32; len + if w.is_some() { g.images * g.out_len() } else { 0 }];
+    // The first run sums into the output itself, the others into partials of their own.
+    let mut partials = vec![0f32; (split.runs - 1) * len];
+    let (dw, y) = out.split_at_mut(len);
     let y_runs: Vec<&mut [f32]> = match w {
         Some(_) => y.chunks_mut(split.run_images * g.out_len()).collect(),
         None => (0..split.runs).map(|_| &mut [][..]).collect(),
@@ -429,19 +435,17 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
             });
         }
     };
+    let runs: Vec<&mut [f32]> = std::iter::once(dw).chain(partials.chunks_mut(len)).collect();
     if split.runs > 1 {
-        let parts = partials.chunks_mut(len).zip(y_runs).collect();
+        let parts = runs.into_iter().zip(y_runs).collect();
         crate::threads::for_each_part(parts, |run, (dw, y)| accumulate_run(run, dw, y));
-    } else {
-        let y = y_runs.into_iter().next().unwrap_or_default();
-        accumulate_run(0, &mut partials, y);
+    } else if let (Some(dw), Some(y)) = (runs.into_iter().next(), y_runs.into_iter().next()) {
+        accumulate_run(0, dw, y);
     }
-    let (first, rest) = partials.split_at_mut(len);
-    for partial in rest.chunks(len) {
-        first.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    for partial in partials.chunks(len) {
+        out[..len].iter_mut().zip(partial).for_each(|(a, b)| *a += b);
     }
-    partials.truncate(len);
-    (partials, y)
+    out
 }
 
 /// Which product of a convolution a kernel op computes; the first operand is the one named first.
@@ -564,10 +568,9 @@ impl CustomOp3 for WeightAndInput {
     ) -> Result<(CpuStorage, Shape)> {
         let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         // The transposed convolution's output gradient is the input of the convolution it is the adjoint of.
-        let (mut dw, dx) = weight_and_forward(&self.0, dy, x, Some(w));
-        dw.extend_from_slice(&dx);
-        let len = dw.len();
-        Ok((CpuStorage::F32(dw), Shape::from(len)))
+        let both = weight_and_forward(&self.0, dy, x, Some(w));
+        let len = both.len();
+        Ok((CpuStorage::F32(both), Shape::from(len)))
     }
 }
 
