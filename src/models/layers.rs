@@ -500,7 +500,6 @@ pub struct DenseBlock {
     linear: Linear,
     norm: NormLayer,
     activation: Activation,
-    kernels: Kernels,
 }
 
 impl DenseBlock {
@@ -521,16 +520,18 @@ impl DenseBlock {
             linear: Linear::new(b, name, inputs, outputs)?,
             norm: NormLayer::new(b, &format!("{name}.norm"), norm, outputs)?,
             activation,
-            kernels: b.kernels,
         })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self.norm {
             NormLayer::None => self.linear.forward_activated(x, self.activation, mode),
-            _ => self
-                .norm
-                .forward_activated(&self.linear.forward(x, mode)?, mode, self.activation, self.kernels),
+            _ => self.norm.forward_activated(
+                &self.linear.forward(x, mode)?,
+                mode,
+                self.activation,
+                self.linear.kernels,
+            ),
         }
     }
 }
