@@ -225,6 +225,16 @@ impl Geometry {
         self.out_pixels() == 1 && self.padding == 0 && self.kernel == self.height && self.kernel == self.width
     }
 
+    /// The split of the batch over Gantry's threads and how its GEMMs run: one run per thread, each GEMM on
+    /// one thread; with fewer images than threads, one run whose GEMMs are multi-threaded.
+    fn plan(&self) -> (Split, Parallelism) {
+        let threads = crate::threads::count();
+        match self.split(threads) {
+            split if split.runs >= threads || threads == 1 => (split, Parallelism::None),
+            _ => (self.split(1), Parallelism::Rayon(threads)),
+        }
+    }
+
     /// How the batch is shared out: one run of consecutive images per thread (all runs as long as possible,
     /// so that no thread waits for another), each run in even chunks of images that share one patch matrix
     /// of about `COLUMNS` columns.
@@ -289,24 +299,17 @@ fn images_first(rows_of: &[f32], rows: usize, pixels: usize, images: &mut [f32])
 /// image): one run of chunks per thread when there are enough images, else one chunk at a time with a
 /// multi-threaded GEMM.
 fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
-    let threads = crate::threads::count();
-    let split = g.split(threads);
-    let run = |first: usize, out: &mut [f32], parallelism: Parallelism| {
+    let (split, parallelism) = g.plan();
+    let run = |first: usize, out: &mut [f32]| {
         for (c, o) in out.chunks_mut(split.chunk_images * per_image).enumerate() {
             work(first + c * split.chunk_images, o, parallelism);
         }
     };
-    if threads == 1 {
-        run(0, out, Parallelism::None);
-    } else if split.runs >= threads {
+    if split.runs > 1 {
         let runs = out.chunks_mut(split.run_images * per_image).collect();
-        crate::threads::for_each_part(runs, |t, o| run(t * split.run_images, o, Parallelism::None));
+        crate::threads::for_each_part(runs, |t, o| run(t * split.run_images, o));
     } else {
-        // Fewer images than threads: one split for the whole batch, its GEMMs multi-threaded.
-        let whole = g.split(1);
-        for (c, o) in out.chunks_mut(whole.chunk_images * per_image).enumerate() {
-            work(c * whole.chunk_images, o, Parallelism::Rayon(threads));
-        }
+        run(0, out);
     }
 }
 
@@ -390,13 +393,8 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         return out;
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
-    let threads = crate::threads::count();
-    // One run per thread, each summing its own partial; with fewer images than threads, one run whose
-    // GEMMs are multi-threaded.
-    let (split, parallelism) = match g.split(threads) {
-        split if split.runs >= threads || threads == 1 => (split, Parallelism::None),
-        _ => (g.split(1), Parallelism::Rayon(threads)),
-    };
+    // Each run sums its own partial.
+    let (split, parallelism) = g.plan();
     let mut out = vec![0f32; len + if w.is_some() { g.images * g.out_len() } else { 0 }];
     // The first run sums into the output itself, the others into partials of their own.
     let mut partials = vec![0f32; (split.runs - 1) * len];
