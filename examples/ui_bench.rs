@@ -73,7 +73,7 @@ fn config() -> gantry::config::RunConfig {
 /// Training images/s of a finished run, from its own metrics: images trained over the seconds spent in
 /// training steps (`wall_s`), so loading and start-up count for neither side.
 fn trained_images_per_s(run: &std::path::Path, batch: f64) -> f64 {
-    let rows = gantry::runs::read_metrics(run).expect("the run wrote its metrics");
+    let rows = gantry::runs::read_metrics(run).expect("the run wrote its metrics").rows;
     let last = rows.last().expect("the run trained");
     last.step as f64 * batch / last.wall_s
 }
@@ -86,7 +86,7 @@ fn headless() -> f64 {
         config,
         RunOptions {
             out_dir: Some(dir.clone()),
-            resume: false,
+            ..RunOptions::default()
         },
         None,
     );

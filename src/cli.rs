@@ -3,14 +3,16 @@
 
 use crate::config::RunConfig;
 use crate::data;
+use crate::footprint::{available_memory, machine_speed, Footprint};
 use crate::models::layers::Kernels;
 use crate::models::preflight;
 use crate::presets::{self, PRESETS};
 use crate::runs::RunDir;
 use crate::sweep::{self, Axis};
 use crate::train::session::Session;
-use crate::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use crate::train::worker::{Ending, Event, RunOptions, Trainer};
 use clap::{Parser, Subcommand};
+use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code for a run that failed while loading or training.
 pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for a run stopped by Ctrl-C or SIGTERM (after its last checkpoint), as shells report SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser, Debug)]
 #[command(name = "gantry", version, about = "Train GANs and autoencoders and watch them learn")]
@@ -114,6 +118,9 @@ pub struct TrainArgs {
     /// Run directory (default: `runs/<name>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Crash the training thread at this step (to see how a crash is reported).
+    #[arg(long, hide = true)]
+    pub panic_at_step: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,6 +159,9 @@ pub struct BenchArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     crate::threads::configure_pools(cli.threads);
+    if cli.command.is_some() {
+        end_quietly_on_closed_pipe();
+    }
     match cli.command {
         // No subcommand: open the workbench.
         None => crate::app::run(),
@@ -167,6 +177,35 @@ pub fn main() -> i32 {
         Some(Cmd::Fork(args)) => fork(args),
         Some(Cmd::Export(args)) => export(args),
     }
+}
+
+/// Output piped into a reader that stops early (`gantry presets | head -1`) ends the process quietly, as
+/// for other command-line tools, instead of panicking in `println!`.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: restores the default disposition of SIGPIPE (Rust's runtime ignores it); no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A channel that closes on Ctrl-C or SIGTERM: runs driven with it stop, checkpoint and record
+/// `status = "stopped"`. A second signal while they stop ends the process at once.
+fn closed_on_signal() -> Receiver<()> {
+    let (sender, receiver) = crossbeam_channel::bounded::<()>(0);
+    let sender = std::sync::Mutex::new(Some(sender));
+    let installed = ctrlc::set_handler(move || {
+        let mut sender = sender.lock().unwrap_or_else(|e| e.into_inner());
+        if sender.take().is_some() {
+            eprintln!("stopping: writing a last checkpoint (press Ctrl-C again to quit at once)");
+        } else {
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will end the run without a last checkpoint ({e})");
+    }
+    receiver
 }
 
 /// The config a command would run, with every override applied and checked; errors name the key.
@@ -197,9 +236,21 @@ pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunCon
     if let Some(key) = stored.and_then(|stored| stored.restart_needed_for(&config)) {
         return Err(format!("{key} cannot change when resuming a run"));
     }
-    let shape = data::expected_shape(&config.data)?;
-    preflight(&config.model, shape).map_err(|e| format!("model.kind = {:?}: {e}", config.model.kind))?;
+    check_before_allocating(&config)?;
     Ok(config)
+}
+
+/// The pre-flight check: the memory and time estimate (refused when it does not fit the memory available),
+/// then the model built and run on two items. Prints nothing; errors name the setting to change.
+fn check_before_allocating(config: &RunConfig) -> Result<Footprint, String> {
+    let model_error = |e: String| format!("model.kind = {:?}: {e}", config.model.kind);
+    let footprint = Footprint::of(config).map_err(model_error)?;
+    if let Some(available) = available_memory() {
+        footprint.check_fits(config, available)?;
+    }
+    let shape = data::expected_shape(&config.data)?;
+    preflight(&config.model, shape).map_err(model_error)?;
+    Ok(footprint)
 }
 
 fn default_out_dir(args: &ConfigArgs) -> PathBuf {
@@ -226,87 +277,86 @@ fn train(args: TrainArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (out_dir, resume) = match &args.resume {
-        Some(dir) => (dir.clone(), true),
-        None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args.base)), false),
+    if let Ok(footprint) = Footprint::of(&config) {
+        println!("estimate: {}", footprint.describe(Some(machine_speed())));
+    }
+    let options = match &args.resume {
+        Some(dir) => RunOptions {
+            out_dir: Some(dir.clone()),
+            resume: true,
+            panic_at_step: args.panic_at_step,
+        },
+        None => RunOptions {
+            out_dir: Some(args.out.clone().unwrap_or_else(|| default_out_dir(&args.base))),
+            resume: false,
+            panic_at_step: args.panic_at_step,
+        },
     };
-    train_with_progress(config, out_dir, resume)
+    train_with_progress(config, options)
 }
 
 /// Trains a run (new, or continued from its newest checkpoint) to its budget with a progress bar.
-fn train_with_progress(config: RunConfig, out_dir: PathBuf, resume: bool) -> i32 {
+fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
     let budget = config.train.steps;
-    let trainer = Trainer::spawn(
-        config,
-        RunOptions {
-            out_dir: Some(out_dir.clone()),
-            resume,
-        },
-        None,
-    );
+    let out_dir = options.out_dir.clone().expect("CLI runs have a directory");
+    let trainer = Trainer::spawn(config, options, None);
     let bar = ProgressBar::new(budget);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").expect("a valid template"));
     let started = Instant::now();
     let (mut first_step, mut last) = (None, None);
-    let mut failed = false;
-    for event in trainer.events().iter() {
-        match event {
-            Event::Loaded(info) => {
-                // `suspend` prints whether or not the bar is drawn (it is hidden when not on a terminal).
-                bar.suspend(|| {
-                    println!("data: {}", info.data.describe());
-                    for note in &info.data.notes {
-                        println!("  {note}");
-                    }
-                    for net in &info.networks {
-                        println!("{}: {} parameters", net.name, net.params);
-                    }
-                });
-                bar.set_position(info.step);
-                first_step = Some(info.step);
-                trainer.send(Command::Start);
-            }
-            Event::Progress { what, done, total } => {
-                let amount = match (done * 100).checked_div(total) {
-                    Some(percent) => format!("{percent}%"),
-                    None => format!("{done}"),
-                };
-                bar.set_message(format!("{what}: {amount}"));
-            }
-            Event::Metrics(row) => {
-                bar.set_position(row.step);
-                bar.set_message(format_metrics(&row));
-                last = Some(row);
-            }
-            Event::Error(message) => {
-                bar.suspend(|| eprintln!("error: {message}"));
-                failed = true;
-            }
-            Event::State(RunState::Finished | RunState::Failed) => break,
-            Event::State(RunState::Paused) if failed => break,
-            _ => {}
+    let ending = trainer.run_to_end(&closed_on_signal(), |event| match event {
+        Event::Loaded(info) => {
+            // `suspend` prints whether or not the bar is drawn (it is hidden when not on a terminal).
+            bar.suspend(|| {
+                println!("data: {}", info.data.describe());
+                for note in &info.data.notes {
+                    println!("  {note}");
+                }
+                for net in &info.networks {
+                    println!("{}: {} parameters", net.name, net.params);
+                }
+            });
+            bar.set_position(info.step);
+            first_step = Some(info.step);
         }
-    }
+        Event::Progress { what, done, total } => {
+            let amount = match (done * 100).checked_div(*total) {
+                Some(percent) => format!("{percent}%"),
+                None => format!("{done}"),
+            };
+            bar.set_message(format!("{what}: {amount}"));
+        }
+        Event::Metrics(row) => {
+            bar.set_position(row.step);
+            bar.set_message(format_metrics(row));
+            last = Some(row.clone());
+        }
+        Event::Warning(message) => bar.suspend(|| eprintln!("warning: {message}")),
+        Event::Refused(message) | Event::Halted(message) | Event::Fatal(message) => {
+            bar.suspend(|| eprintln!("error: {message}"))
+        }
+        _ => {}
+    });
     bar.finish_and_clear();
     drop(trainer);
+    let (how, code) = match &ending {
+        Ending::Finished => ("done", 0),
+        Ending::Stopped => ("then stopped (continue with --resume)", EXIT_INTERRUPTED),
+        Ending::Halted(_) => ("then paused on an error (continue with --resume)", EXIT_FAILURE),
+        Ending::Failed(_) => ("then failed", EXIT_FAILURE),
+    };
     let Some(row) = last else {
         eprintln!("no steps were trained (run directory: {})", out_dir.display());
-        return EXIT_FAILURE;
+        return if code == 0 { EXIT_FAILURE } else { code };
     };
     let steps = row.step - first_step.unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} steps {} in {seconds:.1} s: {} -> {}",
-        steps,
-        if failed { "then stopped on an error" } else { "done" },
+        "{steps} steps {how} in {seconds:.1} s: {} -> {}",
         format_metrics(&row),
         out_dir.display()
     );
-    if failed {
-        EXIT_FAILURE
-    } else {
-        0
-    }
+    code
 }
 
 fn format_metrics(row: &crate::train::MetricRow) -> String {
@@ -400,8 +450,7 @@ fn sweep(args: SweepArgs) -> i32 {
             .collect::<Result<Vec<_>, _>>()?;
         let points = sweep::expand(&base, &axes)?;
         for point in &points {
-            let shape = data::expected_shape(&point.config.data)?;
-            preflight(&point.config.model, shape).map_err(|e| format!("{}: {e}", point.name()))?;
+            check_before_allocating(&point.config).map_err(|e| format!("{}: {e}", point.name()))?;
         }
         Ok((axes, points))
     });
@@ -418,10 +467,10 @@ fn sweep(args: SweepArgs) -> i32 {
         (None, Some(row)) => println!("{}: {} steps, {}", o.point.name(), row.step, format_metrics(row)),
         (None, None) => println!("{}: no steps", o.point.name()),
     };
-    let outcomes = sweep::run(points, &args.out, args.parallel, &report);
+    let outcomes = sweep::run(points, &args.out, args.parallel, &closed_on_signal(), &report);
     let summary = args.out.join("summary.csv");
-    if let Err(e) = std::fs::write(&summary, sweep::summary_csv(&axes, &outcomes)) {
-        eprintln!("error: {}: cannot write: {e}", summary.display());
+    if let Err(message) = crate::fsio::write(&summary, &sweep::summary_csv(&axes, &outcomes)) {
+        eprintln!("error: {message}");
         return EXIT_FAILURE;
     }
     println!("summary: {}", summary.display());
@@ -448,7 +497,14 @@ fn fork(args: ForkArgs) -> i32 {
         Ok(config)
     });
     match prepared {
-        Ok(config) => train_with_progress(config, args.out, true),
+        Ok(config) => train_with_progress(
+            config,
+            RunOptions {
+                out_dir: Some(args.out),
+                resume: true,
+                panic_at_step: None,
+            },
+        ),
         Err(message) => {
             eprintln!("error: {message}");
             EXIT_USAGE

@@ -371,6 +371,23 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (m, d, o, t) = (&self.model, &self.data, &self.optimizer, &self.train);
         positive("model.latent", m.latent as f64)?;
+        at_most("model.latent", m.latent as u64, MAX_LATENT)?;
+        if m.hidden.len() > MAX_LAYERS {
+            return Err(invalid(
+                "model.hidden",
+                format!(
+                    "{} layers are more than the {MAX_LAYERS} an MLP here may have",
+                    m.hidden.len()
+                ),
+            ));
+        }
+        if let Some(w) = m.hidden.iter().find(|w| **w as u64 > MAX_WIDTH) {
+            return Err(invalid(
+                "model.hidden",
+                format!("layer width {w} is above the largest, {MAX_WIDTH}"),
+            ));
+        }
+        at_most("model.base_width", m.base_width as u64, MAX_BASE_WIDTH)?;
         if m.hidden.is_empty() && !m.kind.is_conv() {
             return Err(invalid(
                 "model.hidden",
@@ -397,6 +414,7 @@ impl RunConfig {
 
         crate::data::DataSpec::parse(&d.source).map_err(|e| invalid("data.source", e))?;
         positive("data.count", d.count as f64)?;
+        at_most("data.count", d.count as u64, MAX_ITEMS)?;
         if !(0.0..0.9).contains(&d.holdout) {
             return Err(invalid("data.holdout", format!("{} must be in [0, 0.9)", d.holdout)));
         }
@@ -425,11 +443,14 @@ impl RunConfig {
         unit_interval("optimizer.alpha", o.alpha)?;
 
         positive("train.steps", t.steps as f64)?;
+        at_most("train.steps", t.steps, MAX_STEPS)?;
         positive("train.batch_size", t.batch_size as f64)?;
+        at_most("train.batch_size", t.batch_size as u64, MAX_BATCH)?;
         positive("train.sample_every", t.sample_every as f64)?;
         positive("train.eval_every", t.eval_every as f64)?;
         positive("train.checkpoint_every", t.checkpoint_every as f64)?;
         positive("train.d_steps", t.d_steps as f64)?;
+        at_most("train.d_steps", t.d_steps as u64, MAX_D_STEPS)?;
         if !(0.0..0.5).contains(&t.label_smoothing) {
             return Err(invalid(
                 "train.label_smoothing",
@@ -466,6 +487,25 @@ impl RunConfig {
             ("train.grid_size", self.train.grid_size != other.train.grid_size),
         ];
         checks.into_iter().find(|(_, changed)| *changed).map(|(key, _)| key)
+    }
+}
+
+/// Upper bounds of counts, far above any useful setting and below what would exhaust a machine before the
+/// pre-flight estimate could say so (a billion generated items would take minutes to make, say).
+pub const MAX_LATENT: u64 = 4096;
+pub const MAX_WIDTH: u64 = 16384;
+pub const MAX_LAYERS: usize = 16;
+pub const MAX_BASE_WIDTH: u64 = 1024;
+pub const MAX_ITEMS: u64 = 1_000_000;
+pub const MAX_BATCH: u64 = 8192;
+pub const MAX_STEPS: u64 = 1_000_000_000;
+pub const MAX_D_STEPS: u64 = 100;
+
+fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} is above the largest allowed, {max}")))
     }
 }
 
@@ -529,6 +569,11 @@ mod tests {
         assert_eq!(err.key, "optimizer.lr");
         let err = c.set("train.batch_size=0").unwrap_err();
         assert_eq!(err.key, "train.batch_size");
+        let err = c.set("train.batch_size=100000000").unwrap_err();
+        assert_eq!(err.key, "train.batch_size");
+        assert!(err.message.contains("largest"), "{err}");
+        assert_eq!(c.set("model.hidden=[100000000]").unwrap_err().key, "model.hidden");
+        assert_eq!(c.set("data.count=1000000000").unwrap_err().key, "data.count");
         let err = c.set("nosuch.key=1").unwrap_err();
         assert!(err.message.contains("unknown section"));
         assert_eq!(

@@ -62,14 +62,17 @@ fn to_byte(v: f32) -> u8 {
 impl ImageGrid {
     /// Encodes as PNG (for run directories and "save grid").
     pub fn write_png(&self, path: &std::path::Path) -> Result<(), String> {
-        image::save_buffer(
-            path,
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::write_buffer_with_format(
+            &mut png,
             &self.rgba,
             self.width as u32,
             self.height as u32,
             image::ColorType::Rgba8,
+            image::ImageFormat::Png,
         )
-        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))
+        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))?;
+        crate::fsio::write(path, png.get_ref())
     }
 }
 

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod footprint;
+pub mod fsio;
 pub mod grid;
 pub mod memory;
 pub mod models;

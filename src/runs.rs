@@ -2,14 +2,15 @@
 //! `samples/` and `recon/` PNGs, and atomically written checkpoints in `checkpoints/`.
 
 use crate::config::RunConfig;
+use crate::fsio::{self, io_error};
 use crate::grid::ImageGrid;
 use crate::train::MetricRow;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const META_FILE: &str = "run.toml";
@@ -97,10 +98,22 @@ impl RunMeta {
         toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))
     }
 
-    /// Writes `run.toml` through a temporary file, so a reader never sees half of it.
+    /// Writes `run.toml` crash-safely, so a reader never sees half of it.
     pub fn write(&self, dir: &Path) -> Result<(), String> {
         let text = toml::to_string_pretty(self).expect("run metadata always serializes");
-        write_atomically(&dir.join(META_FILE), text.as_bytes())
+        fsio::write(&dir.join(META_FILE), text.as_bytes())
+    }
+
+    /// Reads `run.toml` (a fresh one when it is missing or unreadable), changes it and writes it back, as one
+    /// step: the training thread (status, progress) and the run list (name, tags) both edit the file, and
+    /// neither may lose the other's change.
+    pub fn update<T>(dir: &Path, edit: impl FnOnce(&mut RunMeta) -> T) -> Result<T, String> {
+        static RUN_META: Mutex<()> = Mutex::new(());
+        let _held = RUN_META.lock().unwrap_or_else(|e| e.into_inner());
+        let mut meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
+        let result = edit(&mut meta);
+        meta.write(dir)?;
+        Ok(result)
     }
 }
 
@@ -108,34 +121,48 @@ impl RunMeta {
 pub struct RunDir {
     path: PathBuf,
     metrics: File,
+    /// Length of `metrics.csv` up to its last whole row.
+    metrics_len: u64,
+    /// Rows not yet written (the disk was full or the file could not be written); they go out first next time.
+    unwritten: Vec<u8>,
     columns: Vec<String>,
-    meta: RunMeta,
 }
 
 /// The CSV header of a run with these metric columns.
-fn metrics_header(columns: &[&str]) -> String {
+fn metrics_header(columns: &[&str]) -> Vec<String> {
     ["step", "epoch", "wall_s"]
         .iter()
         .chain(columns)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn io_error(path: &Path, what: &str, e: std::io::Error) -> String {
-    format!("{}: cannot {what}: {e}", path.display())
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// Writes a run's `config.toml`.
-fn write_config(dir: &Path, config: &RunConfig) -> Result<(), String> {
-    let path = dir.join(CONFIG_FILE);
-    fs::write(&path, config.to_toml()).map_err(|e| io_error(&path, "write", e))
+pub fn write_config(dir: &Path, config: &RunConfig) -> Result<(), String> {
+    fsio::write(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let temp = path.with_extension("tmp");
-    fs::write(&temp, bytes).map_err(|e| io_error(&temp, "write", e))?;
-    fs::rename(&temp, path).map_err(|e| io_error(path, "replace", e))
+/// A CSV document (header and rows; or one row and no more) as bytes, for a crash-safe write.
+pub fn csv_bytes<R: AsRef<[u8]>>(
+    header: impl IntoIterator<Item = R>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let written = writer
+        .write_record(header)
+        .and_then(|()| rows.into_iter().try_for_each(|row| writer.write_record(&row)));
+    written.expect("CSV into memory cannot fail");
+    writer.into_inner().expect("CSV into memory cannot fail")
+}
+
+/// Opens `metrics.csv` for appending rows, with its length.
+fn metrics_appender(path: &Path) -> Result<(File, u64), String> {
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| io_error(path, "open", e))?;
+    let len = file.metadata().map_err(|e| io_error(path, "open", e))?.len();
+    Ok((file, len))
 }
 
 /// A run directory's own name (the last part of its path), which is also a new run's name.
@@ -158,16 +185,17 @@ impl RunDir {
         fs::create_dir_all(path).map_err(|e| io_error(path, "create the run directory", e))?;
         write_config(path, config)?;
         let metrics_path = path.join(METRICS_FILE);
-        let mut metrics = File::create(&metrics_path).map_err(|e| io_error(&metrics_path, "create", e))?;
-        writeln!(metrics, "{}", metrics_header(columns)).map_err(|e| io_error(&metrics_path, "write", e))?;
+        let no_rows: [Vec<String>; 0] = [];
+        fsio::write(&metrics_path, &csv_bytes(metrics_header(columns), no_rows))?;
         // A run queued in the workbench already has its name and tags.
-        let meta = RunMeta::read(path).unwrap_or_else(|_| RunMeta::new(&dir_name(path)));
-        meta.write(path)?;
+        RunMeta::update(path, |_| ())?;
+        let (metrics, metrics_len) = metrics_appender(&metrics_path)?;
         Ok(RunDir {
             path: path.to_path_buf(),
             metrics,
+            metrics_len,
+            unwritten: Vec::new(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
-            meta,
         })
     }
 
@@ -180,28 +208,28 @@ impl RunDir {
 
     /// Reopens a run to continue from its checkpoint at `step`: metric rows written after that step (since
     /// the last checkpoint) are dropped so the file has each step once.
+    /// A torn last row (the power went while it was written) is dropped too.
     pub fn reopen(path: &Path, columns: &[&str], step: u64) -> Result<RunDir, String> {
         let metrics_path = path.join(METRICS_FILE);
-        let text = fs::read_to_string(&metrics_path).map_err(|e| io_error(&metrics_path, "read", e))?;
+        let table = MetricsTable::read(&metrics_path)?;
         let expected = metrics_header(columns);
-        if text.lines().next() != Some(expected.as_str()) {
+        if table.header != expected {
             return Err(format!(
-                "{}: header differs from this run's metrics ({expected})",
-                metrics_path.display()
+                "{}: header differs from this run's metrics ({})",
+                metrics_path.display(),
+                expected.join(",")
             ));
         }
-        fs::write(&metrics_path, rows_up_to(&text, step)).map_err(|e| io_error(&metrics_path, "rewrite", e))?;
-        let metrics = OpenOptions::new()
-            .append(true)
-            .open(&metrics_path)
-            .map_err(|e| io_error(&metrics_path, "open", e))?;
+        fsio::write(&metrics_path, &table.bytes_up_to(step))?;
         // Runs written before run.toml existed get one now.
-        let meta = RunMeta::read(path).unwrap_or_else(|_| RunMeta::new(&dir_name(path)));
+        RunMeta::update(path, |_| ())?;
+        let (metrics, metrics_len) = metrics_appender(&metrics_path)?;
         Ok(RunDir {
             path: path.to_path_buf(),
             metrics,
+            metrics_len,
+            unwritten: Vec::new(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
-            meta,
         })
     }
 
@@ -211,28 +239,37 @@ impl RunDir {
 
     /// Records the run's status and progress in `run.toml`.
     pub fn set_status(&mut self, status: RunStatus, steps_done: u64) -> Result<(), String> {
-        // The name and tags may have been changed (in the run browser) since this run was opened.
-        if let Ok(on_disk) = RunMeta::read(&self.path) {
-            self.meta = on_disk;
-        }
-        self.meta.status = status;
-        self.meta.steps_done = steps_done;
-        self.meta.write(&self.path)
+        RunMeta::update(&self.path, |meta| {
+            meta.status = status;
+            meta.steps_done = steps_done;
+        })
     }
 
-    /// Appends one row and flushes it, so the file is readable while training runs.
+    /// Appends one row (after any rows that could not be written before), so the file is readable while
+    /// training runs. On an error nothing is lost: the file is cut back to its last whole row and the rows
+    /// wait for the next call.
     pub fn append(&mut self, row: &MetricRow) -> Result<(), String> {
-        let mut line = format!("{},{},{}", row.step, row.epoch, row.wall_s);
-        for column in &self.columns {
-            line.push(',');
-            if let Some(v) = row.get(column) {
-                line.push_str(&v.to_string());
+        use std::io::Write;
+        let mut cells = vec![row.step.to_string(), row.epoch.to_string(), row.wall_s.to_string()];
+        cells.extend(
+            self.columns
+                .iter()
+                .map(|column| row.get(column).map(|v| v.to_string()).unwrap_or_default()),
+        );
+        let no_more: [Vec<String>; 0] = [];
+        self.unwritten.extend(csv_bytes(&cells, no_more));
+        match self.metrics.write_all(&self.unwritten) {
+            Ok(()) => {
+                self.metrics_len += self.unwritten.len() as u64;
+                self.unwritten.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // A part-written row would join the next one.
+                let _ = self.metrics.set_len(self.metrics_len);
+                Err(io_error(&self.path.join(METRICS_FILE), "append to", e))
             }
         }
-        let path = self.path.join(METRICS_FILE);
-        writeln!(self.metrics, "{line}")
-            .and_then(|_| self.metrics.flush())
-            .map_err(|e| io_error(&path, "append to", e))
     }
 
     pub fn save_grid(&self, kind: GridKind, step: u64, grid: &ImageGrid) -> Result<PathBuf, String> {
@@ -243,34 +280,81 @@ impl RunDir {
         Ok(path)
     }
 
-    /// Writes the checkpoint of `step` to a temporary file and renames it into place, so a crash mid-write
-    /// never leaves a broken checkpoint.
+    /// Writes the checkpoint of `step` crash-safely: a crash mid-write never leaves a broken checkpoint.
     pub fn save_checkpoint(&self, step: u64, tensors: &HashMap<String, Tensor>) -> Result<PathBuf, String> {
         let path = checkpoint_path(&self.path, step);
         let folder = path.parent().expect("checkpoint paths have a folder");
         fs::create_dir_all(folder).map_err(|e| io_error(folder, "create", e))?;
-        let temp = path.with_extension("tmp");
-        candle_core::safetensors::save(tensors, &temp)
-            .map_err(|e| format!("{}: cannot write checkpoint: {e}", temp.display()))?;
-        fs::rename(&temp, &path).map_err(|e| io_error(&path, "place the checkpoint", e))?;
+        fsio::replace_with(&path, |temp| {
+            candle_core::safetensors::save(tensors, temp).map_err(|e| io_error(&path, "write the checkpoint", e))
+        })?;
         Ok(path)
     }
 }
 
-/// The lines of a metrics CSV (header included) whose step is at most `step`.
-fn rows_up_to(text: &str, step: u64) -> String {
-    text.lines()
-        .enumerate()
-        .filter(|(i, line)| {
-            *i == 0
-                || line
-                    .split(',')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_some_and(|s| s <= step)
-        })
-        .map(|(_, line)| format!("{line}\n"))
-        .collect()
+/// A `metrics.csv` as read: its header and the rows that parsed, as text cells with their line numbers.
+struct MetricsTable {
+    header: Vec<String>,
+    rows: Vec<(u64, Vec<String>)>,
+    /// Line numbers of rows that did not parse (a torn last line after a power cut, say).
+    skipped: Vec<u64>,
+}
+
+impl MetricsTable {
+    fn read(path: &Path) -> Result<MetricsTable, String> {
+        let file = File::open(path).map_err(|e| io_error(path, "read", e))?;
+        MetricsTable::parse(std::io::BufReader::new(file), path)
+    }
+
+    /// Parses a metrics CSV from `input`; `path` names it in messages. Rows are written whole with their line
+    /// ending, so a last line without one was cut off mid-write and is passed over.
+    fn parse(mut input: impl std::io::Read, path: &Path) -> Result<MetricsTable, String> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).map_err(|e| io_error(path, "read", e))?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let torn = whole < bytes.len() && whole > 0;
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(&bytes[..if torn { whole } else { bytes.len() }]);
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| io_error(path, "read", e))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        if header.len() < 3 || header[..3] != ["step", "epoch", "wall_s"] {
+            return Err(format!(
+                "{}: not a metrics file (its header is not step,epoch,wall_s,…)",
+                path.display()
+            ));
+        }
+        let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+        for (index, record) in reader.records().enumerate() {
+            let line = index as u64 + 2;
+            match record {
+                Ok(r) if r.len() == header.len() && r[0].parse::<u64>().is_ok() => {
+                    rows.push((line, r.iter().map(str::to_string).collect()))
+                }
+                Ok(_) => skipped.push(line),
+                Err(e) if e.is_io_error() => return Err(io_error(path, "read", e)),
+                Err(_) => skipped.push(line),
+            }
+        }
+        if torn {
+            skipped.push(bytes[..whole].iter().filter(|b| **b == b'\n').count() as u64 + 1);
+        }
+        Ok(MetricsTable { header, rows, skipped })
+    }
+
+    /// The file again with only the rows up to `step`.
+    fn bytes_up_to(&self, step: u64) -> Vec<u8> {
+        let kept = self
+            .rows
+            .iter()
+            .filter(|(_, row)| row[0].parse::<u64>().is_ok_and(|s| s <= step))
+            .map(|(_, row)| row.clone());
+        csv_bytes(&self.header, kept)
+    }
 }
 
 pub fn grid_path(dir: &Path, kind: GridKind, step: u64) -> PathBuf {
@@ -310,17 +394,32 @@ pub fn grid_steps(dir: &Path, kind: GridKind) -> Vec<u64> {
     steps_in(dir, kind.folder(), "png")
 }
 
-/// Loads the checkpoint of `step`, or the newest one.
-pub fn load_checkpoint(dir: &Path, step: Option<u64>) -> Result<HashMap<String, Tensor>, String> {
-    let step = match step {
-        Some(s) => s,
-        None => *checkpoint_steps(dir)
-            .last()
-            .ok_or_else(|| format!("{}: the run has no checkpoint to continue from", dir.display()))?,
-    };
+/// Loads the checkpoint of `step`.
+pub fn load_checkpoint(dir: &Path, step: u64) -> Result<HashMap<String, Tensor>, String> {
     let file = checkpoint_path(dir, step);
     candle_core::safetensors::load(&file, &Device::Cpu)
         .map_err(|e| format!("{}: cannot read checkpoint: {e}", file.display()))
+}
+
+/// Continues from the newest checkpoint that `restore` accepts: a newest one that is corrupt (or does not
+/// fit the model) is passed over for the one before it. Returns the step restored and a note on every
+/// checkpoint passed over.
+pub fn restore_newest(
+    dir: &Path,
+    mut restore: impl FnMut(&HashMap<String, Tensor>) -> Result<(), String>,
+) -> Result<(u64, Vec<String>), String> {
+    let mut passed_over = Vec::new();
+    for step in checkpoint_steps(dir).into_iter().rev() {
+        match load_checkpoint(dir, step).and_then(|tensors| restore(&tensors)) {
+            Ok(()) => return Ok((step, passed_over)),
+            Err(message) => passed_over.push(format!("{message}; trying the checkpoint before it")),
+        }
+    }
+    let reason = match passed_over.is_empty() {
+        true => "the run has no checkpoint to continue from".to_string(),
+        false => format!("no checkpoint could be read ({})", passed_over.join("; ")),
+    };
+    Err(format!("{}: {reason}", dir.display()))
 }
 
 /// Makes `child` a new run that continues `parent` from its checkpoint at `step` with `config` (which may
@@ -335,24 +434,22 @@ pub fn fork(parent: &Path, step: u64, child: &Path, config: &RunConfig) -> Resul
     if !source.exists() {
         return Err(format!("{}: no checkpoint at step {step}", parent.display()));
     }
-    if child.exists() {
-        return Err(format!("{} already exists", child.display()));
-    }
-    fs::create_dir_all(child.join(CHECKPOINT_DIR)).map_err(|e| io_error(child, "create", e))?;
-    fs::copy(&source, checkpoint_path(child, step)).map_err(|e| io_error(&source, "copy", e))?;
-    write_config(child, config)?;
-    let metrics = parent.join(METRICS_FILE);
-    let text = fs::read_to_string(&metrics).map_err(|e| io_error(&metrics, "read", e))?;
-    let child_metrics = child.join(METRICS_FILE);
-    fs::write(&child_metrics, rows_up_to(&text, step)).map_err(|e| io_error(&child_metrics, "write", e))?;
-    let meta = RunMeta {
-        parent: Some(parent.to_path_buf()),
-        fork_step: Some(step),
-        steps_done: step,
-        status: RunStatus::Paused,
-        ..RunMeta::new(&dir_name(child))
-    };
-    meta.write(child)
+    let metrics = MetricsTable::read(&parent.join(METRICS_FILE))?;
+    // The child appears whole or not at all.
+    fsio::create_dir_with(child, |made| {
+        fs::create_dir_all(made.join(CHECKPOINT_DIR)).map_err(|e| io_error(child, "create", e))?;
+        fs::copy(&source, checkpoint_path(made, step)).map_err(|e| io_error(&source, "copy", e))?;
+        write_config(made, config)?;
+        fsio::write(&made.join(METRICS_FILE), &metrics.bytes_up_to(step))?;
+        let meta = RunMeta {
+            parent: Some(parent.to_path_buf()),
+            fork_step: Some(step),
+            steps_done: step,
+            status: RunStatus::Paused,
+            ..RunMeta::new(&dir_name(child))
+        };
+        meta.write(made)
+    })
 }
 
 /// Reads a saved grid back as RGBA8.
@@ -380,19 +477,25 @@ pub fn export_gif(dir: &Path, kind: GridKind, out: &Path, frame_ms: u32) -> Resu
             kind.folder()
         ));
     }
-    let file = File::create(out).map_err(|e| io_error(out, "create", e))?;
-    let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    let fail = |e: image::ImageError| format!("{}: cannot write GIF: {e}", out.display());
-    encoder.set_repeat(Repeat::Infinite).map_err(fail)?;
-    for &step in &steps {
-        let grid = read_grid(dir, kind, step)?;
-        let buffer = image::RgbaImage::from_raw(grid.width as u32, grid.height as u32, grid.rgba)
-            .expect("a grid's buffer matches its size");
-        let delay = image::Delay::from_numer_denom_ms(frame_ms, 1);
-        encoder
-            .encode_frame(image::Frame::from_parts(buffer, 0, 0, delay))
-            .map_err(fail)?;
-    }
+    fsio::replace_with(out, |temp| {
+        let file = File::create(temp).map_err(|e| io_error(out, "create", e))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let mut encoder = GifEncoder::new_with_speed(&mut writer, 10);
+        let fail = |e: image::ImageError| format!("{}: cannot write GIF: {e}", out.display());
+        encoder.set_repeat(Repeat::Infinite).map_err(fail)?;
+        for &step in &steps {
+            let grid = read_grid(dir, kind, step)?;
+            let buffer = image::RgbaImage::from_raw(grid.width as u32, grid.height as u32, grid.rgba)
+                .expect("a grid's buffer matches its size");
+            let delay = image::Delay::from_numer_denom_ms(frame_ms, 1);
+            encoder
+                .encode_frame(image::Frame::from_parts(buffer, 0, 0, delay))
+                .map_err(fail)?;
+        }
+        // The encoder writes the GIF's trailer when dropped.
+        drop(encoder);
+        std::io::Write::flush(&mut writer).map_err(|e| io_error(out, "write", e))
+    })?;
     Ok(steps.len())
 }
 
@@ -401,40 +504,66 @@ pub fn export_png_sequence(dir: &Path, kind: GridKind, out: &Path) -> Result<usi
     fs::create_dir_all(out).map_err(|e| io_error(out, "create", e))?;
     let steps = grid_steps(dir, kind);
     for (i, &step) in steps.iter().enumerate() {
-        let (from, to) = (grid_path(dir, kind, step), out.join(format!("frame-{i:04}.png")));
-        fs::copy(&from, &to).map_err(|e| io_error(&from, "copy", e))?;
+        let from = grid_path(dir, kind, step);
+        let bytes = fs::read(&from).map_err(|e| io_error(&from, "read", e))?;
+        fsio::write(&out.join(format!("frame-{i:04}.png")), &bytes)?;
     }
     Ok(steps.len())
 }
 
-/// Reads a run's `metrics.csv` back into rows (empty cells are metrics not measured at that step).
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
-    let metrics_path = path.join(METRICS_FILE);
-    let text = fs::read_to_string(&metrics_path).map_err(|e| io_error(&metrics_path, "read", e))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let bad = |line: usize| format!("{}: line {} is not a metrics row", metrics_path.display(), line + 2);
-    lines
-        .enumerate()
-        .map(|(i, line)| {
-            let cells: Vec<&str> = line.split(',').collect();
-            if cells.len() != header.len() || header.len() < 3 {
-                return Err(bad(i));
-            }
-            let values = header[3..]
-                .iter()
-                .zip(&cells[3..])
-                .filter(|(_, cell)| !cell.is_empty())
-                .map(|(name, cell)| cell.parse::<f64>().map(|v| (name.to_string(), v)).map_err(|_| bad(i)))
-                .collect::<Result<_, _>>()?;
-            Ok(MetricRow {
-                step: cells[0].parse().map_err(|_| bad(i))?,
-                epoch: cells[1].parse().map_err(|_| bad(i))?,
-                wall_s: cells[2].parse().map_err(|_| bad(i))?,
+/// A run's metric rows as read back, and the lines that were not rows.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub rows: Vec<MetricRow>,
+    /// A note naming the file and the lines passed over, when some were.
+    pub warning: Option<String>,
+}
+
+/// Reads a run's `metrics.csv` back into rows (empty cells are metrics not measured at that step). Lines that
+/// are not rows (a torn last line after a power cut) are passed over and named in the warning; only a file
+/// that cannot be read at all, or is not a metrics file, is an error.
+pub fn read_metrics(dir: &Path) -> Result<Metrics, String> {
+    let path = dir.join(METRICS_FILE);
+    metrics_from(MetricsTable::read(&path)?, &path)
+}
+
+/// Reads metrics CSV bytes as [`read_metrics`] reads a run's file: the entry point of the fuzzing harness.
+pub fn parse_metrics(bytes: &[u8]) -> Result<Metrics, String> {
+    let path = Path::new(METRICS_FILE);
+    metrics_from(MetricsTable::parse(bytes, path)?, path)
+}
+
+fn metrics_from(table: MetricsTable, path: &Path) -> Result<Metrics, String> {
+    let mut skipped = table.skipped;
+    let mut rows = Vec::with_capacity(table.rows.len());
+    for (line, cells) in &table.rows {
+        let number = |cell: &str| cell.parse::<f64>().ok();
+        let values: Option<Vec<(String, f64)>> = table.header[3..]
+            .iter()
+            .zip(&cells[3..])
+            .filter(|(_, cell)| !cell.is_empty())
+            .map(|(name, cell)| number(cell).map(|v| (name.clone(), v)))
+            .collect();
+        match (cells[0].parse(), number(&cells[1]), number(&cells[2]), values) {
+            (Ok(step), Some(epoch), Some(wall_s), Some(values)) => rows.push(MetricRow {
+                step,
+                epoch,
+                wall_s,
                 values,
-            })
-        })
-        .collect()
+            }),
+            _ => skipped.push(*line),
+        }
+    }
+    skipped.sort_unstable();
+    let warning = (!skipped.is_empty()).then(|| {
+        let lines: Vec<String> = skipped.iter().map(u64::to_string).collect();
+        format!(
+            "{}: passed over line {} (not a complete metrics row)",
+            path.display(),
+            lines.join(", ")
+        )
+    });
+    Ok(Metrics { rows, warning })
 }
 
 /// One run as the run browser lists it.
@@ -486,10 +615,12 @@ pub fn list_runs(root: &Path) -> (Vec<RunSummary>, Vec<String>) {
         let summary = RunDir::read_config(&dir).and_then(|config| {
             let meta = RunMeta::read(&dir).unwrap_or_else(|_| RunMeta::new(&dir_name(&dir)));
             // A queued run has no metrics file yet.
-            let rows = match dir.join(METRICS_FILE).exists() {
+            let metrics = match dir.join(METRICS_FILE).exists() {
                 true => read_metrics(&dir)?,
-                false => Vec::new(),
+                false => Metrics::default(),
             };
+            problems.extend(metrics.warning);
+            let rows = metrics.rows;
             Ok(RunSummary {
                 path: dir.clone(),
                 meta,
@@ -512,15 +643,14 @@ pub fn write_queued(dir: &Path, config: &RunConfig, tags: &[String]) -> Result<(
     fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the run directory", e))?;
     write_config(dir, config)?;
     // A run queued again (started from the browser) keeps its name and tags.
-    let mut meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
-    meta.status = RunStatus::Queued;
-    meta.tags.extend(
-        tags.iter()
-            .filter(|t| !meta.tags.contains(t))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    meta.write(dir)
+    RunMeta::update(dir, |meta| {
+        meta.status = RunStatus::Queued;
+        for tag in tags {
+            if !meta.tags.contains(tag) {
+                meta.tags.push(tag.clone());
+            }
+        }
+    })
 }
 
 /// Deletes a run directory with everything in it. Refuses a folder that is not a run.
@@ -624,8 +754,97 @@ mod tests {
     }
 
     #[test]
-    fn rows_up_to_keeps_the_header_and_earlier_steps() {
-        let csv = "step,epoch\n1,0\n2,0\n3,0\n";
-        assert_eq!(rows_up_to(csv, 2), "step,epoch\n1,0\n2,0\n");
+    fn a_torn_last_line_is_passed_over_with_a_warning_and_dropped_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "step,epoch,wall_s,loss\n1,0,0.1,0.5\n2,0\n3,0,0.3,0.4\n4,0,0.4,0.";
+        fs::write(dir.path().join(METRICS_FILE), csv).unwrap();
+        let metrics = read_metrics(dir.path()).unwrap();
+        assert_eq!(metrics.rows.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 3]);
+        assert!(metrics.warning.unwrap().contains("line 3, 5"));
+        let torn = "step,epoch,wall_s,loss\n1,0,0.1,0.5\n2,0,0.";
+        fs::write(dir.path().join(METRICS_FILE), torn).unwrap();
+        let mut run = RunDir::reopen(dir.path(), &["loss"], 5).unwrap();
+        let row = MetricRow {
+            step: 2,
+            epoch: 0.0,
+            wall_s: 0.2,
+            values: vec![("loss".into(), 0.25)],
+        };
+        run.append(&row).unwrap();
+        let again = read_metrics(dir.path()).unwrap();
+        assert_eq!(again.warning, None);
+        assert_eq!(
+            again.rows.iter().map(|r| r.get("loss")).collect::<Vec<_>>(),
+            [Some(0.5), Some(0.25)]
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn rows_that_meet_a_full_disk_are_written_once_it_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::create(dir.path(), &RunConfig::default(), &["loss"]).unwrap();
+        let row = |step| MetricRow {
+            step,
+            epoch: 0.0,
+            wall_s: 0.0,
+            values: vec![("loss".into(), step as f64)],
+        };
+        run.append(&row(1)).unwrap();
+        let real = std::mem::replace(
+            &mut run.metrics,
+            OpenOptions::new().append(true).open("/dev/full").unwrap(),
+        );
+        assert!(run.append(&row(2)).unwrap_err().contains("metrics.csv"));
+        run.metrics = real;
+        run.append(&row(3)).unwrap();
+        let steps: Vec<u64> = read_metrics(dir.path()).unwrap().rows.iter().map(|r| r.step).collect();
+        assert_eq!(steps, [1, 2, 3]);
+    }
+
+    #[test]
+    fn concurrent_edits_of_run_toml_keep_each_others_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for step in 1..=100 {
+                    RunMeta::update(dir.path(), |m| m.steps_done = step).unwrap();
+                }
+            });
+            scope.spawn(|| {
+                for i in 0..100 {
+                    RunMeta::update(dir.path(), |m| m.tags.push(format!("t{i}"))).unwrap();
+                }
+            });
+        });
+        let meta = RunMeta::read(dir.path()).unwrap();
+        assert_eq!((meta.steps_done, meta.tags.len()), (100, 100));
+    }
+
+    #[test]
+    fn the_newest_readable_checkpoint_is_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensor = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
+        let run = RunDir {
+            path: dir.path().to_path_buf(),
+            metrics: File::create(dir.path().join("m")).unwrap(),
+            metrics_len: 0,
+            unwritten: Vec::new(),
+            columns: Vec::new(),
+        };
+        run.save_checkpoint(10, &HashMap::from([("w".to_string(), tensor(1.0))]))
+            .unwrap();
+        run.save_checkpoint(20, &HashMap::from([("w".to_string(), tensor(2.0))]))
+            .unwrap();
+        fs::write(checkpoint_path(dir.path(), 30), b"\x08\0\0\0\0\0\0\0{garbage").unwrap();
+        let mut restored = None;
+        let (step, notes) = restore_newest(dir.path(), |t| {
+            restored = Some(t["w"].to_vec1::<f32>().unwrap()[0]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((step, restored), (20, Some(2.0)));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("step-000030"), "{notes:?}");
     }
 }

@@ -1,8 +1,9 @@
 //! Sweeps: one run per point of a grid over one or more settings, and a summary table of their results.
 
 use crate::config::RunConfig;
-use crate::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use crate::train::worker::{Ending, Event, RunOptions, Trainer};
 use crate::train::MetricRow;
+use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -99,8 +100,15 @@ pub struct Outcome {
 }
 
 /// Trains every point to its step budget, at most `parallel` at once, writing `out/<point name>/`.
-/// `report` hears about each run as it ends.
-pub fn run(points: Vec<Point>, out: &Path, parallel: usize, report: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
+/// `report` hears about each run as it ends. Closing `stop` stops the runs in training (each writes its
+/// checkpoint) and leaves the rest untrained.
+pub fn run(
+    points: Vec<Point>,
+    out: &Path,
+    parallel: usize,
+    stop: &Receiver<()>,
+    report: &(dyn Fn(&Outcome) + Sync),
+) -> Vec<Outcome> {
     let queue = Mutex::new(points.into_iter().enumerate().collect::<Vec<_>>());
     let outcomes = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -109,9 +117,12 @@ pub fn run(points: Vec<Point>, out: &Path, parallel: usize, report: &(dyn Fn(&Ou
                 let Some((index, point)) = queue.lock().expect("queue lock").pop() else {
                     break;
                 };
-                let outcome = train_point(point, out);
+                let outcome = train_point(point, out, stop);
                 report(&outcome);
                 outcomes.lock().expect("outcomes lock").push((index, outcome));
+                if matches!(stop.try_recv(), Err(TryRecvError::Disconnected) | Ok(())) {
+                    break;
+                }
             });
         }
     });
@@ -120,29 +131,24 @@ pub fn run(points: Vec<Point>, out: &Path, parallel: usize, report: &(dyn Fn(&Ou
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
-fn train_point(point: Point, out: &Path) -> Outcome {
+fn train_point(point: Point, out: &Path, stop: &Receiver<()>) -> Outcome {
     let dir = out.join(point.name());
-    let trainer = Trainer::spawn(
-        point.config.clone(),
-        RunOptions {
-            out_dir: Some(dir.clone()),
-            resume: false,
-        },
-        None,
-    );
-    let (mut rows, mut error) = (Vec::new(), None);
-    for event in trainer.events().iter() {
-        match event {
-            Event::Loaded(_) => {
-                trainer.send(Command::Start);
-            }
-            Event::Metrics(row) => rows.push(row),
-            Event::Error(message) => error = Some(message),
-            Event::State(RunState::Finished | RunState::Failed) => break,
-            Event::State(RunState::Paused) if error.is_some() => break,
-            _ => {}
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(point.config.clone(), options, None);
+    let mut rows = Vec::new();
+    let ending = trainer.run_to_end(stop, |event| {
+        if let Event::Metrics(row) = event {
+            rows.push(row.clone());
         }
-    }
+    });
+    let error = match ending {
+        Ending::Finished => None,
+        Ending::Stopped => Some("stopped before its budget".to_string()),
+        Ending::Halted(message) | Ending::Failed(message) => Some(message),
+    };
     Outcome {
         point,
         dir,
@@ -153,7 +159,7 @@ fn train_point(point: Point, out: &Path) -> Outcome {
 
 /// The summary CSV: one row per point with its settings, steps done, last value of every metric and the
 /// lowest value of every loss-like metric.
-pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> String {
+pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> Vec<u8> {
     let mut metrics: Vec<String> = Vec::new();
     for o in outcomes {
         for (name, _) in o.rows.iter().flat_map(|r| &r.values) {
@@ -172,8 +178,7 @@ pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> String {
     header.extend(metrics.iter().map(|m| format!("final_{m}")));
     header.extend(lossy.iter().map(|m| format!("best_{m}")));
     header.push("error".into());
-    let mut csv = header.join(",") + "\n";
-    for o in outcomes {
+    let rows = outcomes.iter().map(|o| {
         let mut cells = vec![o.point.name()];
         cells.extend(o.point.assignments.iter().map(|(_, v)| v.clone()));
         cells.push(o.rows.last().map(|r| r.step).unwrap_or(0).to_string());
@@ -185,10 +190,10 @@ pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> String {
         );
         let best = |m: &str| o.rows.iter().filter_map(|r| r.get(m)).reduce(f64::min);
         cells.extend(lossy.iter().map(|m| best(m).map(|v| v.to_string()).unwrap_or_default()));
-        cells.push(o.error.clone().unwrap_or_default().replace([',', '\n'], ";"));
-        csv += &(cells.join(",") + "\n");
-    }
-    csv
+        cells.push(o.error.clone().unwrap_or_default());
+        cells
+    });
+    crate::runs::csv_bytes(header, rows)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn train_writes_a_run_directory_and_resume_continues_it() {
     ] {
         assert!(run.join(file).exists(), "{file} missing");
     }
-    let rows = read_metrics(&run).unwrap();
+    let rows = read_metrics(&run).unwrap().rows;
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<_>>()
@@ -77,7 +77,7 @@ fn train_writes_a_run_directory_and_resume_continues_it() {
 
     let out = gantry(&["train", "--resume", run_s, "--steps", "30"]);
     assert!(out.status.success(), "{}", text(&out));
-    let rows = read_metrics(&run).unwrap();
+    let rows = read_metrics(&run).unwrap().rows;
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         (1..=30).collect::<Vec<_>>()
@@ -157,4 +157,145 @@ fn bench_prints_json_with_torch_references_fields() {
     assert_eq!(row["model"], "mlpgan");
     assert_eq!(row["batch"], 64);
     assert_eq!(row["threads"], 1, "--threads sets the training threads");
+}
+
+fn status_of(run: &Path) -> String {
+    let text = std::fs::read_to_string(run.join("run.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("status")).unwrap().to_string();
+    line.trim_start_matches("status = ").trim_matches('"').to_string()
+}
+
+#[test]
+fn a_crash_in_training_exits_non_zero_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("crash");
+    let args = [
+        "train",
+        "--preset",
+        "mlp-gan-digits",
+        "--set",
+        "data.count=300",
+        "--steps",
+        "20",
+        "--panic-at-step",
+        "5",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let out = gantry(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("crashed after step 4"), "{}", text(&out));
+    assert!(!text(&out).contains(" done "), "{}", text(&out));
+    assert_eq!(status_of(&run), "failed");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn sigterm_stops_the_run_with_a_checkpoint_and_status_stopped() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("long");
+    let args = [
+        "train",
+        "--preset",
+        "mlp-gan-digits",
+        "--set",
+        "data.count=300",
+        "--steps",
+        "1000000",
+        "--set",
+        "train.checkpoint_every=1000000",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while read_metrics(&run).map_or(0, |m| m.rows.len()) < 3 {
+        assert!(std::time::Instant::now() < deadline, "the run trains");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert_eq!(status_of(&run), "stopped");
+    let last = read_metrics(&run).unwrap().rows.last().unwrap().step;
+    assert_eq!(
+        gantry::runs::checkpoint_steps(&run),
+        [last],
+        "a last checkpoint at the last step"
+    );
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("presets")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn configs_too_big_for_the_machine_are_refused_before_allocating() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    // Twelve layers of 16,384 in G and in D (each within the bounds): ≈ 5.9 billion weights, 22 GiB alone.
+    let wide = format!("model.hidden={:?}", [16384; 12]);
+    let cases = [
+        (wide.as_str(), "lower model.hidden"),
+        (
+            "train.batch_size=100000000",
+            "train.batch_size: 100000000 is above the largest allowed",
+        ),
+        (
+            "data.count=1000000000",
+            "data.count: 1000000000 is above the largest allowed",
+        ),
+    ];
+    for (setting, expected) in cases {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command.args([
+            "train",
+            "--preset",
+            "mlp-gan-digits",
+            "--set",
+            setting,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        // SAFETY: only setrlimit runs between fork and exec. At most 4 GiB of address space: a config that
+        // started allocating what it asks for would abort instead of being refused.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 4 << 30,
+                    rlim_max: 4 << 30,
+                };
+                match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{setting}: {stderr}");
+        assert!(stderr.contains(expected), "{setting}: {stderr}");
+        assert!(!out.exists(), "nothing is written for a refused config");
+    }
 }

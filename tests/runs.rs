@@ -16,6 +16,7 @@ fn train_to_budget(config: RunConfig, dir: &Path, resume: bool) {
         RunOptions {
             out_dir: Some(dir.to_path_buf()),
             resume,
+            ..RunOptions::default()
         },
         None,
     );
@@ -29,6 +30,7 @@ fn train_to_budget(config: RunConfig, dir: &Path, resume: bool) {
 fn values_after(dir: &Path, step: u64) -> Vec<Vec<(String, f64)>> {
     runs::read_metrics(dir)
         .unwrap()
+        .rows
         .iter()
         .filter(|r| r.step > step)
         .map(deterministic_values)
@@ -54,7 +56,7 @@ fn a_fork_continues_its_parent_exactly_unless_a_setting_changed() {
         values_after(&parent, 6),
         "same settings: bit-identical continuation"
     );
-    let rows = runs::read_metrics(&same).unwrap();
+    let rows = runs::read_metrics(&same).unwrap().rows;
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         (1..=12).collect::<Vec<_>>()
@@ -202,7 +204,7 @@ fn the_fork_cli_continues_a_run_with_changed_settings() {
         child.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows = runs::read_metrics(&child).unwrap();
+    let rows = runs::read_metrics(&child).unwrap().rows;
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         (1..=10).collect::<Vec<_>>()

@@ -8,7 +8,7 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
-use gantry::app::GantryApp;
+use gantry::app::{AppOptions, GantryApp};
 use gantry::presets::preset;
 use gantry::train::worker::RunState;
 use std::time::{Duration, Instant};
@@ -238,7 +238,9 @@ fn an_impossible_combination_disables_start_and_says_why() {
 #[test]
 fn data_that_cannot_load_is_named_and_blocks_start() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.data.source = "toy:nope".into());
-    harness.run_steps(2);
+    wait_until(&mut harness, "the data preview", |h| {
+        h.query_by_label_contains("Cannot load the data").is_some()
+    });
     // Named where the dataset is chosen (and again where the launch check lists what blocks Start).
     assert!(
         harness
@@ -258,15 +260,15 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
     });
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
     harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the error", |h| h.state().run().last_error().is_some());
-    let error = harness.state().run().last_error().unwrap().to_string();
+    wait_until(&mut harness, "the error", |h| h.state().run().problem().is_some());
+    let error = harness.state().run().problem().unwrap().message().to_string();
     assert!(
         error.contains("became") && error.contains("paused"),
         "the message names the metric: {error}"
     );
     harness.run_steps(2);
     assert!(
-        harness.query_by_label(&format!("Error: {error}")).is_some(),
+        harness.query_by_label(&format!("Paused: {error}")).is_some(),
         "a banner shows the cause"
     );
     wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
@@ -277,6 +279,48 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
     harness.run_steps(2);
     assert_eq!(state(&harness), None);
     assert!(enabled(&harness, "Start"), "a new run can start");
+}
+
+#[test]
+fn a_crash_in_training_fails_the_run_frees_its_slot_and_says_why() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        config: preset("mlp-gan-digits").unwrap(),
+        ..Settings::default()
+    };
+    settings.config.data.count = 600;
+    settings.browser.parallel = 1;
+    let options = AppOptions {
+        runs_dir: Some(runs.path().to_path_buf()),
+        crash_training_at_step: Some(4),
+        machine_speed: Some(workbench::SPEED),
+    };
+    let mut harness = workbench::harness_with(settings, options);
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the failure", |h| state(h) == Some(RunState::Failed));
+    let problem = harness.state().run().problem().cloned().unwrap();
+    assert!(
+        problem.is_fatal() && problem.message().contains("crashed after step 3"),
+        "{problem:?}"
+    );
+    harness.run_steps(2);
+    assert!(
+        harness
+            .query_by_label(&format!("Failed: {}", problem.message()))
+            .is_some(),
+        "a banner says why"
+    );
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    assert_eq!(
+        gantry::runs::RunMeta::read(&dir).unwrap().status,
+        gantry::runs::RunStatus::Failed
+    );
+    // The crashed run holds no training slot: the next one starts (and crashes the same way).
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the second run to fail", |h| {
+        h.state().run().dir() != Some(dir.as_path()) && state(h) == Some(RunState::Failed)
+    });
 }
 
 /// Snapshots hold what is deterministic for a fixed seed and step count: the run list and the status bar
@@ -342,7 +386,7 @@ fn trained_run(root: &std::path::Path, name: &str, lr: &str) -> std::path::PathB
     let dir = root.join(name);
     let options = RunOptions {
         out_dir: Some(dir.clone()),
-        resume: false,
+        ..RunOptions::default()
     };
     let trainer = Trainer::spawn(config, options, None);
     trainer.send(Command::Start);
@@ -353,7 +397,7 @@ fn trained_run(root: &std::path::Path, name: &str, lr: &str) -> std::path::PathB
             .expect("the run reports")
         {
             Event::State(RunState::Finished) => break,
-            Event::Error(message) => panic!("{message}"),
+            Event::Fatal(message) | Event::Halted(message) => panic!("{message}"),
             _ => {}
         }
     }

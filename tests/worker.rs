@@ -88,10 +88,13 @@ fn a_live_hyperparameter_change_reaches_the_session_and_a_shape_change_is_refuse
     assert_eq!(applied.optimizer.lr, 0.0123);
     config.model.latent = 3;
     trainer.send(Command::SetConfig(Box::new(config)));
-    let error = wait_for(
-        &trainer,
-        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
-    );
+    let error = wait_for(&trainer, |e| {
+        if let Event::Refused(m) = e {
+            Some(m.clone())
+        } else {
+            None
+        }
+    });
     assert!(error.contains("model.latent"), "{error}");
 }
 
@@ -103,10 +106,13 @@ fn a_nan_loss_pauses_the_run_and_names_the_metric() {
     config.set("optimizer.lr=1e300").unwrap();
     let trainer = ready(config);
     trainer.send(Command::Start);
-    let error = wait_for(
-        &trainer,
-        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
-    );
+    let error = wait_for(&trainer, |e| {
+        if let Event::Halted(m) = e {
+            Some(m.clone())
+        } else {
+            None
+        }
+    });
     assert!(error.contains("at step") && error.contains("paused"), "{error}");
     assert_eq!(next_state(&trainer), RunState::Paused);
 }
@@ -133,15 +139,84 @@ fn dropping_the_handle_stops_and_joins_a_running_thread() {
 }
 
 #[test]
-fn bad_data_reaches_the_caller_as_an_error_event() {
+fn bad_data_reaches_the_caller_as_a_fatal_event() {
     let mut config = small("mlp-gan-digits");
     config.data.source = "toy:ring".into();
     config.model.kind = gantry::config::ModelKind::Dcgan;
     let trainer = Trainer::spawn(config, RunOptions::default(), None);
     let error = wait_for(
         &trainer,
-        |e| if let Event::Error(m) = e { Some(m.clone()) } else { None },
+        |e| if let Event::Fatal(m) = e { Some(m.clone()) } else { None },
     );
     assert!(error.contains("DCGAN"), "{error}");
     assert_eq!(next_state(&trainer), RunState::Failed);
+}
+
+#[test]
+fn a_panic_in_training_fails_the_run_with_its_message() {
+    let options = RunOptions {
+        panic_at_step: Some(3),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(small("mlp-gan-digits"), options, None);
+    trainer.send(Command::Start);
+    let fatal = wait_for(
+        &trainer,
+        |e| if let Event::Fatal(m) = e { Some(m.clone()) } else { None },
+    );
+    assert!(
+        fatal.contains("crashed after step 2") && fatal.contains("asked to crash at step 3"),
+        "{fatal}"
+    );
+    assert_eq!(next_state(&trainer), RunState::Failed);
+    assert!(
+        !trainer.is_gone(),
+        "the thread stays to be stopped, so its owner sees the failure"
+    );
+}
+
+#[test]
+fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("run");
+    let mut config = small("mlp-gan-digits");
+    config.set("train.steps=6").unwrap();
+    config.set("train.checkpoint_every=3").unwrap();
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    // A file where the checkpoint folder belongs: as a full disk or a folder made read-only, writes fail.
+    std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
+    trainer.send(Command::Start);
+    let halted = wait_for(&trainer, |e| {
+        if let Event::Halted(m) = e {
+            Some(m.clone())
+        } else {
+            None
+        }
+    });
+    assert!(halted.contains("checkpoints") && halted.contains("Resume"), "{halted}");
+    assert_eq!(next_state(&trainer), RunState::Paused);
+    let more: Vec<Event> = std::iter::from_fn(|| trainer.try_recv()).collect();
+    assert!(
+        more.iter().all(|e| e.problem().is_none()),
+        "one message, not one per step: {more:?}"
+    );
+    std::fs::remove_file(dir.join("checkpoints")).unwrap();
+    trainer.send(Command::Resume);
+    wait_for(&trainer, |e| {
+        matches!(e, Event::State(RunState::Finished)).then_some(())
+    });
+    drop(trainer);
+    assert_eq!(gantry::runs::checkpoint_steps(&dir), [6]);
+    let steps: Vec<u64> = gantry::runs::read_metrics(&dir)
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6], "no row is lost or repeated");
 }

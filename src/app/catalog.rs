@@ -138,7 +138,7 @@ impl Catalog {
         if !fresh {
             let mut history = RunHistory::default();
             if length > 0 {
-                for row in runs::read_metrics(dir)? {
+                for row in runs::read_metrics(dir)?.rows {
                     history.push(&row);
                 }
             }

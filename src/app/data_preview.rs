@@ -3,8 +3,9 @@
 
 use crate::config::DataConfig;
 use crate::data::{self, Dataset, DatasetSummary, ItemShape};
-use crate::train::worker::Waker;
+use crate::train::worker::{panic_message, Waker};
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 /// Points of toy data the preview scatter shows.
@@ -115,7 +116,11 @@ impl PreviewLoader {
                         waker();
                     }
                 };
-                let result = data::load(&key.0, key.1, &report).map(|dataset| DataPreview::of(&dataset));
+                let loaded = catch_unwind(AssertUnwindSafe(|| data::load(&key.0, key.1, &report)));
+                let result = match loaded {
+                    Ok(loaded) => loaded.map(|dataset| DataPreview::of(&dataset)),
+                    Err(panic) => Err(format!("loading the data crashed: {}", panic_message(panic.as_ref()))),
+                };
                 *progress.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let _ = sender.send((key, result));
                 waker();

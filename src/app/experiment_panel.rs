@@ -1,10 +1,10 @@
 //! The Experiment section: preset, model family and kind, the architecture controls that apply to the
 //! chosen model, and the live parameter count / shape pre-flight.
 
+use super::launch_check::Verdict;
 use super::settings::Settings;
 use super::widgets::{choice, form_row, ACTIVATIONS, NORMS, RECONS};
 use crate::config::{ModelConfig, ModelKind};
-use crate::models::NetSummary;
 use crate::presets::{self, PRESETS};
 use eframe::egui;
 use egui::{ComboBox, DragValue, Grid, Ui};
@@ -13,7 +13,8 @@ pub struct ExperimentPanel;
 
 impl ExperimentPanel {
     /// `check` is the launch check of the config as it was at the start of the frame.
-    pub fn show(&mut self, ui: &mut Ui, settings: &mut Settings, check: &Result<Vec<NetSummary>, String>) {
+    /// `speed` (multiply-adds/s) turns the estimate's work into time, once known.
+    pub fn show(&mut self, ui: &mut Ui, settings: &mut Settings, check: &Verdict, speed: Option<f64>) {
         ui.horizontal(|ui| {
             let label = ui.label("Preset");
             ui.label_inputs_by(label.id, |ui| preset_picker(ui, settings));
@@ -39,10 +40,15 @@ impl ExperimentPanel {
             .show(ui, |ui| architecture(ui, model));
         ui.add_space(4.0);
         match check {
-            Ok(nets) => {
-                for net in nets {
+            Ok(launchable) => {
+                for net in &launchable.networks {
                     ui.label(format!("{}: {} parameters", net.name, thousands(net.params)));
                 }
+                ui.label(launchable.footprint.describe(speed)).on_hover_text(
+                    "Estimated before starting: memory of the data, the parameters with their gradients and \
+                     optimiser state, and one step's activations; time per step from its multiply-adds and \
+                     this machine's measured speed",
+                );
             }
             Err(reason) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Cannot start: {reason}"));

@@ -40,10 +40,18 @@ const EVENT_BUDGET: Duration = Duration::from_millis(4);
 pub struct AppOptions {
     /// Where runs are written; `None` is the platform's data directory (`.../gantry/runs`).
     pub runs_dir: Option<PathBuf>,
+    /// Crash every run's training thread at this step: how the tests check that the window reports a
+    /// crash (there is no control for it).
+    pub crash_training_at_step: Option<u64>,
+    /// The matrix-product speed (multiply-adds/s) step-time estimates use, instead of measuring this
+    /// machine's (snapshots that must not vary with the machine).
+    pub machine_speed: Option<f64>,
 }
 
 pub struct GantryApp {
     settings: Settings,
+    crash_training_at_step: Option<u64>,
+    machine_speed: Option<f64>,
     runs_dir: PathBuf,
     /// Every open run; dropping it stops and joins the training threads.
     fleet: Fleet,
@@ -100,7 +108,15 @@ impl GantryApp {
             .runs_dir
             .or_else(|| settings.runs_dir.clone())
             .unwrap_or_else(default_runs_dir);
+        // Step times in the pre-flight estimate need this machine's speed; measured once, off the UI thread.
+        if options.machine_speed.is_none() {
+            let _ = std::thread::Builder::new()
+                .name("gantry-speed".into())
+                .spawn(crate::footprint::machine_speed);
+        }
         GantryApp {
+            crash_training_at_step: options.crash_training_at_step,
+            machine_speed: options.machine_speed,
             settings,
             catalog: Catalog::new(runs_dir.clone()),
             runs_dir,
@@ -208,8 +224,11 @@ impl GantryApp {
             };
         }
         let config = &self.settings.config;
-        self.preview
-            .request(&config.data, config.train.seed, repaint_waker(&ctx));
+        // An out-of-range count (a billion items, say) would have the preview thread make them.
+        if config.validate().err().is_none_or(|e| e.key != "data.count") {
+            self.preview
+                .request(&config.data, config.train.seed, repaint_waker(&ctx));
+        }
         let budget = config.train.steps;
         let launch = self.launch();
         let mut controls = Controls::new(self.fleet.focused(), launch.clone(), budget);
@@ -353,7 +372,8 @@ impl GantryApp {
         let sections = self.settings.sections.clone();
         let (mut experiment, mut data, mut optimisation) = (sections.experiment, sections.data, sections.optimisation);
         section(ui, "Experiment", &mut experiment, |ui| {
-            self.experiment.show(ui, &mut self.settings, &check)
+            let speed = self.machine_speed.or_else(crate::footprint::machine_speed_if_measured);
+            self.experiment.show(ui, &mut self.settings, &check, speed)
         });
         section(ui, "Data", &mut data, |ui| {
             let version = self.preview.version();
@@ -368,9 +388,13 @@ impl GantryApp {
     }
 
     fn central(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
-        if let Some(error) = self.fleet.focused().last_error() {
-            banner(ui, ui.visuals().error_fg_color, |ui| {
-                ui.colored_label(ui.visuals().error_fg_color, format!("Error: {error}"));
+        if let Some(problem) = self.fleet.focused().problem() {
+            let color = match problem.is_fatal() {
+                true => ui.visuals().error_fg_color,
+                false => ui.visuals().warn_fg_color,
+            };
+            banner(ui, color, |ui| {
+                ui.colored_label(color, format!("{}: {}", problem.heading(), problem.message()));
                 if ui.button("Dismiss").clicked() {
                     actions.push(Action::DismissError);
                 }
@@ -632,7 +656,7 @@ impl GantryApp {
             }
             Action::SaveGrid(kind) => self.save_grid(kind),
             Action::ExportCsv => self.export_csv(),
-            Action::DismissError => self.fleet.focused_mut().dismiss_error(),
+            Action::DismissError => self.fleet.focused_mut().dismiss_problem(),
             Action::Fork => self.fork(),
             Action::ViewRun(dir) => self.view_run(dir),
             Action::ContinueRun(dir) => self.continue_run(dir),
@@ -698,6 +722,7 @@ impl GantryApp {
         let options = RunOptions {
             out_dir: Some(dir),
             resume,
+            panic_at_step: self.crash_training_at_step,
         };
         // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
         self.settings.config = config.clone();
@@ -819,15 +844,7 @@ impl GantryApp {
 
     /// Changes a run's `run.toml` (name, tags); its worker keeps them when it next writes its status.
     fn edit_meta(&mut self, dir: &Path, edit: impl FnOnce(&mut RunMeta)) {
-        let mut meta = match RunMeta::read(dir) {
-            Ok(meta) => meta,
-            Err(message) => {
-                self.notice = Some(message);
-                return;
-            }
-        };
-        edit(&mut meta);
-        if let Err(message) = meta.write(dir) {
+        if let Err(message) = RunMeta::update(dir, edit) {
             self.notice = Some(message);
         }
         self.catalog.mark_stale();
@@ -904,10 +921,12 @@ impl GantryApp {
             .set_file_name(name)
             .save_file()
         {
-            self.notice = Some(match std::fs::write(&path, self.fleet.focused().history().to_csv()) {
-                Ok(()) => format!("Saved {}", path.display()),
-                Err(e) => format!("{}: cannot write: {e}", path.display()),
-            });
+            self.notice = Some(
+                match crate::fsio::write(&path, &self.fleet.focused().history().to_csv()) {
+                    Ok(()) => format!("Saved {}", path.display()),
+                    Err(message) => message,
+                },
+            );
         }
     }
 }

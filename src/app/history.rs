@@ -251,26 +251,29 @@ impl RunHistory {
     }
 
     /// The history as CSV, in the column layout of a run directory's `metrics.csv`.
-    pub fn to_csv(&self) -> String {
-        let mut csv = String::from("step,epoch,wall_s");
-        for series in &self.series {
-            csv.push(',');
-            csv.push_str(&series.name);
-        }
-        csv.push('\n');
+    pub fn to_csv(&self) -> Vec<u8> {
+        let header = ["step", "epoch", "wall_s"]
+            .into_iter()
+            .chain(self.series.iter().map(|s| s.name.as_str()));
         let mut cursors = vec![0usize; self.series.len()];
-        for row in 0..self.steps.len() {
-            csv.push_str(&format!("{},{},{}", self.steps[row], self.epochs[row], self.walls[row]));
+        let rows = (0..self.steps.len()).map(|row| {
+            let mut cells = vec![
+                self.steps[row].to_string(),
+                self.epochs[row].to_string(),
+                self.walls[row].to_string(),
+            ];
             for (series, cursor) in self.series.iter().zip(&mut cursors) {
-                csv.push(',');
-                if series.rows.get(*cursor) == Some(&(row as u32)) {
-                    csv.push_str(&series.raw[*cursor].to_string());
-                    *cursor += 1;
-                }
+                let measured = series.rows.get(*cursor) == Some(&(row as u32));
+                cells.push(if measured {
+                    series.raw[*cursor].to_string()
+                } else {
+                    String::new()
+                });
+                *cursor += measured as usize;
             }
-            csv.push('\n');
-        }
-        csv
+            cells
+        });
+        crate::runs::csv_bytes(header, rows)
     }
 
     fn find(&self, name: &str) -> Option<&Series> {
@@ -480,7 +483,7 @@ mod tests {
         assert_eq!((readout.step, readout.raw), (2, 2.5));
         assert_eq!(history.readout("loss", XAxis::WallTime, 1.4).unwrap().step, 3);
         assert_eq!(
-            history.to_csv(),
+            String::from_utf8(history.to_csv()).unwrap(),
             "step,epoch,wall_s,loss,holdout_recon\n1,0.1,0.5,3,\n2,0.2,1,2,2.5\n3,0.3,1.5,1,\n"
         );
     }

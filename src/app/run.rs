@@ -36,6 +36,41 @@ pub struct Drained {
     pub new_grids: bool,
 }
 
+/// What went wrong last, by how it affects the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A live change the run did not take; it goes on with its settings.
+    Refused(String),
+    /// Something the run survives (a file it could not write or read back).
+    Warning(String),
+    /// The run paused itself (a NaN loss, a folder it cannot write); Resume continues it.
+    Halted(String),
+    /// The run cannot go on.
+    Fatal(String),
+}
+
+impl Problem {
+    pub fn message(&self) -> &str {
+        match self {
+            Problem::Refused(m) | Problem::Warning(m) | Problem::Halted(m) | Problem::Fatal(m) => m,
+        }
+    }
+
+    /// How the banner and status bar introduce it.
+    pub fn heading(&self) -> &'static str {
+        match self {
+            Problem::Refused(_) => "Not applied",
+            Problem::Warning(_) => "Warning",
+            Problem::Halted(_) => "Paused",
+            Problem::Fatal(_) => "Failed",
+        }
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Problem::Fatal(_))
+    }
+}
+
 #[derive(Default)]
 pub struct TrainingRun {
     trainer: Option<Trainer>,
@@ -53,7 +88,7 @@ pub struct TrainingRun {
     snapshot: Option<Snapshot>,
     /// Counts snapshots, so views know when to upload new textures.
     snapshot_version: u64,
-    last_error: Option<String>,
+    problem: Option<Problem>,
     last_checkpoint: Option<(u64, PathBuf)>,
     /// The data loader's last report, while loading.
     progress: Option<Progress>,
@@ -119,8 +154,15 @@ impl TrainingRun {
             self.handle(event);
             if Instant::now() >= deadline {
                 drained.more = self.trainer.as_ref().is_some_and(|t| !t.events().is_empty());
-                break;
+                return drained;
             }
+        }
+        // A thread that is gone without saying it stopped died: the run failed, and frees its slot.
+        let ended = matches!(self.state, Some(RunState::Stopped | RunState::Failed));
+        if !ended && self.trainer.as_ref().is_some_and(Trainer::is_gone) {
+            self.problem = Some(Problem::Fatal("the training thread ended without a word".into()));
+            self.state = Some(RunState::Failed);
+            drained.state_changed = true;
         }
         drained
     }
@@ -134,11 +176,15 @@ impl TrainingRun {
                 if let (true, Some(dir)) = (info.step > 0, &info.run_dir) {
                     // Rows after the start step may be on disk already; they also come as events.
                     match runs::read_metrics(dir) {
-                        Ok(rows) => rows
-                            .iter()
-                            .filter(|row| row.step <= info.step)
-                            .for_each(|row| self.history.push(row)),
-                        Err(message) => self.last_error = Some(message),
+                        Ok(metrics) => {
+                            metrics
+                                .rows
+                                .iter()
+                                .filter(|row| row.step <= info.step)
+                                .for_each(|row| self.history.push(row));
+                            self.problem = metrics.warning.map(Problem::Warning).or(self.problem.take());
+                        }
+                        Err(message) => self.problem = Some(Problem::Warning(message)),
                     }
                 }
                 self.info = Some(*info);
@@ -157,11 +203,14 @@ impl TrainingRun {
                 self.config_in_flight = false;
             }
             Event::CheckpointSaved { step, path } => self.last_checkpoint = Some((step, path)),
-            Event::Error(message) => {
-                // A refused live change answers with an error too; either way the worker is free again.
+            Event::Refused(message) => {
+                // The refused change is no longer in flight; the worker is free for the next.
                 self.config_in_flight = false;
-                self.last_error = Some(message);
+                self.problem = Some(Problem::Refused(message));
             }
+            Event::Warning(message) => self.problem = Some(Problem::Warning(message)),
+            Event::Halted(message) => self.problem = Some(Problem::Halted(message)),
+            Event::Fatal(message) => self.problem = Some(Problem::Fatal(message)),
         }
     }
 
@@ -263,12 +312,13 @@ impl TrainingRun {
         self.progress.as_ref()
     }
 
-    pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+    /// What went wrong last, until dismissed.
+    pub fn problem(&self) -> Option<&Problem> {
+        self.problem.as_ref()
     }
 
-    pub fn dismiss_error(&mut self) {
-        self.last_error = None;
+    pub fn dismiss_problem(&mut self) {
+        self.problem = None;
     }
 
     pub fn last_checkpoint(&self) -> Option<&(u64, PathBuf)> {

@@ -52,10 +52,15 @@ impl StatusBar {
                 ui.label(format!("checkpoint at step {step}"))
                     .on_hover_text(path.display().to_string());
             }
-            if let Some(error) = run.last_error() {
+            if let Some(problem) = run.problem() {
                 ui.separator();
-                let text = RichText::new(format!("last error: {error}")).color(ui.visuals().error_fg_color);
-                ui.add(Label::new(text).truncate()).on_hover_text(error);
+                let color = match problem.is_fatal() {
+                    true => ui.visuals().error_fg_color,
+                    false => ui.visuals().warn_fg_color,
+                };
+                let heading = problem.heading().to_lowercase();
+                let text = RichText::new(format!("{heading} — {}", problem.message())).color(color);
+                ui.add(Label::new(text).truncate()).on_hover_text(problem.message());
             } else if let Some(dir) = run.info().and_then(|info| info.run_dir.as_ref()) {
                 ui.separator();
                 ui.add(Label::new(RichText::new(format!("run: {}", dir.display())).weak()).truncate())

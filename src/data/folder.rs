@@ -204,9 +204,22 @@ fn label_files(root: &Path, paths: Vec<PathBuf>) -> (Vec<Found>, Vec<String>) {
 
 /// Decodes one file into `out` (planar, `opts.channels` x size x size), or says why it could not.
 fn decode_into(path: &Path, opts: &FolderOptions, out: &mut [u8]) -> Result<(), String> {
-    let mut reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| e.to_string())?;
+    let reader = ImageReader::open(path).map_err(|e| e.to_string())?;
+    decode_from(reader, opts, out)
+}
+
+/// Decodes image bytes as a file in an image folder would be (size limits included): the entry point of the
+/// fuzzing harness. Fills `out` (planar, `opts.channels` x size x size).
+pub fn decode_image_bytes(bytes: &[u8], opts: &FolderOptions, out: &mut [u8]) -> Result<(), String> {
+    decode_from(ImageReader::new(std::io::Cursor::new(bytes)), opts, out)
+}
+
+fn decode_from<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    opts: &FolderOptions,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let mut reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
     let mut limits = Limits::default();
     // The largest buffer a decoder legitimately needs is 16-bit RGBA at the pixel limit.
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(8));

@@ -205,14 +205,37 @@ fn read_idx(path: &Path, kind: Kind, progress: Progress) -> Result<Idx, DataErro
     let fail = |problem: String| DataError(format!("{}: {problem}", path.display()));
     let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let file_len = file.metadata().map_err(|e| fail(format!("cannot read: {e}")))?.len();
-    let mut file = BufReader::new(file);
+    parse_idx(BufReader::new(file), file_len, path, kind, progress)
+}
+
+/// Parses IDX bytes (an image file when `images`, else a label file), raw or gzipped, as a file of that name
+/// would be: the entry point of the fuzzing harness. Returns the dimensions.
+pub fn parse_idx_bytes(bytes: &[u8], images: bool) -> Result<Vec<usize>, DataError> {
+    let kind = if images { Kind::Images } else { Kind::Labels };
+    let name = Path::new(if images {
+        "images-idx3-ubyte"
+    } else {
+        "labels-idx1-ubyte"
+    });
+    parse_idx(bytes, bytes.len() as u64, name, kind, &|_, _, _| {}).map(|idx| idx.dims)
+}
+
+/// Reads one IDX stream of `file_len` bytes; `path` names it in messages.
+fn parse_idx<'a>(
+    mut file: impl Read + 'a,
+    file_len: u64,
+    path: &Path,
+    kind: Kind,
+    progress: Progress,
+) -> Result<Idx, DataError> {
+    let fail = |problem: String| DataError(format!("{}: {problem}", path.display()));
     let mut sniff = [0u8; 2];
     let sniffed = read_up_to(&mut file, &mut sniff).map_err(|e| fail(format!("cannot read: {e}")))?;
     let gzipped = sniff == [0x1f, 0x8b];
     if !gzipped && is_gz(path) && sniff != [0, 0] {
         return Err(fail("not a gzip file (bad magic bytes)".to_string()));
     }
-    let mut reader: Box<dyn Read> = {
+    let mut reader: Box<dyn Read + 'a> = {
         let rest = std::io::Cursor::new(sniff[..sniffed].to_vec()).chain(file);
         if gzipped {
             Box::new(MultiGzDecoder::new(rest))

@@ -46,7 +46,10 @@ pub struct Autoencoder {
 }
 
 /// Channels and side of the conv encoder's last feature map.
-fn conv_geometry(shape: ItemShape, width: usize) -> std::result::Result<(usize, usize, Vec<ConvSpec>), String> {
+pub(crate) fn conv_geometry(
+    shape: ItemShape,
+    width: usize,
+) -> std::result::Result<(usize, usize, Vec<ConvSpec>), String> {
     let ItemShape::Image {
         channels,
         height,

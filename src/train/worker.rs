@@ -1,5 +1,7 @@
 //! The training thread. It owns the session; the UI or CLI talks to it through [`Trainer`]: commands in over
 //! a bounded channel, events out. Metric rows are never dropped; of the image grids only the newest is kept.
+//! The thread cannot end silently: a panic in it becomes a `Fatal` event and the `Failed` state, and a
+//! handle whose thread is gone reads as failed too.
 
 use super::session::Session;
 use super::{MetricRow, PointCloud};
@@ -8,7 +10,8 @@ use crate::data::{self, DatasetSummary};
 use crate::grid::ImageGrid;
 use crate::models::NetSummary;
 use crate::runs::{self, GridKind, RunDir, RunStatus};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,7 +43,7 @@ pub enum RunState {
     Paused,
     /// The step budget is reached (raising `train.steps` and starting again continues).
     Finished,
-    /// Something failed; the message came as an `Event::Error`.
+    /// Something failed; the message came as an `Event::Fatal`.
     Failed,
     Stopped,
 }
@@ -90,7 +93,25 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
-    Error(String),
+    /// A live change or command the run did not take; it goes on as it was.
+    Refused(String),
+    /// Something the run survives (a file it could not write or had to pass over); it goes on.
+    Warning(String),
+    /// The run paused itself and waits for the user (a NaN loss, a folder it cannot write): its state is
+    /// kept in memory and Resume continues it. `State(Paused)` follows.
+    Halted(String),
+    /// The run cannot go on (bad data, a model that cannot be built, a panic). `State(Failed)` follows.
+    Fatal(String),
+}
+
+impl Event {
+    /// The message of a refusal, warning, halt or failure.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            Event::Refused(m) | Event::Warning(m) | Event::Halted(m) | Event::Fatal(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// The newest pictures of a run.
@@ -108,6 +129,22 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Continue the run in `out_dir` from its newest checkpoint.
     pub resume: bool,
+    /// Make the training thread panic on reaching this step: how the tests (and `gantry train
+    /// --panic-at-step`) check that a crash in training is reported, never silent.
+    pub panic_at_step: Option<u64>,
+}
+
+/// How a run driven headless by [`Trainer::run_to_end`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// The step budget was reached.
+    Finished,
+    /// Stopped on request (a signal): the last checkpoint and `status = "stopped"` are written.
+    Stopped,
+    /// Paused itself with this reason; the run directory can be resumed.
+    Halted(String),
+    /// Failed with this reason.
+    Failed(String),
 }
 
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -138,10 +175,11 @@ impl Trainer {
             last_checkpoint: None,
             state: RunState::Loading,
             steps_done: 0,
+            panic_at_step: options.panic_at_step,
         };
         let thread = std::thread::Builder::new()
             .name("gantry-trainer".into())
-            .spawn(move || worker.run(config, options))
+            .spawn(move || worker.run_caught(config, options))
             .expect("the OS can start a thread");
         Trainer {
             commands,
@@ -158,6 +196,49 @@ impl Trainer {
 
     pub fn try_recv(&self) -> Option<Event> {
         self.events.try_recv().ok()
+    }
+
+    /// Whether the thread is gone with every event read (it ended, or it died without a word).
+    pub fn is_gone(&self) -> bool {
+        matches!(self.events.try_recv(), Err(TryRecvError::Disconnected))
+    }
+
+    /// Starts the run once loaded and hands every event to `each` until the run finishes, fails, pauses
+    /// itself or (once `stop` is closed or sent to) has stopped. This is how the CLI and sweeps drive a run.
+    pub fn run_to_end(&self, stop: &Receiver<()>, mut each: impl FnMut(&Event)) -> Ending {
+        let mut problem = None;
+        let mut stopping = false;
+        let mut stop = stop.clone();
+        loop {
+            let event = select! {
+                recv(self.events) -> event => match event {
+                    Ok(event) => event,
+                    Err(_) => return Ending::Failed(problem.unwrap_or_else(|| "the training thread ended".into())),
+                },
+                recv(stop) -> _ => {
+                    stopping = true;
+                    self.send(Command::Stop);
+                    stop = crossbeam_channel::never();
+                    continue;
+                }
+            };
+            each(&event);
+            match event {
+                Event::Loaded(_) if !stopping => {
+                    self.send(Command::Start);
+                }
+                Event::Halted(m) | Event::Fatal(m) => problem = Some(m),
+                Event::State(RunState::Finished) if !stopping => return Ending::Finished,
+                Event::State(RunState::Failed) => {
+                    return Ending::Failed(problem.unwrap_or_else(|| "the run failed".into()))
+                }
+                Event::State(RunState::Paused) if !stopping => {
+                    return Ending::Halted(problem.unwrap_or_else(|| "the run paused".into()))
+                }
+                Event::State(RunState::Stopped) => return Ending::Stopped,
+                _ => {}
+            }
+        }
     }
 
     pub fn events(&self) -> &Receiver<Event> {
@@ -193,6 +274,16 @@ struct Worker {
     state: RunState,
     /// The session's step count, kept here for `run.toml`.
     steps_done: u64,
+    panic_at_step: Option<u64>,
+}
+
+/// The message a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// What the loop does between commands.
@@ -224,30 +315,55 @@ impl Worker {
         self.state = state;
         if let (Some(status), Some(dir)) = (status, &mut self.run_dir) {
             if let Err(message) = dir.set_status(status, self.steps_done) {
-                self.emit(Event::Error(message));
+                self.emit(Event::Warning(message));
             }
         }
         self.emit(Event::State(state));
     }
 
     fn fail(&mut self, message: String) {
-        self.emit(Event::Error(message));
+        self.emit(Event::Fatal(message));
         self.set_state(RunState::Failed);
     }
 
-    fn run(mut self, config: RunConfig, options: RunOptions) {
+    /// Pauses the run with the reason; it keeps everything in memory and continues on Resume.
+    fn halt(&mut self, message: String) -> Mode {
+        self.emit(Event::Halted(message));
+        self.set_state(RunState::Paused);
+        Mode::Idle
+    }
+
+    /// Runs the thread; a panic anywhere in it fails the run with the panic's message.
+    fn run_caught(mut self, config: RunConfig, options: RunOptions) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.run(config, options)));
+        if let Err(payload) = outcome {
+            let step = self.steps_done;
+            self.fail(format!(
+                "the training thread crashed after step {step}: {}",
+                panic_message(payload.as_ref())
+            ));
+            self.wait_for_stop();
+        }
+    }
+
+    /// Stays until told to stop, so the handle's owner sees the failure rather than a dead channel.
+    fn wait_for_stop(&self) {
+        while !matches!(self.commands.recv(), Ok(Command::Stop) | Err(_)) {}
+    }
+
+    fn run(&mut self, config: RunConfig, options: RunOptions) {
         self.emit(Event::State(RunState::Loading));
         let mut session = match self.open(config, &options) {
             Ok(session) => session,
             Err(message) => {
                 self.fail(message);
-                // Stay until told to stop, so the handle's owner sees the failure rather than a dead channel.
-                while !matches!(self.commands.recv(), Ok(Command::Stop) | Err(_)) {}
+                self.wait_for_stop();
                 return;
             }
         };
         self.steps_done = session.step_count();
-        self.publish(&session, false);
+        // Unsaved grids cannot fail to write.
+        let _ = self.publish(&session, false);
         self.emit(Event::State(RunState::Ready));
         let mut mode = Mode::Idle;
         loop {
@@ -285,17 +401,26 @@ impl Worker {
                     Command::Stop => break,
                     Command::SetConfig(config) => match session.apply(*config) {
                         Ok(()) => self.emit(Event::ConfigApplied(Box::new(session.config().clone()))),
-                        Err(message) => self.emit(Event::Error(message)),
+                        Err(message) => self.emit(Event::Refused(message)),
                     },
-                    Command::RequestSamples => self.publish(&session, false),
-                    Command::SaveCheckpoint => self.checkpoint(&session),
+                    // Unsaved grids cannot fail to write.
+                    Command::RequestSamples => {
+                        let _ = self.publish(&session, false);
+                    }
+                    Command::SaveCheckpoint => {
+                        if let Err(message) = self.checkpoint(&session) {
+                            self.emit(Event::Warning(message));
+                        }
+                    }
                 }
                 continue;
             }
             mode = self.train_one(&mut session, mode);
         }
         if self.last_checkpoint != Some(session.step_count()) {
-            self.checkpoint(&session);
+            if let Err(message) = self.checkpoint(&session) {
+                self.emit(Event::Warning(message));
+            }
         }
         self.set_state(RunState::Stopped);
     }
@@ -320,12 +445,14 @@ impl Worker {
         let columns = session.metric_names();
         if let Some(dir) = &options.out_dir {
             self.run_dir = Some(if options.resume {
-                let tensors = runs::load_checkpoint(dir, None)?;
-                session
-                    .restore(&tensors)
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
-                self.last_checkpoint = Some(session.step_count());
-                RunDir::reopen(dir, &columns, session.step_count())?
+                let (step, passed_over) = runs::restore_newest(dir, |tensors| {
+                    session.restore(tensors).map_err(|e| format!("{}: {e}", dir.display()))
+                })?;
+                for note in passed_over {
+                    self.emit(Event::Warning(note));
+                }
+                self.last_checkpoint = Some(step);
+                RunDir::reopen(dir, &columns, step)?
             } else {
                 RunDir::create(dir, session.config(), &columns)?
             });
@@ -342,6 +469,9 @@ impl Worker {
 
     /// Trains one step in `mode` and returns the mode to continue in.
     fn train_one(&mut self, session: &mut Session, mode: Mode) -> Mode {
+        if self.panic_at_step == Some(session.step_count() + 1) {
+            panic!("asked to crash at step {}", session.step_count() + 1);
+        }
         let row = match session.step() {
             Ok(row) => row,
             Err(e) => {
@@ -354,38 +484,41 @@ impl Worker {
         let bad = row
             .first_non_finite()
             .map(|(name, value)| format!("{name} became {value} at step {step}; the run is paused"));
-        if let Some(dir) = &mut self.run_dir {
-            if let Err(message) = dir.append(&row) {
-                self.emit(Event::Error(message));
-            }
-        }
+        // A row that cannot be written stays queued in the run directory and goes out with the next one.
+        let appended = self.run_dir.as_mut().map_or(Ok(()), |dir| dir.append(&row));
         self.emit(Event::Metrics(row));
         let train = &session.config().train;
         if let Some(message) = bad {
-            self.publish(session, true);
-            self.emit(Event::Error(message));
-            self.set_state(RunState::Paused);
-            return Mode::Idle;
+            // The pictures of the broken step are worth seeing; whether they could be saved matters less.
+            let _ = self.publish(session, true);
+            return self.halt(message);
         }
-        if step % train.sample_every == 0 {
-            self.publish(session, true);
+        let (sample_due, checkpoint_due) = (step % train.sample_every == 0, step % train.checkpoint_every == 0);
+        let finished = step >= train.steps && mode == Mode::Running;
+        let written = appended
+            .and_then(|()| match sample_due || finished {
+                true => self.publish(session, true),
+                false => Ok(()),
+            })
+            .and_then(
+                |()| match checkpoint_due || (finished && self.last_checkpoint != Some(step)) {
+                    true => self.checkpoint(session),
+                    false => Ok(()),
+                },
+            );
+        if let Err(message) = written {
+            return self.halt(format!(
+                "{message}. The run is paused and keeps its state; free space or fix the folder, then Resume"
+            ));
         }
-        if step % train.checkpoint_every == 0 {
-            self.checkpoint(session);
-        }
-        if step >= train.steps && mode == Mode::Running {
-            if step % train.sample_every != 0 {
-                self.publish(session, true);
-            }
-            if self.last_checkpoint != Some(step) {
-                self.checkpoint(session);
-            }
+        if finished {
             self.set_state(RunState::Finished);
             return Mode::Idle;
         }
         match mode {
             Mode::Stepping(1) => {
-                self.publish(session, false);
+                // Unsaved grids cannot fail to write.
+                let _ = self.publish(session, false);
                 self.set_state(RunState::Paused);
                 Mode::Idle
             }
@@ -394,8 +527,9 @@ impl Worker {
         }
     }
 
-    /// Makes the grids, keeps them as the newest snapshot and (when `save`) writes them to the run directory.
-    fn publish(&self, session: &Session, save: bool) {
+    /// Makes the grids, keeps them as the newest snapshot and (when `save`) writes them to the run directory;
+    /// the error is a grid that could not be written.
+    fn publish(&self, session: &Session, save: bool) -> Result<(), String> {
         let snapshot = (|| -> candle_core::Result<Snapshot> {
             Ok(Snapshot {
                 step: session.step_count(),
@@ -406,8 +540,12 @@ impl Worker {
         })();
         let snapshot = match snapshot {
             Ok(s) => s,
-            Err(e) => return self.emit(Event::Error(format!("cannot draw samples: {e}"))),
+            Err(e) => {
+                self.emit(Event::Warning(format!("cannot draw samples: {e}")));
+                return Ok(());
+            }
         };
+        let mut written = Ok(());
         if let (true, Some(dir)) = (save, &self.run_dir) {
             let grids = [
                 (GridKind::Samples, &snapshot.samples),
@@ -415,9 +553,7 @@ impl Worker {
             ];
             for (kind, grid) in grids {
                 if let Some(grid) = grid {
-                    if let Err(message) = dir.save_grid(kind, snapshot.step, grid) {
-                        self.emit(Event::Error(message));
-                    }
+                    written = written.and(dir.save_grid(kind, snapshot.step, grid).map(drop));
                 }
             }
         }
@@ -426,23 +562,20 @@ impl Worker {
             *latest = Some(snapshot);
         }
         self.emit(Event::Snapshot { step });
+        written
     }
 
-    fn checkpoint(&mut self, session: &Session) {
-        let Some(dir) = &self.run_dir else { return };
-        let result = session
+    fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
+        let Some(dir) = &self.run_dir else { return Ok(()) };
+        let path = session
             .checkpoint_tensors()
-            .map_err(|e| e.to_string())
-            .and_then(|t| dir.save_checkpoint(session.step_count(), &t));
-        match result {
-            Ok(path) => {
-                self.last_checkpoint = Some(session.step_count());
-                self.emit(Event::CheckpointSaved {
-                    step: session.step_count(),
-                    path,
-                });
-            }
-            Err(message) => self.emit(Event::Error(message)),
-        }
+            .map_err(|e| format!("cannot gather the checkpoint: {e}"))
+            .and_then(|t| dir.save_checkpoint(session.step_count(), &t))?;
+        self.last_checkpoint = Some(session.step_count());
+        self.emit(Event::CheckpointSaved {
+            step: session.step_count(),
+            path,
+        });
+        Ok(())
     }
 }

@@ -22,8 +22,8 @@ pub fn wait_for<T>(trainer: &Trainer, mut pick: impl FnMut(&Event) -> Option<T>)
             .events()
             .recv_timeout(left)
             .expect("the trainer answers in time");
-        if let Event::Error(message) = &event {
-            eprintln!("trainer error: {message}");
+        if let Some(message) = event.problem() {
+            eprintln!("trainer: {message}");
         }
         if let Some(found) = pick(&event) {
             return found;

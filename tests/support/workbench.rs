@@ -9,17 +9,27 @@ use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
 use std::path::Path;
 
+/// The matrix-product speed the estimates in the panels assume, so that pictures do not vary by machine.
+pub const SPEED: f64 = 2e10;
+
 /// The window size the tests, snapshots and screenshots use.
 pub const WINDOW: egui::Vec2 = egui::vec2(1440.0, 900.0);
 
 /// The workbench with `settings`, writing its runs under `runs_dir`; each harness step is one frame.
 pub fn workbench_harness(settings: Settings, runs_dir: &Path) -> Harness<'static, GantryApp> {
-    let app = GantryApp::with_settings(
+    harness_with(
         settings,
         AppOptions {
             runs_dir: Some(runs_dir.to_path_buf()),
+            machine_speed: Some(SPEED),
+            ..AppOptions::default()
         },
-    );
+    )
+}
+
+/// The workbench with `settings` and `options`.
+pub fn harness_with(settings: Settings, options: AppOptions) -> Harness<'static, GantryApp> {
+    let app = GantryApp::with_settings(settings, options);
     Harness::builder().with_size(WINDOW).build_ui_state(
         |ui, app: &mut GantryApp| {
             app.tick(ui.ctx());
