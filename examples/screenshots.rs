@@ -116,9 +116,10 @@ fn shoot_sweep(out: &Path) {
                 .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
     });
     harness.run_steps(4);
+    wait_until(&mut harness, |h| h.state().runs_settled());
     // The middle learning rate learns best: its pictures go beside the curves.
     let middle = harness
-        .state_mut()
+        .state()
         .listed_runs()
         .into_iter()
         .find(|r| (r.config.optimizer.lr - 2e-4).abs() < 1e-9)

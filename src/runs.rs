@@ -576,6 +576,31 @@ pub struct RunSummary {
     pub last: Option<MetricRow>,
     /// The lowest value each metric reached.
     pub lowest: Vec<(String, f64)>,
+    /// Size of `metrics.csv` when it was read (a different size means new rows).
+    pub metrics_len: u64,
+    /// The steps it has checkpoints of, ascending.
+    pub checkpoints: Vec<u64>,
+}
+
+/// What the files of a run directory looked like when it was read: their sizes and change times. A run whose
+/// stamp is unchanged need not be read again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStamp(Vec<Option<(u64, std::time::SystemTime)>>);
+
+impl RunStamp {
+    pub fn of(dir: &Path) -> RunStamp {
+        let files = [CONFIG_FILE, META_FILE, METRICS_FILE, CHECKPOINT_DIR];
+        RunStamp(
+            files
+                .iter()
+                .map(|f| {
+                    fs::metadata(dir.join(f))
+                        .ok()
+                        .and_then(|m| Some((m.len(), m.modified().ok()?)))
+                })
+                .collect(),
+        )
+    }
 }
 
 impl RunSummary {
@@ -600,41 +625,60 @@ fn lowest_values(rows: &[MetricRow]) -> Vec<(String, f64)> {
     lowest
 }
 
+/// The run directories directly under `root` (folders with a `config.toml`).
+pub fn run_dirs(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(CONFIG_FILE).exists())
+        .collect()
+}
+
+/// Reads one run's summary; the second value is a warning about lines of its metrics passed over.
+pub fn read_summary(dir: &Path) -> Result<(RunSummary, Option<String>), String> {
+    let config = RunDir::read_config(dir)?;
+    let meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
+    let metrics_path = dir.join(METRICS_FILE);
+    let metrics_len = fs::metadata(&metrics_path).map_or(0, |m| m.len());
+    // A queued run has no metrics file yet.
+    let metrics = match metrics_path.exists() {
+        true => read_metrics(dir)?,
+        false => Metrics::default(),
+    };
+    let summary = RunSummary {
+        path: dir.to_path_buf(),
+        meta,
+        config,
+        lowest: lowest_values(&metrics.rows),
+        last: metrics.rows.last().cloned(),
+        metrics_len,
+        checkpoints: checkpoint_steps(dir),
+    };
+    Ok((summary, metrics.warning))
+}
+
+/// Orders runs newest first.
+pub fn sort_newest_first(runs: &mut [RunSummary]) {
+    runs.sort_by(|a, b| b.meta.created.cmp(&a.meta.created).then_with(|| a.path.cmp(&b.path)));
+}
+
 /// Every run directly under `root`, newest first. Folders that are not runs are skipped; a run whose files
 /// cannot be read is reported in the second list with the reason.
 pub fn list_runs(root: &Path) -> (Vec<RunSummary>, Vec<String>) {
     let (mut runs, mut problems) = (Vec::new(), Vec::new());
-    let Ok(entries) = fs::read_dir(root) else {
-        return (runs, problems);
-    };
-    for dir in entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join(CONFIG_FILE).exists())
-    {
-        let summary = RunDir::read_config(&dir).and_then(|config| {
-            let meta = RunMeta::read(&dir).unwrap_or_else(|_| RunMeta::new(&dir_name(&dir)));
-            // A queued run has no metrics file yet.
-            let metrics = match dir.join(METRICS_FILE).exists() {
-                true => read_metrics(&dir)?,
-                false => Metrics::default(),
-            };
-            problems.extend(metrics.warning);
-            let rows = metrics.rows;
-            Ok(RunSummary {
-                path: dir.clone(),
-                meta,
-                config,
-                lowest: lowest_values(&rows),
-                last: rows.last().cloned(),
-            })
-        });
-        match summary {
-            Ok(s) => runs.push(s),
+    for dir in run_dirs(root) {
+        match read_summary(&dir) {
+            Ok((summary, warning)) => {
+                runs.push(summary);
+                problems.extend(warning);
+            }
             Err(message) => problems.push(message),
         }
     }
-    runs.sort_by(|a, b| b.meta.created.cmp(&a.meta.created).then_with(|| a.path.cmp(&b.path)));
+    sort_newest_first(&mut runs);
     (runs, problems)
 }
 

@@ -250,7 +250,6 @@ fn output_into_a_closed_pipe_ends_quietly() {
 #[test]
 #[cfg(target_os = "linux")]
 fn configs_too_big_for_the_machine_are_refused_before_allocating() {
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never");
     // Twelve layers of 16,384 in G and in D (each within the bounds): ≈ 5.9 billion weights, 22 GiB alone.

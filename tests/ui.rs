@@ -410,7 +410,15 @@ fn browser_harness(runs: &std::path::Path) -> Harness<'static, GantryApp> {
     settings.config.data.count = 600;
     let mut harness = workbench_harness(settings, runs);
     harness.run_steps(3);
+    settle(&mut harness);
     harness
+}
+
+/// Draws frames until the run list and curves read in the background have arrived.
+fn settle(harness: &mut Harness<'_, GantryApp>) {
+    harness.run_steps(1);
+    wait_until(harness, "the runs folder to be read", |h| h.state().runs_settled());
+    harness.run_steps(1);
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.
@@ -419,6 +427,7 @@ fn view_run(harness: &mut Harness<'_, GantryApp>, name: &str) {
     harness.run_steps(2);
     run_name(harness, name).click();
     harness.run_steps(3);
+    settle(harness);
 }
 
 #[test]
@@ -431,6 +440,7 @@ fn ticking_two_runs_in_the_browser_overlays_their_curves() {
     for name in ["slow", "fast"] {
         harness.get_by_role_and_label(Role::CheckBox, name).click();
         harness.run_steps(2);
+        settle(&mut harness);
     }
     let mut shown = harness.state().shown_curves().to_vec();
     shown.sort();
@@ -586,7 +596,8 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
     harness.run_steps(2);
     harness.get_by_label("Queue 2 runs").click();
     harness.run_steps(2);
-    let listed = harness.state_mut().listed_runs();
+    settle(&mut harness);
+    let listed = harness.state().listed_runs();
     assert_eq!(listed.len(), 2, "one run per value");
     assert!(listed
         .iter()
@@ -641,6 +652,7 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     harness.run_steps(1);
     harness.get_by_label("Save name").click();
     harness.run_steps(3);
+    settle(&mut harness);
     let names: Vec<String> = ["first-try", "other"]
         .map(|d| gantry::runs::RunMeta::read(&runs.path().join(d)).unwrap().name)
         .into();
@@ -661,7 +673,8 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     harness.run_steps(1);
     harness.get_by_label("Save tags").click();
     harness.run_steps(3);
-    let listed = harness.state_mut().listed_runs();
+    settle(&mut harness);
+    let listed = harness.state().listed_runs();
     assert!(listed.iter().any(|r| r.meta.tags == ["keep", "lr"]));
 
     // The filter matches tags (and names, models, data, settings).
@@ -682,10 +695,12 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     );
     harness.get_by_label("Cancel").click();
     harness.run_steps(2);
-    assert_eq!(harness.state_mut().listed_runs().len(), 2, "cancel keeps the run");
+    settle(&mut harness);
+    assert_eq!(harness.state().listed_runs().len(), 2, "cancel keeps the run");
     harness.get_by_label("Delete").click();
     harness.run_steps(2);
     harness.get_by_label("Delete run").click();
     harness.run_steps(3);
-    assert_eq!(harness.state_mut().listed_runs().len(), 1);
+    settle(&mut harness);
+    assert_eq!(harness.state().listed_runs().len(), 1);
 }

@@ -1,11 +1,18 @@
 //! The runs on disk, as the run browser and the comparison views read them: each run's summary and what sets
 //! it apart from its siblings, curves read back from `metrics.csv`, and a small cache of saved grids (so
 //! scrubbing a filmstrip reads each PNG once while memory stays bounded). No egui types.
+//!
+//! The runs folder is listed and run summaries and curves are read on a reader thread of the catalog's own,
+//! so the UI thread never waits on the disk for them: asking for them sends a request and the answer is
+//! taken in by [`Catalog::poll`]. The reader keeps each run's summary until the run's files change, so a
+//! refresh reads only the runs that did.
 
 use super::history::RunHistory;
 use crate::grid::ImageGrid;
-use crate::runs::{self, GridKind, RunSummary};
-use std::collections::{HashMap, VecDeque};
+use crate::runs::{self, GridKind, RunStamp, RunSummary};
+use crate::train::worker::Waker;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// Decoded grids kept in memory; older ones are read from disk again when needed.
@@ -16,7 +23,12 @@ pub struct Catalog {
     runs: Vec<CatalogRun>,
     problems: Vec<String>,
     stale: bool,
+    reader: Reader,
+    /// A listing was asked for and has not arrived.
+    listing: bool,
     histories: HashMap<PathBuf, DiskHistory>,
+    /// Curves asked for and not arrived.
+    loading: HashSet<PathBuf>,
     /// Saved steps per run and kind, read once until the run saves more (or the list is refreshed).
     grid_lists: HashMap<(PathBuf, GridKind), Vec<u64>>,
     grids: VecDeque<((PathBuf, GridKind, u64), ImageGrid)>,
@@ -57,7 +69,101 @@ pub fn compare_setting_values(a: Option<&str>, b: Option<&str>) -> std::cmp::Ord
 struct DiskHistory {
     /// Size of `metrics.csv` when it was read; a different size means new rows.
     length: u64,
-    history: RunHistory,
+    history: Result<RunHistory, String>,
+}
+
+enum Request {
+    List(PathBuf),
+    Curves(PathBuf),
+}
+
+enum Reply {
+    Listed {
+        root: PathBuf,
+        runs: Vec<RunSummary>,
+        problems: Vec<String>,
+    },
+    Curves {
+        dir: PathBuf,
+        length: u64,
+        history: Result<RunHistory, String>,
+    },
+}
+
+/// The catalog's reader thread; it ends when the catalog is dropped.
+struct Reader {
+    requests: Sender<Request>,
+    replies: Receiver<Reply>,
+    /// Wakes the UI when a reply arrives (none until the first frame sets it).
+    waker: std::sync::Arc<std::sync::Mutex<Option<Waker>>>,
+}
+
+impl Reader {
+    fn start() -> Reader {
+        let (requests, inbox) = unbounded::<Request>();
+        let (outbox, replies) = unbounded();
+        let waker: std::sync::Arc<std::sync::Mutex<Option<Waker>>> = Default::default();
+        let wake = waker.clone();
+        // Not joined: it ends when the request channel closes, and a read in progress is harmless.
+        let _ = std::thread::Builder::new()
+            .name("gantry-catalog".into())
+            .spawn(move || {
+                let mut known: HashMap<PathBuf, (RunStamp, Result<(RunSummary, Option<String>), String>)> =
+                    HashMap::new();
+                for request in inbox {
+                    let reply = match request {
+                        Request::List(root) => list(&root, &mut known),
+                        Request::Curves(dir) => {
+                            let length = std::fs::metadata(dir.join(runs::METRICS_FILE)).map_or(0, |m| m.len());
+                            let history = runs::read_metrics(&dir).map(|metrics| {
+                                let mut history = RunHistory::default();
+                                metrics.rows.iter().for_each(|row| history.push(row));
+                                history
+                            });
+                            Reply::Curves { dir, length, history }
+                        }
+                    };
+                    if outbox.send(reply).is_err() {
+                        break;
+                    }
+                    if let Some(wake) = wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        wake();
+                    }
+                }
+            });
+        Reader {
+            requests,
+            replies,
+            waker,
+        }
+    }
+}
+
+/// Lists the runs under `root`, reading again only those whose files changed since `known` was filled.
+fn list(root: &Path, known: &mut HashMap<PathBuf, (RunStamp, Result<(RunSummary, Option<String>), String>)>) -> Reply {
+    let dirs = runs::run_dirs(root);
+    known.retain(|dir, _| dirs.contains(dir));
+    let (mut summaries, mut problems) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let stamp = RunStamp::of(&dir);
+        let fresh = known.get(&dir).is_some_and(|(known_stamp, _)| *known_stamp == stamp);
+        if !fresh {
+            known.insert(dir.clone(), (stamp, runs::read_summary(&dir)));
+        }
+        match &known[&dir].1 {
+            Ok((summary, warning)) => {
+                summaries.push(summary.clone());
+                problems.extend(warning.clone());
+            }
+            Err(message) => problems.push(message.clone()),
+        }
+    }
+    runs::sort_newest_first(&mut summaries);
+    Reply::Listed {
+        root: root.to_path_buf(),
+        runs: summaries,
+        problems,
+    }
 }
 
 impl Catalog {
@@ -67,7 +173,10 @@ impl Catalog {
             runs: Vec::new(),
             problems: Vec::new(),
             stale: true,
+            reader: Reader::start(),
+            listing: false,
             histories: HashMap::new(),
+            loading: HashSet::new(),
             grid_lists: HashMap::new(),
             grids: VecDeque::new(),
         }
@@ -78,22 +187,54 @@ impl Catalog {
     }
 
     pub fn set_root(&mut self, root: PathBuf) {
+        let waker = self.reader.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         *self = Catalog::new(root);
+        *self.reader.waker.lock().unwrap_or_else(|e| e.into_inner()) = waker;
     }
 
-    /// The list is read again before it is next shown.
+    /// The list is read again (in the background) before it is next shown.
     pub fn mark_stale(&mut self) {
         self.stale = true;
     }
 
-    /// Reads the runs directory again if something changed since the last read.
-    pub fn refresh_if_stale(&mut self) {
-        if !self.stale {
-            return;
+    /// Asks for the runs folder to be read again if something changed since the last read, one read at a
+    /// time. `waker` is called when an answer arrives.
+    pub fn refresh_if_stale(&mut self, waker: impl FnOnce() -> Waker) {
+        let mut slot = self.reader.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(waker());
         }
-        self.stale = false;
+        drop(slot);
+        if self.stale && !self.listing {
+            self.stale = false;
+            self.listing = self.reader.requests.send(Request::List(self.root.clone())).is_ok();
+        }
+    }
+
+    /// Whether everything asked of the reader has arrived (and no new listing is due).
+    pub fn is_settled(&self) -> bool {
+        !self.stale && !self.listing && self.loading.is_empty()
+    }
+
+    /// Takes in what the reader thread answered.
+    pub fn poll(&mut self) {
+        while let Ok(reply) = self.reader.replies.try_recv() {
+            match reply {
+                Reply::Listed { root, runs, problems } if root == self.root => {
+                    self.listing = false;
+                    self.install(runs, problems);
+                }
+                Reply::Listed { .. } => {}
+                Reply::Curves { dir, length, history } => {
+                    self.loading.remove(&dir);
+                    self.histories.insert(dir, DiskHistory { length, history });
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, summaries: Vec<RunSummary>, problems: Vec<String>) {
         self.grid_lists.clear();
-        let (summaries, problems) = runs::list_runs(&self.root);
         self.problems = problems;
         let mut runs: Vec<CatalogRun> = summaries
             .into_iter()
@@ -131,26 +272,35 @@ impl Catalog {
         &self.problems
     }
 
-    /// The curves of the run in `dir` as written to disk (read again when the file grew).
-    pub fn history(&mut self, dir: &Path) -> Result<&mut RunHistory, String> {
-        let length = std::fs::metadata(dir.join(runs::METRICS_FILE)).map_or(0, |m| m.len());
-        let fresh = self.histories.get(dir).is_some_and(|h| h.length == length);
-        if !fresh {
-            let mut history = RunHistory::default();
-            if length > 0 {
-                for row in runs::read_metrics(dir)?.rows {
-                    history.push(&row);
-                }
-            }
-            self.histories
-                .insert(dir.to_path_buf(), DiskHistory { length, history });
+    /// The curves of the run in `dir` as written to disk: `Ok(None)` while they are read (in the background),
+    /// read again when the listing finds its metrics grew.
+    pub fn history(&mut self, dir: &Path) -> Result<Option<&mut RunHistory>, String> {
+        let listed_length = self.find(dir).map(|r| r.summary.metrics_len);
+        let fresh = self
+            .histories
+            .get(dir)
+            .is_some_and(|h| listed_length.is_none_or(|length| h.length == length));
+        if !fresh
+            && !self.loading.contains(dir)
+            && self.reader.requests.send(Request::Curves(dir.to_path_buf())).is_ok()
+        {
+            self.loading.insert(dir.to_path_buf());
         }
-        Ok(&mut self.histories.get_mut(dir).expect("inserted above").history)
+        match self.histories.get_mut(dir).map(|h| &mut h.history) {
+            Some(Ok(history)) => Ok(Some(history)),
+            Some(Err(message)) => Err(message.clone()),
+            None => Ok(None),
+        }
     }
 
     /// The curves of the run in `dir` as last read by [`Catalog::history`].
     pub fn cached_history(&self, dir: &Path) -> Option<&RunHistory> {
-        self.histories.get(dir).map(|h| &h.history)
+        self.histories.get(dir).and_then(|h| h.history.as_ref().ok())
+    }
+
+    /// The steps the listed run in `dir` has checkpoints of, as of the last listing.
+    pub fn checkpoint_steps(&self, dir: &Path) -> &[u64] {
+        self.find(dir).map_or(&[], |r| &r.summary.checkpoints)
     }
 
     /// The steps the run in `dir` saved grids of, ascending.
@@ -203,6 +353,75 @@ pub fn describe(differences: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RunConfig;
+
+    /// A run directory with `rows` metric rows.
+    fn run_with_rows(root: &Path, name: &str, rows: usize) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        runs::write_config(&dir, &RunConfig::default()).unwrap();
+        let mut csv = "step,epoch,wall_s,loss\n".to_string();
+        (1..=rows).for_each(|step| csv += &format!("{step},0,0,{step}\n"));
+        std::fs::write(dir.join(runs::METRICS_FILE), csv).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_list_arrives_from_the_reader_and_only_changed_runs_are_read_again() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (run_with_rows(root.path(), "a", 2), run_with_rows(root.path(), "b", 3));
+        let mut catalog = Catalog::new(root.path().to_path_buf());
+        let (wakes, counter) = (
+            std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            |c: &std::sync::Arc<std::sync::atomic::AtomicUsize>| c.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        let woken = wakes.clone();
+        catalog.refresh_if_stale(move || {
+            std::sync::Arc::new(move || drop(woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+        });
+        assert!(
+            catalog.runs().is_empty() && !catalog.is_settled(),
+            "asked, not read on this thread"
+        );
+        let settle = |catalog: &mut Catalog| {
+            while !catalog.is_settled() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                catalog.poll();
+            }
+        };
+        settle(&mut catalog);
+        assert!(counter(&wakes) >= 1, "the UI is woken when the list arrives");
+        let last_loss = |c: &Catalog, dir: &Path| c.find(dir).unwrap().summary.last_value("loss");
+        assert_eq!(
+            (last_loss(&catalog, &a), last_loss(&catalog, &b)),
+            (Some(2.0), Some(3.0))
+        );
+
+        // Run b's metrics change without their size or time changing: its summary is kept as read. Run a
+        // grows: it is read again.
+        let metrics = b.join(runs::METRICS_FILE);
+        let modified = std::fs::metadata(&metrics).unwrap().modified().unwrap();
+        std::fs::write(&metrics, "step,epoch,wall_s,loss\n1,0,0,1\n2,0,0,2\n3,0,0,9\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&metrics)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        run_with_rows(root.path(), "a", 5);
+        catalog.mark_stale();
+        catalog.refresh_if_stale(|| unreachable!("the waker is kept"));
+        settle(&mut catalog);
+        assert_eq!(
+            (last_loss(&catalog, &a), last_loss(&catalog, &b)),
+            (Some(5.0), Some(3.0))
+        );
+
+        // Curves are read in the background too.
+        assert_eq!(catalog.history(&a).unwrap().map(|h| h.count("loss")), None);
+        settle(&mut catalog);
+        assert_eq!(catalog.history(&a).unwrap().map(|h| h.count("loss")), Some(5));
+    }
 
     #[test]
     fn labels_name_settings_by_their_last_key_part() {

@@ -171,7 +171,7 @@ impl GantryApp {
         let dir = self.fleet.focus_dir()?.to_path_buf();
         match self.fleet.get(&dir) {
             Some(run) => Some(run.history()),
-            None => self.catalog.history(&dir).ok().map(|h| &*h),
+            None => self.catalog.history(&dir).ok().flatten().map(|h| &*h),
         }
     }
 
@@ -185,15 +185,21 @@ impl GantryApp {
         self.pictures.shown_step()
     }
 
-    /// The runs the run browser lists.
-    pub fn listed_runs(&mut self) -> Vec<runs::RunSummary> {
-        self.catalog.refresh_if_stale();
+    /// The runs the run browser lists (as of the newest listing the catalog's reader sent).
+    pub fn listed_runs(&self) -> Vec<runs::RunSummary> {
         self.catalog.runs().iter().map(|r| r.summary.clone()).collect()
+    }
+
+    /// Whether the run list and the curves read from disk are up to date (none is being read in the
+    /// background or due to be).
+    pub fn runs_settled(&self) -> bool {
+        self.catalog.is_settled()
     }
 
     /// Handles what arrived from the workers and the data preview; eframe calls it before each frame.
     pub fn tick(&mut self, ctx: &Context) {
         self.preview.poll();
+        self.catalog.poll();
         let (drained, new_grids) = self.fleet.drain(EVENT_BUDGET);
         for dir in new_grids {
             self.catalog.forget_grid_steps(&dir);
@@ -216,7 +222,7 @@ impl GantryApp {
             ctx.set_theme(egui::Theme::from(self.settings.theme));
             self.applied_theme = Some(self.settings.theme);
         }
-        self.catalog.refresh_if_stale();
+        self.catalog.refresh_if_stale(|| repaint_waker(&ctx));
         if self.filmstrip.run.as_deref() != self.fleet.focus_dir() {
             self.filmstrip = Filmstrip {
                 run: self.fleet.focus_dir().map(Path::to_path_buf),
@@ -339,7 +345,7 @@ impl GantryApp {
             },
             // A stopped run forks from its checkpoint at (or before) the filmstrip's step.
             None => {
-                let checkpoints = runs::checkpoint_steps(dir);
+                let checkpoints = self.catalog.checkpoint_steps(dir);
                 let until = self.filmstrip.step.unwrap_or(u64::MAX);
                 checkpoints
                     .iter()
@@ -472,11 +478,13 @@ impl GantryApp {
         let mut problems = Vec::new();
         for dir in dirs {
             let history = match self.fleet.get_mut(dir) {
-                Some(run) => Ok(run.history_mut()),
+                Some(run) => Ok(Some(run.history_mut())),
                 None => self.catalog.history(dir),
             };
             match history {
-                Ok(history) => history.set_smoothing(smoothing),
+                Ok(Some(history)) => history.set_smoothing(smoothing),
+                // Still being read: drawn once it arrives.
+                Ok(None) => {}
                 Err(message) => problems.push(message),
             }
         }
