@@ -35,14 +35,17 @@ fn outcome(result: Result<(), String>) -> String {
     }
 }
 
-/// A target: seeds and a function that parses one input.
+/// Parses one input.
+type Parse = Box<dyn FnMut(&[u8]) -> Result<(), String>>;
+
+/// A target: its name (which names its corpus) and its parser.
 struct Target {
     name: &'static str,
-    run: Box<dyn FnMut(&[u8]) -> Result<(), String>>,
+    run: Parse,
 }
 
 fn target(name: &'static str) -> Target {
-    let run: Box<dyn FnMut(&[u8]) -> Result<(), String>> = match name {
+    let run: Parse = match name {
         "idx" => Box::new(|bytes: &[u8]| {
             // The first byte picks images or labels.
             let (images, rest) = bytes.split_first().map_or((true, bytes), |(b, r)| (b % 2 == 0, r));

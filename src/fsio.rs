@@ -21,8 +21,12 @@ fn temporary_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}-{unique}.part", std::process::id()))
 }
 
-/// Flushes a directory's entries (a rename is only durable once its directory is).
-fn sync_dir(dir: &Path) -> Result<(), String> {
+/// Flushes the entries of the folder holding `path` (a rename is only durable once its folder is).
+fn sync_parent(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     #[cfg(unix)]
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -47,11 +51,7 @@ pub fn replace_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>
         let _ = fs::remove_file(&temp);
         return result;
     }
-    sync_dir(
-        path.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
+    sync_parent(path)
 }
 
 /// Replaces `path` with `bytes`, crash-safely.
@@ -78,11 +78,7 @@ pub fn create_dir_with(dir: &Path, fill: impl FnOnce(&Path) -> Result<(), String
         let _ = fs::remove_dir_all(&temp);
         return result;
     }
-    sync_dir(
-        dir.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
+    sync_parent(dir)
 }
 
 #[cfg(test)]

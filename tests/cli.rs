@@ -159,34 +159,34 @@ fn bench_prints_json_with_torch_references_fields() {
     assert_eq!(row["threads"], 1, "--threads sets the training threads");
 }
 
-fn status_of(run: &Path) -> String {
-    let text = std::fs::read_to_string(run.join("run.toml")).unwrap();
-    let line = text.lines().find(|l| l.starts_with("status")).unwrap().to_string();
-    line.trim_start_matches("status = ").trim_matches('"').to_string()
+fn status_of(run: &Path) -> gantry::runs::RunStatus {
+    gantry::runs::RunMeta::read(run).unwrap().status
+}
+
+/// `gantry train` of the MLP GAN on 300 digits into `run`, with `more` arguments.
+fn train_small(run: &Path, more: &[&str]) -> Vec<String> {
+    let base = [
+        "train",
+        "--preset",
+        "mlp-gan-digits",
+        "--set",
+        "data.count=300",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    base.iter().chain(more).map(|a| a.to_string()).collect()
 }
 
 #[test]
 fn a_crash_in_training_exits_non_zero_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("crash");
-    let args = [
-        "train",
-        "--preset",
-        "mlp-gan-digits",
-        "--set",
-        "data.count=300",
-        "--steps",
-        "20",
-        "--panic-at-step",
-        "5",
-        "--out",
-        run.to_str().unwrap(),
-    ];
-    let out = gantry(&args);
+    let args = train_small(&run, &["--steps", "20", "--panic-at-step", "5"]);
+    let out = gantry(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("crashed after step 4"), "{}", text(&out));
     assert!(!text(&out).contains(" done "), "{}", text(&out));
-    assert_eq!(status_of(&run), "failed");
+    assert_eq!(status_of(&run), gantry::runs::RunStatus::Failed);
 }
 
 #[test]
@@ -195,19 +195,7 @@ fn sigterm_stops_the_run_with_a_checkpoint_and_status_stopped() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("long");
-    let args = [
-        "train",
-        "--preset",
-        "mlp-gan-digits",
-        "--set",
-        "data.count=300",
-        "--steps",
-        "1000000",
-        "--set",
-        "train.checkpoint_every=1000000",
-        "--out",
-        run.to_str().unwrap(),
-    ];
+    let args = train_small(&run, &["--steps", "1000000", "--set", "train.checkpoint_every=1000000"]);
     let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args(args)
         .stdout(Stdio::piped())
@@ -223,7 +211,7 @@ fn sigterm_stops_the_run_with_a_checkpoint_and_status_stopped() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert_eq!(status_of(&run), "stopped");
+    assert_eq!(status_of(&run), gantry::runs::RunStatus::Stopped);
     let last = read_metrics(&run).unwrap().rows.last().unwrap().step;
     assert_eq!(
         gantry::runs::checkpoint_steps(&run),

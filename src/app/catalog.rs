@@ -90,6 +90,9 @@ enum Reply {
     },
 }
 
+/// A run's summary as last read (with a warning about metric lines passed over), or why it could not be.
+type ReadSummary = Result<(RunSummary, Option<String>), String>;
+
 /// The catalog's reader thread; it ends when the catalog is dropped.
 struct Reader {
     requests: Sender<Request>,
@@ -108,8 +111,7 @@ impl Reader {
         let _ = std::thread::Builder::new()
             .name("gantry-catalog".into())
             .spawn(move || {
-                let mut known: HashMap<PathBuf, (RunStamp, Result<(RunSummary, Option<String>), String>)> =
-                    HashMap::new();
+                let mut known: HashMap<PathBuf, (RunStamp, ReadSummary)> = HashMap::new();
                 for request in inbox {
                     let reply = match request {
                         Request::List(root) => list(&root, &mut known),
@@ -140,7 +142,7 @@ impl Reader {
 }
 
 /// Lists the runs under `root`, reading again only those whose files changed since `known` was filled.
-fn list(root: &Path, known: &mut HashMap<PathBuf, (RunStamp, Result<(RunSummary, Option<String>), String>)>) -> Reply {
+fn list(root: &Path, known: &mut HashMap<PathBuf, (RunStamp, ReadSummary)>) -> Reply {
     let dirs = runs::run_dirs(root);
     known.retain(|dir, _| dirs.contains(dir));
     let (mut summaries, mut problems) = (Vec::new(), Vec::new());
@@ -377,7 +379,9 @@ mod tests {
         );
         let woken = wakes.clone();
         catalog.refresh_if_stale(move || {
-            std::sync::Arc::new(move || drop(woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+            std::sync::Arc::new(move || {
+                woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
         });
         assert!(
             catalog.runs().is_empty() && !catalog.is_settled(),

@@ -17,10 +17,13 @@ pub struct Launchable {
 /// What the config costs, or why it cannot start.
 pub type Verdict = Result<Launchable, String>;
 
+/// The networks' sizes, or why the model cannot be built for its data.
+type ModelCheck = Result<Vec<NetSummary>, String>;
+
 #[derive(Default)]
 pub struct LaunchCheck {
     checked: Option<(RunConfig, Verdict)>,
-    preflight: Option<((ModelConfig, ItemShape), Result<Vec<NetSummary>, String>)>,
+    preflight: Option<((ModelConfig, ItemShape), ModelCheck)>,
 }
 
 impl LaunchCheck {
