@@ -12,6 +12,7 @@ use super::experiment_panel::ExperimentPanel;
 use super::fleet::Fleet;
 use super::history::RunHistory;
 use super::launch_check::LaunchCheck;
+use super::lifecycle::{self, Lifecycle, Outcome};
 use super::optimisation_panel::OptimisationPanel;
 use super::pictures::{version_of, Pictures, PicturesPanel};
 use super::run::{ConfigSync, TrainingRun};
@@ -19,18 +20,13 @@ use super::settings::{CentralView, Settings, Theme, STORAGE_KEY};
 use super::status_bar::StatusBar;
 use super::toolbar::{Exportable, Toolbar};
 use crate::config::RunConfig;
-use crate::grid::ImageGrid;
-use crate::runs::{self, nearest_step, GridKind, RunMeta};
-use crate::sweep;
-use crate::train::worker::{Command, RunOptions, RunState, Waker};
+use crate::runs::{self, nearest_step, GridKind};
+use crate::train::worker::{Command, RunState, Waker};
 use eframe::egui;
 use egui::{CentralPanel, CollapsingHeader, Context, Frame, Panel, ScrollArea, Ui};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Time between the frames of an exported filmstrip GIF.
-const FILMSTRIP_FRAME_MS: u32 = 150;
+use std::time::Duration;
 
 /// Longest a frame spends handling worker events; the rest wait for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(4);
@@ -50,9 +46,7 @@ pub struct AppOptions {
 
 pub struct GantryApp {
     settings: Settings,
-    crash_training_at_step: Option<u64>,
     machine_speed: Option<f64>,
-    runs_dir: PathBuf,
     /// Every open run; dropping it stops and joins the training threads.
     fleet: Fleet,
     /// The runs on disk.
@@ -61,8 +55,8 @@ pub struct GantryApp {
     /// Runs ticked in the browser: their curves overlay, the contact sheet shows their grids.
     selection: Vec<PathBuf>,
     filmstrip: Filmstrip,
-    /// A fork waiting for its parent's checkpoint to be written.
-    pending_fork: Option<(PathBuf, u64, RunConfig)>,
+    /// Starting, continuing, forking, deleting runs and exports.
+    lifecycle: Lifecycle,
     /// The labels of the runs the curves showed last frame.
     shown_curves: Vec<String>,
     ab: AbView,
@@ -115,16 +109,14 @@ impl GantryApp {
                 .spawn(crate::footprint::machine_speed);
         }
         GantryApp {
-            crash_training_at_step: options.crash_training_at_step,
             machine_speed: options.machine_speed,
             settings,
             catalog: Catalog::new(runs_dir.clone()),
-            runs_dir,
+            lifecycle: Lifecycle::new(runs_dir, options.crash_training_at_step),
             fleet: Fleet::default(),
             browser: RunBrowser::default(),
             selection: Vec::new(),
             filmstrip: Filmstrip::default(),
-            pending_fork: None,
             shown_curves: Vec::new(),
             ab: AbView::default(),
             sheet: ContactSheetView::default(),
@@ -212,7 +204,9 @@ impl GantryApp {
         }
         crate::threads::set(self.settings.browser.threads);
         self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
-        self.finish_pending_fork();
+        if let Some(outcome) = self.lifecycle.finish_pending_fork(&mut self.fleet) {
+            self.apply(outcome);
+        }
     }
 
     /// Draws the window and carries out what the user asked for.
@@ -663,11 +657,18 @@ impl GantryApp {
                 }
             }
             Action::SaveGrid(kind) => self.save_grid(kind),
-            Action::ExportCsv => self.export_csv(),
+            Action::ExportCsv => {
+                let name = format!("{}-metrics.csv", self.settings.preset);
+                let csv = self.fleet.focused().history().to_csv();
+                self.notice = lifecycle::export_csv(&csv, &name).or(self.notice.take());
+            }
             Action::DismissError => self.fleet.focused_mut().dismiss_problem(),
             Action::Fork => self.fork(),
             Action::ViewRun(dir) => self.view_run(dir),
-            Action::ContinueRun(dir) => self.continue_run(dir),
+            Action::ContinueRun(dir) => {
+                let outcome = self.lifecycle.continue_run(&mut self.fleet, dir);
+                self.apply(outcome);
+            }
             Action::StopRun(dir) => match self.fleet.get_mut(&dir) {
                 Some(run) if run.is_queued() => {
                     self.fleet.close(&dir);
@@ -682,31 +683,39 @@ impl GantryApp {
                 if name.is_empty() {
                     self.notice = Some("A run's name cannot be empty.".into());
                 } else {
-                    self.edit_meta(&dir, |meta| meta.name = name);
+                    let outcome = self.lifecycle.edit_meta(&dir, |meta| meta.name = name);
+                    self.apply(outcome);
                 }
             }
-            Action::TagRun(dir, tags) => self.edit_meta(&dir, |meta| meta.tags = tags),
+            Action::TagRun(dir, tags) => {
+                let outcome = self.lifecycle.edit_meta(&dir, |meta| meta.tags = tags);
+                self.apply(outcome);
+            }
             Action::DeleteRun(dir) => {
-                self.fleet.close(&dir);
-                match runs::delete_run(&dir) {
-                    Ok(()) => {
-                        self.selection.retain(|d| *d != dir);
-                        self.notice = Some(format!("Deleted {}", dir.display()));
-                    }
-                    Err(message) => self.notice = Some(message),
-                }
-                self.catalog.mark_stale();
+                let outcome = self.lifecycle.delete(&mut self.fleet, &dir);
+                self.selection.retain(|d| *d != dir);
+                self.apply(outcome);
             }
             Action::ChangeRunsFolder(dir) => {
                 self.settings.runs_dir = Some(dir.clone());
                 self.catalog.set_root(dir.clone());
-                self.runs_dir = dir;
+                self.lifecycle.set_runs_dir(dir);
                 self.selection.clear();
             }
             Action::RefreshRuns => self.catalog.mark_stale(),
-            Action::QueueSweep(axes) => self.queue_sweep(&axes),
-            Action::SaveContactSheet(sheet) => self.save_image(&sheet, "contact-sheet.png"),
-            Action::ExportFilmstrip { kind, gif } => self.export_filmstrip(kind, gif),
+            Action::QueueSweep(axes) => {
+                let (config, name) = (&self.settings.config, &self.settings.preset);
+                let outcome = self.lifecycle.queue_sweep(&mut self.fleet, config, name, &axes);
+                self.apply(outcome);
+            }
+            Action::SaveContactSheet(sheet) => {
+                self.notice = lifecycle::save_image(&sheet, "contact-sheet.png").or(self.notice.take());
+            }
+            Action::ExportFilmstrip { kind, gif } => {
+                if let Some(dir) = self.fleet.focus_dir() {
+                    self.notice = lifecycle::export_filmstrip(dir, kind, gif).or(self.notice.take());
+                }
+            }
         }
         // New runs start at once when a slot is free.
         self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
@@ -722,21 +731,26 @@ impl GantryApp {
 
     /// Queues a run with the draft settings in a new directory and puts it in view.
     fn start_run(&mut self, first: Command) {
-        let dir = self.new_run_dir(&self.settings.preset);
-        self.launch_run(self.settings.config.clone(), dir, false, first, &[]);
+        let config = self.settings.config.clone();
+        let outcome = self
+            .lifecycle
+            .start(&mut self.fleet, config, &self.settings.preset, first);
+        self.apply(outcome);
     }
 
-    fn launch_run(&mut self, config: RunConfig, dir: PathBuf, resume: bool, first: Command, tags: &[String]) {
-        let options = RunOptions {
-            out_dir: Some(dir),
-            resume,
-            panic_at_step: self.crash_training_at_step,
-        };
-        // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
-        self.settings.config = config.clone();
-        match self.fleet.launch(config, options, first, tags) {
-            Ok(()) => self.notice = None,
-            Err(message) => self.notice = Some(message),
+    /// Shows what a lifecycle operation reports: its notice, the run to view and the runs to tick.
+    fn apply(&mut self, outcome: Outcome) {
+        self.notice = outcome.notice;
+        if let Some((dir, config)) = outcome.view {
+            // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
+            self.settings.config = config;
+            self.fleet.set_focus(Some(dir));
+        }
+        if let Some(selection) = outcome.select {
+            self.selection = selection;
+        }
+        if let Some(filter) = outcome.filter {
+            self.settings.browser.filter = filter;
         }
         self.catalog.mark_stale();
     }
@@ -749,27 +763,7 @@ impl GantryApp {
         self.fleet.set_focus(Some(dir));
     }
 
-    /// Trains a listed run on: its open worker resumes, else a new worker continues its newest checkpoint
-    /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session).
-    fn continue_run(&mut self, dir: PathBuf) {
-        if let Some(run) = self.fleet.get_mut(&dir) {
-            run.send(Command::Start);
-            self.view_run(dir);
-            return;
-        }
-        let config = match runs::RunDir::read_config(&dir) {
-            Ok(config) => config,
-            Err(message) => {
-                self.notice = Some(message);
-                return;
-            }
-        };
-        let resume = !runs::checkpoint_steps(&dir).is_empty();
-        self.launch_run(config, dir, resume, Command::Start, &[]);
-    }
-
-    /// Starts a child of the run in view at the fork step with the draft settings (once the parent's
-    /// checkpoint of that step is on disk).
+    /// Starts a child of the run in view at the fork step with the draft settings.
     fn fork(&mut self) {
         let step = match self.fork_point() {
             Ok(step) => step,
@@ -780,95 +774,8 @@ impl GantryApp {
         };
         let parent = self.fleet.focus_dir().expect("fork_point checked it").to_path_buf();
         let config = self.settings.config.clone();
-        if let Some(run) = self.fleet.get_mut(&parent).filter(|r| r.takes_commands()) {
-            if run.last_checkpoint().map(|c| c.0) != Some(step) {
-                run.send(Command::SaveCheckpoint);
-                self.pending_fork = Some((parent, step, config));
-                return;
-            }
-        }
-        self.fork_from(parent, step, config);
-    }
-
-    fn finish_pending_fork(&mut self) {
-        let Some((parent, step, _)) = &self.pending_fork else {
-            return;
-        };
-        match self.fleet.get(parent) {
-            Some(run) if run.last_checkpoint().map(|c| c.0) == Some(*step) => {
-                let (parent, step, config) = self.pending_fork.take().expect("checked above");
-                self.fork_from(parent, step, config);
-            }
-            Some(run) if run.takes_commands() => {}
-            _ => {
-                self.pending_fork = None;
-                self.notice =
-                    Some("The fork was dropped: its parent run closed before its checkpoint was written.".into());
-            }
-        }
-    }
-
-    fn fork_from(&mut self, parent: PathBuf, step: u64, config: RunConfig) {
-        let name = runs::dir_name(&parent);
-        let child = self.new_run_dir(&format!("{name}-fork{step}"));
-        if let Err(message) = runs::fork(&parent, step, &child, &config) {
-            self.notice = Some(message);
-            return;
-        }
-        self.launch_run(config, child.clone(), true, Command::Start, &[]);
-        // The child's curve continues the parent's in the same plots.
-        self.selection = vec![parent, child];
-    }
-
-    /// Queues one run per sweep point and lists them (filtered by the sweep's tag, ticked for comparing).
-    fn queue_sweep(&mut self, axes: &[sweep::Axis]) {
-        let points = match sweep::expand(&self.settings.config, axes) {
-            Ok(points) => points,
-            Err(message) => {
-                self.notice = Some(message);
-                return;
-            }
-        };
-        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let tag = format!("sweep-{seconds}");
-        let mut dirs = Vec::new();
-        for point in points {
-            let dir = self.new_run_dir(&format!("{}-{}", self.settings.preset, point.name()));
-            self.launch_run(
-                point.config,
-                dir.clone(),
-                false,
-                Command::Start,
-                std::slice::from_ref(&tag),
-            );
-            dirs.push(dir);
-        }
-        self.settings.browser.filter = tag;
-        if let Some(first) = dirs.first() {
-            self.view_run(first.clone());
-        }
-        self.selection = dirs;
-    }
-
-    /// Changes a run's `run.toml` (name, tags); its worker keeps them when it next writes its status.
-    fn edit_meta(&mut self, dir: &Path, edit: impl FnOnce(&mut RunMeta)) {
-        if let Err(message) = RunMeta::update(dir, edit) {
-            self.notice = Some(message);
-        }
-        self.catalog.mark_stale();
-    }
-
-    /// `<runs dir>/<name>-<unix seconds>`, with a suffix if that is taken.
-    fn new_run_dir(&self, name: &str) -> PathBuf {
-        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let name = format!("{name}-{seconds}");
-        (1..)
-            .map(|n| {
-                self.runs_dir
-                    .join(if n == 1 { name.clone() } else { format!("{name}-{n}") })
-            })
-            .find(|dir| !dir.exists())
-            .expect("some suffix is free")
+        let outcome = self.lifecycle.fork(&mut self.fleet, parent, step, config);
+        self.apply(outcome);
     }
 
     fn save_grid(&mut self, kind: GridKind) {
@@ -881,61 +788,7 @@ impl GantryApp {
         };
         let Some(grid) = grid.clone() else { return };
         let name = format!("{}-step-{}.png", kind.folder(), snapshot.step);
-        self.save_image(&grid, &name);
-    }
-
-    /// Asks where to save `image` as PNG and writes it there.
-    fn save_image(&mut self, image: &ImageGrid, name: &str) {
-        if let Some(path) = rfd::FileDialog::new()
-            .add_filter("PNG image", &["png"])
-            .set_file_name(name)
-            .save_file()
-        {
-            self.notice = Some(match image.write_png(&path) {
-                Ok(()) => format!("Saved {}", path.display()),
-                Err(message) => message,
-            });
-        }
-    }
-
-    fn export_filmstrip(&mut self, kind: GridKind, gif: bool) {
-        let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) else {
-            return;
-        };
-        let name = runs::dir_name(&dir);
-        let exported = if gif {
-            rfd::FileDialog::new()
-                .add_filter("Animated GIF", &["gif"])
-                .set_file_name(format!("{name}-{}.gif", kind.folder()))
-                .save_file()
-                .map(|out| (runs::export_gif(&dir, kind, &out, FILMSTRIP_FRAME_MS), out))
-        } else {
-            rfd::FileDialog::new()
-                .pick_folder()
-                .map(|out| (runs::export_png_sequence(&dir, kind, &out), out))
-        };
-        if let Some((result, out)) = exported {
-            self.notice = Some(match result {
-                Ok(frames) => format!("Saved {frames} frames to {}", out.display()),
-                Err(message) => message,
-            });
-        }
-    }
-
-    fn export_csv(&mut self) {
-        let name = format!("{}-metrics.csv", self.settings.preset);
-        if let Some(path) = rfd::FileDialog::new()
-            .add_filter("CSV", &["csv"])
-            .set_file_name(name)
-            .save_file()
-        {
-            self.notice = Some(
-                match crate::fsio::write(&path, &self.fleet.focused().history().to_csv()) {
-                    Ok(()) => format!("Saved {}", path.display()),
-                    Err(message) => message,
-                },
-            );
-        }
+        self.notice = lifecycle::save_image(&grid, &name).or(self.notice.take());
     }
 }
 

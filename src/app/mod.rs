@@ -20,6 +20,7 @@ mod fleet;
 mod gantry_app;
 pub mod history;
 mod launch_check;
+mod lifecycle;
 mod optimisation_panel;
 mod pictures;
 pub mod run;

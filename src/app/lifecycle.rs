@@ -1,0 +1,251 @@
+//! What happens to runs as wholes: starting one in a new folder, continuing one, forking, queueing a sweep,
+//! renaming, tagging and deleting, and exporting what a run saved. The app calls these for the user's
+//! actions and applies the [`Outcome`] they report (what to show, what to tick, a notice); views never call
+//! them.
+
+use super::fleet::Fleet;
+use crate::config::RunConfig;
+use crate::grid::ImageGrid;
+use crate::runs::{self, GridKind, RunMeta};
+use crate::sweep;
+use crate::train::worker::{Command, RunOptions};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds between the frames of an exported filmstrip GIF.
+const FILMSTRIP_FRAME_MS: u32 = 150;
+
+/// What an operation asks the app to show afterwards.
+#[derive(Default)]
+pub struct Outcome {
+    /// A message for the user: an error, or what was saved.
+    pub notice: Option<String>,
+    /// Put this run in view, with these settings in the panels.
+    pub view: Option<(PathBuf, RunConfig)>,
+    /// Tick these runs (their curves overlay).
+    pub select: Option<Vec<PathBuf>>,
+    /// Filter the run list by this.
+    pub filter: Option<String>,
+}
+
+impl Outcome {
+    fn notice(message: String) -> Outcome {
+        Outcome {
+            notice: Some(message),
+            ..Outcome::default()
+        }
+    }
+}
+
+pub struct Lifecycle {
+    runs_dir: PathBuf,
+    /// A fork waiting for its parent's checkpoint to be written.
+    pending_fork: Option<(PathBuf, u64, RunConfig)>,
+    crash_training_at_step: Option<u64>,
+}
+
+impl Lifecycle {
+    /// Runs go to `runs_dir`; `crash_training_at_step` makes their training threads crash there (tests).
+    pub fn new(runs_dir: PathBuf, crash_training_at_step: Option<u64>) -> Lifecycle {
+        Lifecycle {
+            runs_dir,
+            pending_fork: None,
+            crash_training_at_step,
+        }
+    }
+
+    pub fn set_runs_dir(&mut self, dir: PathBuf) {
+        self.runs_dir = dir;
+    }
+
+    /// Queues a run of `config` in a new folder named after `name` and puts it in view.
+    pub fn start(&self, fleet: &mut Fleet, config: RunConfig, name: &str, first: Command) -> Outcome {
+        let dir = self.new_run_dir(name);
+        self.launch(fleet, config, dir, false, first, &[])
+    }
+
+    fn launch(
+        &self,
+        fleet: &mut Fleet,
+        config: RunConfig,
+        dir: PathBuf,
+        resume: bool,
+        first: Command,
+        tags: &[String],
+    ) -> Outcome {
+        let options = RunOptions {
+            out_dir: Some(dir.clone()),
+            resume,
+            panic_at_step: self.crash_training_at_step,
+        };
+        // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
+        let notice = fleet.launch(config.clone(), options, first, tags).err();
+        Outcome {
+            notice,
+            view: Some((dir, config)),
+            ..Outcome::default()
+        }
+    }
+
+    /// Trains a listed run on: its open worker resumes, else a new worker continues its newest checkpoint
+    /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session).
+    pub fn continue_run(&self, fleet: &mut Fleet, dir: PathBuf) -> Outcome {
+        let config = match runs::RunDir::read_config(&dir) {
+            Ok(config) => config,
+            Err(message) => return Outcome::notice(message),
+        };
+        if let Some(run) = fleet.get_mut(&dir) {
+            run.send(Command::Start);
+            let config = run.applied_config().cloned().unwrap_or(config);
+            return Outcome {
+                view: Some((dir, config)),
+                ..Outcome::default()
+            };
+        }
+        let resume = !runs::checkpoint_steps(&dir).is_empty();
+        self.launch(fleet, config, dir, resume, Command::Start, &[])
+    }
+
+    /// Starts a child of `parent` at `step` with `config`, once the parent's checkpoint of that step is on
+    /// disk (a live parent is asked to write it first; [`Lifecycle::finish_pending_fork`] goes on then).
+    pub fn fork(&mut self, fleet: &mut Fleet, parent: PathBuf, step: u64, config: RunConfig) -> Outcome {
+        if let Some(run) = fleet.get_mut(&parent).filter(|r| r.takes_commands()) {
+            if run.last_checkpoint().map(|c| c.0) != Some(step) {
+                run.send(Command::SaveCheckpoint);
+                self.pending_fork = Some((parent, step, config));
+                return Outcome::default();
+            }
+        }
+        self.fork_from(fleet, parent, step, config)
+    }
+
+    /// Forks once the parent's checkpoint arrived (called every frame; nothing to do mostly).
+    pub fn finish_pending_fork(&mut self, fleet: &mut Fleet) -> Option<Outcome> {
+        let (parent, step, _) = self.pending_fork.as_ref()?;
+        match fleet.get(parent) {
+            Some(run) if run.last_checkpoint().map(|c| c.0) == Some(*step) => {
+                let (parent, step, config) = self.pending_fork.take().expect("checked above");
+                Some(self.fork_from(fleet, parent, step, config))
+            }
+            Some(run) if run.takes_commands() => None,
+            _ => {
+                self.pending_fork = None;
+                Some(Outcome::notice(
+                    "The fork was dropped: its parent run closed before its checkpoint was written.".into(),
+                ))
+            }
+        }
+    }
+
+    fn fork_from(&self, fleet: &mut Fleet, parent: PathBuf, step: u64, config: RunConfig) -> Outcome {
+        let name = runs::dir_name(&parent);
+        let child = self.new_run_dir(&format!("{name}-fork{step}"));
+        if let Err(message) = runs::fork(&parent, step, &child, &config) {
+            return Outcome::notice(message);
+        }
+        Outcome {
+            // The child's curve continues the parent's in the same plots.
+            select: Some(vec![parent, child.clone()]),
+            ..self.launch(fleet, config, child, true, Command::Start, &[])
+        }
+    }
+
+    /// Queues one run per sweep point over `base` and lists them (filtered by the sweep's tag, ticked for
+    /// comparing), the first in view.
+    pub fn queue_sweep(&self, fleet: &mut Fleet, base: &RunConfig, name: &str, axes: &[sweep::Axis]) -> Outcome {
+        let points = match sweep::expand(base, axes) {
+            Ok(points) => points,
+            Err(message) => return Outcome::notice(message),
+        };
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let tag = format!("sweep-{seconds}");
+        let (mut dirs, mut notice, mut first) = (Vec::new(), None, None);
+        for point in points {
+            let dir = self.new_run_dir(&format!("{name}-{}", point.name()));
+            let launched = self.launch(fleet, point.config, dir.clone(), false, Command::Start, &[tag.clone()]);
+            notice = notice.or(launched.notice);
+            first = first.or(launched.view);
+            dirs.push(dir);
+        }
+        Outcome {
+            notice,
+            view: first,
+            select: Some(dirs),
+            filter: Some(tag),
+        }
+    }
+
+    /// Changes a run's `run.toml` (name, tags); its worker keeps them when it next writes its status.
+    pub fn edit_meta(&self, dir: &Path, edit: impl FnOnce(&mut RunMeta)) -> Outcome {
+        Outcome {
+            notice: RunMeta::update(dir, edit).err(),
+            ..Outcome::default()
+        }
+    }
+
+    /// Stops the run in `dir` if open and deletes its folder.
+    pub fn delete(&self, fleet: &mut Fleet, dir: &Path) -> Outcome {
+        fleet.close(dir);
+        Outcome::notice(match runs::delete_run(dir) {
+            Ok(()) => format!("Deleted {}", dir.display()),
+            Err(message) => message,
+        })
+    }
+
+    /// `<runs dir>/<name>-<unix seconds>`, with a suffix if that is taken.
+    fn new_run_dir(&self, name: &str) -> PathBuf {
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let name = format!("{name}-{seconds}");
+        (1..)
+            .map(|n| {
+                self.runs_dir
+                    .join(if n == 1 { name.clone() } else { format!("{name}-{n}") })
+            })
+            .find(|dir| !dir.exists())
+            .expect("some suffix is free")
+    }
+}
+
+/// Asks where to save `image` as PNG and writes it there; the notice says what happened (nothing when the
+/// dialog was cancelled).
+pub fn save_image(image: &ImageGrid, name: &str) -> Option<String> {
+    let path = rfd::FileDialog::new()
+        .add_filter("PNG image", &["png"])
+        .set_file_name(name)
+        .save_file()?;
+    Some(match image.write_png(&path) {
+        Ok(()) => format!("Saved {}", path.display()),
+        Err(message) => message,
+    })
+}
+
+/// Asks where to save the grids the run in `dir` saved, as a GIF or numbered PNGs, and writes them.
+pub fn export_filmstrip(dir: &Path, kind: GridKind, gif: bool) -> Option<String> {
+    let name = runs::dir_name(dir);
+    let (result, out) = if gif {
+        let out = rfd::FileDialog::new()
+            .add_filter("Animated GIF", &["gif"])
+            .set_file_name(format!("{name}-{}.gif", kind.folder()))
+            .save_file()?;
+        (runs::export_gif(dir, kind, &out, FILMSTRIP_FRAME_MS), out)
+    } else {
+        let out = rfd::FileDialog::new().pick_folder()?;
+        (runs::export_png_sequence(dir, kind, &out), out)
+    };
+    Some(match result {
+        Ok(frames) => format!("Saved {frames} frames to {}", out.display()),
+        Err(message) => message,
+    })
+}
+
+/// Asks where to save `csv` (a run's metrics) and writes it there.
+pub fn export_csv(csv: &[u8], name: &str) -> Option<String> {
+    let path = rfd::FileDialog::new()
+        .add_filter("CSV", &["csv"])
+        .set_file_name(name)
+        .save_file()?;
+    Some(match crate::fsio::write(&path, csv) {
+        Ok(()) => format!("Saved {}", path.display()),
+        Err(message) => message,
+    })
+}
