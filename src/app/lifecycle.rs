@@ -162,7 +162,14 @@ impl Lifecycle {
         let (mut dirs, mut notice, mut first) = (Vec::new(), None, None);
         for point in points {
             let dir = self.new_run_dir(&format!("{name}-{}", point.name()));
-            let launched = self.launch(fleet, point.config, dir.clone(), false, Command::Start, &[tag.clone()]);
+            let launched = self.launch(
+                fleet,
+                point.config,
+                dir.clone(),
+                false,
+                Command::Start,
+                std::slice::from_ref(&tag),
+            );
             notice = notice.or(launched.notice);
             first = first.or(launched.view);
             dirs.push(dir);
