@@ -10,9 +10,10 @@
 use super::history::RunHistory;
 use crate::grid::ImageGrid;
 use crate::runs::{self, GridKind, RunStamp, RunSummary};
-use crate::train::worker::Waker;
+use crate::train::worker::{panic_message, Waker};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// Decoded grids kept in memory; older ones are read from disk again when needed.
@@ -113,15 +114,30 @@ impl Reader {
             .spawn(move || {
                 let mut known: HashMap<PathBuf, (RunStamp, ReadSummary)> = HashMap::new();
                 for request in inbox {
+                    // A bug met while reading one request is reported as that request's answer.
+                    let crashed = |payload: Box<dyn std::any::Any + Send>| {
+                        format!("reading the runs crashed: {}", panic_message(payload.as_ref()))
+                    };
                     let reply = match request {
-                        Request::List(root) => list(&root, &mut known),
+                        Request::List(root) => catch_unwind(AssertUnwindSafe(|| list(&root, &mut known)))
+                            .unwrap_or_else(|payload| {
+                                known.clear();
+                                Reply::Listed {
+                                    root,
+                                    runs: Vec::new(),
+                                    problems: vec![crashed(payload)],
+                                }
+                            }),
                         Request::Curves(dir) => {
                             let length = std::fs::metadata(dir.join(runs::METRICS_FILE)).map_or(0, |m| m.len());
-                            let history = runs::read_metrics(&dir).map(|metrics| {
-                                let mut history = RunHistory::default();
-                                metrics.rows.iter().for_each(|row| history.push(row));
-                                history
+                            let history = catch_unwind(|| {
+                                runs::read_metrics(&dir).map(|metrics| {
+                                    let mut history = RunHistory::default();
+                                    metrics.rows.iter().for_each(|row| history.push(row));
+                                    history
+                                })
                             });
+                            let history = history.unwrap_or_else(|payload| Err(crashed(payload)));
                             Reply::Curves { dir, length, history }
                         }
                     };
