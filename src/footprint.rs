@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 const MIB: f64 = (1u64 << 20) as f64;
 
 /// Memory of the process before any run: code, runtime, thread stacks and the kernels' scratch buffers.
-const BASELINE_BYTES: u64 = 40 << 20;
+const BASELINE_BYTES: u64 = 24 << 20;
 
 /// Share of the measured matrix-product speed a whole training step reaches (convolution patches, batch
 /// norm, optimiser updates and element-wise passes run slower than one large product); measured with
