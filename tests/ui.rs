@@ -215,6 +215,25 @@ fn the_family_and_model_decide_which_controls_show() {
 }
 
 #[test]
+fn the_estimate_shows_beside_the_parameter_counts_and_an_oversized_model_cannot_start() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    assert!(
+        harness.query_by_label_contains("/step, 1 epoch ≈").is_some(),
+        "memory, step and epoch time beside the parameter counts"
+    );
+    // Twelve layers of 16,384 in G and D: far more than this machine's memory, though each width is allowed.
+    harness.state_mut().settings_mut().config.model.hidden = vec![16384; 12];
+    wait_until(&mut harness, "the refusal", |h| {
+        h.query_by_label_contains("lower model.hidden").is_some()
+    });
+    assert!(harness
+        .query_by_label_contains("Cannot start: this run needs ≈")
+        .is_some());
+    assert!(!enabled(&harness, "Start"));
+}
+
+#[test]
 fn an_impossible_combination_disables_start_and_says_why() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
