@@ -280,17 +280,14 @@ fn train(args: TrainArgs) -> i32 {
     if let Ok(footprint) = Footprint::of(&config) {
         println!("estimate: {}", footprint.describe(Some(machine_speed())));
     }
-    let options = match &args.resume {
-        Some(dir) => RunOptions {
-            out_dir: Some(dir.clone()),
-            resume: true,
-            panic_at_step: args.panic_at_step,
-        },
-        None => RunOptions {
-            out_dir: Some(args.out.clone().unwrap_or_else(|| default_out_dir(&args.base))),
-            resume: false,
-            panic_at_step: args.panic_at_step,
-        },
+    let (out_dir, resume) = match &args.resume {
+        Some(dir) => (dir.clone(), true),
+        None => (args.out.clone().unwrap_or_else(|| default_out_dir(&args.base)), false),
+    };
+    let options = RunOptions {
+        out_dir: Some(out_dir),
+        resume,
+        panic_at_step: args.panic_at_step,
     };
     train_with_progress(config, options)
 }

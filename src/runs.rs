@@ -155,16 +155,6 @@ pub fn csv_bytes<R: AsRef<[u8]>>(
     writer.into_inner().expect("CSV into memory cannot fail")
 }
 
-/// Opens `metrics.csv` for appending rows, with its length.
-fn metrics_appender(path: &Path) -> Result<(File, u64), String> {
-    let file = OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| io_error(path, "open", e))?;
-    let len = file.metadata().map_err(|e| io_error(path, "open", e))?.len();
-    Ok((file, len))
-}
-
 /// A run directory's own name (the last part of its path), which is also a new run's name.
 pub fn dir_name(path: &Path) -> String {
     path.file_name()
@@ -188,15 +178,7 @@ impl RunDir {
         let no_rows: [Vec<String>; 0] = [];
         fsio::write(&metrics_path, &csv_bytes(metrics_header(columns), no_rows))?;
         // A run queued in the workbench already has its name and tags.
-        RunMeta::update(path, |_| ())?;
-        let (metrics, metrics_len) = metrics_appender(&metrics_path)?;
-        Ok(RunDir {
-            path: path.to_path_buf(),
-            metrics,
-            metrics_len,
-            unwritten: Vec::new(),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-        })
+        RunDir::open_for_rows(path, columns)
     }
 
     /// Reads the config of an existing run.
@@ -222,8 +204,21 @@ impl RunDir {
         }
         fsio::write(&metrics_path, &table.bytes_up_to(step))?;
         // Runs written before run.toml existed get one now.
+        RunDir::open_for_rows(path, columns)
+    }
+
+    /// The run in `path`, its `run.toml` made if missing and `metrics.csv` (already written) open for rows.
+    fn open_for_rows(path: &Path, columns: &[&str]) -> Result<RunDir, String> {
         RunMeta::update(path, |_| ())?;
-        let (metrics, metrics_len) = metrics_appender(&metrics_path)?;
+        let metrics_path = path.join(METRICS_FILE);
+        let metrics = OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| io_error(&metrics_path, "open", e))?;
+        let metrics_len = metrics
+            .metadata()
+            .map_err(|e| io_error(&metrics_path, "open", e))?
+            .len();
         Ok(RunDir {
             path: path.to_path_buf(),
             metrics,
@@ -641,12 +636,11 @@ pub fn run_dirs(root: &Path) -> Vec<PathBuf> {
 pub fn read_summary(dir: &Path) -> Result<(RunSummary, Option<String>), String> {
     let config = RunDir::read_config(dir)?;
     let meta = RunMeta::read(dir).unwrap_or_else(|_| RunMeta::new(&dir_name(dir)));
-    let metrics_path = dir.join(METRICS_FILE);
-    let metrics_len = fs::metadata(&metrics_path).map_or(0, |m| m.len());
     // A queued run has no metrics file yet.
-    let metrics = match metrics_path.exists() {
-        true => read_metrics(dir)?,
-        false => Metrics::default(),
+    let metrics_len = fs::metadata(dir.join(METRICS_FILE)).ok().map(|m| m.len());
+    let metrics = match metrics_len {
+        Some(_) => read_metrics(dir)?,
+        None => Metrics::default(),
     };
     let summary = RunSummary {
         path: dir.to_path_buf(),
@@ -654,7 +648,7 @@ pub fn read_summary(dir: &Path) -> Result<(RunSummary, Option<String>), String> 
         config,
         lowest: lowest_values(&metrics.rows),
         last: metrics.rows.last().cloned(),
-        metrics_len,
+        metrics_len: metrics_len.unwrap_or(0),
         checkpoints: checkpoint_steps(dir),
     };
     Ok((summary, metrics.warning))

@@ -17,7 +17,7 @@ use super::optimisation_panel::OptimisationPanel;
 use super::pictures::{version_of, Pictures, PicturesPanel};
 use super::run::{ConfigSync, TrainingRun};
 use super::settings::{CentralView, Settings, Theme, STORAGE_KEY};
-use super::status_bar::StatusBar;
+use super::status_bar::{problem_color, StatusBar};
 use super::toolbar::{Exportable, Toolbar};
 use crate::config::RunConfig;
 use crate::runs::{self, nearest_step, GridKind};
@@ -389,10 +389,7 @@ impl GantryApp {
 
     fn central(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         if let Some(problem) = self.fleet.focused().problem() {
-            let color = match problem.is_fatal() {
-                true => ui.visuals().error_fg_color,
-                false => ui.visuals().warn_fg_color,
-            };
+            let color = problem_color(ui, problem);
             banner(ui, color, |ui| {
                 ui.colored_label(color, format!("{}: {}", problem.heading(), problem.message()));
                 if ui.button("Dismiss").clicked() {

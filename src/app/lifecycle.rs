@@ -90,18 +90,19 @@ impl Lifecycle {
     /// Trains a listed run on: its open worker resumes, else a new worker continues its newest checkpoint
     /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session).
     pub fn continue_run(&self, fleet: &mut Fleet, dir: PathBuf) -> Outcome {
+        // An open run has the config it runs; only a closed one is read from its folder.
+        if let Some(run) = fleet.get_mut(&dir) {
+            run.send(Command::Start);
+            let view = run.applied_config().cloned().map(|config| (dir, config));
+            return Outcome {
+                view,
+                ..Outcome::default()
+            };
+        }
         let config = match runs::RunDir::read_config(&dir) {
             Ok(config) => config,
             Err(message) => return Outcome::notice(message),
         };
-        if let Some(run) = fleet.get_mut(&dir) {
-            run.send(Command::Start);
-            let config = run.applied_config().cloned().unwrap_or(config);
-            return Outcome {
-                view: Some((dir, config)),
-                ..Outcome::default()
-            };
-        }
         let resume = !runs::checkpoint_steps(&dir).is_empty();
         self.launch(fleet, config, dir, resume, Command::Start, &[])
     }

@@ -1,7 +1,7 @@
 //! The status bar: run state, progress, speed, ETA, time trained and the last error.
 
 use super::curves::clock;
-use super::run::TrainingRun;
+use super::run::{Problem, TrainingRun};
 use crate::train::worker::RunState;
 use eframe::egui;
 use egui::{Color32, Label, RichText, Ui};
@@ -54,10 +54,7 @@ impl StatusBar {
             }
             if let Some(problem) = run.problem() {
                 ui.separator();
-                let color = match problem.is_fatal() {
-                    true => ui.visuals().error_fg_color,
-                    false => ui.visuals().warn_fg_color,
-                };
+                let color = problem_color(ui, problem);
                 let heading = problem.heading().to_lowercase();
                 let text = RichText::new(format!("{heading} — {}", problem.message())).color(color);
                 ui.add(Label::new(text).truncate()).on_hover_text(problem.message());
@@ -67,6 +64,14 @@ impl StatusBar {
                     .on_hover_text("The run's directory: config, metrics.csv, sample PNGs and checkpoint");
             }
         });
+    }
+}
+
+/// A failure in the error colour, everything the run survives in the warning colour.
+pub fn problem_color(ui: &Ui, problem: &Problem) -> Color32 {
+    match problem.is_fatal() {
+        true => ui.visuals().error_fg_color,
+        false => ui.visuals().warn_fg_color,
     }
 }
 
