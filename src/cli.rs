@@ -10,7 +10,7 @@ use crate::presets::{self, PRESETS};
 use crate::runs::RunDir;
 use crate::sweep::{self, Axis};
 use crate::train::session::Session;
-use crate::train::worker::{Ending, Event, RunOptions, Trainer};
+use crate::train::worker::{Ending, Event, Problem, RunOptions, Trainer};
 use clap::{Parser, Subcommand};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -328,10 +328,8 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
             bar.set_message(format_metrics(row));
             last = Some(row.clone());
         }
-        Event::Warning(message) => bar.suspend(|| eprintln!("warning: {message}")),
-        Event::Refused(message) | Event::Halted(message) | Event::Fatal(message) => {
-            bar.suspend(|| eprintln!("error: {message}"))
-        }
+        Event::Problem(Problem::Warning(message)) => bar.suspend(|| eprintln!("warning: {message}")),
+        Event::Problem(problem) => bar.suspend(|| eprintln!("error: {}", problem.message())),
         _ => {}
     });
     bar.finish_and_clear();

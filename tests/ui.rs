@@ -10,7 +10,7 @@ use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
 use gantry::presets::preset;
-use gantry::train::worker::RunState;
+use gantry::train::worker::{Problem, RunState};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -416,7 +416,7 @@ fn trained_run(root: &std::path::Path, name: &str, lr: &str) -> std::path::PathB
             .expect("the run reports")
         {
             Event::State(RunState::Finished) => break,
-            Event::Fatal(message) | Event::Halted(message) => panic!("{message}"),
+            Event::Problem(problem @ (Problem::Fatal(_) | Problem::Halted(_))) => panic!("{problem:?}"),
             _ => {}
         }
     }

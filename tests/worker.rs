@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{small, wait_for};
-use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use common::{small, wait_for, wait_for_problem};
+use gantry::train::worker::{Command, Event, Problem, RunOptions, RunState, Trainer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -88,13 +88,7 @@ fn a_live_hyperparameter_change_reaches_the_session_and_a_shape_change_is_refuse
     assert_eq!(applied.optimizer.lr, 0.0123);
     config.model.latent = 3;
     trainer.send(Command::SetConfig(Box::new(config)));
-    let error = wait_for(&trainer, |e| {
-        if let Event::Refused(m) = e {
-            Some(m.clone())
-        } else {
-            None
-        }
-    });
+    let error = wait_for_problem(&trainer, |p| matches!(p, Problem::Refused(_)));
     assert!(error.contains("model.latent"), "{error}");
 }
 
@@ -106,13 +100,7 @@ fn a_nan_loss_pauses_the_run_and_names_the_metric() {
     config.set("optimizer.lr=1e300").unwrap();
     let trainer = ready(config);
     trainer.send(Command::Start);
-    let error = wait_for(&trainer, |e| {
-        if let Event::Halted(m) = e {
-            Some(m.clone())
-        } else {
-            None
-        }
-    });
+    let error = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
     assert!(error.contains("at step") && error.contains("paused"), "{error}");
     assert_eq!(next_state(&trainer), RunState::Paused);
 }
@@ -144,10 +132,7 @@ fn bad_data_reaches_the_caller_as_a_fatal_event() {
     config.data.source = "toy:ring".into();
     config.model.kind = gantry::config::ModelKind::Dcgan;
     let trainer = Trainer::spawn(config, RunOptions::default(), None);
-    let error = wait_for(
-        &trainer,
-        |e| if let Event::Fatal(m) = e { Some(m.clone()) } else { None },
-    );
+    let error = wait_for_problem(&trainer, |p| matches!(p, Problem::Fatal(_)));
     assert!(error.contains("DCGAN"), "{error}");
     assert_eq!(next_state(&trainer), RunState::Failed);
 }
@@ -160,10 +145,7 @@ fn a_panic_in_training_fails_the_run_with_its_message() {
     };
     let trainer = Trainer::spawn(small("mlp-gan-digits"), options, None);
     trainer.send(Command::Start);
-    let fatal = wait_for(
-        &trainer,
-        |e| if let Event::Fatal(m) = e { Some(m.clone()) } else { None },
-    );
+    let fatal = wait_for_problem(&trainer, |p| matches!(p, Problem::Fatal(_)));
     assert!(
         fatal.contains("crashed after step 2") && fatal.contains("asked to crash at step 3"),
         "{fatal}"
@@ -191,13 +173,7 @@ fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it()
     // A file where the checkpoint folder belongs: as a full disk or a folder made read-only, writes fail.
     std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
     trainer.send(Command::Start);
-    let halted = wait_for(&trainer, |e| {
-        if let Event::Halted(m) = e {
-            Some(m.clone())
-        } else {
-            None
-        }
-    });
+    let halted = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
     assert!(halted.contains("checkpoints") && halted.contains("Resume"), "{halted}");
     assert_eq!(next_state(&trainer), RunState::Paused);
     let more: Vec<Event> = std::iter::from_fn(|| trainer.try_recv()).collect();

@@ -391,7 +391,7 @@ impl GantryApp {
         if let Some(problem) = self.fleet.focused().problem() {
             let color = problem_color(ui, problem);
             banner(ui, color, |ui| {
-                ui.colored_label(color, format!("{}: {}", problem.heading(), problem.message()));
+                ui.colored_label(color, format!("{}: {}", problem.label(), problem.message()));
                 if ui.button("Dismiss").clicked() {
                     actions.push(Action::DismissError);
                 }

@@ -5,7 +5,7 @@ use super::data_preview::Progress;
 use super::history::RunHistory;
 use crate::config::RunConfig;
 use crate::runs;
-use crate::train::worker::{Command, Event, RunInfo, RunOptions, RunState, Snapshot, Trainer, Waker};
+use crate::train::worker::{Command, Event, Problem, RunInfo, RunOptions, RunState, Snapshot, Trainer, Waker};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -34,41 +34,6 @@ pub struct Drained {
     pub state_changed: bool,
     /// New grids arrived (and were saved to the run's folder, if it saves them).
     pub new_grids: bool,
-}
-
-/// What went wrong last, by how it affects the run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// A live change the run did not take; it goes on with its settings.
-    Refused(String),
-    /// Something the run survives (a file it could not write or read back).
-    Warning(String),
-    /// The run paused itself (a NaN loss, a folder it cannot write); Resume continues it.
-    Halted(String),
-    /// The run cannot go on.
-    Fatal(String),
-}
-
-impl Problem {
-    pub fn message(&self) -> &str {
-        match self {
-            Problem::Refused(m) | Problem::Warning(m) | Problem::Halted(m) | Problem::Fatal(m) => m,
-        }
-    }
-
-    /// How the banner and status bar introduce it.
-    pub fn heading(&self) -> &'static str {
-        match self {
-            Problem::Refused(_) => "Not applied",
-            Problem::Warning(_) => "Warning",
-            Problem::Halted(_) => "Paused",
-            Problem::Fatal(_) => "Failed",
-        }
-    }
-
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, Problem::Fatal(_))
-    }
 }
 
 #[derive(Default)]
@@ -203,14 +168,13 @@ impl TrainingRun {
                 self.config_in_flight = false;
             }
             Event::CheckpointSaved { step, path } => self.last_checkpoint = Some((step, path)),
-            Event::Refused(message) => {
-                // The refused change is no longer in flight; the worker is free for the next.
-                self.config_in_flight = false;
-                self.problem = Some(Problem::Refused(message));
+            Event::Problem(problem) => {
+                // A refused change is no longer in flight; the worker is free for the next.
+                if matches!(problem, Problem::Refused(_)) {
+                    self.config_in_flight = false;
+                }
+                self.problem = Some(problem);
             }
-            Event::Warning(message) => self.problem = Some(Problem::Warning(message)),
-            Event::Halted(message) => self.problem = Some(Problem::Halted(message)),
-            Event::Fatal(message) => self.problem = Some(Problem::Fatal(message)),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The status bar: run state, progress, speed, ETA, time trained and the last error.
 
 use super::curves::clock;
-use super::run::{Problem, TrainingRun};
+use super::run::TrainingRun;
+use crate::train::worker::Problem;
 use crate::train::worker::RunState;
 use eframe::egui;
 use egui::{Color32, Label, RichText, Ui};
@@ -55,7 +56,7 @@ impl StatusBar {
             if let Some(problem) = run.problem() {
                 ui.separator();
                 let color = problem_color(ui, problem);
-                let heading = problem.heading().to_lowercase();
+                let heading = problem.label().to_lowercase();
                 let text = RichText::new(format!("{heading} — {}", problem.message())).color(color);
                 ui.add(Label::new(text).truncate()).on_hover_text(problem.message());
             } else if let Some(dir) = run.info().and_then(|info| info.run_dir.as_ref()) {

@@ -43,7 +43,7 @@ pub enum RunState {
     Paused,
     /// The step budget is reached (raising `train.steps` and starting again continues).
     Finished,
-    /// Something failed; the message came as an `Event::Fatal`.
+    /// Something failed; the message came as a `Problem::Fatal`.
     Failed,
     Stopped,
 }
@@ -93,6 +93,23 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// Something went wrong; the kind says how it affects the run.
+    Problem(Problem),
+}
+
+impl Event {
+    /// The problem this event reports, if it reports one.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Event::Problem(problem) => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+/// What went wrong, by how it affects the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
     /// A live change or command the run did not take; it goes on as it was.
     Refused(String),
     /// Something the run survives (a file it could not write or had to pass over); it goes on.
@@ -104,13 +121,25 @@ pub enum Event {
     Fatal(String),
 }
 
-impl Event {
-    /// The message of a refusal, warning, halt or failure.
-    pub fn problem(&self) -> Option<&str> {
+impl Problem {
+    pub fn message(&self) -> &str {
         match self {
-            Event::Refused(m) | Event::Warning(m) | Event::Halted(m) | Event::Fatal(m) => Some(m),
-            _ => None,
+            Problem::Refused(m) | Problem::Warning(m) | Problem::Halted(m) | Problem::Fatal(m) => m,
         }
+    }
+
+    /// How a problem of this kind is introduced to the user.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Problem::Refused(_) => "Not applied",
+            Problem::Warning(_) => "Warning",
+            Problem::Halted(_) => "Paused",
+            Problem::Fatal(_) => "Failed",
+        }
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Problem::Fatal(_))
     }
 }
 
@@ -227,7 +256,7 @@ impl Trainer {
                 Event::Loaded(_) if !stopping => {
                     self.send(Command::Start);
                 }
-                Event::Halted(m) | Event::Fatal(m) => problem = Some(m),
+                Event::Problem(Problem::Halted(m) | Problem::Fatal(m)) => problem = Some(m),
                 Event::State(RunState::Finished) if !stopping => return Ending::Finished,
                 Event::State(RunState::Failed) => {
                     return Ending::Failed(problem.unwrap_or_else(|| "the run failed".into()))
@@ -315,20 +344,20 @@ impl Worker {
         self.state = state;
         if let (Some(status), Some(dir)) = (status, &mut self.run_dir) {
             if let Err(message) = dir.set_status(status, self.steps_done) {
-                self.emit(Event::Warning(message));
+                self.emit(Event::Problem(Problem::Warning(message)));
             }
         }
         self.emit(Event::State(state));
     }
 
     fn fail(&mut self, message: String) {
-        self.emit(Event::Fatal(message));
+        self.emit(Event::Problem(Problem::Fatal(message)));
         self.set_state(RunState::Failed);
     }
 
     /// Pauses the run with the reason; it keeps everything in memory and continues on Resume.
     fn halt(&mut self, message: String) -> Mode {
-        self.emit(Event::Halted(message));
+        self.emit(Event::Problem(Problem::Halted(message)));
         self.set_state(RunState::Paused);
         Mode::Idle
     }
@@ -401,7 +430,7 @@ impl Worker {
                     Command::Stop => break,
                     Command::SetConfig(config) => match session.apply(*config) {
                         Ok(()) => self.emit(Event::ConfigApplied(Box::new(session.config().clone()))),
-                        Err(message) => self.emit(Event::Refused(message)),
+                        Err(message) => self.emit(Event::Problem(Problem::Refused(message))),
                     },
                     // Unsaved grids cannot fail to write.
                     Command::RequestSamples => {
@@ -409,7 +438,7 @@ impl Worker {
                     }
                     Command::SaveCheckpoint => {
                         if let Err(message) = self.checkpoint(&session) {
-                            self.emit(Event::Warning(message));
+                            self.emit(Event::Problem(Problem::Warning(message)));
                         }
                     }
                 }
@@ -419,7 +448,7 @@ impl Worker {
         }
         if self.last_checkpoint != Some(session.step_count()) {
             if let Err(message) = self.checkpoint(&session) {
-                self.emit(Event::Warning(message));
+                self.emit(Event::Problem(Problem::Warning(message)));
             }
         }
         self.set_state(RunState::Stopped);
@@ -449,7 +478,7 @@ impl Worker {
                     session.restore(tensors).map_err(|e| format!("{}: {e}", dir.display()))
                 })?;
                 for note in passed_over {
-                    self.emit(Event::Warning(note));
+                    self.emit(Event::Problem(Problem::Warning(note)));
                 }
                 self.last_checkpoint = Some(step);
                 RunDir::reopen(dir, &columns, step)?
@@ -541,7 +570,7 @@ impl Worker {
         let snapshot = match snapshot {
             Ok(s) => s,
             Err(e) => {
-                self.emit(Event::Warning(format!("cannot draw samples: {e}")));
+                self.emit(Event::Problem(Problem::Warning(format!("cannot draw samples: {e}"))));
                 return Ok(());
             }
         };

@@ -3,7 +3,7 @@
 
 use gantry::config::RunConfig;
 use gantry::presets::preset;
-use gantry::train::worker::{Event, Trainer};
+use gantry::train::worker::{Event, Problem, Trainer};
 use std::time::{Duration, Instant};
 
 /// A preset made small enough to train in a test: fewer generated items, frequent samples.
@@ -22,13 +22,20 @@ pub fn wait_for<T>(trainer: &Trainer, mut pick: impl FnMut(&Event) -> Option<T>)
             .events()
             .recv_timeout(left)
             .expect("the trainer answers in time");
-        if let Some(message) = event.problem() {
-            eprintln!("trainer: {message}");
+        if let Some(problem) = event.problem() {
+            eprintln!("trainer: {problem:?}");
         }
         if let Some(found) = pick(&event) {
             return found;
         }
     }
+}
+
+/// Waits for a problem of the kind `pick` accepts and returns its message.
+pub fn wait_for_problem(trainer: &Trainer, pick: impl Fn(&Problem) -> bool) -> String {
+    wait_for(trainer, |e| {
+        e.problem().filter(|p| pick(p)).map(|p| p.message().to_string())
+    })
 }
 
 /// Metric values that must repeat exactly for the same seed (timings excluded).
