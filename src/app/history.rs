@@ -1,8 +1,11 @@
 //! The metric history of one run, kept for plotting and export. No egui types: views read it.
 //!
-//! Every value is kept as it arrived, next to a TensorBoard-style smoothed copy. Both carry a min/max
-//! envelope (the extremes of aligned power-of-two blocks), so a view can draw a million points as a
-//! min/max band of about two blocks per pixel column, at one lookup per block.
+//! Long runs push a row per step for hours, so storage is compact: values as f32 (losses are f32 in the
+//! models), in fixed-size chunks (no doubling vectors that leave freed copies behind), row indices only for
+//! metrics that skip rows. Raw values carry a min/max envelope (the extremes of aligned power-of-two blocks),
+//! so a view can draw a million points as a band of about two blocks per pixel column, at one lookup per
+//! block. The TensorBoard-style smoothed copy is not stored: it is recomputed over the drawn range from EMA
+//! states kept every few hundred values.
 
 use crate::train::MetricRow;
 use serde::{Deserialize, Serialize};
@@ -35,9 +38,9 @@ pub struct Readout {
 
 #[derive(Default)]
 pub struct RunHistory {
-    steps: Vec<u64>,
-    epochs: Vec<f64>,
-    walls: Vec<f64>,
+    steps: Column<u64>,
+    epochs: Column<f32>,
+    walls: Column<f32>,
     series: Vec<Series>,
     smoothing: f64,
 }
@@ -45,50 +48,105 @@ pub struct RunHistory {
 /// The values of one metric; sparse metrics (held-out losses) have fewer values than the history has rows.
 struct Series {
     name: String,
-    /// The history row of each value.
-    rows: Vec<u32>,
-    raw: Vec<f64>,
-    smoothed: Vec<f64>,
-    raw_envelope: Envelope,
-    smoothed_envelope: Envelope,
+    rows: Rows,
+    raw: Column<f32>,
+    envelope: Envelope,
+    /// The smoother's state before value `k * EMA_MARK_EVERY`, for each k up to the values so far.
+    ema_marks: Vec<Ema>,
     ema: Ema,
     /// The lowest raw value so far.
     lowest: f64,
 }
 
+/// Which history row each value of a series belongs to.
+enum Rows {
+    /// Value `i` is from row `first + i`: a metric reported with every row since it first appeared.
+    Dense {
+        first: u32,
+    },
+    Sparse(Column<u32>),
+}
+
+/// How often a series keeps its smoother's state, bounding the values recomputed to smooth any range.
+const EMA_MARK_EVERY: usize = 256;
+
 impl Series {
     fn new(name: &str, smoothing: f64) -> Series {
         Series {
             name: name.to_string(),
-            rows: Vec::new(),
-            raw: Vec::new(),
-            smoothed: Vec::new(),
-            raw_envelope: Envelope::default(),
-            smoothed_envelope: Envelope::default(),
+            rows: Rows::Dense { first: 0 },
+            raw: Column::default(),
+            envelope: Envelope::default(),
+            ema_marks: Vec::new(),
             ema: Ema::new(smoothing),
             lowest: f64::INFINITY,
         }
     }
 
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+
     fn push(&mut self, row: u32, value: f64) {
+        let index = self.len();
+        self.rows = match std::mem::replace(&mut self.rows, Rows::Dense { first: 0 }) {
+            Rows::Dense { .. } if index == 0 => Rows::Dense { first: row },
+            Rows::Dense { first } if first as usize + index == row as usize => Rows::Dense { first },
+            Rows::Dense { first } => {
+                let mut rows = Column::default();
+                (first..first + index as u32).for_each(|r| rows.push(r));
+                rows.push(row);
+                Rows::Sparse(rows)
+            }
+            Rows::Sparse(mut rows) => {
+                rows.push(row);
+                Rows::Sparse(rows)
+            }
+        };
+        if index.is_multiple_of(EMA_MARK_EVERY) {
+            self.ema_marks.push(self.ema.clone());
+        }
+        self.ema.next(value as f32 as f64);
         self.lowest = self.lowest.min(value);
-        self.rows.push(row);
-        self.raw.push(value);
-        self.smoothed.push(self.ema.next(value));
-        self.raw_envelope.grow(&self.raw);
-        self.smoothed_envelope.grow(&self.smoothed);
+        self.raw.push(value as f32);
+        self.envelope.grow(&self.raw);
+    }
+
+    fn row(&self, index: usize) -> usize {
+        match &self.rows {
+            Rows::Dense { first } => *first as usize + index,
+            Rows::Sparse(rows) => rows.get(index) as usize,
+        }
+    }
+
+    fn raw(&self, index: usize) -> f64 {
+        self.raw.get(index) as f64
     }
 
     fn resmooth(&mut self, smoothing: f64) {
         self.ema = Ema::new(smoothing);
-        self.smoothed = self.raw.iter().map(|v| self.ema.next(*v)).collect();
-        self.smoothed_envelope = Envelope::build(&self.smoothed);
+        self.ema_marks.clear();
+        for index in 0..self.len() {
+            if index.is_multiple_of(EMA_MARK_EVERY) {
+                self.ema_marks.push(self.ema.clone());
+            }
+            self.ema.next(self.raw(index));
+        }
     }
 
-    fn values(&self, curve: Curve) -> (&[f64], &Envelope) {
+    /// The values of `range` as `curve` reads them.
+    fn values(&self, curve: Curve, range: Range<usize>) -> Vec<f64> {
         match curve {
-            Curve::Raw => (&self.raw, &self.raw_envelope),
-            Curve::Smoothed => (&self.smoothed, &self.smoothed_envelope),
+            Curve::Raw => range.map(|i| self.raw(i)).collect(),
+            Curve::Smoothed => {
+                let mark = range.start / EMA_MARK_EVERY;
+                let mut ema = self.ema_marks.get(mark).cloned().unwrap_or_else(|| self.ema.clone());
+                let from = mark * EMA_MARK_EVERY;
+                (from..range.end)
+                    .map(|i| ema.next(self.raw(i)))
+                    .skip(range.start - from)
+                    .collect()
+            }
         }
     }
 }
@@ -107,8 +165,8 @@ impl RunHistory {
     pub fn push(&mut self, row: &MetricRow) {
         let index = u32::try_from(self.steps.len()).expect("fewer than 4 billion metric rows");
         self.steps.push(row.step);
-        self.epochs.push(row.epoch);
-        self.walls.push(row.wall_s);
+        self.epochs.push(row.epoch as f32);
+        self.walls.push(row.wall_s as f32);
         for (name, value) in &row.values {
             let position = match self.series.iter().position(|s| &s.name == name) {
                 Some(position) => position,
@@ -121,7 +179,7 @@ impl RunHistory {
         }
     }
 
-    /// Sets the EMA weight (0 = raw, 0.999 = very smooth); recomputes the smoothed copies when it changes.
+    /// Sets the EMA weight (0 = raw, 0.999 = very smooth).
     pub fn set_smoothing(&mut self, weight: f64) {
         if weight != self.smoothing {
             self.smoothing = weight;
@@ -137,7 +195,7 @@ impl RunHistory {
 
     /// Whether no metric row arrived yet.
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.len() == 0
     }
 
     pub fn metric_names(&self) -> impl Iterator<Item = &str> {
@@ -146,38 +204,38 @@ impl RunHistory {
 
     /// Values recorded for `name`.
     pub fn count(&self, name: &str) -> usize {
-        self.find(name).map_or(0, |s| s.raw.len())
+        self.find(name).map_or(0, Series::len)
     }
 
     pub fn last_step(&self) -> Option<u64> {
-        self.steps.last().copied()
+        self.steps.last()
     }
 
     pub fn last_epoch(&self) -> Option<f64> {
-        self.epochs.last().copied()
+        self.epochs.last().map(f64::from)
     }
 
     /// Training seconds of the newest row.
     pub fn last_wall_s(&self) -> Option<f64> {
-        self.walls.last().copied()
+        self.walls.last().map(f64::from)
     }
 
-    /// The newest raw value of a metric.
     /// The lowest value `name` has reached.
     pub fn lowest(&self, name: &str) -> Option<f64> {
         self.find(name).map(|s| s.lowest).filter(|v| v.is_finite())
     }
 
+    /// The newest raw value of a metric.
     pub fn latest(&self, name: &str) -> Option<f64> {
-        self.find(name).and_then(|s| s.raw.last().copied())
+        self.find(name).and_then(|s| s.raw.last().map(f64::from))
     }
 
     /// Steps per training second over (at most) the last `window` rows.
     pub fn steps_per_second(&self, window: usize) -> Option<f64> {
         let last = self.steps.len().checked_sub(1)?;
         let first = last.saturating_sub(window);
-        let seconds = self.walls[last] - self.walls[first];
-        (seconds > 0.0).then(|| (self.steps[last] - self.steps[first]) as f64 / seconds)
+        let seconds = f64::from(self.walls.get(last) - self.walls.get(first));
+        (seconds > 0.0).then(|| (self.steps.get(last) - self.steps.get(first)) as f64 / seconds)
     }
 
     /// Points of one metric to draw over `view` (the whole history when `None`) at `columns` pixel columns:
@@ -194,8 +252,7 @@ impl RunHistory {
         let Some(series) = self.find(name) else {
             return Vec::new();
         };
-        let (values, envelope) = series.values(curve);
-        let n = values.len();
+        let n = series.len();
         let (start, end) = match view {
             // One point beyond each edge, so the line runs to the plot's border.
             Some((x0, x1)) => (
@@ -204,21 +261,29 @@ impl RunHistory {
             ),
             None => (0, n),
         };
-        let x = |i: usize| self.x(axis, series.rows[i] as usize);
+        let x = |i: usize| self.x(axis, series.row(i));
         let columns = columns.max(1);
         if end <= start + 2 * columns {
             return (start..end)
-                .map(|i| [x(i), values[i]])
+                .zip(series.values(curve, start..end))
+                .map(|(i, value)| [x(i), value])
                 .filter(|p| p[1].is_finite())
                 .collect();
         }
         let shift = ((end - start) / columns).ilog2();
-        let mut out = Vec::with_capacity(2 * (end - start).div_ceil(1 << shift) + 2);
-        for first in (start >> shift << shift..end).step_by(1 << shift) {
-            let block = envelope
-                .block(shift, first)
-                .unwrap_or_else(|| extremes(&values[first..(first + (1 << shift)).min(n)]));
-            let (lo, hi) = block;
+        let size = 1 << shift;
+        let (from, to) = (start >> shift << shift, ((end - 1) >> shift << shift) + size);
+        let smoothed = (curve == Curve::Smoothed).then(|| series.values(curve, from..to.min(n)));
+        let mut out = Vec::with_capacity(2 * (to - from) / size);
+        for first in (from..to).step_by(size) {
+            let block = first..(first + size).min(n);
+            let (lo, hi) = match &smoothed {
+                Some(values) => extremes(values[block.start - from..block.end - from].iter().copied()),
+                None => series
+                    .envelope
+                    .block(shift, first)
+                    .unwrap_or_else(|| extremes(block.map(|i| series.raw(i)))),
+            };
             if lo.is_finite() {
                 out.push([x(first), lo]);
             }
@@ -232,21 +297,21 @@ impl RunHistory {
     /// The metric's value at the recorded point nearest to `x`.
     pub fn readout(&self, name: &str, axis: XAxis, x: f64) -> Option<Readout> {
         let series = self.find(name)?;
-        let n = series.rows.len();
+        let n = series.len();
         let after = self.first_at_or_after(series, axis, x, 0..n);
         let nearest = [after.checked_sub(1), (after < n).then_some(after)]
             .into_iter()
             .flatten()
             .min_by(|a, b| {
-                let distance = |i: usize| (self.x(axis, series.rows[i] as usize) - x).abs();
+                let distance = |i: usize| (self.x(axis, series.row(i)) - x).abs();
                 distance(*a).total_cmp(&distance(*b))
             })?;
-        let row = series.rows[nearest] as usize;
+        let row = series.row(nearest);
         Some(Readout {
-            step: self.steps[row],
-            wall_s: self.walls[row],
-            raw: series.raw[nearest],
-            smoothed: series.smoothed[nearest],
+            step: self.steps.get(row),
+            wall_s: f64::from(self.walls.get(row)),
+            raw: series.raw(nearest),
+            smoothed: series.values(Curve::Smoothed, nearest..nearest + 1)[0],
         })
     }
 
@@ -258,14 +323,14 @@ impl RunHistory {
         let mut cursors = vec![0usize; self.series.len()];
         let rows = (0..self.steps.len()).map(|row| {
             let mut cells = vec![
-                self.steps[row].to_string(),
-                self.epochs[row].to_string(),
-                self.walls[row].to_string(),
+                self.steps.get(row).to_string(),
+                self.epochs.get(row).to_string(),
+                self.walls.get(row).to_string(),
             ];
             for (series, cursor) in self.series.iter().zip(&mut cursors) {
-                let measured = series.rows.get(*cursor) == Some(&(row as u32));
+                let measured = *cursor < series.len() && series.row(*cursor) == row;
                 cells.push(if measured {
-                    series.raw[*cursor].to_string()
+                    series.raw.get(*cursor).to_string()
                 } else {
                     String::new()
                 });
@@ -282,24 +347,87 @@ impl RunHistory {
 
     fn x(&self, axis: XAxis, row: usize) -> f64 {
         match axis {
-            XAxis::Step => self.steps[row] as f64,
-            XAxis::WallTime => self.walls[row],
+            XAxis::Step => self.steps.get(row) as f64,
+            XAxis::WallTime => f64::from(self.walls.get(row)),
         }
     }
 
     /// The first index in `range` whose x is at least `x` (x grows along a series).
     fn first_at_or_after(&self, series: &Series, axis: XAxis, x: f64, range: Range<usize>) -> usize {
-        range.start + series.rows[range].partition_point(|row| self.x(axis, *row as usize) < x)
+        partition_point(range, |i| self.x(axis, series.row(i)) < x)
     }
 
     /// The first index in `range` whose x is greater than `x`.
     fn first_after(&self, series: &Series, axis: XAxis, x: f64, range: Range<usize>) -> usize {
-        range.start + series.rows[range].partition_point(|row| self.x(axis, *row as usize) <= x)
+        partition_point(range, |i| self.x(axis, series.row(i)) <= x)
+    }
+}
+
+/// The first index of `range` for which `is_before` is false, given it is true up to some index and false
+/// after it.
+fn partition_point(range: Range<usize>, is_before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if is_before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// Values per chunk of a `Column`.
+const CHUNK: usize = 1 << 14;
+
+/// An append-only sequence kept in chunks of `CHUNK` values: growing never copies or frees a large block,
+/// so a long run's resident memory follows its length.
+struct Column<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+impl<T> Default for Column<T> {
+    fn default() -> Self {
+        Column { chunks: Vec::new() }
+    }
+}
+
+impl<T: Copy> Column<T> {
+    fn len(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
+    }
+
+    fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(value),
+            // The first chunk grows as a history does; later ones are allocated whole, once.
+            _ => {
+                let mut chunk = if self.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(CHUNK)
+                };
+                chunk.push(value);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn get(&self, index: usize) -> T {
+        self.chunks[index / CHUNK][index % CHUNK]
+    }
+
+    fn last(&self) -> Option<T> {
+        self.chunks.last().and_then(|chunk| chunk.last().copied())
     }
 }
 
 /// TensorBoard's debiased exponential moving average: starting from 0 and dividing by `1 - weight^n` keeps
 /// the first values from being pulled towards zero. Non-finite values pass through unsmoothed.
+#[derive(Clone)]
 struct Ema {
     weight: f64,
     average: f64,
@@ -329,31 +457,23 @@ impl Ema {
 const LEAF_SHIFT: u32 = 4;
 
 /// Min/max of aligned power-of-two blocks, so the extremes of any index range take O(log n) lookups.
-/// NaNs are ignored (`f64::min`/`max` skip them).
+/// NaNs are ignored (`f32::min`/`max` skip them).
 #[derive(Default)]
 struct Envelope {
-    levels: Vec<Vec<(f64, f64)>>,
+    levels: Vec<Vec<(f32, f32)>>,
 }
 
 impl Envelope {
-    fn build(values: &[f64]) -> Envelope {
-        let mut envelope = Envelope::default();
-        for len in 1..=values.len() {
-            envelope.grow(&values[..len]);
-        }
-        envelope
-    }
-
     /// Takes note of the newest value of `values`, which grew by one since the last call.
-    fn grow(&mut self, values: &[f64]) {
-        let leaf = 1 << LEAF_SHIFT;
-        if !values.is_empty() && values.len().is_multiple_of(leaf) {
-            let block = extremes(&values[values.len() - leaf..]);
-            self.push(0, block);
+    fn grow(&mut self, values: &Column<f32>) {
+        let (leaf, len) = (1 << LEAF_SHIFT, values.len());
+        if len > 0 && len.is_multiple_of(leaf) {
+            let (lo, hi) = extremes((len - leaf..len).map(|i| f64::from(values.get(i))));
+            self.push(0, (lo as f32, hi as f32));
         }
     }
 
-    fn push(&mut self, level: usize, block: (f64, f64)) {
+    fn push(&mut self, level: usize, block: (f32, f32)) {
         if self.levels.len() == level {
             self.levels.push(Vec::new());
         }
@@ -369,14 +489,13 @@ impl Envelope {
     /// the block size), if the envelope keeps blocks that size and that block is complete.
     fn block(&self, shift: u32, first: usize) -> Option<(f64, f64)> {
         let level = shift.checked_sub(LEAF_SHIFT)? as usize;
-        self.levels.get(level)?.get(first >> shift).copied()
+        let (lo, hi) = *self.levels.get(level)?.get(first >> shift)?;
+        Some((f64::from(lo), f64::from(hi)))
     }
 }
 
-fn extremes(values: &[f64]) -> (f64, f64) {
-    values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(*v), hi.max(*v))
-    })
+fn extremes(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
 #[cfg(test)]
@@ -429,20 +548,56 @@ mod tests {
 
     #[test]
     fn envelope_blocks_hold_the_extremes_of_their_values() {
-        let values: Vec<f64> = (0..300).map(|i| ((i * 37 % 101) as f64).sin() * i as f64).collect();
-        let envelope = Envelope::build(&values);
+        let values: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32).sin() * i as f32).collect();
+        let (mut column, mut envelope) = (Column::default(), Envelope::default());
+        for value in &values {
+            column.push(*value);
+            envelope.grow(&column);
+        }
         for shift in LEAF_SHIFT..=8 {
             for first in (0..300).step_by(1 << shift) {
                 let last = first + (1 << shift);
                 let block = envelope.block(shift, first);
-                assert_eq!(
-                    block,
-                    (last <= 300).then(|| extremes(&values[first..last])),
-                    "{first}..{last}"
-                );
+                let expected = (last <= 300).then(|| extremes(values[first..last].iter().map(|v| f64::from(*v))));
+                assert_eq!(block, expected, "{first}..{last}");
             }
         }
         assert_eq!(envelope.block(3, 0), None, "blocks smaller than a leaf are not kept");
+    }
+
+    #[test]
+    fn columns_index_across_chunks() {
+        let mut column = Column::default();
+        (0..3 * CHUNK as u64 + 5).for_each(|v| column.push(v));
+        assert_eq!(column.len(), 3 * CHUNK + 5);
+        assert_eq!(column.chunks.len(), 4);
+        assert!(
+            column.chunks[1..].iter().all(|c| c.capacity() == CHUNK),
+            "later chunks are allocated whole"
+        );
+        for index in [0, CHUNK - 1, CHUNK, 2 * CHUNK + 7, 3 * CHUNK + 4] {
+            assert_eq!(column.get(index), index as u64);
+        }
+        assert_eq!(column.last(), Some(3 * CHUNK as u64 + 4));
+    }
+
+    #[test]
+    fn smoothing_any_range_matches_smoothing_from_the_start() {
+        let mut history = RunHistory::new(&["loss".into()], 0.9);
+        for step in 0..1000u64 {
+            history.push(&row(step, &[("loss", ((step * 7919) % 113) as f64 / 10.0)]));
+        }
+        let series = history.find("loss").unwrap();
+        let whole = series.values(Curve::Smoothed, 0..1000);
+        for range in [0..1, 255..257, 300..700, 999..1000, 1000..1000] {
+            assert_eq!(
+                series.values(Curve::Smoothed, range.clone()),
+                whole[range.clone()].to_vec(),
+                "{range:?}"
+            );
+        }
+        let readout = history.readout("loss", XAxis::Step, 600.0).unwrap();
+        assert_eq!(readout.smoothed, whole[600]);
     }
 
     #[test]
@@ -479,12 +634,14 @@ mod tests {
         history.push(&row(1, &[("loss", 3.0)]));
         history.push(&row(2, &[("loss", 2.0), ("holdout_recon", 2.5)]));
         history.push(&row(3, &[("loss", 1.0)]));
+        history.push(&row(4, &[("loss", 0.5), ("holdout_recon", 2.25)]));
         let readout = history.readout("holdout_recon", XAxis::Step, 2.9).unwrap();
         assert_eq!((readout.step, readout.raw), (2, 2.5));
         assert_eq!(history.readout("loss", XAxis::WallTime, 1.4).unwrap().step, 3);
+        assert_eq!(history.readout("holdout_recon", XAxis::Step, 3.6).unwrap().step, 4);
         assert_eq!(
             String::from_utf8(history.to_csv()).unwrap(),
-            "step,epoch,wall_s,loss,holdout_recon\n1,0.1,0.5,3,\n2,0.2,1,2,2.5\n3,0.3,1.5,1,\n"
+            "step,epoch,wall_s,loss,holdout_recon\n1,0.1,0.5,3,\n2,0.2,1,2,2.5\n3,0.3,1.5,1,\n4,0.4,2,0.5,2.25\n"
         );
     }
 }
