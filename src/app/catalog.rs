@@ -1,10 +1,11 @@
 //! The runs on disk, as the run browser and the comparison views read them: each run's summary and what sets
-//! it apart from its siblings, curves read back from `metrics.csv`, and a small cache of saved grids (so
-//! scrubbing a filmstrip reads each PNG once while memory stays bounded). No egui types.
+//! it apart from its siblings, curves read back from `metrics.csv`, the steps each run saved grids at, and a
+//! small cache of decoded grids (so scrubbing a filmstrip reads each PNG once while memory stays bounded).
+//! No egui types.
 //!
-//! The runs folder is listed and run summaries and curves are read on a reader thread of the catalog's own,
-//! so the UI thread never waits on the disk for them: asking for them sends a request and the answer is
-//! taken in by [`Catalog::poll`]. The reader keeps each run's summary until the run's files change, so a
+//! All of it is read on a reader thread of the catalog's own, so the UI thread never waits on the disk:
+//! asking for something not yet read sends a request (the view shows it once it is there) and the answer
+//! is taken in by [`Catalog::poll`]. The reader keeps each run's summary until the run's files change, so a
 //! refresh reads only the runs that did.
 
 use super::history::RunHistory;
@@ -30,10 +31,16 @@ pub struct Catalog {
     histories: HashMap<PathBuf, DiskHistory>,
     /// Curves asked for and not arrived.
     loading: HashSet<PathBuf>,
-    /// Saved steps per run and kind, read once until the run saves more (or the list is refreshed).
-    grid_lists: HashMap<(PathBuf, GridKind), Vec<u64>>,
-    grids: VecDeque<((PathBuf, GridKind, u64), ImageGrid)>,
+    /// Saved steps per run and kind, read once until the run saves more (or the list is refreshed), and
+    /// whether they are due to be read again (the old list is shown until then).
+    grid_lists: HashMap<(PathBuf, GridKind), (Vec<u64>, bool)>,
+    grids: VecDeque<(GridKey, Result<ImageGrid, String>)>,
+    /// Grid lists and grids asked for and not arrived.
+    loading_grids: HashSet<GridKey>,
 }
+
+/// A saved grid: run, kind and step. With no step, the list of a run's saved steps of that kind.
+type GridKey = (PathBuf, GridKind, Option<u64>);
 
 /// One listed run.
 #[derive(Clone, Debug)]
@@ -76,6 +83,7 @@ struct DiskHistory {
 enum Request {
     List(PathBuf),
     Curves(PathBuf),
+    Grid(GridKey),
 }
 
 enum Reply {
@@ -88,6 +96,14 @@ enum Reply {
         dir: PathBuf,
         length: u64,
         history: Result<RunHistory, String>,
+    },
+    GridSteps {
+        key: GridKey,
+        steps: Vec<u64>,
+    },
+    Grid {
+        key: GridKey,
+        grid: Result<ImageGrid, String>,
     },
 }
 
@@ -140,6 +156,17 @@ impl Reader {
                             let history = history.unwrap_or_else(|payload| Err(crashed(payload)));
                             Reply::Curves { dir, length, history }
                         }
+                        Request::Grid(key) => match key.2 {
+                            None => Reply::GridSteps {
+                                steps: catch_unwind(|| runs::grid_steps(&key.0, key.1)).unwrap_or_default(),
+                                key,
+                            },
+                            Some(step) => Reply::Grid {
+                                grid: catch_unwind(|| runs::read_grid(&key.0, key.1, step))
+                                    .unwrap_or_else(|payload| Err(crashed(payload))),
+                                key,
+                            },
+                        },
                     };
                     if outbox.send(reply).is_err() {
                         break;
@@ -197,6 +224,7 @@ impl Catalog {
             loading: HashSet::new(),
             grid_lists: HashMap::new(),
             grids: VecDeque::new(),
+            loading_grids: HashSet::new(),
         }
     }
 
@@ -231,7 +259,7 @@ impl Catalog {
 
     /// Whether everything asked of the reader has arrived (and no new listing is due).
     pub fn is_settled(&self) -> bool {
-        !self.stale && !self.listing && self.loading.is_empty()
+        !self.stale && !self.listing && self.loading.is_empty() && self.loading_grids.is_empty()
     }
 
     /// Takes in what the reader thread answered.
@@ -247,12 +275,23 @@ impl Catalog {
                     self.loading.remove(&dir);
                     self.histories.insert(dir, DiskHistory { length, history });
                 }
+                Reply::GridSteps { key, steps } => {
+                    self.loading_grids.remove(&key);
+                    self.grid_lists.insert((key.0, key.1), (steps, false));
+                }
+                Reply::Grid { key, grid } => {
+                    self.loading_grids.remove(&key);
+                    if self.grids.len() == GRID_CACHE {
+                        self.grids.pop_front();
+                    }
+                    self.grids.push_back((key, grid));
+                }
             }
         }
     }
 
     fn install(&mut self, summaries: Vec<RunSummary>, problems: Vec<String>) {
-        self.grid_lists.clear();
+        self.grid_lists.values_mut().for_each(|(_, stale)| *stale = true);
         self.problems = problems;
         let mut runs: Vec<CatalogRun> = summaries
             .into_iter()
@@ -321,36 +360,50 @@ impl Catalog {
         self.find(dir).map_or(&[], |r| &r.summary.checkpoints)
     }
 
-    /// The steps the run in `dir` saved grids of, ascending.
+    /// The steps the run in `dir` saved grids of, ascending; none while they are read (in the background).
     pub fn grid_steps(&mut self, dir: &Path, kind: GridKind) -> &[u64] {
-        self.grid_lists
-            .entry((dir.to_path_buf(), kind))
-            .or_insert_with(|| runs::grid_steps(dir, kind))
+        let key = (dir.to_path_buf(), kind);
+        if self.grid_lists.get(&key).is_none_or(|(_, stale)| *stale) {
+            self.ask_for((key.0.clone(), kind, None));
+        }
+        self.grid_lists.get(&key).map_or(&[], |(steps, _)| steps.as_slice())
     }
 
     /// The run in `dir` saved new grids: its lists are read again when next asked for.
     pub fn forget_grid_steps(&mut self, dir: &Path) {
-        self.grid_lists.retain(|(d, _), _| d != dir);
-    }
-
-    /// The grid the run in `dir` saved at `step`.
-    pub fn grid(&mut self, dir: &Path, kind: GridKind, step: u64) -> Result<&ImageGrid, String> {
-        if self.cached_grid(dir, kind, step).is_none() {
-            let grid = runs::read_grid(dir, kind, step)?;
-            if self.grids.len() == GRID_CACHE {
-                self.grids.pop_front();
+        for ((d, kind), (_, stale)) in &mut self.grid_lists {
+            if d == dir {
+                *stale = true;
+                // A list being read may have missed the new grid: it is asked for again.
+                self.loading_grids.remove(&(d.clone(), *kind, None));
             }
-            self.grids.push_back(((dir.to_path_buf(), kind, step), grid));
         }
-        Ok(self.cached_grid(dir, kind, step).expect("read into the cache above"))
     }
 
-    /// The grid the run in `dir` saved at `step`, if [`Catalog::grid`] has it in the cache.
+    /// The grid the run in `dir` saved at `step`: `Ok(None)` while it is read (in the background).
+    pub fn grid(&mut self, dir: &Path, kind: GridKind, step: u64) -> Result<Option<&ImageGrid>, String> {
+        let key = (dir.to_path_buf(), kind, Some(step));
+        match self.grids.iter().position(|(k, _)| *k == key) {
+            Some(index) => self.grids[index].1.as_ref().map(Some).map_err(Clone::clone),
+            None => {
+                self.ask_for(key);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The grid the run in `dir` saved at `step`, if [`Catalog::grid`] has read it into the cache.
     pub fn cached_grid(&self, dir: &Path, kind: GridKind, step: u64) -> Option<&ImageGrid> {
         self.grids
             .iter()
-            .find(|((d, k, s), _)| d == dir && *k == kind && *s == step)
-            .map(|(_, grid)| grid)
+            .find(|((d, k, s), _)| d == dir && *k == kind && *s == Some(step))
+            .and_then(|(_, grid)| grid.as_ref().ok())
+    }
+
+    fn ask_for(&mut self, key: GridKey) {
+        if !self.loading_grids.contains(&key) && self.reader.requests.send(Request::Grid(key.clone())).is_ok() {
+            self.loading_grids.insert(key);
+        }
     }
 }
 
@@ -441,6 +494,50 @@ mod tests {
         assert_eq!(catalog.history(&a).unwrap().map(|h| h.count("loss")), None);
         settle(&mut catalog);
         assert_eq!(catalog.history(&a).unwrap().map(|h| h.count("loss")), Some(5));
+
+        // So are saved grids: the list of their steps, then each decoded image; a new save is listed again.
+        let save = |step: u64, shade: u8| {
+            let path = runs::grid_path(&a, GridKind::Samples, step);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let grid = ImageGrid {
+                width: 2,
+                height: 1,
+                rgba: vec![shade; 8],
+            };
+            grid.write_png(&path).unwrap();
+        };
+        save(10, 40);
+        assert!(
+            catalog.grid_steps(&a, GridKind::Samples).is_empty(),
+            "asked, not listed here"
+        );
+        settle(&mut catalog);
+        assert_eq!(catalog.grid_steps(&a, GridKind::Samples), [10]);
+        assert_eq!(
+            catalog.grid(&a, GridKind::Samples, 10),
+            Ok(None),
+            "asked, not decoded here"
+        );
+        settle(&mut catalog);
+        assert_eq!(
+            catalog.grid(&a, GridKind::Samples, 10).unwrap().map(|g| g.rgba[0]),
+            Some(40)
+        );
+        assert!(catalog.grid(&a, GridKind::Samples, 99).is_ok_and(|g| g.is_none()));
+        settle(&mut catalog);
+        assert!(
+            catalog.grid(&a, GridKind::Samples, 99).is_err(),
+            "a missing grid says why"
+        );
+        save(20, 80);
+        catalog.forget_grid_steps(&a);
+        assert_eq!(
+            catalog.grid_steps(&a, GridKind::Samples),
+            [10],
+            "the old list shows while it is read"
+        );
+        settle(&mut catalog);
+        assert_eq!(catalog.grid_steps(&a, GridKind::Samples), [10, 20]);
     }
 
     #[test]

@@ -119,15 +119,22 @@ impl AbView {
             ui.weak("Pick a run and a step for A and for B: runs with saved grids are listed.");
             return;
         };
-        // Read both into the catalog's cache, then borrow them from it.
+        // Ask for both (read in the background into the catalog's cache), then borrow them from it.
+        let mut waiting = false;
         for (run, side) in [(run_a, &self.a), (run_b, &self.b)] {
-            if let Err(message) = catalog.grid(run, self.kind, side.step) {
-                ui.colored_label(ui.visuals().error_fg_color, message);
-                return;
+            match catalog.grid(run, self.kind, side.step) {
+                Ok(grid) => waiting |= grid.is_none(),
+                Err(message) => {
+                    ui.colored_label(ui.visuals().error_fg_color, message);
+                    return;
+                }
             }
         }
-        let cached = |run, side: &Side| catalog.cached_grid(run, self.kind, side.step).expect("read above");
-        let (a, b) = (cached(run_a, &self.a), cached(run_b, &self.b));
+        let cached = |run, side: &Side| catalog.cached_grid(run, self.kind, side.step);
+        let (Some(a), Some(b), false) = (cached(run_a, &self.a), cached(run_b, &self.b), waiting) else {
+            ui.spinner();
+            return;
+        };
         let space = ui.available_size();
         match self.mode {
             AbMode::SideBySide => {
@@ -261,6 +268,9 @@ pub struct ContactSheetView {
     /// The sheet last composed and the order of its tiles, with the version of the tiles it was composed
     /// from: grids are read and laid out again only when the tiles change.
     composed: Option<(u64, ImageGrid, String)>,
+    /// The tiles' grids as they arrive from the catalog (read in the background), for the sheet of that
+    /// version: `Some(None)` is a grid that could not be read (its run is left out).
+    gathered: (u64, Vec<Option<Option<ImageGrid>>>),
 }
 
 impl Default for ContactSheetView {
@@ -272,6 +282,7 @@ impl Default for ContactSheetView {
             sort_key: String::new(),
             sheet: GridView::new("contact sheet"),
             composed: None,
+            gathered: (0, Vec::new()),
         }
     }
 }
@@ -363,11 +374,26 @@ impl ContactSheetView {
         }
         let version = version_of(&(&tiles, self.kind));
         if self.composed.as_ref().is_none_or(|(v, _, _)| *v != version) {
-            // A run whose grid cannot be read is left out.
+            if self.gathered.0 != version {
+                self.gathered = (version, vec![None; tiles.len()]);
+            }
+            for (tile, slot) in tiles.iter().zip(&mut self.gathered.1) {
+                if slot.is_none() {
+                    match catalog.grid(tile.run, self.kind, tile.step) {
+                        Ok(Some(grid)) => *slot = Some(Some(grid.clone())),
+                        Ok(None) => {}
+                        Err(_) => *slot = Some(None),
+                    }
+                }
+            }
+            if self.gathered.1.iter().any(Option::is_none) {
+                ui.spinner();
+                return None;
+            }
             let (mut grids, mut order) = (Vec::new(), Vec::new());
-            for tile in &tiles {
-                if let Ok(grid) = catalog.grid(tile.run, self.kind, tile.step) {
-                    grids.push(grid.clone());
+            for (tile, grid) in tiles.iter().zip(std::mem::take(&mut self.gathered.1)) {
+                if let Some(Some(grid)) = grid {
+                    grids.push(grid);
                     order.push(format!("{}. {} (step {})", grids.len(), tile.label, tile.step));
                 }
             }

@@ -603,7 +603,8 @@ impl GantryApp {
                         samples: *samples,
                         reconstructions: *reconstructions,
                         points: None,
-                        version: version_of(&(&dir, step)),
+                        // Grids arriving from the reader make a new version.
+                        version: version_of(&(&dir, step, samples.is_some(), reconstructions.is_some())),
                     },
                     // Keyed by the run too: two runs can be at the same snapshot count.
                     (None, Some((snapshot, version))) => Pictures::live(snapshot, version_of(&(&dir, version))),
