@@ -1,7 +1,7 @@
 //! The command line: `gantry presets`, `gantry train`, `gantry bench`. Training goes through the same
 //! [`Trainer`] the workbench uses.
 
-use crate::config::RunConfig;
+use crate::config::{OnTrouble, RunConfig};
 use crate::data;
 use crate::footprint::{available_memory, machine_speed, Footprint};
 use crate::models::layers::Kernels;
@@ -23,6 +23,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code for a run stopped by Ctrl-C or SIGTERM (after its last checkpoint), as shells report SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// The run paused itself (a health rule, a NaN, a folder it cannot write); `--resume` continues it.
+pub const EXIT_PAUSED: i32 = 3;
 
 #[derive(Parser, Debug)]
 #[command(name = "gantry", version, about = "Train GANs and autoencoders and watch them learn")]
@@ -118,9 +120,23 @@ pub struct TrainArgs {
     /// Run directory (default: `runs/<name>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// What a divergence (a loss or gradient spike, NaN) does: warn, pause (exit 3, resumable) or
+    /// rollback (to the newest in-memory snapshot before it, with the learning rates halved). Sets
+    /// health.on_divergence.
+    #[arg(long, value_name = "ACTION", value_parser = parse_on_trouble)]
+    pub on_divergence: Option<OnTrouble>,
     /// Crash the training thread at this step (to see how a crash is reported).
     #[arg(long, hide = true)]
     pub panic_at_step: Option<u64>,
+}
+
+fn parse_on_trouble(value: &str) -> Result<OnTrouble, String> {
+    match value {
+        "warn" => Ok(OnTrouble::Warn),
+        "pause" => Ok(OnTrouble::Pause),
+        "rollback" => Ok(OnTrouble::Rollback),
+        other => Err(format!("'{other}' is not warn, pause or rollback")),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -270,13 +286,16 @@ fn default_out_dir(args: &ConfigArgs) -> PathBuf {
 }
 
 fn train(args: TrainArgs) -> i32 {
-    let config = match resolve_config(&args.base, args.resume.as_deref()) {
+    let mut config = match resolve_config(&args.base, args.resume.as_deref()) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");
             return EXIT_USAGE;
         }
     };
+    if let Some(action) = args.on_divergence {
+        config.health.on_divergence = action;
+    }
     if let Ok(footprint) = Footprint::of(&config) {
         println!("estimate: {}", footprint.describe(Some(machine_speed())));
     }
@@ -330,6 +349,7 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
         }
         Event::Problem(Problem::Warning(message)) => bar.suspend(|| eprintln!("warning: {message}")),
         Event::Problem(problem) => bar.suspend(|| eprintln!("error: {}", problem.message())),
+        Event::HealthAction(event) => bar.suspend(|| eprintln!("health: {}", event.describe())),
         _ => {}
     });
     bar.finish_and_clear();
@@ -337,7 +357,7 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
     let (how, code) = match &ending {
         Ending::Finished => ("done", 0),
         Ending::Stopped => ("then stopped (continue with --resume)", EXIT_INTERRUPTED),
-        Ending::Halted(_) => ("then paused on an error (continue with --resume)", EXIT_FAILURE),
+        Ending::Halted(_) => ("then paused (continue with --resume)", EXIT_PAUSED),
         Ending::Failed(_) => ("then failed", EXIT_FAILURE),
     };
     let Some(row) = last else {

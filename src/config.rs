@@ -273,6 +273,8 @@ pub struct TrainConfig {
     pub clip: f64,
     /// Number of images in the sample grid (fixed latent vectors).
     pub grid_size: usize,
+    /// Gradients whose global L2 norm (per network) exceeds this are scaled down to it; 0 turns it off.
+    pub max_grad_norm: f64,
 }
 
 impl Default for TrainConfig {
@@ -289,6 +291,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             clip: 0.01,
             grid_size: 64,
+            max_grad_norm: 0.0,
         }
     }
 }
@@ -300,6 +303,88 @@ pub struct RunConfig {
     pub data: DataConfig,
     pub optimizer: OptimizerConfig,
     pub train: TrainConfig,
+    pub health: HealthConfig,
+}
+
+/// What a health rule does when it finds trouble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTrouble {
+    /// Say so (in the Health view, the run's events and the CLI's stderr) and train on.
+    Warn,
+    /// Pause the run with the diagnosis; Resume continues it.
+    Pause,
+    /// Go back to the newest in-memory snapshot from before the trouble and apply the rule's remedy.
+    Rollback,
+}
+
+impl OnTrouble {
+    pub const ALL: [OnTrouble; 3] = [OnTrouble::Warn, OnTrouble::Pause, OnTrouble::Rollback];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            OnTrouble::Warn => "warn",
+            OnTrouble::Pause => "pause",
+            OnTrouble::Rollback => "roll back",
+        }
+    }
+}
+
+/// The health checks of a run: how often the signals are measured, the thresholds of the diagnoses, what
+/// each does on trouble, and the in-memory snapshots a rollback returns to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The costlier signals (diversity, per-layer gradient norms, active units) are measured every this
+    /// many steps; 0 turns them off.
+    pub every: u64,
+    /// GANs: D is winning when its mean D(G(z)) stays below this...
+    pub d_fake_below: f64,
+    /// ...for this many steps.
+    pub patience: u64,
+    /// GANs: G's gradients are vanishing when their norm is below this.
+    pub grad_g_below: f64,
+    /// GANs: mode collapse when generated samples are less varied than real ones by this ratio.
+    pub diversity_below: f64,
+    /// Divergence: a loss or gradient norm this many times its recent median (or NaN/Inf).
+    pub spike_factor: f64,
+    /// VAEs: posterior collapse when fewer latent dimensions than this are active.
+    pub active_units_below: usize,
+    /// Autoencoders: overfitting when held-out reconstruction exceeds training's by this factor.
+    pub overfit_ratio: f64,
+    pub on_divergence: OnTrouble,
+    pub on_discriminator_winning: OnTrouble,
+    pub on_vanishing_gradients: OnTrouble,
+    pub on_mode_collapse: OnTrouble,
+    pub on_posterior_collapse: OnTrouble,
+    pub on_overfitting: OnTrouble,
+    /// A snapshot of weights, optimiser state and progress is kept in memory every this many steps...
+    pub snapshot_every: u64,
+    /// ...the newest this many of them.
+    pub snapshots: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            every: 50,
+            d_fake_below: 0.05,
+            patience: 200,
+            grad_g_below: 1e-3,
+            diversity_below: 0.3,
+            spike_factor: 50.0,
+            active_units_below: 1,
+            overfit_ratio: 1.5,
+            on_divergence: OnTrouble::Rollback,
+            on_discriminator_winning: OnTrouble::Warn,
+            on_vanishing_gradients: OnTrouble::Warn,
+            on_mode_collapse: OnTrouble::Warn,
+            on_posterior_collapse: OnTrouble::Warn,
+            on_overfitting: OnTrouble::Warn,
+            snapshot_every: 100,
+            snapshots: 4,
+        }
+    }
 }
 
 /// A config value that is missing, mistyped or out of range; names the dotted key so the user can fix it.
@@ -357,7 +442,7 @@ impl RunConfig {
         let table = tree
             .get_mut(section)
             .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| invalid(key, "unknown section; expected model, data, optimizer or train"))?;
+            .ok_or_else(|| invalid(key, "unknown section; expected model, data, optimizer, train or health"))?;
         table.insert(field.to_string(), value);
         let updated: RunConfig = toml::Value::Table(tree)
             .try_into()
@@ -458,6 +543,25 @@ impl RunConfig {
             ));
         }
         positive("train.clip", t.clip)?;
+        non_negative("train.max_grad_norm", t.max_grad_norm)?;
+        let h = &self.health;
+        unit_interval("health.d_fake_below", h.d_fake_below)?;
+        non_negative("health.grad_g_below", h.grad_g_below)?;
+        unit_interval("health.diversity_below", h.diversity_below)?;
+        if h.spike_factor <= 1.0 || !h.spike_factor.is_finite() {
+            return Err(invalid(
+                "health.spike_factor",
+                format!("{} must be greater than 1", h.spike_factor),
+            ));
+        }
+        if h.overfit_ratio <= 1.0 || !h.overfit_ratio.is_finite() {
+            return Err(invalid(
+                "health.overfit_ratio",
+                format!("{} must be greater than 1", h.overfit_ratio),
+            ));
+        }
+        positive("health.snapshot_every", h.snapshot_every as f64)?;
+        at_most("health.snapshots", h.snapshots as u64, MAX_SNAPSHOTS)?;
         if !(1..=256).contains(&t.grid_size) {
             return Err(invalid(
                 "train.grid_size",
@@ -500,6 +604,8 @@ pub const MAX_ITEMS: u64 = 1_000_000;
 pub const MAX_BATCH: u64 = 8192;
 pub const MAX_STEPS: u64 = 1_000_000_000;
 pub const MAX_D_STEPS: u64 = 100;
+/// Each snapshot is a copy of the weights and optimiser state.
+pub const MAX_SNAPSHOTS: u64 = 64;
 
 fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
     if value <= max {

@@ -219,8 +219,10 @@ impl Footprint {
             OptimizerKind::Rmsprop => 1 + (o.momentum > 0.0) as u64,
             OptimizerKind::Sgd => (o.momentum > 0.0) as u64,
         };
-        // Weights and gradients, the optimiser's state, and a checkpoint's copy of weights and state.
-        let param_bytes = 4 * params * (2 + 2 * states + 1);
+        // Weights and gradients, the optimiser's state, and copies of weights and state: a checkpoint's
+        // and the health checks' in-memory snapshots.
+        let copies = 1 + config.health.snapshots as u64;
+        let param_bytes = 4 * params * (2 + states + (1 + states) * copies);
         let gan = config.model.kind.is_gan();
         // Each stored activation meets a gradient of its size on the way back. A GAN's discriminator step
         // judges a real and a generated batch; an autoencoder's step runs both halves.

@@ -1,9 +1,11 @@
 //! Run directories on disk: `config.toml`, `run.toml` (name, status, lineage, tags), `metrics.csv`,
-//! `samples/` and `recon/` PNGs, and atomically written checkpoints in `checkpoints/`.
+//! `events.csv` (what the health checks did), `samples/` and `recon/` PNGs, and atomically written
+//! checkpoints in `checkpoints/`.
 
 use crate::config::RunConfig;
 use crate::fsio::{self, io_error};
 use crate::grid::ImageGrid;
+use crate::train::health::HealthEvent;
 use crate::train::MetricRow;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ use std::sync::Mutex;
 pub const CONFIG_FILE: &str = "config.toml";
 pub const META_FILE: &str = "run.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
+/// What the health checks found and did (warned, paused, rolled back), one row per event.
+pub const EVENTS_FILE: &str = "events.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Which grid a PNG holds; also its subfolder.
@@ -190,21 +194,62 @@ impl RunDir {
 
     /// Reopens a run to continue from its checkpoint at `step`: metric rows written after that step (since
     /// the last checkpoint) are dropped so the file has each step once.
-    /// A torn last row (the power went while it was written) is dropped too.
-    pub fn reopen(path: &Path, columns: &[&str], step: u64) -> Result<RunDir, String> {
+    /// A torn last row (the power went while it was written) is dropped too. The file keeps its columns:
+    /// a run written by an earlier version goes on without the metrics added since.
+    pub fn reopen(path: &Path, step: u64) -> Result<RunDir, String> {
         let metrics_path = path.join(METRICS_FILE);
         let table = MetricsTable::read(&metrics_path)?;
-        let expected = metrics_header(columns);
-        if table.header != expected {
+        if table.header.get(..3) != Some(&metrics_header(&[])[..]) {
             return Err(format!(
-                "{}: header differs from this run's metrics ({})",
-                metrics_path.display(),
-                expected.join(",")
+                "{}: the header does not start with step,epoch,wall_s",
+                metrics_path.display()
             ));
         }
         fsio::write(&metrics_path, &table.bytes_up_to(step))?;
+        let columns: Vec<&str> = table.header[3..].iter().map(String::as_str).collect();
         // Runs written before run.toml existed get one now.
-        RunDir::open_for_rows(path, columns)
+        RunDir::open_for_rows(path, &columns)
+    }
+
+    /// The run went back to `step`: drops the metric rows, checkpoints and grids after it (so a resume or
+    /// the filmstrip never meets the abandoned steps) and goes on appending after it.
+    pub fn rewind(&mut self, step: u64) -> Result<(), String> {
+        let dir = self.path.clone();
+        let mut files: Vec<PathBuf> = checkpoint_steps(&dir)
+            .into_iter()
+            .filter(|s| *s > step)
+            .map(|s| checkpoint_path(&dir, s))
+            .collect();
+        for kind in [GridKind::Samples, GridKind::Reconstructions] {
+            files.extend(
+                grid_steps(&dir, kind)
+                    .into_iter()
+                    .filter(|s| *s > step)
+                    .map(|s| grid_path(&dir, kind, s)),
+            );
+        }
+        for file in files {
+            fs::remove_file(&file).map_err(|e| io_error(&file, "remove", e))?;
+        }
+        *self = RunDir::reopen(&self.path, step)?;
+        Ok(())
+    }
+
+    /// Appends one health event to `events.csv` (made with its header on the first).
+    pub fn record_event(&self, event: &HealthEvent) -> Result<(), String> {
+        use std::io::Write;
+        let path = self.path.join(EVENTS_FILE);
+        let fresh = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, "open", e))?;
+        let bytes = match fresh {
+            true => csv_bytes(HealthEvent::COLUMNS, [event.cells()]),
+            false => csv_bytes(event.cells(), std::iter::empty()),
+        };
+        file.write_all(&bytes).map_err(|e| io_error(&path, "append to", e))
     }
 
     /// The run in `path`, its `run.toml` made if missing and `metrics.csv` (already written) open for rows.
@@ -387,6 +432,18 @@ pub fn checkpoint_steps(dir: &Path) -> Vec<u64> {
 /// The steps a run has saved grids of, ascending (its filmstrip).
 pub fn grid_steps(dir: &Path, kind: GridKind) -> Vec<u64> {
     steps_in(dir, kind.folder(), "png")
+}
+
+/// The health events of the run in `dir`, oldest first; none when it has had none. A line that cannot be
+/// read (torn by a power cut) is passed over.
+pub fn read_events(dir: &Path) -> Vec<HealthEvent> {
+    let Ok(mut reader) = csv::Reader::from_path(dir.join(EVENTS_FILE)) else {
+        return Vec::new();
+    };
+    reader
+        .records()
+        .filter_map(|record| HealthEvent::from_cells(&record.ok()?))
+        .collect()
 }
 
 /// Loads the checkpoint of `step`.
@@ -801,7 +858,7 @@ mod tests {
         assert!(metrics.warning.unwrap().contains("line 3, 5"));
         let torn = "step,epoch,wall_s,loss\n1,0,0.1,0.5\n2,0,0.";
         fs::write(dir.path().join(METRICS_FILE), torn).unwrap();
-        let mut run = RunDir::reopen(dir.path(), &["loss"], 5).unwrap();
+        let mut run = RunDir::reopen(dir.path(), 5).unwrap();
         let row = MetricRow {
             step: 2,
             epoch: 0.0,

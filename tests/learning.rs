@@ -26,6 +26,57 @@ fn vae_on_digits_halves_its_loss_within_a_few_hundred_steps() {
     }
     println!("VAE loss per image: step 1 {first:.1}, step 301 {last:.1}");
     assert!(last < first / 2.0, "loss went from {first} to {last}");
+
+    // Its code now carries the input: several latent dimensions are active. An encoder that ignores its
+    // input (its last layer's weights zeroed, so the posterior is the same for every item) has none.
+    let active = |s: &Session| s.health_signals().unwrap()[0].clone();
+    let (name, trained) = active(&s);
+    assert_eq!(name, "active_units");
+    assert!(trained >= 5.0, "{trained} active units after training");
+    s.restore(&with_zeroed(
+        s.checkpoint_tensors().unwrap(),
+        "model/ae/enc.head.weight",
+    ))
+    .unwrap();
+    assert_eq!(active(&s).1, 0.0, "posterior collapse: no active unit");
+}
+
+/// Checkpoint tensors with the one named set to zeros.
+fn with_zeroed(
+    mut tensors: std::collections::HashMap<String, Tensor>,
+    name: &str,
+) -> std::collections::HashMap<String, Tensor> {
+    let zeros = tensors[name].zeros_like().unwrap();
+    tensors.insert(name.to_string(), zeros);
+    tensors
+}
+
+#[test]
+fn the_diversity_signal_is_low_for_a_generator_that_makes_one_image() {
+    let mut s = session(small("mlp-gan-digits"));
+    for _ in 0..20 {
+        s.step().unwrap();
+    }
+    let signal = |s: &Session, name: &str| {
+        let signals = s.health_signals().unwrap();
+        signals.iter().find(|(n, _)| n == name).unwrap().1
+    };
+    let varied = signal(&s, "diversity");
+    assert!(varied > 0.1, "a young generator's samples vary: {varied}");
+    // With its last layer's weights zeroed G ignores z: every sample is the same image.
+    s.restore(&with_zeroed(s.checkpoint_tensors().unwrap(), "model/g/g.out.weight"))
+        .unwrap();
+    assert_eq!((signal(&s, "diversity"), signal(&s, "duplicates")), (0.0, 1.0));
+    let norms: Vec<String> = s
+        .metric_names()
+        .into_iter()
+        .filter(|n| n.starts_with("grad_norm_g."))
+        .collect();
+    assert_eq!(
+        norms,
+        ["grad_norm_g.0", "grad_norm_g.1", "grad_norm_g.out"],
+        "G's layers each have a norm"
+    );
 }
 
 #[test]

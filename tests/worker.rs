@@ -196,3 +196,49 @@ fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it()
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5, 6], "no row is lost or repeated");
 }
+
+#[test]
+fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("diverging");
+    // 2,500 times the preset's rate: G's gradients die within two steps (saturated outputs).
+    let mut config = small("dcgan-digits");
+    config.set("optimizer.lr=0.5").unwrap();
+    config.set("train.steps=40").unwrap();
+    config.set("health.on_divergence=\"rollback\"").unwrap();
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    let (mut rollbacks, mut last_lr, mut finite_after) = (Vec::new(), 0.5, 0);
+    let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| match event {
+        Event::HealthAction(action) => {
+            eprintln!("{}", action.describe());
+            rollbacks.push(action.clone());
+            finite_after = 0;
+        }
+        Event::ConfigApplied(config) => last_lr = config.optimizer.lr,
+        Event::Metrics(row) if row.first_non_finite().is_none() => finite_after += 1,
+        _ => {}
+    });
+    assert_eq!(ending, gantry::train::worker::Ending::Finished);
+    assert!(!rollbacks.is_empty() && rollbacks.len() <= 5, "{rollbacks:?}");
+    assert!(rollbacks
+        .iter()
+        .all(|a| a.rule == "divergence" && a.action == "rollback"));
+    assert_eq!(
+        last_lr,
+        0.5 * 0.5f64.powi(rollbacks.len() as i32),
+        "each rollback halves the rate"
+    );
+    assert!(
+        finite_after >= 20,
+        "it trains on with finite losses ({finite_after} steps)"
+    );
+    let recorded = gantry::runs::read_events(&dir);
+    assert_eq!(recorded, rollbacks, "the events are in the run directory");
+    let metrics = gantry::runs::read_metrics(&dir).unwrap();
+    let steps: Vec<u64> = metrics.rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "metrics.csv has each step once");
+}

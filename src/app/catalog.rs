@@ -150,6 +150,7 @@ impl Reader {
                                 runs::read_metrics(&dir).map(|metrics| {
                                     let mut history = RunHistory::default();
                                     metrics.rows.iter().for_each(|row| history.push(row));
+                                    runs::read_events(&dir).into_iter().for_each(|e| history.push_event(e));
                                     history
                                 })
                             });

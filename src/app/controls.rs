@@ -2,6 +2,7 @@
 //! One place decides enablement, so buttons and keyboard shortcuts always agree.
 
 use super::run::TrainingRun;
+use crate::config::RunConfig;
 use crate::grid::ImageGrid;
 use crate::runs::GridKind;
 use crate::sweep::Axis;
@@ -29,6 +30,12 @@ pub enum Action {
     DismissError,
     /// Start a child of the viewed run from its current (or filmstrip) checkpoint with the draft settings.
     Fork,
+    /// Start a child of the viewed run from its checkpoint of this step with the draft settings.
+    ForkAt(u64),
+    /// Take these settings into the panels (a health remedy); a live run takes them as any edit.
+    ApplyRemedy(Box<RunConfig>),
+    /// Take the viewed run back to its snapshot or checkpoint of this step.
+    RollBack(u64),
     /// Show this run's curves and pictures (and make the toolbar act on it).
     ViewRun(PathBuf),
     /// Train a listed run on from its newest checkpoint (from the start if it has none).

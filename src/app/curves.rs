@@ -8,7 +8,9 @@ use super::history::{Curve, RunHistory, XAxis};
 use super::settings::{CurveSettings, THROUGHPUT_PLOT};
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
-use egui_plot::{ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot};
+use egui_plot::{
+    ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot, VLine,
+};
 
 /// Metrics that are read together share a plot; metrics not listed get a plot each.
 const GROUPS: [(&str, &[&str]); 7] = [
@@ -231,6 +233,22 @@ fn curve_plot(
                 points
             }
         };
+        // What the health checks did to the run in view, as vertical lines (described on hover).
+        if let Some((_, history)) = runs.first() {
+            for event in history.events() {
+                if let Some(x) = history.x_at_step(axis, event.step) {
+                    let color = match event.action.as_str() {
+                        "rollback" | "pause" => Color32::from_rgb(230, 80, 70),
+                        _ => Color32::from_rgb(220, 160, 40),
+                    };
+                    plot.vline(
+                        VLine::new("", x)
+                            .color(color.gamma_multiply(0.7))
+                            .style(LineStyle::dashed_dense()),
+                    );
+                }
+            }
+        }
         let overlaid = runs.len() > 1;
         for (run, (label, history)) in runs.iter().enumerate() {
             for (index, metric) in metrics.iter().enumerate() {
@@ -283,6 +301,7 @@ fn hover_readout(
 ) -> Option<String> {
     let (HoverPosition::NearDataPoint { position, .. } | HoverPosition::Elsewhere { position }) = hovered;
     let mut lines = Vec::new();
+    let mut hovered_step = None;
     for (label, history) in runs {
         for metric in metrics {
             let Some(readout) = history.readout(metric, axis, position.x) else {
@@ -290,6 +309,7 @@ fn hover_readout(
             };
             if lines.is_empty() {
                 lines.push(format!("step {}, {}", readout.step, clock(readout.wall_s)));
+                hovered_step = Some(readout.step);
             }
             let name = if runs.len() > 1 {
                 format!("{label}: {metric}")
@@ -305,6 +325,13 @@ fn hover_readout(
             } else {
                 format!("{name}: {}", significant(readout.raw))
             });
+        }
+    }
+    // A health event near the pointer (within a hundredth of the run) is described under the values.
+    if let (Some((_, history)), Some(step)) = (runs.first(), hovered_step) {
+        let near = (history.last_step().unwrap_or(0) / 100).max(1);
+        for event in history.events().iter().filter(|e| e.step.abs_diff(step) <= near) {
+            lines.push(format!("Health: {}", event.describe()));
         }
     }
     (!lines.is_empty()).then(|| lines.join("\n"))

@@ -10,6 +10,7 @@ use super::data_panel::{describe_progress, DataPanel};
 use super::data_preview::{PreviewLoader, PreviewState};
 use super::experiment_panel::ExperimentPanel;
 use super::fleet::Fleet;
+use super::health_view::{self, HealthView};
 use super::history::RunHistory;
 use super::launch_check::LaunchCheck;
 use super::lifecycle::{self, Lifecycle, Outcome};
@@ -61,6 +62,7 @@ pub struct GantryApp {
     shown_curves: Vec<String>,
     ab: AbView,
     sheet: ContactSheetView,
+    health: HealthView,
     launch_check: LaunchCheck,
     preview: PreviewLoader,
     /// How the draft config relates to the live run, as of the last frame.
@@ -120,6 +122,7 @@ impl GantryApp {
             shown_curves: Vec::new(),
             ab: AbView::default(),
             sheet: ContactSheetView::default(),
+            health: HealthView::default(),
             launch_check: LaunchCheck::default(),
             preview: PreviewLoader::default(),
             sync: ConfigSync::NoRun,
@@ -198,6 +201,10 @@ impl GantryApp {
         }
         if drained.state_changed {
             self.catalog.mark_stale();
+        }
+        // A remedy the run applied itself shows in the panels, so the next edit starts from it.
+        if let Some(config) = self.fleet.focused_mut().take_own_change() {
+            self.settings.config = config;
         }
         if drained.more {
             ctx.request_repaint();
@@ -281,6 +288,8 @@ impl GantryApp {
                 ui.selectable_value(view, CentralView::Training, "Training");
                 ui.selectable_value(view, CentralView::Compare, "A/B compare");
                 ui.selectable_value(view, CentralView::ContactSheet, "Contact sheet");
+                let title = health_view::tab_title(ui, self.fleet.focused());
+                ui.selectable_value(view, CentralView::Health, title);
             });
             ui.separator();
             match self.settings.view {
@@ -298,6 +307,18 @@ impl GantryApp {
                     if let Some(sheet) = self.sheet.show(ui, &mut self.catalog, &runs, &mut self.settings.zoom) {
                         actions.push(Action::SaveContactSheet(sheet));
                     }
+                }
+                CentralView::Health => {
+                    let dir = self.fleet.focus_dir().map(Path::to_path_buf);
+                    let live = dir.as_deref().and_then(|d| self.fleet.get(d));
+                    let history = match (live, &dir) {
+                        (Some(run), _) => Some(run.history()),
+                        (None, Some(dir)) => self.catalog.cached_history(dir),
+                        (None, None) => None,
+                    };
+                    let checkpoints = dir.as_deref().map_or(&[][..], |d| self.catalog.checkpoint_steps(d));
+                    let draft = &mut self.settings.config;
+                    actions.extend(self.health.show(ui, live, history, checkpoints, draft));
                 }
             }
         });
@@ -649,6 +670,17 @@ impl GantryApp {
                 }
             }
             Action::Reset => self.close_focused(),
+            Action::ApplyRemedy(config) => self.settings.config = *config,
+            Action::RollBack(step) => {
+                self.fleet.focused_mut().send(Command::RollBack(step));
+            }
+            Action::ForkAt(step) => {
+                if let Some(parent) = self.fleet.focus_dir().map(Path::to_path_buf) {
+                    let config = self.settings.config.clone();
+                    let outcome = self.lifecycle.fork(&mut self.fleet, parent, step, config);
+                    self.apply(outcome);
+                }
+            }
             Action::RevertDraft => {
                 if let Some(config) = self.fleet.focused().applied_config() {
                     self.settings.config = config.clone();

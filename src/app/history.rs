@@ -7,6 +7,7 @@
 //! block. The TensorBoard-style smoothed copy is not stored: it is recomputed over the drawn range from EMA
 //! states kept every few hundred values.
 
+use crate::train::health::HealthEvent;
 use crate::train::MetricRow;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -43,6 +44,8 @@ pub struct RunHistory {
     walls: Column<f32>,
     series: Vec<Series>,
     smoothing: f64,
+    /// What the health checks did (warned, paused, rolled back), oldest first: marked on the curves.
+    events: Vec<HealthEvent>,
 }
 
 /// The values of one metric; sparse metrics (held-out losses) have fewer values than the history has rows.
@@ -112,6 +115,27 @@ impl Series {
         self.envelope.grow(&self.raw);
     }
 
+    /// Keeps only the values of the first `rows` history rows.
+    fn truncate_rows(&mut self, rows: usize) {
+        let keep = partition_point(0..self.len(), |i| self.row(i) < rows);
+        self.raw.truncate(keep);
+        if let Rows::Sparse(indices) = &mut self.rows {
+            indices.truncate(keep);
+        }
+        self.envelope.truncate(keep);
+        self.lowest = (0..keep).map(|i| self.raw(i)).fold(f64::INFINITY, f64::min);
+        // The smoother's state at `keep` is replayed from the mark before it (taken before marks go).
+        let mark = self.ema_marks.get(keep / EMA_MARK_EVERY).cloned();
+        self.ema_marks.truncate(keep.div_ceil(EMA_MARK_EVERY));
+        let from = (keep / EMA_MARK_EVERY) * EMA_MARK_EVERY;
+        if let Some(mark) = mark {
+            self.ema = mark;
+            (from..keep).for_each(|i| {
+                self.ema.next(self.raw(i));
+            });
+        }
+    }
+
     fn row(&self, index: usize) -> usize {
         match &self.rows {
             Rows::Dense { first } => *first as usize + index,
@@ -177,6 +201,32 @@ impl RunHistory {
             };
             self.series[position].push(index, *value);
         }
+    }
+
+    /// Drops the rows after `step`: the run went back to it.
+    pub fn truncate_after(&mut self, step: u64) {
+        let rows = partition_point(0..self.steps.len(), |i| self.steps.get(i) <= step);
+        self.steps.truncate(rows);
+        self.epochs.truncate(rows);
+        self.walls.truncate(rows);
+        for series in &mut self.series {
+            series.truncate_rows(rows);
+        }
+    }
+
+    pub fn push_event(&mut self, event: HealthEvent) {
+        self.events.push(event);
+    }
+
+    /// What the health checks did, oldest first.
+    pub fn events(&self) -> &[HealthEvent] {
+        &self.events
+    }
+
+    /// Where on `axis` the row of `step` lies (the nearest row at or before it), if there is one.
+    pub fn x_at_step(&self, axis: XAxis, step: u64) -> Option<f64> {
+        let row = partition_point(0..self.steps.len(), |i| self.steps.get(i) <= step).checked_sub(1)?;
+        Some(self.x(axis, row))
     }
 
     /// Sets the EMA weight (0 = raw, 0.999 = very smooth).
@@ -420,6 +470,13 @@ impl<T: Copy> Column<T> {
         self.chunks[index / CHUNK][index % CHUNK]
     }
 
+    fn truncate(&mut self, len: usize) {
+        self.chunks.truncate(len.div_ceil(CHUNK));
+        if let Some(last) = self.chunks.last_mut() {
+            last.truncate(len - (len - 1) / CHUNK * CHUNK);
+        }
+    }
+
     fn last(&self) -> Option<T> {
         self.chunks.last().and_then(|chunk| chunk.last().copied())
     }
@@ -470,6 +527,13 @@ impl Envelope {
         if len > 0 && len.is_multiple_of(leaf) {
             let (lo, hi) = extremes((len - leaf..len).map(|i| f64::from(values.get(i))));
             self.push(0, (lo as f32, hi as f32));
+        }
+    }
+
+    /// Keeps only the blocks wholly within the first `len` values.
+    fn truncate(&mut self, len: usize) {
+        for (level, blocks) in self.levels.iter_mut().enumerate() {
+            blocks.truncate(len >> (LEAF_SHIFT as usize + level));
         }
     }
 
@@ -563,6 +627,36 @@ mod tests {
             }
         }
         assert_eq!(envelope.block(3, 0), None, "blocks smaller than a leaf are not kept");
+    }
+
+    #[test]
+    fn truncating_after_a_step_forgets_later_rows_as_if_they_never_came() {
+        let fill = |history: &mut RunHistory, steps: std::ops::RangeInclusive<u64>, scale: f64| {
+            for step in steps {
+                let mut values = vec![("loss", (step % 13) as f64 * scale)];
+                if step % 10 == 0 {
+                    values.push(("holdout_recon", step as f64 * scale));
+                }
+                history.push(&row(step, &values));
+            }
+        };
+        let (mut rolled_back, mut straight) = (RunHistory::new(&[], 0.9), RunHistory::new(&[], 0.9));
+        fill(&mut rolled_back, 1..=700, 1.0);
+        fill(&mut rolled_back, 701..=900, 100.0);
+        rolled_back.truncate_after(700);
+        fill(&mut rolled_back, 701..=800, 1.0);
+        fill(&mut straight, 1..=800, 1.0);
+        assert_eq!(rolled_back.to_csv(), straight.to_csv());
+        for name in ["loss", "holdout_recon"] {
+            for curve in [Curve::Raw, Curve::Smoothed] {
+                assert_eq!(
+                    rolled_back.points(name, curve, XAxis::Step, None, 10),
+                    straight.points(name, curve, XAxis::Step, None, 10),
+                    "{name} {curve:?}"
+                );
+            }
+            assert_eq!(rolled_back.lowest(name), straight.lowest(name));
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod data_preview;
 mod experiment_panel;
 mod fleet;
 mod gantry_app;
+mod health_view;
 pub mod history;
 mod launch_check;
 mod lifecycle;

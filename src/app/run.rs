@@ -5,6 +5,7 @@ use super::data_preview::Progress;
 use super::history::RunHistory;
 use crate::config::RunConfig;
 use crate::runs;
+use crate::train::health::HealthReport;
 use crate::train::worker::{Command, Event, Problem, RunInfo, RunOptions, RunState, Snapshot, Trainer, Waker};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,6 +58,10 @@ pub struct TrainingRun {
     last_checkpoint: Option<(u64, PathBuf)>,
     /// The data loader's last report, while loading.
     progress: Option<Progress>,
+    /// The health rules' lights as last reported.
+    health: Option<HealthReport>,
+    /// A change of settings the run made itself (a health remedy), for the panels to take over.
+    own_change: Option<RunConfig>,
 }
 
 impl TrainingRun {
@@ -152,6 +157,12 @@ impl TrainingRun {
                         Err(message) => self.problem = Some(Problem::Warning(message)),
                     }
                 }
+                if let Some(dir) = &info.run_dir {
+                    runs::read_events(dir)
+                        .into_iter()
+                        .filter(|e| e.step <= info.step)
+                        .for_each(|e| self.history.push_event(e));
+                }
                 self.info = Some(*info);
                 self.progress = None;
             }
@@ -164,8 +175,20 @@ impl TrainingRun {
                 }
             }
             Event::ConfigApplied(config) => {
+                if !self.config_in_flight {
+                    self.own_change = Some((*config).clone());
+                    self.sent_config = Some((*config).clone());
+                }
                 self.applied_config = Some(*config);
                 self.config_in_flight = false;
+            }
+            Event::Health(report) => self.health = Some(*report),
+            Event::HealthAction(event) => {
+                if let Some(step) = event.to_step {
+                    self.history.truncate_after(step);
+                }
+                self.problem = Some(Problem::Warning(event.describe()));
+                self.history.push_event(event);
             }
             Event::CheckpointSaved { step, path } => self.last_checkpoint = Some((step, path)),
             Event::Problem(problem) => {
@@ -240,6 +263,15 @@ impl TrainingRun {
 
     pub fn info(&self) -> Option<&RunInfo> {
         self.info.as_ref()
+    }
+
+    pub fn health(&self) -> Option<&HealthReport> {
+        self.health.as_ref()
+    }
+
+    /// The settings the run changed itself since the last call (a remedy it applied), if it did.
+    pub fn take_own_change(&mut self) -> Option<RunConfig> {
+        self.own_change.take()
     }
 
     pub fn history(&self) -> &RunHistory {

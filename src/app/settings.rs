@@ -99,6 +99,8 @@ pub enum CentralView {
     Compare,
     /// The grids of the ticked runs at one step.
     ContactSheet,
+    /// The health rules of the viewed run, its snapshots and what the checks did.
+    Health,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Training: one run's [`session::Session`], the worker thread that owns it ([`worker::Trainer`]), and the
 //! plain data they report.
 
+pub mod health;
 pub mod optim;
 pub mod session;
 pub mod worker;

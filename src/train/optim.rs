@@ -39,6 +39,10 @@ pub struct Optimizer {
     /// Per variable: Adam (m, v), SGD (momentum buffer), RMSprop (square average, momentum buffer).
     state: Vec<Vec<Vec<f32>>>,
     steps: u64,
+    /// Per variable, the sum of squared gradients of the last step (before any clipping).
+    grad_sq: Vec<f64>,
+    /// The global gradient norm above which gradients are scaled down to it; 0 = no clipping.
+    pub max_grad_norm: f64,
 }
 
 /// Elements per parallel task of an update.
@@ -51,6 +55,8 @@ struct Rule {
     hyper: Hyper,
     /// 1-based step number, for Adam's bias correction and SGD's first momentum buffer.
     step: i32,
+    /// Gradients are multiplied by this (below 1 when clipped to the global norm).
+    grad_scale: f32,
 }
 
 /// One variable's update, applied in place in a single pass over its values, gradient and state.
@@ -75,7 +81,7 @@ impl Rule {
     #[inline(always)]
     fn update(&self, theta: &mut [f32], grad: &[f32], s0: &mut [f32], s1: &mut [f32]) -> f64 {
         let h = self.hyper;
-        let (lr, wd, eps) = (h.lr as f32, h.weight_decay as f32, h.eps as f32);
+        let (lr, wd, eps, scale) = (h.lr as f32, h.weight_decay as f32, h.eps as f32, self.grad_scale);
         match self.kind {
             OptimizerKind::Adam | OptimizerKind::AdamW => {
                 let (b1, b2) = (h.beta1 as f32, h.beta2 as f32);
@@ -89,7 +95,7 @@ impl Rule {
                 };
                 let state = s0.iter_mut().zip(s1.iter_mut());
                 for ((t, &raw), (m, v)) in theta.iter_mut().zip(grad).zip(state) {
-                    let g = raw + penalty * *t;
+                    let g = raw * scale + penalty * *t;
                     *t *= decay;
                     *m = b1 * *m + (1.0 - b1) * g;
                     *v = b2 * *v + (1.0 - b2) * g * g;
@@ -100,13 +106,13 @@ impl Rule {
                 let momentum = h.momentum as f32;
                 if momentum == 0.0 {
                     for (t, &raw) in theta.iter_mut().zip(grad) {
-                        *t -= lr * (raw + wd * *t);
+                        *t -= lr * (raw * scale + wd * *t);
                     }
                 } else {
                     // PyTorch starts the buffer at the first gradient.
                     let keep = if self.step == 1 { 0.0 } else { momentum };
                     for ((t, &raw), buffer) in theta.iter_mut().zip(grad).zip(s0.iter_mut()) {
-                        *buffer = keep * *buffer + (raw + wd * *t);
+                        *buffer = keep * *buffer + (raw * scale + wd * *t);
                         *t -= lr * *buffer;
                     }
                 }
@@ -115,7 +121,7 @@ impl Rule {
                 let (alpha, momentum) = (h.alpha as f32, h.momentum as f32);
                 let state = s0.iter_mut().zip(s1.iter_mut());
                 for ((t, &raw), (square, buffer)) in theta.iter_mut().zip(grad).zip(state) {
-                    let g = raw + wd * *t;
+                    let g = raw * scale + wd * *t;
                     *square = alpha * *square + (1.0 - alpha) * g * g;
                     let scaled = g / (square.sqrt() + eps);
                     // With momentum 0 the buffer is just the scaled gradient.
@@ -212,32 +218,57 @@ impl Optimizer {
         Ok(Optimizer {
             kind,
             hyper,
+            grad_sq: vec![0.0; vars.len()],
             vars,
             state,
             steps: 0,
+            max_grad_norm: 0.0,
         })
     }
 
     /// Applies one update from the gradients in `grads` (variables without one stay as they are) and returns
-    /// the L2 norm of all the gradients.
+    /// the L2 norm of all the gradients (before clipping).
     pub fn step(&mut self, grads: &GradStore) -> Result<f64> {
         self.steps += 1;
-        let mut grad_sq = 0.0;
-        for (var, state) in self.vars.iter().zip(self.state.iter_mut()) {
+        // Clipping needs the global norm before any variable is updated: one more pass over the gradients,
+        // only when it is on (the update computes the norm in the same pass otherwise).
+        let grad_scale = if self.max_grad_norm > 0.0 {
+            let mut total = 0.0;
+            for var in &self.vars {
+                if let Some(grad) = grads.get(var) {
+                    total += grad
+                        .sqr()?
+                        .sum_all()?
+                        .to_dtype(candle_core::DType::F64)?
+                        .to_scalar::<f64>()?;
+                }
+            }
+            (self.max_grad_norm / total.sqrt()).min(1.0) as f32
+        } else {
+            1.0
+        };
+        for ((var, state), grad_sq) in self.vars.iter().zip(self.state.iter_mut()).zip(&mut self.grad_sq) {
+            *grad_sq = 0.0;
             let Some(grad) = grads.get(var) else { continue };
             let update = Update {
                 rule: Rule {
                     kind: self.kind,
                     hyper: self.hyper,
                     step: self.steps as i32,
+                    grad_scale,
                 },
                 state: RefCell::new(state.as_mut_slice()),
                 grad_sq: Cell::new(0.0),
             };
             var.as_tensor().inplace_op2(&grad.contiguous()?, &update)?;
-            grad_sq += update.grad_sq.get();
+            *grad_sq = update.grad_sq.get();
         }
-        Ok(grad_sq.sqrt())
+        Ok(self.grad_sq.iter().sum::<f64>().sqrt())
+    }
+
+    /// Per variable (in the order given to `new`), the sum of squared gradients of the last step.
+    pub fn grad_squares(&self) -> &[f64] {
+        &self.grad_sq
     }
 
     /// Named state tensors (and the step count) for a checkpoint.
@@ -341,6 +372,38 @@ mod tests {
                 "{kind:?}: norm {norm}, expected {expected}"
             );
         }
+    }
+
+    #[test]
+    fn gradients_above_the_global_norm_are_scaled_down_to_it() {
+        let (a, b) = (
+            Var::new(vec![0f32; 3], &Device::Cpu).unwrap(),
+            Var::new(vec![0f32; 1], &Device::Cpu).unwrap(),
+        );
+        let config = OptimizerConfig {
+            momentum: 0.0,
+            ..OptimizerConfig::default()
+        };
+        let mut opt = Optimizer::new(OptimizerKind::Sgd, Hyper::new(&config, 1.0), vec![a.clone(), b.clone()]).unwrap();
+        opt.max_grad_norm = 1.2;
+        // d/dx Σ (x - 3)² = -6 for each of 4 values: norm 12, scaled by 0.1.
+        let loss = ((a.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap()
+            + (b.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap())
+        .unwrap();
+        let norm = opt.step(&loss.backward().unwrap()).unwrap();
+        assert!(
+            (norm - 12.0).abs() < 1e-6,
+            "the norm reported is the one before clipping: {norm}"
+        );
+        assert_eq!(opt.grad_squares(), [108.0, 36.0]);
+        for value in [a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap()].concat() {
+            assert!((value - 0.6).abs() < 1e-6, "{value}");
+        }
+        // Below the limit gradients pass unscaled.
+        opt.max_grad_norm = 100.0;
+        let loss = (a.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        assert!((a.to_vec1::<f32>().unwrap()[0] - (0.6 + 4.8)).abs() < 1e-5);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use std::time::Instant;
 const SEED_NOISE: u64 = 20;
 const SEED_FIXED: u64 = 21;
 const SEED_CORRUPT: u64 = 22;
+const SEED_HEALTH: u64 = 23;
+/// Generated and real items compared for the diversity signal.
+const DIVERSITY_ITEMS: usize = 64;
 /// Held-out items in the reconstruction grid (shown as input/reconstruction pairs).
 const RECON_ITEMS: usize = 32;
 /// Points of each kind in the toy-data scatter.
@@ -47,6 +50,15 @@ pub struct Session {
     wall_s: f64,
     /// Latent vectors of the sample grid and scatter, fixed for the whole run.
     fixed_z: Tensor,
+    /// GANs: the layers whose gradient norms the health signals report, as (column, G or D, indices of
+    /// their variables in that network's optimiser).
+    layers: Vec<(String, Net, Vec<usize>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Net {
+    G,
+    D,
 }
 
 /// GAN metrics, in CSV column order.
@@ -95,7 +107,14 @@ impl Session {
         let latent = config.model.latent;
         let fixed = normal_vec(&mut seeded(derive_seed(seed, SEED_FIXED, 0)), fixed_count * latent);
         let fixed_z = tensor(fixed, &[fixed_count, latent]).map_err(fail)?;
+        let layers = match &model {
+            Model::Gan(gan) => [layer_groups(&gan.g_params, Net::G), layer_groups(&gan.d_params, Net::D)].concat(),
+            Model::Autoencoder { .. } => Vec::new(),
+        };
+        let mut optimizers = optimizers;
+        set_gradient_clipping(&mut optimizers, config.train.max_grad_norm);
         Ok(Session {
+            layers,
             config,
             data,
             split,
@@ -134,14 +153,27 @@ impl Session {
     }
 
     /// The metric columns this run reports.
-    pub fn metric_names(&self) -> Vec<&'static str> {
-        if self.config.model.kind.is_gan() {
-            GAN_METRICS.to_vec()
-        } else if self.config.model.kind.is_vae() {
-            AE_METRICS.to_vec()
+    pub fn metric_names(&self) -> Vec<String> {
+        let kind = self.config.model.kind;
+        let mut names: Vec<String> = if kind.is_gan() {
+            GAN_METRICS.iter().map(|m| m.to_string()).collect()
         } else {
-            AE_METRICS.iter().copied().filter(|m| *m != "kl").collect()
+            let vae = kind.is_vae();
+            AE_METRICS
+                .iter()
+                .filter(|m| vae || **m != "kl")
+                .map(|m| m.to_string())
+                .collect()
+        };
+        if self.config.health.every > 0 {
+            if kind.is_gan() {
+                names.extend(["diversity".to_string(), "duplicates".to_string()]);
+                names.extend(self.layers.iter().map(|(column, _, _)| column.clone()));
+            } else if kind.is_vae() {
+                names.push("active_units".to_string());
+            }
         }
+        names
     }
 
     /// Takes the hyperparameters of `new` that do not change shapes; anything else is refused with the
@@ -159,6 +191,7 @@ impl Session {
             }
             Optimizers::Autoencoder(opt) => opt.hyper = Hyper::new(o, o.lr),
         }
+        set_gradient_clipping(&mut self.optimizers, new.train.max_grad_norm);
         self.config = new;
         Ok(())
     }
@@ -182,12 +215,67 @@ impl Session {
                 values.push(("holdout_recon", loss));
             }
         }
+        let mut values: Vec<(String, f64)> = values.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let every = self.config.health.every;
+        if every > 0 && self.step.is_multiple_of(every) {
+            values.extend(self.health_signals()?);
+        }
         Ok(MetricRow {
             step: self.step,
             epoch: self.epoch(),
             wall_s: self.wall_s,
-            values: values.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            values,
         })
+    }
+
+    /// The signals the health checks read every `health.every` steps: GANs' sample diversity, share of
+    /// near-duplicates and per-layer gradient norms (of the step just taken); VAEs' active units.
+    pub fn health_signals(&self) -> Result<Vec<(String, f64)>> {
+        let mut signals = Vec::new();
+        match (&self.model, &self.optimizers) {
+            (Model::Gan(gan), Optimizers::Gan { g, d }) => {
+                let z = self.noise_seeded(
+                    derive_seed(self.config.train.seed, SEED_HEALTH, self.step),
+                    DIVERSITY_ITEMS,
+                )?;
+                let generated = gan
+                    .generator
+                    .forward(&z, Mode::Sample)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                let mut rng = seeded(derive_seed(self.config.train.seed, SEED_HEALTH, !self.step));
+                let train = &self.split.train;
+                let items: Vec<usize> = (0..DIVERSITY_ITEMS.min(train.len()))
+                    .map(|_| train[rng.random_range(0..train.len())])
+                    .collect();
+                let (ratio, duplicates) =
+                    super::health::diversity(&generated, &self.data.gather(&items), self.data.shape.len());
+                signals.push(("diversity".to_string(), ratio));
+                signals.push(("duplicates".to_string(), duplicates));
+                for (column, net, indices) in &self.layers {
+                    let squares = match net {
+                        Net::G => g.grad_squares(),
+                        Net::D => d.grad_squares(),
+                    };
+                    signals.push((column.clone(), indices.iter().map(|i| squares[*i]).sum::<f64>().sqrt()));
+                }
+            }
+            (Model::Autoencoder { net, .. }, _) if net.variational => {
+                let pool = if self.split.holdout.is_empty() {
+                    &self.split.train
+                } else {
+                    &self.split.holdout
+                };
+                let items: Vec<usize> = pool.iter().take(EVAL_ITEMS).copied().collect();
+                let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+                let code = net.encode(&encoder_input(&x, self.config.model.recon)?, Mode::Eval)?;
+                let means = net.split_code(&code)?.0;
+                let units = super::health::active_units(&means.flatten_all()?.to_vec1::<f32>()?, means.dim(1)?);
+                signals.push(("active_units".to_string(), units as f64));
+            }
+            _ => {}
+        }
+        Ok(signals)
     }
 
     /// The next training batch and its index (which also seeds its noise).
@@ -200,14 +288,12 @@ impl Session {
     }
 
     fn noise(&self, index: u64, n: usize) -> Result<Tensor> {
+        self.noise_seeded(derive_seed(self.config.train.seed, SEED_NOISE, index), n)
+    }
+
+    fn noise_seeded(&self, seed: u64, n: usize) -> Result<Tensor> {
         let latent = self.config.model.latent;
-        tensor(
-            normal_vec(
-                &mut seeded(derive_seed(self.config.train.seed, SEED_NOISE, index)),
-                n * latent,
-            ),
-            &[n, latent],
-        )
+        tensor(normal_vec(&mut seeded(seed), n * latent), &[n, latent])
     }
 
     fn gan_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
@@ -532,6 +618,28 @@ fn clip_weights(vars: &[candle_core::Var], clip: f64) -> Result<()> {
         v.set(&v.as_tensor().clamp(-clip as f32, clip as f32)?)?;
     }
     Ok(())
+}
+
+/// The trainable variables of `params` grouped by layer (`g.0.conv.weight` and `g.0.bn.bias` are layer `0`
+/// of G), each with its gradient-norm column, `grad_norm_g.0`.
+fn layer_groups(params: &crate::models::layers::Params, net: Net) -> Vec<(String, Net, Vec<usize>)> {
+    let mut groups: Vec<(String, Net, Vec<usize>)> = Vec::new();
+    for (index, (name, _)) in params.trainable.iter().enumerate() {
+        let layer = name.split('.').nth(1).unwrap_or(name);
+        let column = format!("grad_norm_{}.{layer}", if net == Net::G { "g" } else { "d" });
+        match groups.iter_mut().find(|(c, _, _)| *c == column) {
+            Some((_, _, indices)) => indices.push(index),
+            None => groups.push((column, net, vec![index])),
+        }
+    }
+    groups
+}
+
+fn set_gradient_clipping(optimizers: &mut Optimizers, max_norm: f64) {
+    match optimizers {
+        Optimizers::Gan { g, d } => (g.max_grad_norm, d.max_grad_norm) = (max_norm, max_norm),
+        Optimizers::Autoencoder(o) => o.max_grad_norm = max_norm,
+    }
 }
 
 fn pairs(values: &[f32]) -> Vec<[f32; 2]> {

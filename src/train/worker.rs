@@ -3,14 +3,17 @@
 //! The thread cannot end silently: a panic in it becomes a `Fatal` event and the `Failed` state, and a
 //! handle whose thread is gone reads as failed too.
 
+use super::health::{HealthEvent, HealthReport, Monitor, Rule};
 use super::session::Session;
 use super::{MetricRow, PointCloud};
-use crate::config::RunConfig;
+use crate::config::{OnTrouble, RunConfig};
 use crate::data::{self, DatasetSummary};
 use crate::grid::ImageGrid;
 use crate::models::NetSummary;
 use crate::runs::{self, GridKind, RunDir, RunStatus};
+use candle_core::Tensor;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,9 @@ pub enum Command {
     /// Make fresh sample/reconstruction grids now.
     RequestSamples,
     SaveCheckpoint,
+    /// Go back to the in-memory snapshot or checkpoint of this step: later metric rows, grids and
+    /// checkpoints are dropped and training continues from there.
+    RollBack(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +101,11 @@ pub enum Event {
     },
     /// Something went wrong; the kind says how it affects the run.
     Problem(Problem),
+    /// The health rules' lights, every `health.every` steps and whenever one turns to trouble.
+    Health(Box<HealthReport>),
+    /// What the health checks (or a rollback by hand) did; recorded in the run's `events.csv`. After a
+    /// rollback (`to_step`) the rows after that step are gone and training goes on from it.
+    HealthAction(HealthEvent),
 }
 
 impl Event {
@@ -205,6 +216,9 @@ impl Trainer {
             state: RunState::Loading,
             steps_done: 0,
             panic_at_step: options.panic_at_step,
+            monitor: Monitor::new(),
+            snapshots: VecDeque::new(),
+            rollbacks: (0, 0),
         };
         let thread = std::thread::Builder::new()
             .name("gantry-trainer".into())
@@ -304,7 +318,15 @@ struct Worker {
     /// The session's step count, kept here for `run.toml`.
     steps_done: u64,
     panic_at_step: Option<u64>,
+    monitor: Monitor,
+    /// In-memory snapshots (step, everything a checkpoint holds), oldest first.
+    snapshots: VecDeque<(u64, HashMap<String, Tensor>)>,
+    /// The step the last automatic rollback went back to, and how many in a row went there.
+    rollbacks: (u64, u32),
 }
+
+/// Automatic rollbacks to one snapshot before the run pauses instead: its remedy is not enough.
+const MAX_ROLLBACKS_TO_ONE_STEP: u32 = 5;
 
 /// The message a panic was raised with.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -313,6 +335,19 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into())
+}
+
+/// How a run reports health every so many steps when its costlier signals are off.
+const DEFAULT_REPORT_EVERY: u64 = 50;
+
+/// What handling a rule's trouble left the run to do.
+enum Trouble {
+    /// Warned: train on.
+    Handled,
+    /// Went back to a snapshot: train on from there.
+    RolledBack,
+    /// Pause with this message.
+    Paused(String),
 }
 
 /// What the loop does between commands.
@@ -391,6 +426,7 @@ impl Worker {
             }
         };
         self.steps_done = session.step_count();
+        self.take_snapshot(&session);
         // Unsaved grids cannot fail to write.
         let _ = self.publish(&session, false);
         self.emit(Event::State(RunState::Ready));
@@ -441,6 +477,19 @@ impl Worker {
                             self.emit(Event::Problem(Problem::Warning(message)));
                         }
                     }
+                    Command::RollBack(step) => {
+                        let event = HealthEvent {
+                            step: session.step_count(),
+                            rule: "manual".into(),
+                            value: step as f64,
+                            action: "rollback".into(),
+                            to_step: Some(step),
+                            detail: String::new(),
+                        };
+                        if let Err(message) = self.roll_back(&mut session, event) {
+                            self.emit(Event::Problem(Problem::Refused(message)));
+                        }
+                    }
                 }
                 continue;
             }
@@ -481,15 +530,16 @@ impl Worker {
                     self.emit(Event::Problem(Problem::Warning(note)));
                 }
                 self.last_checkpoint = Some(step);
-                RunDir::reopen(dir, &columns, step)?
+                RunDir::reopen(dir, step)?
             } else {
+                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
                 RunDir::create(dir, session.config(), &columns)?
             });
         }
         self.emit(Event::Loaded(Box::new(RunInfo {
             data: summary,
             networks: session.summaries(),
-            metric_names: columns.iter().map(|c| c.to_string()).collect(),
+            metric_names: columns,
             step: session.step_count(),
             run_dir: options.out_dir.clone(),
         })));
@@ -512,15 +562,34 @@ impl Worker {
         self.steps_done = step;
         let bad = row
             .first_non_finite()
-            .map(|(name, value)| format!("{name} became {value} at step {step}; the run is paused"));
+            .map(|(name, value)| format!("{name} became {value} at step {step}"));
+        let troubles = self.monitor.observe(&row, session.config());
         // A row that cannot be written stays queued in the run directory and goes out with the next one.
         let appended = self.run_dir.as_mut().map_or(Ok(()), |dir| dir.append(&row));
         self.emit(Event::Metrics(row));
+        let interval = match session.config().health.every {
+            0 => DEFAULT_REPORT_EVERY,
+            every => every,
+        };
+        if !troubles.is_empty() || step.is_multiple_of(interval) {
+            self.report_health(session);
+        }
+        for rule in troubles {
+            match self.on_trouble(session, rule, step) {
+                Trouble::Handled => {}
+                Trouble::RolledBack => return mode,
+                Trouble::Paused(message) => {
+                    let _ = self.publish(session, true);
+                    let cause = bad.as_ref().map(|b| format!("{b}. ")).unwrap_or_default();
+                    return self.halt(format!("{cause}{message}"));
+                }
+            }
+        }
         let train = &session.config().train;
         if let Some(message) = bad {
             // The pictures of the broken step are worth seeing; whether they could be saved matters less.
             let _ = self.publish(session, true);
-            return self.halt(message);
+            return self.halt(format!("{message}; the run is paused"));
         }
         let (sample_due, checkpoint_due) = (step % train.sample_every == 0, step % train.checkpoint_every == 0);
         let finished = step >= train.steps && mode == Mode::Running;
@@ -539,6 +608,9 @@ impl Worker {
             return self.halt(format!(
                 "{message}. The run is paused and keeps its state; free space or fix the folder, then Resume"
             ));
+        }
+        if step.is_multiple_of(session.config().health.snapshot_every) {
+            self.take_snapshot(session);
         }
         if finished {
             self.set_state(RunState::Finished);
@@ -592,6 +664,146 @@ impl Worker {
         }
         self.emit(Event::Snapshot { step });
         written
+    }
+
+    /// Keeps the session's state in the ring of in-memory snapshots.
+    fn take_snapshot(&mut self, session: &Session) {
+        let keep = session.config().health.snapshots;
+        if keep == 0 {
+            self.snapshots.clear();
+            return;
+        }
+        match session.checkpoint_tensors() {
+            Ok(tensors) => {
+                while self.snapshots.len() >= keep {
+                    self.snapshots.pop_front();
+                }
+                self.snapshots.push_back((session.step_count(), tensors));
+            }
+            Err(e) => self.emit(Event::Problem(Problem::Warning(format!("cannot keep a snapshot: {e}")))),
+        }
+    }
+
+    fn report_health(&self, session: &Session) {
+        let snapshot_bytes = self
+            .snapshots
+            .iter()
+            .flat_map(|(_, tensors)| tensors.values())
+            .map(|t| (t.elem_count() * t.dtype().size_in_bytes()) as u64)
+            .sum();
+        self.emit(Event::Health(Box::new(HealthReport {
+            step: session.step_count(),
+            findings: self.monitor.findings(session.config()),
+            snapshot_steps: self.snapshots.iter().map(|(step, _)| *step).collect(),
+            snapshot_bytes,
+        })));
+    }
+
+    /// Does what `health.on_<rule>` says for a rule that just found trouble at `step`.
+    fn on_trouble(&mut self, session: &mut Session, rule: Rule, step: u64) -> Trouble {
+        let config = session.config().clone();
+        let finding = self.monitor.findings(&config).into_iter().find(|f| f.rule == rule);
+        let (value, since) = finding.map_or((f64::NAN, step), |f| {
+            (f.value.unwrap_or(f64::NAN), f.since.unwrap_or(step))
+        });
+        let remedy = rule.remedy(&config);
+        let mut event = HealthEvent {
+            step,
+            rule: rule.key().into(),
+            value,
+            action: "warn".into(),
+            to_step: None,
+            detail: format!("remedy: {}", remedy.summary),
+        };
+        let mut action = rule.action(&config.health);
+        let target = self.snapshots.iter().rev().map(|(s, _)| *s).find(|s| *s < since);
+        let pause_instead = match (action, target) {
+            (OnTrouble::Rollback, None) => Some(format!("no snapshot from before step {since} to roll back to")),
+            (OnTrouble::Rollback, Some(to)) if self.rollbacks == (to, MAX_ROLLBACKS_TO_ONE_STEP) => Some(format!(
+                "rolled back to step {to} {MAX_ROLLBACKS_TO_ONE_STEP} times and the trouble came back"
+            )),
+            _ => None,
+        };
+        if pause_instead.is_some() {
+            action = OnTrouble::Pause;
+        }
+        match (action, target) {
+            (OnTrouble::Rollback, Some(to)) => {
+                self.rollbacks = match self.rollbacks {
+                    (step, times) if step == to => (to, times + 1),
+                    _ => (to, 1),
+                };
+                event.action = "rollback".into();
+                event.to_step = Some(to);
+                event.detail = format!("applied: {}", remedy.summary);
+                match self
+                    .roll_back(session, event)
+                    .and_then(|()| session.apply(remedy.config))
+                {
+                    Ok(()) => {
+                        self.emit(Event::ConfigApplied(Box::new(session.config().clone())));
+                        Trouble::RolledBack
+                    }
+                    Err(message) => Trouble::Paused(format!("{}: rolling back failed: {message}", rule.label())),
+                }
+            }
+            (OnTrouble::Pause, _) => {
+                event.action = "pause".into();
+                let why = pause_instead.map(|w| format!(" ({w})")).unwrap_or_default();
+                let message = format!(
+                    "{} at step {step}{why}: {}. The run is paused; a remedy: {}",
+                    rule.label(),
+                    rule.diagnosis(),
+                    remedy.summary
+                );
+                self.record(event);
+                Trouble::Paused(message)
+            }
+            _ => {
+                self.record(event);
+                Trouble::Handled
+            }
+        }
+    }
+
+    /// Writes a health event to the run directory and reports it.
+    fn record(&self, event: HealthEvent) {
+        if let Some(dir) = &self.run_dir {
+            if let Err(message) = dir.record_event(&event) {
+                self.emit(Event::Problem(Problem::Warning(message)));
+            }
+        }
+        self.emit(Event::HealthAction(event));
+    }
+
+    /// Restores the snapshot or checkpoint of `event.to_step`, drops what the run wrote after it, and
+    /// records the event.
+    fn roll_back(&mut self, session: &mut Session, event: HealthEvent) -> Result<(), String> {
+        let to = event.to_step.expect("a rollback has a target step");
+        let restored = match self.snapshots.iter().find(|(s, _)| *s == to) {
+            Some((_, tensors)) => session.restore(tensors).map_err(|e| e.to_string()),
+            None => {
+                let dir = self
+                    .run_dir
+                    .as_ref()
+                    .ok_or_else(|| format!("step {to} has no snapshot in memory (and the run has no checkpoints)"))?;
+                let tensors = runs::load_checkpoint(dir.path(), to)
+                    .map_err(|_| format!("step {to} has no snapshot in memory and no checkpoint"))?;
+                session.restore(&tensors).map_err(|e| e.to_string())
+            }
+        };
+        restored.map_err(|e| format!("cannot go back to step {to}: {e}"))?;
+        self.snapshots.retain(|(s, _)| *s <= to);
+        if let Some(dir) = &mut self.run_dir {
+            dir.rewind(to)?;
+        }
+        self.last_checkpoint = self.last_checkpoint.filter(|s| *s <= to);
+        self.steps_done = to;
+        self.monitor.rewind();
+        self.record(event);
+        let _ = self.publish(session, false);
+        self.report_health(session);
+        Ok(())
     }
 
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
