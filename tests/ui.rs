@@ -10,6 +10,8 @@ use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
 use gantry::presets::preset;
+use gantry::runs::GridKind;
+use gantry::train::health::{short_value, Light, Rule};
 use gantry::train::worker::{Problem, RunState};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -279,7 +281,8 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
     });
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
     harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the error", |h| h.state().run().problem().is_some());
+    // Rolled back (each time with the rates halved) until it gives up and pauses.
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
     let error = harness.state().run().problem().unwrap().message().to_string();
     assert!(
         error.contains("became") && error.contains("paused"),
@@ -722,4 +725,87 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     harness.run_steps(3);
     settle(&mut harness);
     assert_eq!(harness.state().listed_runs().len(), 1);
+}
+
+#[test]
+fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_setting() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+        s.config.set("optimizer.kind=sgd").unwrap();
+        // So large that the update overflows f32: the losses become NaN at the first step.
+        s.config.set("optimizer.lr=1e300").unwrap();
+        s.config.set("health.on_divergence=\"pause\"").unwrap();
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    harness.get_by_label("Health").click();
+    harness.run_steps(2);
+    let divergence = harness
+        .state()
+        .run()
+        .health()
+        .unwrap()
+        .finding(Rule::Divergence)
+        .unwrap()
+        .clone();
+    let last = harness.state().run().history().last_step();
+    assert_eq!(
+        (divergence.light, divergence.since),
+        (Light::Trouble, last),
+        "trouble since the NaN"
+    );
+    assert!(
+        harness.query_all_by_label("trouble").count() >= 1,
+        "the light says trouble"
+    );
+    assert!(
+        harness
+            .query_by_label(&short_value(divergence.value.unwrap()))
+            .is_some(),
+        "its value shows"
+    );
+    harness
+        .get_by_label(&format!("Apply: {}", divergence.remedy.summary))
+        .click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().settings().config.optimizer.lr,
+        5e299,
+        "the remedy halved the rate"
+    );
+}
+
+#[test]
+fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 10;
+        s.config.train.checkpoint_every = 5;
+        s.config.train.sample_every = 5;
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    // The samples G made from the step-5 weights, saved beside the step-5 checkpoint.
+    let at_five = gantry::runs::read_grid(&dir, GridKind::Samples, 5).unwrap();
+    settle(&mut harness);
+    harness.get_by_label("Health").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::ComboBox, "Roll back to").click();
+    harness.run_steps(2);
+    harness.get_by_label("step 5 (checkpoint)").click();
+    harness.run_steps(1);
+    harness.get_by_role_and_label(Role::Button, "Roll back").click();
+    wait_until(&mut harness, "the rollback", |h| {
+        h.state().run().history().last_step() == Some(5) && h.state().run().snapshot().is_some_and(|s| s.step == 5)
+    });
+    let samples = harness.state().run().snapshot().unwrap().samples.clone();
+    assert_eq!(
+        samples,
+        Some(at_five),
+        "the weights are the checkpoint's: G makes the same samples"
+    );
+    assert_eq!(gantry::runs::checkpoint_steps(&dir), [5], "later checkpoints are gone");
+    let events = gantry::runs::read_events(&dir);
+    assert_eq!((events.len(), events[0].to_step), (1, Some(5)), "{events:?}");
 }

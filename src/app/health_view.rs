@@ -135,11 +135,15 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
             ui.end_row();
             for finding in findings {
                 let color = light_color(ui, finding.light);
-                ui.colored_label(color, format!("● {}", light_word(finding.light)));
+                ui.horizontal(|ui| {
+                    let (dot, _) = ui.allocate_exact_size(egui::Vec2::splat(12.0), egui::Sense::hover());
+                    ui.painter().circle_filled(dot.center(), 5.0, color);
+                    ui.colored_label(color, light_word(finding.light));
+                });
                 ui.label(finding.rule.label()).on_hover_text(finding.rule.diagnosis());
-                ui.label(finding.value.map_or("–".into(), short_value))
+                ui.label(finding.value.map_or("-".into(), short_value))
                     .on_hover_text(&finding.measure);
-                ui.label(finding.since.map_or("–".into(), |s| format!("step {s}")));
+                ui.label(finding.since.map_or("-".into(), |s| format!("step {s}")));
                 on_trouble_choice(ui, finding.rule, &mut draft.health);
                 let remedy = &finding.remedy;
                 if ui

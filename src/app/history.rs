@@ -365,19 +365,21 @@ impl RunHistory {
         })
     }
 
-    /// The history as CSV, in the column layout of a run directory's `metrics.csv`.
+    /// The history as CSV, in the column layout of a run directory's `metrics.csv` (less the columns that
+    /// have no value yet).
     pub fn to_csv(&self) -> Vec<u8> {
+        let measured: Vec<&Series> = self.series.iter().filter(|s| s.len() > 0).collect();
         let header = ["step", "epoch", "wall_s"]
             .into_iter()
-            .chain(self.series.iter().map(|s| s.name.as_str()));
-        let mut cursors = vec![0usize; self.series.len()];
+            .chain(measured.iter().map(|s| s.name.as_str()));
+        let mut cursors = vec![0usize; measured.len()];
         let rows = (0..self.steps.len()).map(|row| {
             let mut cells = vec![
                 self.steps.get(row).to_string(),
                 self.epochs.get(row).to_string(),
                 self.walls.get(row).to_string(),
             ];
-            for (series, cursor) in self.series.iter().zip(&mut cursors) {
+            for (series, cursor) in measured.iter().zip(&mut cursors) {
                 let measured = *cursor < series.len() && series.row(*cursor) == row;
                 cells.push(if measured {
                     series.raw.get(*cursor).to_string()

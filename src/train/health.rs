@@ -112,14 +112,18 @@ impl Rule {
             Rule::Divergence => {
                 o.lr *= 0.5;
                 o.lr_d = o.lr_d.map(|lr| lr * 0.5);
-                format!("halve the learning rates (lr {} → {})", config.optimizer.lr, o.lr)
+                format!(
+                    "halve the learning rates (lr {} to {})",
+                    short_value(config.optimizer.lr),
+                    short_value(o.lr)
+                )
             }
             Rule::DiscriminatorWinning => {
                 o.lr_d = Some(config.optimizer.lr_d() * 0.5);
                 let mut summary = format!(
-                    "lower D's learning rate (lr_d {} → {})",
-                    config.optimizer.lr_d(),
-                    config.optimizer.lr_d() * 0.5
+                    "lower D's learning rate (lr_d {} to {})",
+                    short_value(config.optimizer.lr_d()),
+                    short_value(config.optimizer.lr_d() * 0.5)
                 );
                 if t.label_smoothing < 0.1 {
                     t.label_smoothing = 0.1;
@@ -135,20 +139,25 @@ impl Rule {
                 // D keeps its rate while G's doubles.
                 o.lr_d = Some(config.optimizer.lr_d());
                 o.lr *= 2.0;
-                format!("raise G's learning rate (lr {} → {})", config.optimizer.lr, o.lr)
+                format!(
+                    "raise G's learning rate (lr {} to {})",
+                    short_value(config.optimizer.lr),
+                    short_value(o.lr)
+                )
             }
             Rule::ModeCollapse => {
                 t.d_steps = (t.d_steps + 1).min(crate::config::MAX_D_STEPS as usize);
                 format!(
-                    "train D more per G step (d_steps {} → {})",
+                    "train D more per G step (d_steps {} to {})",
                     config.train.d_steps, t.d_steps
                 )
             }
             Rule::PosteriorCollapse => {
                 fixed.model.beta *= 0.5;
                 format!(
-                    "lower the KL weight (beta {} → {})",
-                    config.model.beta, fixed.model.beta
+                    "lower the KL weight (beta {} to {})",
+                    short_value(config.model.beta),
+                    short_value(fixed.model.beta)
                 )
             }
             Rule::Overfitting => {
@@ -158,8 +167,9 @@ impl Rule {
                     1e-4
                 };
                 format!(
-                    "add weight decay ({} → {})",
-                    config.optimizer.weight_decay, o.weight_decay
+                    "add weight decay ({} to {})",
+                    short_value(config.optimizer.weight_decay),
+                    short_value(o.weight_decay)
                 )
             }
         };
@@ -298,16 +308,27 @@ const SPIKE_WINDOW: usize = 64;
 const SPIKE_WARM_UP: usize = 2;
 /// Medians below this count as this, so a metric that sat near zero is not a spike when it leaves it.
 const SPIKE_FLOOR: f64 = 0.01;
-/// Steps a gradient norm must stay fallen before it counts: GAN gradients dip for a step and come back.
-const COLLAPSE_STEPS: u32 = 3;
+/// Steps a metric must stay far off its level before it counts: GAN losses and gradient norms jump for a
+/// step and come back (a NaN counts at once).
+const PERSIST_STEPS: u32 = 3;
 
 /// Reads the metric rows of a run as they come and keeps each rule's light.
 pub struct Monitor {
     states: Vec<RuleState>,
     /// Recent finite values of the metrics the spike check watches.
     recent: HashMap<String, VecDeque<f64>>,
-    /// Gradient norms now fallen far below their recent level: since which step, for how many steps.
-    fallen: HashMap<String, (u64, u32)>,
+    /// Metrics now far off their recent level: since which step, for how many steps.
+    off_level: HashMap<String, (u64, u32)>,
+}
+
+/// How far a row's metrics moved off their recent level.
+struct Spike {
+    /// The largest factor of a move, up or down.
+    ratio: f64,
+    /// The step the move began.
+    since: u64,
+    /// Whether it held long enough (or is a NaN) to be trouble.
+    lasting: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -331,7 +352,7 @@ impl Monitor {
                 })
                 .collect(),
             recent: HashMap::new(),
-            fallen: HashMap::new(),
+            off_level: HashMap::new(),
         }
     }
 
@@ -349,9 +370,9 @@ impl Monitor {
             let before = state.light;
             match state.rule {
                 Rule::Divergence => {
-                    if let Some((ratio, since)) = spike {
+                    if let Some(Spike { ratio, since, lasting }) = spike {
                         state.value = Some(ratio);
-                        if !ratio.is_finite() || ratio > h.spike_factor {
+                        if lasting {
                             state.since = Some(since);
                             state.light = Light::Trouble;
                         } else {
@@ -399,40 +420,44 @@ impl Monitor {
         turned
     }
 
-    /// The largest factor by which a watched metric of `row` moved off its recent median (infinite for
-    /// NaN/Inf) and the step that move began, once enough values are known; `None` before. Losses and
-    /// gradient norms count upwards; gradient norms also downwards once they stay fallen for a few steps,
-    /// as a network whose gradients fall to nothing has broken (dead units, saturated outputs) as surely as
-    /// one whose gradients explode.
-    fn spike(&mut self, row: &MetricRow, config: &RunConfig) -> Option<(f64, u64)> {
+    /// How far the watched metrics of `row` moved off their recent medians (the largest factor; infinite
+    /// for NaN/Inf), once enough values are known; `None` before. Losses and gradient norms count upwards,
+    /// gradient norms also downwards: a network whose gradients fall to nothing has broken (dead units,
+    /// saturated outputs) as surely as one whose gradients explode. A move is lasting once it held for
+    /// `PERSIST_STEPS` rows.
+    fn spike(&mut self, row: &MetricRow, config: &RunConfig) -> Option<Spike> {
         let factor = config.health.spike_factor;
-        let mut worst: Option<(f64, u64)> = None;
+        let mut worst: Option<Spike> = None;
         for (name, value) in &row.values {
             if !watched_for_spikes(name, config) {
                 continue;
             }
             if !value.is_finite() {
-                return Some((f64::INFINITY, row.step));
+                let (ratio, since, lasting) = (f64::INFINITY, row.step, true);
+                return Some(Spike { ratio, since, lasting });
             }
             let Some(recent) = self.recent.get(name).filter(|r| r.len() >= SPIKE_WARM_UP) else {
                 continue;
             };
             let level = median(recent).abs();
-            let mut moved = (value.abs() / level.max(SPIKE_FLOOR), row.step);
-            if name.starts_with("grad_norm") {
-                let fall = level / value.abs().max(1e-12);
-                if level > SPIKE_FLOOR && fall > factor {
-                    let (since, steps) = self.fallen.entry(name.clone()).or_insert((row.step, 0));
-                    *steps += 1;
-                    if *steps >= COLLAPSE_STEPS && fall > moved.0 {
-                        moved = (fall, *since);
-                    }
-                } else {
-                    self.fallen.remove(name);
-                }
+            let mut ratio = value.abs() / level.max(SPIKE_FLOOR);
+            if name.starts_with("grad_norm") && level > SPIKE_FLOOR {
+                ratio = ratio.max(level / value.abs().max(1e-12));
             }
-            if worst.is_none_or(|(ratio, _)| moved.0 > ratio) {
-                worst = Some(moved);
+            let (since, lasting) = if ratio > factor {
+                let (since, steps) = self.off_level.entry(name.clone()).or_insert((row.step, 0));
+                *steps += 1;
+                (*since, *steps >= PERSIST_STEPS)
+            } else {
+                self.off_level.remove(name);
+                (row.step, false)
+            };
+            let spike = Spike { ratio, since, lasting };
+            if worst
+                .as_ref()
+                .is_none_or(|w| (spike.lasting, spike.ratio) > (w.lasting, w.ratio))
+            {
+                worst = Some(spike);
             }
         }
         worst
@@ -444,10 +469,10 @@ impl Monitor {
 
     fn remember(&mut self, row: &MetricRow) {
         for (name, value) in &row.values {
-            // A fallen gradient norm stays out of its level, which would otherwise sink to meet it.
-            let fallen = self.fallen.contains_key(name);
+            // A value far off its level stays out of it, which would otherwise move to meet it.
+            let off_level = self.off_level.contains_key(name);
             let watched = name.starts_with("loss") || name.starts_with("grad_norm") || name == "recon";
-            if value.is_finite() && watched && !fallen {
+            if value.is_finite() && watched && !off_level {
                 let recent = self.recent.entry(name.clone()).or_default();
                 if recent.len() == SPIKE_WINDOW {
                     recent.pop_front();
@@ -464,7 +489,7 @@ impl Monitor {
             state.value = None;
             state.since = None;
         }
-        self.fallen.clear();
+        self.off_level.clear();
     }
 
     /// Each applying rule's state, for the Health view.
@@ -654,30 +679,43 @@ mod tests {
         }
         let finding = |m: &Monitor, rule| m.findings(&config).into_iter().find(|f| f.rule == rule).unwrap();
         assert_eq!(finding(&monitor, Rule::Divergence).light, Light::Good);
+        // A jump for a step is a GAN's way; three in a row are trouble, since the first.
+        assert!(monitor.observe(&row(41, &[("grad_norm_g", 100.0)]), &config).is_empty());
+        assert_eq!(finding(&monitor, Rule::Divergence).light, Light::Watch);
+        assert!(monitor.observe(&row(42, &[("grad_norm_g", 1.2)]), &config).is_empty());
+        assert_eq!(finding(&monitor, Rule::Divergence).light, Light::Good);
+        for step in 43..45 {
+            assert!(monitor
+                .observe(&row(step, &[("grad_norm_g", 100.0)]), &config)
+                .is_empty());
+        }
         assert_eq!(
-            monitor.observe(&row(41, &[("grad_norm_g", 100.0)]), &config),
+            monitor.observe(&row(45, &[("grad_norm_g", 100.0)]), &config),
             vec![Rule::Divergence]
         );
-        assert_eq!(finding(&monitor, Rule::Divergence).since, Some(41));
-        assert!(monitor.observe(&row(42, &[("grad_norm_g", 1.2)]), &config).is_empty());
+        assert_eq!(finding(&monitor, Rule::Divergence).since, Some(43));
+        for step in 46..=49 {
+            monitor.observe(&row(step, &[("grad_norm_g", 1.2)]), &config);
+        }
+        // A NaN is trouble at once.
         assert_eq!(
-            monitor.observe(&row(43, &[("loss_g", f64::NAN)]), &config),
+            monitor.observe(&row(50, &[("loss_g", f64::NAN)]), &config),
             vec![Rule::Divergence]
         );
         // A gradient norm that dips for a step is no trouble; one that stays fallen is, since its fall.
-        for step in 44..=46 {
+        for step in 51..=53 {
             monitor.observe(&row(step, &[("grad_norm_g", 1.2)]), &config);
         }
         assert_eq!(finding(&monitor, Rule::Divergence).light, Light::Good);
-        assert!(monitor.observe(&row(47, &[("grad_norm_g", 1e-4)]), &config).is_empty());
-        assert!(monitor.observe(&row(48, &[("grad_norm_g", 1.1)]), &config).is_empty());
-        assert!(monitor.observe(&row(49, &[("grad_norm_g", 0.0)]), &config).is_empty());
-        assert!(monitor.observe(&row(50, &[("grad_norm_g", 0.0)]), &config).is_empty());
+        assert!(monitor.observe(&row(54, &[("grad_norm_g", 1e-4)]), &config).is_empty());
+        assert!(monitor.observe(&row(55, &[("grad_norm_g", 1.1)]), &config).is_empty());
+        assert!(monitor.observe(&row(56, &[("grad_norm_g", 0.0)]), &config).is_empty());
+        assert!(monitor.observe(&row(57, &[("grad_norm_g", 0.0)]), &config).is_empty());
         assert_eq!(
-            monitor.observe(&row(51, &[("grad_norm_g", 0.0)]), &config),
+            monitor.observe(&row(58, &[("grad_norm_g", 0.0)]), &config),
             vec![Rule::Divergence]
         );
-        assert_eq!(finding(&monitor, Rule::Divergence).since, Some(49));
+        assert_eq!(finding(&monitor, Rule::Divergence).since, Some(56));
 
         for step in 60..70 {
             assert!(
@@ -725,7 +763,7 @@ mod tests {
             value: f64::INFINITY,
             action: "rollback".into(),
             to_step: Some(100),
-            detail: "halve the learning rates, \"lr\" 0.1 → 0.05".into(),
+            detail: "halve the learning rates, \"lr\" 0.1 to 0.05".into(),
         };
         let bytes = crate::runs::csv_bytes(HealthEvent::COLUMNS, [event.cells()]);
         let mut reader = csv::Reader::from_reader(&bytes[..]);
