@@ -66,6 +66,8 @@ const SCENES: [Scene; 3] = [
 
 /// Names of the pictures of a learning-rate sweep: its curves overlaid, and its contact sheet.
 const SWEEP_SHOTS: [&str; 2] = ["compare-runs.png", "contact-sheet.png"];
+/// The Health view of a DCGAN whose learning rate breaks it.
+const HEALTH_SHOT: &str = "health-divergence.png";
 
 /// Writes every picture, or only those whose file names contain an argument (`-- sweep`).
 fn main() {
@@ -81,6 +83,36 @@ fn main() {
     if SWEEP_SHOTS.iter().any(|f| wanted(f)) {
         shoot_sweep(&out);
     }
+    if wanted(HEALTH_SHOT) {
+        shoot_health(&out.join(HEALTH_SHOT));
+    }
+}
+
+/// A narrow DCGAN at 2,500 times its learning rate, set to pause on divergence: G's gradients die within a
+/// few steps and the Health view names it, with the remedy.
+fn shoot_health(path: &Path) {
+    let runs = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = Settings {
+        config: preset("dcgan-digits").expect("a shipped preset"),
+        preset: "dcgan-digits".into(),
+        ..Settings::default()
+    };
+    settings.config.model.base_width = 16;
+    settings.config.optimizer.lr = 0.5;
+    settings.config.health.on_divergence = gantry::config::OnTrouble::Pause;
+    let mut harness = workbench_harness(settings, runs.path());
+    wait_until(&mut harness, |h| {
+        !h.get_by_label("Start").accesskit_node().is_disabled()
+    });
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, |h| {
+        h.state().run().state() == Some(gantry::train::worker::RunState::Paused)
+    });
+    harness.get_by_label("Health").click();
+    harness.run_steps(4);
+    let image = harness.render().expect("the wgpu renderer draws the frame");
+    image.save(path).expect("can write the PNG");
+    println!("wrote {}", path.display());
 }
 
 /// Queues a learning-rate sweep of a narrow DCGAN through the run browser, lets it finish, then shoots the

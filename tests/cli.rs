@@ -286,3 +286,43 @@ fn configs_too_big_for_the_machine_are_refused_before_allocating() {
         assert!(!out.exists(), "nothing is written for a refused config");
     }
 }
+
+#[test]
+fn on_divergence_pause_stops_with_its_own_exit_code_and_records_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("diverging");
+    let mut args = train_small(&run, &["--steps", "20"]);
+    // So large that the first update overflows f32: the losses become NaN.
+    let extra = [
+        "--set",
+        "optimizer.kind=sgd",
+        "--set",
+        "optimizer.lr=1e300",
+        "--on-divergence",
+        "pause",
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = gantry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(gantry::cli::EXIT_PAUSED), "{}", text(&out));
+    assert!(
+        text(&out).contains("health: step"),
+        "the event goes to stderr: {}",
+        text(&out)
+    );
+    assert_eq!(
+        status_of(&run),
+        gantry::runs::RunStatus::Stopped,
+        "resumable with --resume"
+    );
+    let events = gantry::runs::read_events(&run);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.rule.as_str(), e.action.as_str()))
+            .collect::<Vec<_>>(),
+        [("divergence", "pause")]
+    );
+    let bad = gantry(&["train", "--preset", "mlp-gan-digits", "--on-divergence", "explode"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("not warn, pause or rollback"), "{}", text(&bad));
+}
