@@ -33,6 +33,15 @@ fn vae_on_digits_halves_its_loss_within_a_few_hundred_steps() {
     let (name, trained) = active(&s);
     assert_eq!(name, "active_units");
     assert!(trained >= 5.0, "{trained} active units after training");
+    let kl: Vec<f64> = s
+        .health_signals()
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("kl_dim."))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(kl.len(), 20, "one KL per latent dimension");
+    assert!(kl.iter().all(|v| *v >= 0.0) && kl.iter().sum::<f64>() > 1.0, "{kl:?}");
     s.restore(&with_zeroed(
         s.checkpoint_tensors().unwrap(),
         "model/ae/enc.head.weight",

@@ -12,16 +12,28 @@ use egui_plot::{
     ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot, VLine,
 };
 
-/// Metrics that are read together share a plot; metrics not listed get a plot each.
-const GROUPS: [(&str, &[&str]); 7] = [
+/// Metrics that are read together share a plot (a name ending in `.` takes every metric it begins);
+/// metrics not listed get a plot each.
+const GROUPS: [(&str, &[&str]); 11] = [
     ("GAN losses", &["loss_d", "loss_g"]),
     ("D(x) and D(G(z))", &["d_real", "d_fake"]),
     ("Reconstruction and total loss", &["loss", "recon"]),
     ("KL divergence", &["kl"]),
     ("Held-out reconstruction", &["holdout_recon"]),
     ("Gradient norms", &["grad_norm_d", "grad_norm_g", "grad_norm"]),
+    ("Sample diversity", &["diversity", "duplicates"]),
+    ("Gradient norms per layer", &["grad_norm_g.", "grad_norm_d."]),
+    ("Active latent units", &["active_units"]),
+    ("KL per latent dimension", &["kl_dim."]),
     (THROUGHPUT_PLOT, &["images_per_s"]),
 ];
+
+/// Whether `metric` belongs to a group listing `members`.
+fn member(members: &[&str], metric: &str) -> bool {
+    members
+        .iter()
+        .any(|m| *m == metric || (m.ends_with('.') && metric.starts_with(m)))
+}
 
 const PALETTE: [Color32; 3] = [
     Color32::from_rgb(70, 150, 255),
@@ -125,13 +137,13 @@ fn plot_groups(runs: &[(&str, &RunHistory)]) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = GROUPS
         .iter()
         .map(|(title, metrics)| {
-            let members = recorded.iter().filter(|m| metrics.contains(m)).map(|m| m.to_string());
+            let members = recorded.iter().filter(|m| member(metrics, m)).map(|m| m.to_string());
             (title.to_string(), members.collect())
         })
         .filter(|(_, metrics): &(String, Vec<String>)| !metrics.is_empty())
         .collect();
     for metric in recorded {
-        if !GROUPS.iter().any(|(_, metrics)| metrics.contains(&metric)) {
+        if !GROUPS.iter().any(|(_, metrics)| member(metrics, metric)) {
             groups.push((metric.to_string(), vec![metric.to_string()]));
         }
     }

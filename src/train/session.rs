@@ -171,6 +171,7 @@ impl Session {
                 names.extend(self.layers.iter().map(|(column, _, _)| column.clone()));
             } else if kind.is_vae() {
                 names.push("active_units".to_string());
+                names.extend((0..self.config.model.latent).map(|k| format!("kl_dim.{k}")));
             }
         }
         names
@@ -229,7 +230,8 @@ impl Session {
     }
 
     /// The signals the health checks read every `health.every` steps: GANs' sample diversity, share of
-    /// near-duplicates and per-layer gradient norms (of the step just taken); VAEs' active units.
+    /// near-duplicates and per-layer gradient norms (of the step just taken); VAEs' active units and KL per
+    /// latent dimension on held-out items.
     pub fn health_signals(&self) -> Result<Vec<(String, f64)>> {
         let mut signals = Vec::new();
         match (&self.model, &self.optimizers) {
@@ -269,9 +271,16 @@ impl Session {
                 let items: Vec<usize> = pool.iter().take(EVAL_ITEMS).copied().collect();
                 let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
                 let code = net.encode(&encoder_input(&x, self.config.model.recon)?, Mode::Eval)?;
-                let means = net.split_code(&code)?.0;
+                let (means, log_variances) = net.split_code(&code)?;
                 let units = super::health::active_units(&means.flatten_all()?.to_vec1::<f32>()?, means.dim(1)?);
                 signals.push(("active_units".to_string(), units as f64));
+                // KL(q(z|x) || N(0, 1)) per latent dimension, averaged over the items: which dimensions carry
+                // information and which the prior swallowed.
+                let kl = ((means.sqr()? + log_variances.exp()? - &log_variances)? - 1.0)?;
+                let per_dimension = (kl.mean(0)? * 0.5)?.to_vec1::<f32>()?;
+                for (k, value) in per_dimension.into_iter().enumerate() {
+                    signals.push((format!("kl_dim.{k}"), value as f64));
+                }
             }
             _ => {}
         }
