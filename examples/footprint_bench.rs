@@ -32,7 +32,9 @@ const CASES: [(&str, &str, &[&str]); 8] = [
 
 fn config(preset_name: &str, settings: &[&str]) -> RunConfig {
     let mut config = preset(preset_name).expect("a shipped preset");
-    for setting in settings.iter().chain(&[&*format!("train.steps={STEPS}")]) {
+    // Snapshots every 10 steps fill the health checks' ring (4 by default) within the run, as a long run does.
+    let run = [format!("train.steps={STEPS}"), "health.snapshot_every=10".to_string()];
+    for setting in settings.iter().copied().chain(run.iter().map(String::as_str)) {
         config.set(setting).expect("a valid setting");
     }
     config

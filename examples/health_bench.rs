@@ -1,8 +1,8 @@
 //! Benchmark (not a test): what the health checks cost. Trains each preset through the worker with its
 //! health checks as shipped (signals every 50 steps, four in-memory snapshots every 100 steps, the rules read
 //! on every row) and with them off (`health.every = 0`, no snapshots), alternating the two so both meet the
-//! same machine, and prints the images per second of each and their ratio. Target: health on within 3 % of
-//! health off.
+//! same machine, and prints the images per second of each and their ratio, by the clock and per second of
+//! this process's CPU time (which a busy machine disturbs less). Target: health on within 3 % of health off.
 //!
 //!     cargo run --release --example health_bench [-- ROUNDS]
 
@@ -11,24 +11,34 @@ use gantry::presets::preset;
 use gantry::train::worker::{Ending, Event, RunOptions, Trainer};
 use std::time::Instant;
 
-/// Images per second of one run of `config` to its step budget (loading excluded).
-fn images_per_second(config: &RunConfig) -> f64 {
+/// CPU seconds this process (all its threads) has used.
+fn cpu_seconds() -> f64 {
+    let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
+    // SAFETY: fills the struct passed in.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded).
+fn images_per_second(config: &RunConfig) -> (f64, f64) {
     let trainer = Trainer::spawn(config.clone(), RunOptions::default(), None);
     let mut started = None;
     let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
         if matches!(event, Event::Loaded(_)) {
-            started = Some(Instant::now());
+            started = Some((Instant::now(), cpu_seconds()));
         }
     });
     assert_eq!(ending, Ending::Finished);
-    let seconds = started.expect("loaded").elapsed().as_secs_f64();
-    let batches = config.train.steps as f64
-        * if config.model.kind.is_gan() {
-            config.train.d_steps as f64
-        } else {
-            1.0
-        };
-    batches * config.train.batch_size as f64 / seconds
+    let (clock, cpu) = started.expect("loaded");
+    let (seconds, cpu) = (clock.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let d_steps = if config.model.kind.is_gan() {
+        config.train.d_steps
+    } else {
+        1
+    };
+    let images = (config.train.steps as usize * d_steps * config.train.batch_size) as f64;
+    (images / seconds, images / cpu)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -39,8 +49,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(3, |n| n.parse().expect("a round count"));
     println!(
-        "{:<16} {:>8} {:>14} {:>14} {:>8}",
-        "preset", "steps", "health on", "health off", "on/off"
+        "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7}",
+        "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off"
     );
     for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 200), ("vae-digits", 600)] {
         let mut on = preset(name).expect("a shipped preset");
@@ -52,16 +62,26 @@ fn main() {
         off.health.every = 0;
         off.health.snapshots = 0;
         let (mut with, mut without) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            with.push(images_per_second(&on));
-            without.push(images_per_second(&off));
+        for round in 0..rounds {
+            // Alternating which goes first cancels a machine that speeds up or slows down over a round.
+            if round % 2 == 0 {
+                with.push(images_per_second(&on));
+                without.push(images_per_second(&off));
+            } else {
+                without.push(images_per_second(&off));
+                with.push(images_per_second(&on));
+            }
         }
-        let (with, without) = (median(with), median(without));
+        let clock = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
+        let cpu = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
         println!(
-            "{name:<16} {steps:>8} {:>10.0} im/s {:>10.0} im/s {:>7.3}",
-            with,
-            without,
-            with / without
+            "{name:<16} {steps:>6} {:>12.0} {:>12.0} {:>7.3} {:>14.0} {:>14.0} {:>7.3}",
+            clock(&with),
+            clock(&without),
+            clock(&with) / clock(&without),
+            cpu(&with),
+            cpu(&without),
+            cpu(&with) / cpu(&without)
         );
     }
 }

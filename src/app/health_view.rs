@@ -73,9 +73,10 @@ impl HealthView {
         }
         steps.sort_unstable();
         if let Some(report) = run.health() {
+            let count = report.snapshot_steps.len();
             ui.weak(format!(
-                "{} snapshots in memory ({}), every {} steps; checkpoints on disk.",
-                report.snapshot_steps.len(),
+                "{count} snapshot{} in memory ({}), every {} steps; checkpoints on disk.",
+                if count == 1 { "" } else { "s" },
                 crate::footprint::bytes(report.snapshot_bytes),
                 run.applied_config().map_or(0, |c| c.health.snapshot_every)
             ));
