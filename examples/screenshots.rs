@@ -14,6 +14,7 @@ use gantry::app::settings::{Settings, Theme};
 use gantry::app::GantryApp;
 use gantry::presets::preset;
 use std::path::Path;
+use tempfile::TempDir;
 
 #[path = "../tests/support/workbench.rs"]
 mod workbench;
@@ -91,19 +92,10 @@ fn main() {
 /// The DCGAN preset at 2,500 times its learning rate: G's gradients die within a few steps, the run rolls
 /// back with its rates halved (more than once), and the Health view shows what happened.
 fn shoot_health(path: &Path) {
-    let runs = tempfile::tempdir().expect("a temporary directory");
-    let mut settings = Settings {
-        config: preset("dcgan-digits").expect("a shipped preset"),
-        preset: "dcgan-digits".into(),
-        ..Settings::default()
-    };
-    settings.config.optimizer.lr = 0.5;
-    settings.config.health.every = 10;
-    let mut harness = workbench_harness(settings, runs.path());
-    wait_until(&mut harness, |h| {
-        !h.get_by_label("Start").accesskit_node().is_disabled()
+    let (mut harness, _runs) = started("dcgan-digits", |s| {
+        s.config.optimizer.lr = 0.5;
+        s.config.health.every = 10;
     });
-    harness.get_by_label("Start").click();
     wait_until(&mut harness, |h| {
         let run = h.state().run();
         run.history().events().len() >= 2 && run.step() >= 40
@@ -183,19 +175,25 @@ fn shoot_sweep(out: &Path) {
     save(&mut harness, SWEEP_SHOTS[1]);
 }
 
-fn shoot(scene: &Scene, path: &Path) {
+/// The workbench on a preset changed by `configure`, its run started (runs go to the returned directory).
+fn started(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness<'static, GantryApp>, TempDir) {
     let runs = tempfile::tempdir().expect("a temporary directory");
     let mut settings = Settings {
-        config: preset(scene.preset).expect("a shipped preset"),
-        preset: scene.preset.into(),
+        config: preset(preset_name).expect("a shipped preset"),
+        preset: preset_name.into(),
         ..Settings::default()
     };
-    (scene.configure)(&mut settings);
+    configure(&mut settings);
     let mut harness = workbench_harness(settings, runs.path());
     wait_until(&mut harness, |h| {
         !h.get_by_label("Start").accesskit_node().is_disabled()
     });
     harness.get_by_label("Start").click();
+    (harness, runs)
+}
+
+fn shoot(scene: &Scene, path: &Path) {
+    let (mut harness, _runs) = started(scene.preset, scene.configure);
     wait_until(&mut harness, |h| {
         let run = h.state().run();
         run.step() >= scene.at_step && run.snapshot().is_some_and(|s| s.step + 10 >= scene.at_step)

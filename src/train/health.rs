@@ -494,45 +494,55 @@ impl Monitor {
 
     /// Each applying rule's state, for the Health view.
     pub fn findings(&self, config: &RunConfig) -> Vec<Finding> {
-        let h = &config.health;
         self.states
             .iter()
             .filter(|s| s.rule.applies_to(config))
-            .map(|s| Finding {
-                rule: s.rule,
-                light: s.light,
-                value: s.value,
-                since: s.since,
-                measure: match s.rule {
-                    Rule::Divergence => format!(
-                        "largest jump of a loss or gradient norm off its recent median; trouble above {}x or NaN",
-                        h.spike_factor
-                    ),
-                    Rule::DiscriminatorWinning => {
-                        format!("D(G(z)); trouble below {} for {} steps", h.d_fake_below, h.patience)
-                    }
-                    Rule::VanishingGradients => {
-                        format!(
-                            "G's gradient norm; trouble below {} for {} steps",
-                            h.grad_g_below, h.patience
-                        )
-                    }
-                    Rule::ModeCollapse => format!(
-                        "sample diversity over real diversity; trouble below {} for {} steps",
-                        h.diversity_below, h.patience
-                    ),
-                    Rule::PosteriorCollapse => format!(
-                        "active latent dimensions; trouble below {} for {} steps",
-                        h.active_units_below, h.patience
-                    ),
-                    Rule::Overfitting => format!(
-                        "held-out over training reconstruction; trouble above {} for {} steps",
-                        h.overfit_ratio, h.patience
-                    ),
-                },
-                remedy: s.rule.remedy(config),
-            })
+            .map(|s| Monitor::describe(s, config))
             .collect()
+    }
+
+    /// One rule's state, if it applies to runs of `config`.
+    pub fn finding(&self, rule: Rule, config: &RunConfig) -> Option<Finding> {
+        let state = self.states.iter().find(|s| s.rule == rule && rule.applies_to(config))?;
+        Some(Monitor::describe(state, config))
+    }
+
+    fn describe(s: &RuleState, config: &RunConfig) -> Finding {
+        let h = &config.health;
+        Finding {
+            rule: s.rule,
+            light: s.light,
+            value: s.value,
+            since: s.since,
+            measure: match s.rule {
+                Rule::Divergence => format!(
+                    "largest jump of a loss or gradient norm off its recent median; trouble above {}x or NaN",
+                    h.spike_factor
+                ),
+                Rule::DiscriminatorWinning => {
+                    format!("D(G(z)); trouble below {} for {} steps", h.d_fake_below, h.patience)
+                }
+                Rule::VanishingGradients => {
+                    format!(
+                        "G's gradient norm; trouble below {} for {} steps",
+                        h.grad_g_below, h.patience
+                    )
+                }
+                Rule::ModeCollapse => format!(
+                    "sample diversity over real diversity; trouble below {} for {} steps",
+                    h.diversity_below, h.patience
+                ),
+                Rule::PosteriorCollapse => format!(
+                    "active latent dimensions; trouble below {} for {} steps",
+                    h.active_units_below, h.patience
+                ),
+                Rule::Overfitting => format!(
+                    "held-out over training reconstruction; trouble above {} for {} steps",
+                    h.overfit_ratio, h.patience
+                ),
+            },
+            remedy: s.rule.remedy(config),
+        }
     }
 }
 

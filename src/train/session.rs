@@ -263,12 +263,7 @@ impl Session {
                 }
             }
             (Model::Autoencoder { net, .. }, _) if net.variational => {
-                let pool = if self.split.holdout.is_empty() {
-                    &self.split.train
-                } else {
-                    &self.split.holdout
-                };
-                let items: Vec<usize> = pool.iter().take(EVAL_ITEMS).copied().collect();
+                let items = self.evaluation_items(EVAL_ITEMS);
                 let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
                 let code = net.encode(&encoder_input(&x, self.config.model.recon)?, Mode::Eval)?;
                 let (means, log_variances) = net.split_code(&code)?;
@@ -478,13 +473,18 @@ impl Session {
         }))
     }
 
-    fn reconstruct_fixed(&self, net: &Autoencoder, count: usize) -> Result<(Tensor, Tensor)> {
+    /// The first `count` held-out items, or training items when nothing is held out.
+    fn evaluation_items(&self, count: usize) -> Vec<usize> {
         let pool = if self.split.holdout.is_empty() {
             &self.split.train
         } else {
             &self.split.holdout
         };
-        let items: Vec<usize> = pool.iter().take(count).copied().collect();
+        pool.iter().take(count).copied().collect()
+    }
+
+    fn reconstruct_fixed(&self, net: &Autoencoder, count: usize) -> Result<(Tensor, Tensor)> {
+        let items = self.evaluation_items(count);
         let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
         let mut code = net.encode(&encoder_input(&input, self.config.model.recon)?, Mode::Eval)?;

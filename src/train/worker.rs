@@ -702,11 +702,11 @@ impl Worker {
     /// Does what `health.on_<rule>` says for a rule that just found trouble at `step`.
     fn on_trouble(&mut self, session: &mut Session, rule: Rule, step: u64) -> Trouble {
         let config = session.config().clone();
-        let finding = self.monitor.findings(&config).into_iter().find(|f| f.rule == rule);
-        let (value, since) = finding.map_or((f64::NAN, step), |f| {
+        let finding = self.monitor.finding(rule, &config);
+        let (value, since) = finding.as_ref().map_or((f64::NAN, step), |f| {
             (f.value.unwrap_or(f64::NAN), f.since.unwrap_or(step))
         });
-        let remedy = rule.remedy(&config);
+        let remedy = finding.map_or_else(|| rule.remedy(&config), |f| f.remedy);
         let mut event = HealthEvent {
             step,
             rule: rule.key().into(),
