@@ -307,6 +307,7 @@ fn train(args: TrainArgs) -> i32 {
         out_dir: Some(out_dir),
         resume,
         panic_at_step: args.panic_at_step,
+        cache_dir: None,
     };
     train_with_progress(config, options)
 }
@@ -319,7 +320,7 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
     let bar = ProgressBar::new(budget);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").expect("a valid template"));
     let started = Instant::now();
-    let (mut first_step, mut last) = (None, None);
+    let (mut first_step, mut last, mut scored) = (None, None, None);
     let ending = trainer.run_to_end(&closed_on_signal(), |event| match event {
         Event::Loaded(info) => {
             // `suspend` prints whether or not the bar is drawn (it is hidden when not on a terminal).
@@ -346,7 +347,11 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
             bar.set_position(row.step);
             bar.set_message(format_metrics(row));
             last = Some(row.clone());
+            if let Some(quality) = crate::quality::describe(row) {
+                scored = Some((row.step, quality));
+            }
         }
+        Event::QualityReady(info) => bar.suspend(|| println!("quality metric: fd in the {}", info.describe())),
         Event::Problem(Problem::Warning(message)) => bar.suspend(|| eprintln!("warning: {message}")),
         Event::Problem(problem) => bar.suspend(|| eprintln!("error: {}", problem.message())),
         Event::HealthAction(event) => bar.suspend(|| eprintln!("health: {}", event.describe())),
@@ -371,6 +376,9 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
         format_metrics(&row),
         out_dir.display()
     );
+    if let Some((step, quality)) = scored {
+        println!("quality at step {step}: {quality}");
+    }
     code
 }
 
@@ -518,6 +526,7 @@ fn fork(args: ForkArgs) -> i32 {
                 out_dir: Some(args.out),
                 resume: true,
                 panic_at_step: None,
+                cache_dir: None,
             },
         ),
         Err(message) => {

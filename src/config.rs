@@ -304,6 +304,26 @@ pub struct RunConfig {
     pub optimizer: OptimizerConfig,
     pub train: TrainConfig,
     pub health: HealthConfig,
+    pub quality: QualityConfig,
+}
+
+/// The sample-quality metric (Fréchet distance in a feature network's space, confident share, classes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Scored every this many steps (on a weight snapshot, off the training thread); 0 turns it off.
+    pub every: u64,
+    /// Samples (or reconstructions) scored each time.
+    pub samples: usize,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            every: 250,
+            samples: 512,
+        }
+    }
 }
 
 /// What a health rule does when it finds trouble.
@@ -442,7 +462,12 @@ impl RunConfig {
         let table = tree
             .get_mut(section)
             .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| invalid(key, "unknown section; expected model, data, optimizer, train or health"))?;
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    "unknown section; expected model, data, optimizer, train, health or quality",
+                )
+            })?;
         table.insert(field.to_string(), value);
         let updated: RunConfig = toml::Value::Table(tree)
             .try_into()
@@ -562,6 +587,16 @@ impl RunConfig {
         }
         positive("health.snapshot_every", h.snapshot_every as f64)?;
         at_most("health.snapshots", h.snapshots as u64, MAX_SNAPSHOTS)?;
+        let q = &self.quality;
+        if !(MIN_QUALITY_SAMPLES..=MAX_QUALITY_SAMPLES).contains(&q.samples) {
+            return Err(invalid(
+                "quality.samples",
+                format!(
+                    "{} must be in {MIN_QUALITY_SAMPLES}..={MAX_QUALITY_SAMPLES} (a covariance needs more samples than features)",
+                    q.samples
+                ),
+            ));
+        }
         if !(1..=256).contains(&t.grid_size) {
             return Err(invalid(
                 "train.grid_size",
@@ -599,6 +634,8 @@ impl RunConfig {
 pub const MAX_LATENT: u64 = 4096;
 pub const MAX_WIDTH: u64 = 16384;
 pub const MAX_LAYERS: usize = 16;
+pub const MIN_QUALITY_SAMPLES: usize = 128;
+pub const MAX_QUALITY_SAMPLES: usize = 20_000;
 pub const MAX_BASE_WIDTH: u64 = 1024;
 pub const MAX_ITEMS: u64 = 1_000_000;
 pub const MAX_BATCH: u64 = 8192;

@@ -14,6 +14,7 @@ pub mod grid;
 pub mod memory;
 pub mod models;
 pub mod presets;
+pub mod quality;
 pub mod rng;
 pub mod runs;
 pub mod sweep;

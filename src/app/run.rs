@@ -4,6 +4,7 @@
 use super::data_preview::Progress;
 use super::history::RunHistory;
 use crate::config::RunConfig;
+use crate::quality::features::FeatureInfo;
 use crate::runs;
 use crate::train::health::HealthReport;
 use crate::train::worker::{Command, Event, Problem, RunInfo, RunOptions, RunState, Snapshot, Trainer, Waker};
@@ -62,6 +63,8 @@ pub struct TrainingRun {
     health: Option<HealthReport>,
     /// A change of settings the run made itself (a health remedy), for the panels to take over.
     own_change: Option<RunConfig>,
+    /// The network behind the quality metric, once it is ready.
+    quality: Option<FeatureInfo>,
 }
 
 impl TrainingRun {
@@ -183,6 +186,7 @@ impl TrainingRun {
                 self.config_in_flight = false;
             }
             Event::Health(report) => self.health = Some(*report),
+            Event::QualityReady(info) => self.quality = Some(info),
             Event::HealthAction(event) => {
                 if let Some(step) = event.to_step {
                     self.history.truncate_after(step);
@@ -267,6 +271,11 @@ impl TrainingRun {
 
     pub fn health(&self) -> Option<&HealthReport> {
         self.health.as_ref()
+    }
+
+    /// The network behind the quality metric, once it is ready.
+    pub fn quality(&self) -> Option<&FeatureInfo> {
+        self.quality.as_ref()
     }
 
     /// The settings the run changed itself since the last call (a remedy it applied), if it did.

@@ -81,10 +81,18 @@ pub const FASHION_MNIST: RemoteDataset = RemoteDataset {
 const MAX_DOWNLOAD: u64 = 256 << 20;
 const COPY_CHUNK: usize = 64 << 10;
 
-/// Cache dir: `<user cache>/gantry/datasets/<id>`, or `None` where the platform has no home.
+/// Gantry's folder in the user's cache, or `None` where the platform has no home.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    Some(
+        directories::ProjectDirs::from("", "", "gantry")?
+            .cache_dir()
+            .to_path_buf(),
+    )
+}
+
+/// Cache dir: `<user cache>/gantry/datasets/<id>`.
 pub fn default_cache_dir(id: &str) -> Option<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", "gantry")?;
-    Some(dirs.cache_dir().join("datasets").join(id))
+    Some(user_cache_dir()?.join("datasets").join(id))
 }
 
 /// Ensures every file of `ds` is present and verified in `dir`, downloading missing ones from

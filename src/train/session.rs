@@ -16,12 +16,14 @@ use crate::rng::{derive_seed, normal_vec, seeded};
 use candle_core::{DType, Device, Result, Tensor};
 use rand::Rng;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 const SEED_NOISE: u64 = 20;
 const SEED_FIXED: u64 = 21;
 const SEED_CORRUPT: u64 = 22;
 const SEED_HEALTH: u64 = 23;
+const SEED_QUALITY: u64 = 24;
 /// Generated and real items compared for the diversity signal.
 const DIVERSITY_ITEMS: usize = 64;
 /// Held-out items in the reconstruction grid (shown as input/reconstruction pairs).
@@ -38,7 +40,7 @@ enum Optimizers {
 
 pub struct Session {
     config: RunConfig,
-    data: Dataset,
+    data: Arc<Dataset>,
     split: Split,
     batcher: Batcher,
     model: Model,
@@ -76,12 +78,17 @@ pub const AE_METRICS: [&str; 6] = ["loss", "recon", "kl", "grad_norm", "images_p
 
 impl Session {
     /// Builds the models for `data`; fails with a message if the config cannot work on it.
-    pub fn new(config: RunConfig, data: Dataset) -> std::result::Result<Session, String> {
+    pub fn new(config: RunConfig, data: impl Into<Arc<Dataset>>) -> std::result::Result<Session, String> {
         Session::with_kernels(config, data, Kernels::Fast)
     }
 
     /// A session whose convolutions run on the given kernels (candle's own, to check ours against).
-    pub fn with_kernels(config: RunConfig, data: Dataset, kernels: Kernels) -> std::result::Result<Session, String> {
+    pub fn with_kernels(
+        config: RunConfig,
+        data: impl Into<Arc<Dataset>>,
+        kernels: Kernels,
+    ) -> std::result::Result<Session, String> {
+        let data = data.into();
         config.validate().map_err(|e| e.to_string())?;
         let seed = config.train.seed;
         let model = Model::build(&config.model, data.shape, seed, kernels)?;
@@ -136,6 +143,11 @@ impl Session {
         &self.data
     }
 
+    /// The data set, to share with another thread (the quality metric's).
+    pub fn shared_data(&self) -> Arc<Dataset> {
+        self.data.clone()
+    }
+
     pub fn step_count(&self) -> u64 {
         self.step
     }
@@ -165,6 +177,12 @@ impl Session {
                 .map(|m| m.to_string())
                 .collect()
         };
+        if self.data.shape.is_image() {
+            names.push(crate::quality::FD.to_string());
+            if crate::quality::features::is_labelled(&self.data) {
+                names.extend([crate::quality::CONFIDENT, crate::quality::CLASSES].map(String::from));
+            }
+        }
         if self.config.health.every > 0 {
             if kind.is_gan() {
                 names.extend(["diversity".to_string(), "duplicates".to_string()]);
@@ -473,6 +491,66 @@ impl Session {
         }))
     }
 
+    /// What the quality metric scores, in the data's range: `count` samples from fixed noise (GANs, VAEs) or
+    /// reconstructions of held-out items (other autoencoders); `None` for point data.
+    pub fn quality_outputs(&self, count: usize) -> Result<Option<Tensor>> {
+        if !self.data.shape.is_image() {
+            return Ok(None);
+        }
+        // In chunks: a large generator's feature maps for thousands of samples at once would not fit.
+        let chunk = 128;
+        let mut parts = Vec::new();
+        match &self.model {
+            Model::Autoencoder { net, .. } if !net.variational => {
+                for items in self.evaluation_items(count).chunks(chunk) {
+                    parts.push(self.reconstruct(net, items)?.1);
+                }
+            }
+            model => {
+                let z = self.noise_seeded(derive_seed(self.config.train.seed, SEED_QUALITY, 0), count)?;
+                for start in (0..count).step_by(chunk) {
+                    let z = z.narrow(0, start, chunk.min(count - start))?;
+                    parts.push(match model {
+                        Model::Gan(gan) => gan.generator.forward(&z, Mode::Sample)?,
+                        Model::Autoencoder { net, .. } => {
+                            output_to_data(&net.decode(&z, Mode::Eval)?, self.config.model.recon)?
+                        }
+                    });
+                }
+            }
+        }
+        Tensor::cat(&parts, 0).map(Some)
+    }
+
+    /// Copies of the model's tensors (weights and batch-norm statistics), as a checkpoint names them.
+    pub fn model_weights(&self) -> Result<HashMap<String, Tensor>> {
+        self.model
+            .named_tensors()
+            .into_iter()
+            .map(|(n, v)| Ok((format!("model/{n}"), v.as_tensor().copy()?)))
+            .collect()
+    }
+
+    /// Sets the model's tensors from `tensors` (a checkpoint or `model_weights` of a session of the same
+    /// model config).
+    pub fn load_model_weights(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self.model.named_tensors() {
+            let key = format!("model/{name}");
+            let t = tensors
+                .get(&key)
+                .ok_or_else(|| candle_core::Error::msg(format!("checkpoint lacks '{key}'")))?;
+            if t.dims() != var.dims() {
+                return Err(candle_core::Error::msg(format!(
+                    "'{key}' has shape {:?} in the checkpoint, the model has {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
+    }
+
     /// The first `count` held-out items, or training items when nothing is held out.
     fn evaluation_items(&self, count: usize) -> Vec<usize> {
         let pool = if self.split.holdout.is_empty() {
@@ -484,8 +562,12 @@ impl Session {
     }
 
     fn reconstruct_fixed(&self, net: &Autoencoder, count: usize) -> Result<(Tensor, Tensor)> {
-        let items = self.evaluation_items(count);
-        let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+        self.reconstruct(net, &self.evaluation_items(count))
+    }
+
+    /// `items` (corrupted for the denoising autoencoder) and their reconstructions.
+    fn reconstruct(&self, net: &Autoencoder, items: &[usize]) -> Result<(Tensor, Tensor)> {
+        let x = tensor(self.data.gather(items), &self.data.shape.batch_dims(items.len()))?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
         let mut code = net.encode(&encoder_input(&input, self.config.model.recon)?, Mode::Eval)?;
         if net.variational {
@@ -507,12 +589,7 @@ impl Session {
 
     /// Everything a checkpoint holds: weights, batch-norm statistics, optimiser state and progress.
     pub fn checkpoint_tensors(&self) -> Result<HashMap<String, Tensor>> {
-        let mut out: HashMap<String, Tensor> = self
-            .model
-            .named_tensors()
-            .into_iter()
-            .map(|(n, v)| Ok((format!("model/{n}"), v.as_tensor().copy()?)))
-            .collect::<Result<_>>()?;
+        let mut out = self.model_weights()?;
         let states = match &self.optimizers {
             Optimizers::Gan { g, d } => [g.state_tensors("optim/g")?, d.state_tensors("optim/d")?].concat(),
             Optimizers::Autoencoder(o) => o.state_tensors("optim/ae")?,
@@ -530,18 +607,7 @@ impl Session {
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let get = |name: &str| tensors.get(name).cloned();
         let missing = |name: &str| candle_core::Error::msg(format!("checkpoint lacks '{name}'"));
-        for (name, var) in self.model.named_tensors() {
-            let key = format!("model/{name}");
-            let t = get(&key).ok_or_else(|| missing(&key))?;
-            if t.dims() != var.dims() {
-                return Err(candle_core::Error::msg(format!(
-                    "'{key}' has shape {:?} in the checkpoint, the model has {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
-            var.set(&t.to_dtype(DType::F32)?)?;
-        }
+        self.load_model_weights(tensors)?;
         match &mut self.optimizers {
             Optimizers::Gan { g, d } => {
                 g.load_state("optim/g", &get)?;

@@ -10,6 +10,8 @@ use crate::config::{OnTrouble, RunConfig};
 use crate::data::{self, DatasetSummary};
 use crate::grid::ImageGrid;
 use crate::models::NetSummary;
+use crate::quality::evaluator::{Evaluator, Reply};
+use crate::quality::features::FeatureInfo;
 use crate::runs::{self, GridKind, RunDir, RunStatus};
 use candle_core::Tensor;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
@@ -106,6 +108,8 @@ pub enum Event {
     /// What the health checks (or a rollback by hand) did; recorded in the run's `events.csv`. After a
     /// rollback (`to_step`) the rows after that step are gone and training goes on from it.
     HealthAction(HealthEvent),
+    /// The quality metric's feature network is ready (trained now or taken from the cache).
+    QualityReady(FeatureInfo),
 }
 
 impl Event {
@@ -172,6 +176,8 @@ pub struct RunOptions {
     /// Make the training thread panic on reaching this step: how the tests (and `gantry train
     /// --panic-at-step`) check that a crash in training is reported, never silent.
     pub panic_at_step: Option<u64>,
+    /// Where the quality metric's feature networks are cached; the user's cache folder when `None`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// How a run driven headless by [`Trainer::run_to_end`] ended.
@@ -219,6 +225,14 @@ impl Trainer {
             monitor: Monitor::new(),
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
+            cache_dir: options
+                .cache_dir
+                .clone()
+                .or_else(|| crate::data::download::user_cache_dir().map(|d| d.join("features")))
+                // Without a home the network is still cached for this machine's session.
+                .unwrap_or_else(|| std::env::temp_dir().join("gantry-features")),
+            quality: Quality::Off,
+            held: VecDeque::new(),
         };
         let thread = std::thread::Builder::new()
             .name("gantry-trainer".into())
@@ -323,6 +337,11 @@ struct Worker {
     snapshots: VecDeque<(u64, HashMap<String, Tensor>)>,
     /// The step the last automatic rollback went back to, and how many in a row went there.
     rollbacks: (u64, u32),
+    cache_dir: PathBuf,
+    quality: Quality,
+    /// Metric rows held back while the quality score of the first of them is computed, so that each score
+    /// lands in the row of the step whose weights it measured.
+    held: VecDeque<MetricRow>,
 }
 
 /// Automatic rollbacks to one snapshot before the run pauses instead: its remedy is not enough.
@@ -350,6 +369,16 @@ enum Trouble {
     Paused(String),
 }
 
+/// The quality metric's thread, started when the run first asks for a score.
+enum Quality {
+    Off,
+    /// Getting its feature network (from the cache or by training it).
+    Starting(Evaluator),
+    Ready(Evaluator),
+    /// It could not work for this run (said once as a warning); not started again.
+    Failed,
+}
+
 /// What the loop does between commands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -364,8 +393,12 @@ impl Worker {
         (self.waker)();
     }
 
-    /// Announces a state and records it in the run directory's `run.toml`.
+    /// Announces a state and records it in the run directory's `run.toml`; a run that stops training
+    /// first writes the rows it held for a quality score.
     fn set_state(&mut self, state: RunState) {
+        if state != RunState::Running {
+            self.settle();
+        }
         let status = match state {
             RunState::Loading | RunState::Ready => None,
             RunState::Running => Some(RunStatus::Running),
@@ -383,6 +416,104 @@ impl Worker {
             }
         }
         self.emit(Event::State(state));
+    }
+
+    /// Writes `row` to the run directory and sends it, or holds it back while a quality score of an earlier
+    /// step (or of this one, when one is due) is computed. The error is a row that could not be written.
+    fn deliver(&mut self, session: &Session, row: MetricRow) -> Result<(), String> {
+        let every = session.config().quality.every;
+        let due = every > 0 && row.step.is_multiple_of(every) && session.data().shape.is_image();
+        if due && matches!(self.quality, Quality::Off) {
+            let (config, data) = (session.config().clone(), session.shared_data());
+            self.quality = Quality::Starting(Evaluator::spawn(config, data, self.cache_dir.clone()));
+        }
+        let mut written = self.collect_scores(false);
+        if let (true, true, Quality::Ready(quality)) = (due, self.held.is_empty(), &self.quality) {
+            match session.model_weights() {
+                Ok(weights) => {
+                    quality.submit(row.step, weights, session.config().quality.samples);
+                    self.held.push_back(row);
+                    return written;
+                }
+                Err(e) => {
+                    let message = format!("cannot score the samples of step {}: {e}", row.step);
+                    self.emit(Event::Problem(Problem::Warning(message)));
+                }
+            }
+        }
+        if self.held.is_empty() {
+            written = written.and(self.write_row(row));
+        } else {
+            self.held.push_back(row);
+        }
+        written
+    }
+
+    fn write_row(&mut self, row: MetricRow) -> Result<(), String> {
+        // A row that cannot be written stays queued in the run directory and goes out with the next one.
+        let appended = self.run_dir.as_mut().map_or(Ok(()), |dir| dir.append(&row));
+        self.emit(Event::Metrics(row));
+        appended
+    }
+
+    /// Takes the quality thread's replies; with `wait`, until the score the held rows wait for is in.
+    fn collect_scores(&mut self, wait: bool) -> Result<(), String> {
+        let mut written = Ok(());
+        loop {
+            let (Quality::Starting(quality) | Quality::Ready(quality)) = &self.quality else {
+                break;
+            };
+            let reply = if wait && !self.held.is_empty() {
+                quality.wait_reply()
+            } else {
+                match quality.try_reply() {
+                    Some(reply) => Some(reply),
+                    None => break,
+                }
+            };
+            match reply {
+                Some(Reply::Ready(info)) => {
+                    if let Quality::Starting(quality) = std::mem::replace(&mut self.quality, Quality::Failed) {
+                        self.quality = Quality::Ready(quality);
+                    }
+                    self.emit(Event::QualityReady(info));
+                }
+                Some(Reply::Scored { step, values }) => {
+                    if let Some(row) = self.held.front_mut().filter(|row| row.step == step) {
+                        row.values.extend(values);
+                    }
+                    written = written.and(self.release_held());
+                }
+                failed => {
+                    let why = match failed {
+                        Some(Reply::Failed(message)) => message,
+                        _ => "its thread ended".into(),
+                    };
+                    self.quality = Quality::Failed;
+                    let message = format!("the quality metric is off for this run: {why}");
+                    self.emit(Event::Problem(Problem::Warning(message)));
+                    written = written.and(self.release_held());
+                }
+            }
+        }
+        written
+    }
+
+    /// Writes and sends the rows held for a quality score.
+    fn release_held(&mut self) -> Result<(), String> {
+        let mut written = Ok(());
+        while let Some(row) = self.held.pop_front() {
+            written = written.and(self.write_row(row));
+        }
+        written
+    }
+
+    /// Waits for a pending quality score and writes the rows held for it; a row that cannot be written is
+    /// reported (it stays queued in the run directory).
+    fn settle(&mut self) {
+        if let Err(message) = self.collect_scores(true) {
+            self.emit(Event::Problem(Problem::Warning(message)));
+        }
     }
 
     fn fail(&mut self, message: String) {
@@ -564,9 +695,7 @@ impl Worker {
             .first_non_finite()
             .map(|(name, value)| format!("{name} became {value} at step {step}"));
         let troubles = self.monitor.observe(&row, session.config());
-        // A row that cannot be written stays queued in the run directory and goes out with the next one.
-        let appended = self.run_dir.as_mut().map_or(Ok(()), |dir| dir.append(&row));
-        self.emit(Event::Metrics(row));
+        let appended = self.deliver(session, row);
         let interval = match session.config().health.every {
             0 => DEFAULT_REPORT_EVERY,
             every => every,
@@ -780,6 +909,8 @@ impl Worker {
     /// records the event.
     fn roll_back(&mut self, session: &mut Session, event: HealthEvent) -> Result<(), String> {
         let to = event.to_step.expect("a rollback has a target step");
+        // Held rows are written first, so that the rewind below drops the ones after `to` like any other.
+        self.settle();
         let restored = match self.snapshots.iter().find(|(s, _)| *s == to) {
             Some((_, tensors)) => session.restore(tensors).map_err(|e| e.to_string()),
             None => {
@@ -807,6 +938,8 @@ impl Worker {
     }
 
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
+        // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
+        self.settle();
         let Some(dir) = &self.run_dir else { return Ok(()) };
         let path = session
             .checkpoint_tensors()
