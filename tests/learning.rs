@@ -259,3 +259,23 @@ fn fast_kernels_follow_candles_loss_curve_for_20_steps() {
         println!("{name}: largest relative difference over 20 steps {worst:.2e}");
     }
 }
+
+#[test]
+fn the_quality_metric_ranks_a_trained_generator_above_an_untrained_one() {
+    let config = small("mlp-gan-digits");
+    let mut s = session(config.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reference = gantry::quality::evaluator::reference(&config, s.shared_data(), cache.path(), &stop).unwrap();
+    let fd = |s: &Session| {
+        let scores = reference.score(&s.quality_outputs(512).unwrap().unwrap()).unwrap();
+        scores.iter().find(|(n, _)| n == gantry::quality::FD).unwrap().1
+    };
+    let untrained = fd(&s);
+    for _ in 0..400 {
+        s.step().unwrap();
+    }
+    let trained = fd(&s);
+    println!("fd untrained {untrained:.1}, after 400 steps {trained:.1}");
+    assert!(trained < 0.7 * untrained, "untrained {untrained}, trained {trained}");
+}

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{small, wait_for, wait_for_problem};
+use gantry::quality::features::FeatureKind;
+use gantry::quality::{CLASSES, CONFIDENT, FD};
 use gantry::train::worker::{Command, Event, Problem, RunOptions, RunState, Trainer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -241,4 +243,49 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
     let metrics = gantry::runs::read_metrics(&dir).unwrap();
     let steps: Vec<u64> = metrics.rows.iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "metrics.csv has each step once");
+}
+
+#[test]
+fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
+    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dir = out.path().join("run");
+    let mut config = small("mlp-gan-digits");
+    config.train.steps = 100_000;
+    config.quality.every = 40;
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    trainer.send(Command::Start);
+    let info = wait_for(&trainer, |e| match e {
+        Event::QualityReady(info) => Some(info.clone()),
+        _ => None,
+    });
+    assert!(matches!(info.kind, FeatureKind::Classifier { classes: 10 }), "{info:?}");
+    let mut scored = Vec::new();
+    wait_for(&trainer, |e| {
+        if let Event::Metrics(row) = e {
+            if let Some(fd) = row.get(FD) {
+                scored.push((row.step, fd, row.get(CONFIDENT).unwrap(), row.get(CLASSES).unwrap()));
+            }
+        }
+        (scored.len() == 2).then_some(())
+    });
+    trainer.send(Command::Pause);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Paused)).then_some(()));
+    for (step, fd, confident, classes) in &scored {
+        assert_eq!(step % 40, 0, "scored at a multiple of quality.every");
+        assert!(*fd > 0.0 && fd.is_finite());
+        assert!((0.0..=1.0).contains(confident) && (0.0..=10.0).contains(classes) && classes.fract() == 0.0);
+    }
+    // On disk: every row up to the pause (the held ones were written before it), the scores in their rows.
+    let rows = gantry::runs::read_metrics(&dir).unwrap().rows;
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>());
+    for (step, fd, _, _) in &scored {
+        assert_eq!(rows[*step as usize - 1].get(FD), Some(*fd));
+    }
 }
