@@ -144,14 +144,21 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub base: ConfigArgs,
     /// A swept setting: key=v1,v2,... or a log-spaced range key=lo..hi:n (repeatable; runs = product).
-    #[arg(long = "grid", value_name = "KEY=VALUES", required = true)]
+    #[arg(long = "grid", value_name = "KEY=VALUES", required_unless_present = "summarize")]
     pub grids: Vec<String>,
     /// Directory for the runs (one per point) and summary.csv.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "summarize")]
+    pub out: Option<PathBuf>,
     /// Runs trained at once.
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    /// Train nothing: write into DIR one config per point, a Slurm job-array script (sweep.sbatch) and a
+    /// Kubernetes Indexed Job manifest (sweep-job.yaml) whose tasks train the points into --out.
+    #[arg(long, value_name = "DIR", conflicts_with = "summarize")]
+    pub plan: Option<PathBuf>,
+    /// Write summary.csv (into the plan's runs folder) for a planned sweep from what its tasks trained.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["grids", "preset", "config"])]
+    pub summarize: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -347,7 +354,7 @@ fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
             bar.set_position(row.step);
             bar.set_message(format_metrics(row));
             last = Some(row.clone());
-            if let Some(quality) = crate::quality::describe(row) {
+            if let Some(quality) = crate::quality::describe(|name| row.get(name)) {
                 scored = Some((row.step, quality));
             }
         }
@@ -465,6 +472,10 @@ fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f64),
 }
 
 fn sweep(args: SweepArgs) -> i32 {
+    if let Some(plan_dir) = &args.summarize {
+        return summarize_plan(plan_dir);
+    }
+    let out = args.out.clone().expect("clap requires --out without --summarize");
     let prepared = resolve_config(&args.base, None).and_then(|base| {
         let axes = args
             .grids
@@ -484,15 +495,38 @@ fn sweep(args: SweepArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    println!("sweeping {} runs into {}", points.len(), args.out.display());
+    if let Some(plan_dir) = &args.plan {
+        return match sweep::write_plan(&points, &axes, plan_dir, &out) {
+            Ok(plan) => {
+                println!("planned {} runs into {}:", plan.points.len(), plan.runs.display());
+                println!("  Slurm:      sbatch {}", plan_dir.join(sweep::SLURM_FILE).display());
+                println!(
+                    "  Kubernetes: kubectl apply -f {}",
+                    plan_dir.join(sweep::KUBERNETES_FILE).display()
+                );
+                println!("  afterwards: gantry sweep --summarize {}", plan_dir.display());
+                0
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                EXIT_FAILURE
+            }
+        };
+    }
+    println!("sweeping {} runs into {}", points.len(), out.display());
     let report = |o: &sweep::Outcome| match (&o.error, o.rows.last()) {
         (Some(e), _) => println!("{}: failed: {e}", o.point.name()),
         (None, Some(row)) => println!("{}: {} steps, {}", o.point.name(), row.step, format_metrics(row)),
         (None, None) => println!("{}: no steps", o.point.name()),
     };
-    let outcomes = sweep::run(points, &args.out, args.parallel, &closed_on_signal(), &report);
-    let summary = args.out.join("summary.csv");
-    if let Err(message) = crate::fsio::write(&summary, &sweep::summary_csv(&axes, &outcomes)) {
+    let outcomes = sweep::run(points, &out, args.parallel, &closed_on_signal(), &report);
+    write_summary(&out, &axes, &outcomes)
+}
+
+/// Writes `summary.csv` into `runs`; exits non-zero when a point failed or is missing.
+fn write_summary(runs: &Path, axes: &[Axis], outcomes: &[sweep::Outcome]) -> i32 {
+    let summary = runs.join("summary.csv");
+    if let Err(message) = crate::fsio::write(&summary, &sweep::summary_csv(axes, outcomes)) {
         eprintln!("error: {message}");
         return EXIT_FAILURE;
     }
@@ -501,6 +535,25 @@ fn sweep(args: SweepArgs) -> i32 {
         EXIT_FAILURE
     } else {
         0
+    }
+}
+
+fn summarize_plan(plan_dir: &Path) -> i32 {
+    match sweep::summarize(plan_dir) {
+        Ok((plan, outcomes)) => {
+            for o in &outcomes {
+                match (&o.error, o.rows.last()) {
+                    (Some(e), _) => println!("{}: {e}", o.point.name()),
+                    (None, Some(row)) => println!("{}: {} steps", o.point.name(), row.step),
+                    (None, None) => println!("{}: no steps", o.point.name()),
+                }
+            }
+            write_summary(&plan.runs, &plan.axes, &outcomes)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
     }
 }
 

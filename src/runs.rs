@@ -628,6 +628,8 @@ pub struct RunSummary {
     pub last: Option<MetricRow>,
     /// The lowest value each metric reached.
     pub lowest: Vec<(String, f64)>,
+    /// The last row the quality metric scored.
+    pub scored: Option<MetricRow>,
     /// Size of `metrics.csv` when it was read (a different size means new rows).
     pub metrics_len: u64,
     /// The steps it has checkpoints of, ascending.
@@ -662,6 +664,12 @@ impl RunSummary {
 
     pub fn lowest_value(&self, metric: &str) -> Option<f64> {
         self.lowest.iter().find(|(name, _)| name == metric).map(|(_, v)| *v)
+    }
+
+    /// The last quality score in words (`fd 41.2, 72 % confident, 10 classes`).
+    pub fn quality(&self) -> Option<String> {
+        let row = self.scored.as_ref()?;
+        crate::quality::describe(|name| row.get(name))
     }
 }
 
@@ -705,6 +713,12 @@ pub fn read_summary(dir: &Path) -> Result<(RunSummary, Option<String>), String> 
         config,
         lowest: lowest_values(&metrics.rows),
         last: metrics.rows.last().cloned(),
+        scored: metrics
+            .rows
+            .iter()
+            .rev()
+            .find(|r| r.get(crate::quality::FD).is_some())
+            .cloned(),
         metrics_len: metrics_len.unwrap_or(0),
         checkpoints: checkpoint_steps(dir),
     };

@@ -4,11 +4,13 @@ use crate::config::RunConfig;
 use crate::train::worker::{Ending, Event, RunOptions, Trainer};
 use crate::train::MetricRow;
 use crossbeam_channel::{Receiver, TryRecvError};
+use serde::{Deserialize, Serialize};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// One swept setting and the values it takes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Axis {
     pub key: String,
     pub values: Vec<String>,
@@ -158,7 +160,7 @@ fn train_point(point: Point, out: &Path, stop: &Receiver<()>) -> Outcome {
 }
 
 /// The summary CSV: one row per point with its settings, steps done, last value of every metric and the
-/// lowest value of every loss-like metric.
+/// lowest value of every loss-like metric and of the quality metric's `fd`.
 pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> Vec<u8> {
     let mut metrics: Vec<String> = Vec::new();
     for o in outcomes {
@@ -170,7 +172,7 @@ pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> Vec<u8> {
     }
     let lossy: Vec<&String> = metrics
         .iter()
-        .filter(|m| m.contains("loss") || m.contains("recon"))
+        .filter(|m| m.contains("loss") || m.contains("recon") || *m == crate::quality::FD)
         .collect();
     let mut header = vec!["run".to_string()];
     header.extend(axes.iter().map(|a| a.key.clone()));
@@ -194,6 +196,176 @@ pub fn summary_csv(axes: &[Axis], outcomes: &[Outcome]) -> Vec<u8> {
         cells
     });
     crate::runs::csv_bytes(header, rows)
+}
+
+/// What `gantry sweep --plan` writes besides the configs: the runs folder the tasks train into, the axes, and
+/// the points in task order (task `i` trains `points[i]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub runs: PathBuf,
+    pub axes: Vec<Axis>,
+    pub points: Vec<PlannedPoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedPoint {
+    pub name: String,
+    pub assignments: Vec<(String, String)>,
+}
+
+pub const PLAN_FILE: &str = "plan.toml";
+pub const POINTS_FILE: &str = "points.txt";
+pub const SLURM_FILE: &str = "sweep.sbatch";
+pub const KUBERNETES_FILE: &str = "sweep-job.yaml";
+const CONFIG_DIR: &str = "configs";
+
+/// The config file of a planned point.
+pub fn planned_config(plan_dir: &Path, name: &str) -> PathBuf {
+    plan_dir.join(CONFIG_DIR).join(format!("{name}.toml"))
+}
+
+/// Writes a plan for training `points` on a cluster with no cluster code of ours: one config per point,
+/// `points.txt` (a name per line, in task order), `plan.toml`, a Slurm job-array script and a Kubernetes
+/// Indexed Job manifest. Task `i` runs `gantry train --config` on point `i` into `runs/<name>` (or resumes
+/// it, when a requeued task finds the run started). Paths are made absolute: tasks run elsewhere.
+pub fn write_plan(points: &[Point], axes: &[Axis], plan_dir: &Path, runs: &Path) -> Result<Plan, String> {
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| crate::fsio::io_error(p, "resolve", e));
+    let (plan_dir, runs) = (absolute(plan_dir)?, absolute(runs)?);
+    let configs = plan_dir.join(CONFIG_DIR);
+    fs::create_dir_all(&configs).map_err(|e| crate::fsio::io_error(&configs, "create", e))?;
+    let plan = Plan {
+        runs: runs.clone(),
+        axes: axes.to_vec(),
+        points: points
+            .iter()
+            .map(|p| PlannedPoint {
+                name: p.name(),
+                assignments: p.assignments.clone(),
+            })
+            .collect(),
+    };
+    for point in points {
+        crate::fsio::write(
+            &planned_config(&plan_dir, &point.name()),
+            point.config.to_toml().as_bytes(),
+        )?;
+    }
+    let names: String = plan.points.iter().map(|p| format!("{}\n", p.name)).collect();
+    crate::fsio::write(&plan_dir.join(POINTS_FILE), names.as_bytes())?;
+    let text = toml::to_string_pretty(&plan).map_err(|e| format!("cannot write the plan: {e}"))?;
+    crate::fsio::write(&plan_dir.join(PLAN_FILE), text.as_bytes())?;
+    crate::fsio::write(
+        &plan_dir.join(SLURM_FILE),
+        slurm_script(&plan_dir, &runs, points.len()).as_bytes(),
+    )?;
+    let manifest = kubernetes_manifest(&plan_dir, &runs, points.len());
+    crate::fsio::write(&plan_dir.join(KUBERNETES_FILE), manifest.as_bytes())?;
+    Ok(plan)
+}
+
+/// The shell lines every task runs: pick the point of task `$INDEX`, then train it (or resume it).
+fn task_lines(plan_dir: &Path, runs: &Path, index: &str) -> String {
+    format!(
+        r#"GANTRY="${{GANTRY:-gantry}}"
+PLAN={plan}
+RUNS={runs}
+NAME="$(sed -n "$(({index} + 1))p" "$PLAN/{POINTS_FILE}")"
+if [ -z "$NAME" ]; then echo "no point for task ${{{index}}}" >&2; exit 2; fi
+if [ -f "$RUNS/$NAME/config.toml" ]; then
+  exec "$GANTRY" train --resume "$RUNS/$NAME"
+fi
+exec "$GANTRY" train --config "$PLAN/{CONFIG_DIR}/$NAME.toml" --out "$RUNS/$NAME"
+"#,
+        plan = shell_quote(plan_dir),
+        runs = shell_quote(runs),
+    )
+}
+
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+fn slurm_script(plan_dir: &Path, runs: &Path, tasks: usize) -> String {
+    format!(
+        "#!/bin/bash\n\
+         # A Slurm job array training one sweep point per task: sbatch {file}\n\
+         # Set GANTRY to the gantry binary where it is not on the PATH of the nodes.\n\
+         #SBATCH --job-name=gantry-sweep\n\
+         #SBATCH --array=0-{last}\n\
+         #SBATCH --cpus-per-task=2\n\
+         #SBATCH --output={log}\n\
+         set -euo pipefail\n{lines}",
+        file = plan_dir.join(SLURM_FILE).display(),
+        last = tasks.saturating_sub(1),
+        log = runs.join("slurm-%A_%a.log").display(),
+        lines = task_lines(plan_dir, runs, "SLURM_ARRAY_TASK_ID"),
+    )
+}
+
+/// An Indexed Job whose pods see the plan and the runs folder at the same paths as here, through one
+/// volume mounted at the folder holding both (edit the claim name and image to yours).
+fn kubernetes_manifest(plan_dir: &Path, runs: &Path, tasks: usize) -> String {
+    let shared: PathBuf = plan_dir
+        .components()
+        .zip(runs.components())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    // JSON strings are YAML strings, quoted so no path or script can break the document.
+    let quoted = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let script = task_lines(plan_dir, runs, "JOB_COMPLETION_INDEX");
+    format!(
+        "# A Kubernetes Indexed Job training one sweep point per pod: kubectl apply -f {file}\n\
+         # The image needs the gantry binary and sh; the claim must hold {shared}.\n\
+         apiVersion: batch/v1\n\
+         kind: Job\n\
+         metadata:\n  name: gantry-sweep\n\
+         spec:\n  completionMode: Indexed\n  completions: {tasks}\n  parallelism: {tasks}\n  backoffLimit: 3\n\
+         \x20 template:\n    spec:\n      restartPolicy: Never\n      containers:\n\
+         \x20       - name: gantry\n          image: gantry:latest\n\
+         \x20         command: [\"/bin/sh\", \"-c\", {script}]\n\
+         \x20         resources:\n            requests:\n              cpu: \"2\"\n\
+         \x20         volumeMounts:\n            - name: shared\n              mountPath: {mount}\n\
+         \x20     volumes:\n        - name: shared\n          persistentVolumeClaim:\n            claimName: gantry-shared\n",
+        file = plan_dir.join(KUBERNETES_FILE).display(),
+        shared = shared.display(),
+        script = quoted(&script),
+        mount = quoted(&shared.display().to_string()),
+    )
+}
+
+/// Reads a plan and what its tasks have trained so far into outcomes for [`summary_csv`]: a point whose
+/// run is missing or did not finish says so in its error.
+pub fn summarize(plan_dir: &Path) -> Result<(Plan, Vec<Outcome>), String> {
+    let path = plan_dir.join(PLAN_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| crate::fsio::io_error(&path, "read", e))?;
+    let plan: Plan = toml::from_str(&text).map_err(|e| format!("{}: not a sweep plan: {e}", path.display()))?;
+    let mut outcomes = Vec::new();
+    for planned in &plan.points {
+        let config_path = planned_config(plan_dir, &planned.name);
+        let text = fs::read_to_string(&config_path).map_err(|e| crate::fsio::io_error(&config_path, "read", e))?;
+        let config = RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let dir = plan.runs.join(&planned.name);
+        let (rows, error) = match (crate::runs::read_metrics(&dir), crate::runs::RunMeta::read(&dir)) {
+            (Ok(metrics), Ok(meta)) => {
+                let error = (meta.status != crate::runs::RunStatus::Finished)
+                    .then(|| format!("{} at step {}", meta.status.label(), meta.steps_done));
+                (metrics.rows, error)
+            }
+            _ => (Vec::new(), Some("not trained yet".to_string())),
+        };
+        let point = Point {
+            assignments: planned.assignments.clone(),
+            config,
+        };
+        outcomes.push(Outcome {
+            point,
+            dir,
+            rows,
+            error,
+        });
+    }
+    Ok((plan, outcomes))
 }
 
 #[cfg(test)]

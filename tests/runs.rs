@@ -222,3 +222,83 @@ fn the_fork_cli_continues_a_run_with_changed_settings() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("model.latent"));
 }
+
+#[test]
+fn a_planned_sweep_writes_the_configs_sweep_would_train_and_cluster_files_whose_tasks_train_them() {
+    let root = tempfile::tempdir().unwrap();
+    let (plan, runs_dir) = (root.path().join("plan"), root.path().join("runs"));
+    let gantry = env!("CARGO_BIN_EXE_gantry");
+    let base = ["--preset", "vae-digits", "--set", "data.count=300", "--steps", "3"];
+    let grids = ["--grid", "optimizer.lr=1e-4,1e-3", "--grid", "train.batch_size=16"];
+    let out = Process::new(gantry)
+        .arg("sweep")
+        .args(base)
+        .args(grids)
+        .args(["--out", runs_dir.to_str().unwrap(), "--plan", plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!runs_dir.exists(), "planning trains nothing");
+
+    // The planned configs are exactly the points `gantry sweep` trains.
+    let mut config = gantry::presets::preset("vae-digits").unwrap();
+    config.set("data.count=300").unwrap();
+    config.train.steps = 3;
+    let axes = [
+        gantry::sweep::Axis::parse("optimizer.lr=1e-4,1e-3").unwrap(),
+        gantry::sweep::Axis::parse("train.batch_size=16").unwrap(),
+    ];
+    let points = gantry::sweep::expand(&config, &axes).unwrap();
+    for point in &points {
+        let text = std::fs::read_to_string(gantry::sweep::planned_config(&plan, &point.name())).unwrap();
+        assert_eq!(RunConfig::from_toml(&text).unwrap(), point.config, "{}", point.name());
+    }
+
+    let sbatch = plan.join(gantry::sweep::SLURM_FILE);
+    let syntax = Process::new("bash").arg("-n").arg(&sbatch).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    let script = std::fs::read_to_string(&sbatch).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1"), "{script}");
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(plan.join(gantry::sweep::KUBERNETES_FILE)).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "Job");
+    assert_eq!(manifest["spec"]["completionMode"], "Indexed");
+    assert_eq!(manifest["spec"]["completions"], 2);
+
+    // Slurm runs task 1 (as a node would, with the binary named by GANTRY); task 0 never ran.
+    let task = Process::new("bash")
+        .arg(&sbatch)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("GANTRY", gantry)
+        .output()
+        .unwrap();
+    assert!(task.status.success(), "{}", String::from_utf8_lossy(&task.stderr));
+    let trained = runs_dir.join(points[1].name());
+    assert_eq!(runs::read_metrics(&trained).unwrap().rows.len(), 3);
+
+    let out = Process::new(gantry)
+        .args(["sweep", "--summarize", plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a point is missing: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let summary = std::fs::read_to_string(runs_dir.join("summary.csv")).unwrap();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert!(
+        lines[0].starts_with("run,optimizer.lr,train.batch_size,steps,"),
+        "{summary}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{},1e-4,16,0,", points[0].name())),
+        "{summary}"
+    );
+    assert!(lines[1].ends_with("not trained yet"), "{summary}");
+    assert!(
+        lines[2].starts_with(&format!("{},1e-3,16,3,", points[1].name())),
+        "{summary}"
+    );
+}

@@ -6,6 +6,7 @@ use super::catalog::{compare_setting_values, describe, short_key, Catalog, Catal
 use super::controls::Action;
 use super::curves::significant;
 use super::fleet::Fleet;
+use crate::quality;
 use crate::runs::RunStatus;
 use crate::sweep::Axis;
 use crate::train::worker::RunState;
@@ -21,6 +22,8 @@ pub enum SortBy {
     Name,
     Status,
     Steps,
+    /// The last Fréchet distance of the quality metric.
+    Quality,
     Final,
     Lowest,
     #[default]
@@ -66,6 +69,8 @@ struct Row<'a> {
     steps: u64,
     last: Option<f64>,
     lowest: Option<f64>,
+    /// The last Fréchet distance, and all quality values in words.
+    quality: Option<(f64, String)>,
     losses: String,
     live: bool,
 }
@@ -272,6 +277,7 @@ impl RunBrowser {
             sortable(ui, short_key(key), SortBy::Setting(key.to_string()));
         }
         sortable(ui, "Steps", SortBy::Steps);
+        sortable(ui, "Quality (fd)", SortBy::Quality);
         sortable(ui, &format!("Final {metric}"), SortBy::Final);
         sortable(ui, &format!("Lowest {metric}"), SortBy::Lowest);
         ui.strong("Last losses");
@@ -348,6 +354,18 @@ impl RunBrowser {
             });
         };
         changing(ui, 50.0, &row.steps.to_string());
+        match &row.quality {
+            Some((fd, words)) => {
+                ui.scope(|ui| {
+                    ui.set_min_width(60.0);
+                    ui.label(significant(*fd)).on_hover_text(format!(
+                        "{words}. Fréchet distance between real held-out items and the run's samples in a \
+                         feature network's space: lower is better"
+                    ));
+                });
+            }
+            None => changing(ui, 60.0, ""),
+        }
         changing(ui, 60.0, &row.last.map(significant).unwrap_or_default());
         changing(ui, 60.0, &row.lowest.map(significant).unwrap_or_default());
         changing(ui, 170.0, &row.losses);
@@ -464,17 +482,23 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            let (steps, last, lowest, losses) = match history {
+            let (steps, last, lowest, quality, losses) = match history {
                 Some(h) => (
                     live.map_or(0, |l| l.step()),
                     h.latest(metric),
                     h.lowest(metric),
+                    h.latest(quality::FD).zip(super::status_bar::quality_text(h)),
                     last_losses(&|n| h.latest(n), h.metric_names().collect()),
                 ),
                 None => (
                     summary.last.as_ref().map_or(summary.meta.steps_done, |r| r.step),
                     summary.last_value(metric),
                     summary.lowest_value(metric),
+                    summary
+                        .scored
+                        .as_ref()
+                        .and_then(|r| r.get(quality::FD))
+                        .zip(summary.quality()),
                     last_losses(
                         &|n| summary.last_value(n),
                         summary
@@ -491,6 +515,7 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                 steps,
                 last,
                 lowest,
+                quality,
                 losses,
                 live: live.is_some_and(|l| l.takes_commands() || l.is_queued()),
             }
@@ -533,6 +558,7 @@ fn compare(a: &Row<'_>, b: &Row<'_>, by: &SortBy) -> Ordering {
         SortBy::Name => a.run.name().cmp(b.run.name()),
         SortBy::Status => a.status.cmp(&b.status),
         SortBy::Steps => a.steps.cmp(&b.steps),
+        SortBy::Quality => numbers(a.quality.as_ref().map(|q| q.0), b.quality.as_ref().map(|q| q.0)),
         SortBy::Final => numbers(a.last, b.last),
         SortBy::Lowest => numbers(a.lowest, b.lowest),
         SortBy::Created => a.run.summary.meta.created.cmp(&b.run.summary.meta.created),

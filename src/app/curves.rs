@@ -14,7 +14,10 @@ use egui_plot::{
 
 /// Metrics that are read together share a plot (a name ending in `.` takes every metric it begins);
 /// metrics not listed get a plot each.
-const GROUPS: [(&str, &[&str]); 11] = [
+const GROUPS: [(&str, &[&str]); 14] = [
+    ("Sample quality: Fréchet distance (lower is better)", &["fd"]),
+    ("Samples read with confidence", &["confident"]),
+    ("Classes the confident samples cover", &["classes"]),
     ("GAN losses", &["loss_d", "loss_g"]),
     ("D(x) and D(G(z))", &["d_real", "d_fake"]),
     ("Reconstruction and total loss", &["loss", "recon"]),

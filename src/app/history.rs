@@ -280,6 +280,16 @@ impl RunHistory {
         self.find(name).and_then(|s| s.raw.last().map(f64::from))
     }
 
+    /// The newest `count` values of a metric with their steps, oldest first.
+    pub fn latest_with_steps(&self, name: &str, count: usize) -> Vec<(u64, f64)> {
+        let Some(series) = self.find(name) else {
+            return Vec::new();
+        };
+        (series.len().saturating_sub(count)..series.len())
+            .map(|i| (self.steps.get(series.row(i)), series.raw(i)))
+            .collect()
+    }
+
     /// Steps per training second over (at most) the last `window` rows.
     pub fn steps_per_second(&self, window: usize) -> Option<f64> {
         let last = self.steps.len().checked_sub(1)?;

@@ -1,7 +1,9 @@
 //! The status bar: run state, progress, speed, ETA, time trained and the last error.
 
 use super::curves::clock;
+use super::history::RunHistory;
 use super::run::TrainingRun;
+use crate::quality;
 use crate::train::worker::Problem;
 use crate::train::worker::RunState;
 use eframe::egui;
@@ -32,6 +34,18 @@ impl StatusBar {
             if let Some(epoch) = history.last_epoch() {
                 ui.separator();
                 ui.label(format!("epoch {epoch:.2}"));
+            }
+            if let Some(text) = quality_text(history) {
+                ui.separator();
+                let hover = match run.quality() {
+                    Some(info) => format!(
+                        "Fréchet distance between real held-out items and the model's samples (lower is better) in \
+                         the {}; measured every quality.every steps",
+                        info.describe()
+                    ),
+                    None => "Fréchet distance between real held-out items and the model's samples".to_string(),
+                };
+                ui.label(text).on_hover_text(hover);
             }
             if let Some(speed) = history.latest("images_per_s") {
                 ui.separator();
@@ -66,6 +80,28 @@ impl StatusBar {
             }
         });
     }
+}
+
+/// The newest quality score and how it moved since the one before, e.g. `fd 41.2 (-18 % since step 500),
+/// 72 % confident, 10 classes`.
+pub fn quality_text(history: &RunHistory) -> Option<String> {
+    let scores = history.latest_with_steps(quality::FD, 2);
+    let &(step, fd) = scores.last()?;
+    let latest = |name: &str| {
+        history
+            .latest_with_steps(name, 1)
+            .first()
+            .filter(|(s, _)| *s == step)
+            .map(|(_, v)| *v)
+    };
+    let mut text = quality::describe(|name| if name == quality::FD { Some(fd) } else { latest(name) })?;
+    if let [(before, previous), _] = scores[..] {
+        if previous > 0.0 {
+            let change = format!(" ({:+.0} % since step {before})", 100.0 * (fd - previous) / previous);
+            text.insert_str(text.find(',').unwrap_or(text.len()), &change);
+        }
+    }
+    Some(text)
 }
 
 /// A failure in the error colour, everything the run survives in the warning colour.

@@ -25,14 +25,14 @@ pub const FD: &str = "fd";
 pub const CONFIDENT: &str = "confident";
 pub const CLASSES: &str = "classes";
 
-/// The quality values of a metric row in words (`fd 12.3, 85 % confident, 10 classes`); `None` when the
-/// row was not scored.
-pub fn describe(row: &crate::train::MetricRow) -> Option<String> {
-    let mut text = format!("fd {}", short(row.get(FD)?));
-    if let Some(share) = row.get(CONFIDENT) {
+/// Quality values in words (`fd 12.3, 85 % confident, 10 classes`), read by `get` (a metric row's, say);
+/// `None` without an `fd`.
+pub fn describe(get: impl Fn(&str) -> Option<f64>) -> Option<String> {
+    let mut text = format!("fd {}", short(get(FD)?));
+    if let Some(share) = get(CONFIDENT) {
         text.push_str(&format!(", {:.0} % confident", 100.0 * share));
     }
-    if let Some(classes) = row.get(CLASSES) {
+    if let Some(classes) = get(CLASSES) {
         text.push_str(&format!(", {classes:.0} classes"));
     }
     Some(text)
