@@ -809,3 +809,54 @@ fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
     let events = gantry::runs::read_events(&dir);
     assert_eq!((events.len(), events[0].to_step), (1, Some(5)), "{events:?}");
 }
+
+/// A finished run on disk whose quality metric scored `fd` at step 10, with a saved sample grid there.
+fn scored_run(root: &std::path::Path, name: &str, fd: f64) {
+    use gantry::data::ItemShape;
+    use gantry::runs::{GridKind, RunDir, RunStatus};
+    let config = preset("mlp-gan-digits").unwrap();
+    let dir = root.join(name);
+    let mut run = RunDir::create(&dir, &config, &["loss_g", "fd", "confident", "classes"]).unwrap();
+    let values = [("loss_g", 1.0), ("fd", fd), ("confident", 0.5), ("classes", 7.0)];
+    run.append(&gantry::train::MetricRow {
+        step: 10,
+        epoch: 0.1,
+        wall_s: 1.0,
+        values: values.map(|(k, v)| (k.to_string(), v)).into(),
+    })
+    .unwrap();
+    let shape = ItemShape::Image {
+        channels: 1,
+        height: 4,
+        width: 4,
+    };
+    let grid = gantry::grid::make_grid(&[0.0; 16], shape, 1, 1);
+    run.save_grid(GridKind::Samples, 10, &grid).unwrap();
+    run.set_status(RunStatus::Finished, 10).unwrap();
+}
+
+#[test]
+fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it() {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2);
+    scored_run(runs.path(), "b", 12.5);
+    let mut harness = browser_harness(runs.path());
+    for fd in ["41.2", "12.5"] {
+        assert!(harness.query_by_label(fd).is_some(), "the Quality column shows fd {fd}");
+    }
+    for name in ["a", "b"] {
+        harness.get_by_role_and_label(Role::CheckBox, name).click();
+        harness.run_steps(2);
+        settle(&mut harness);
+    }
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(3);
+    harness.get_by_label("Sort by").click();
+    harness.run_steps(2);
+    harness.get_by_label("quality (fd, best first)").click();
+    harness.run_steps(3);
+    wait_until(&mut harness, "the sheet's grids", |h| {
+        h.query_by_label_contains("1. b, fd 12.5 (step 10)   2. a, fd 41.2 (step 10)")
+            .is_some()
+    });
+}

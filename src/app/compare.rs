@@ -3,9 +3,11 @@
 //! as one PNG). Grids are read from the runs' folders through the catalog's bounded cache.
 
 use super::catalog::{compare_setting_values, describe, short_key, Catalog};
+use super::curves::significant;
 use super::pictures::{version_of, GridView};
 use super::settings::GridZoom;
 use crate::grid::{contact_sheet, ImageGrid};
+use crate::quality;
 use crate::runs::{nearest_step, GridKind};
 use eframe::egui;
 use egui::{ComboBox, Slider, Ui, Vec2};
@@ -258,11 +260,15 @@ fn caption(catalog: &Catalog, side: &Side) -> String {
     }
 }
 
+/// The contact sheet's order by the quality metric (lowest Fréchet distance first).
+const QUALITY_SORT: &str = "quality (fd, best first)";
+
 /// The grids of several runs at one step, side by side.
 pub struct ContactSheetView {
     pub step: u64,
     pub kind: GridKind,
-    /// The setting the tiles are ordered by (`optimizer.lr`); empty orders by name.
+    /// The setting the tiles are ordered by (`optimizer.lr`), `fd` for the quality metric; empty orders by
+    /// name.
     pub sort_key: String,
     sheet: GridView,
     /// The sheet last composed and the order of its tiles, with the version of the tiles it was composed
@@ -306,11 +312,20 @@ impl ContactSheetView {
             let Some(listed) = catalog.find(run) else {
                 continue;
             };
-            let sort_value = listed.setting(&self.sort_key).map(str::to_string);
             let differences = describe(&listed.differences);
-            let label = match differences.is_empty() {
+            let mut label = match differences.is_empty() {
                 true => listed.name().to_string(),
                 false => differences,
+            };
+            let sort_value = if self.sort_key == quality::FD {
+                // The run's latest score: the sheet ranks runs by how good their samples are.
+                let fd = listed.summary.scored.as_ref().and_then(|row| row.get(quality::FD));
+                if let Some(fd) = fd {
+                    label.push_str(&format!(", fd {}", significant(fd)));
+                }
+                fd.map(|fd| fd.to_string())
+            } else {
+                listed.setting(&self.sort_key).map(str::to_string)
             };
             tiles.push((sort_value, Tile { run, label, step }));
         }
@@ -348,14 +363,16 @@ impl ContactSheetView {
             step_slider(ui, "Sheet step", &all_steps, &mut self.step);
             ui.separator();
             let label = ui.label("Sort by");
-            let shown = match self.sort_key.is_empty() {
-                true => "name".to_string(),
-                false => short_key(&self.sort_key).to_string(),
+            let shown = match self.sort_key.as_str() {
+                "" => "name".to_string(),
+                quality::FD => QUALITY_SORT.to_string(),
+                key => short_key(key).to_string(),
             };
             ComboBox::from_id_salt("sheet sort")
                 .selected_text(shown)
                 .show_ui(ui, |ui| {
                     ui.selectable_value(&mut self.sort_key, String::new(), "name");
+                    ui.selectable_value(&mut self.sort_key, quality::FD.to_string(), QUALITY_SORT);
                     for key in &keys {
                         ui.selectable_value(&mut self.sort_key, key.clone(), short_key(key));
                     }
