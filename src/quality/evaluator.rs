@@ -2,11 +2,10 @@
 //! feature network, then scores each weight snapshot the worker hands it with a shadow session of the same
 //! config that only ever loads weights and draws samples.
 
-use super::features::{reference_items, FeatureInfo, FeatureNet};
+use super::features::{self, FeatureInfo};
 use super::Reference;
 use crate::config::{DataConfig, RunConfig};
 use crate::data::{self, DataSpec, Dataset};
-use crate::models::layers::tensor;
 use crate::train::session::Session;
 use crate::train::worker::panic_message;
 use candle_core::Tensor;
@@ -16,9 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// Real items the samples are compared with (ones the feature network did not train on).
-const REAL_ITEMS: usize = 2048;
 
 /// What the evaluator tells the worker.
 #[derive(Debug)]
@@ -107,44 +103,35 @@ impl Drop for Evaluator {
     }
 }
 
-/// Items of generated data sets the reference instance has, and its seed.
+/// Items of generated data sets' reference instance, and its seed.
 const REFERENCE_COUNT: usize = 10_000;
 const REFERENCE_SEED: u64 = 0x7265_6665;
 
-/// The data set the feature network learns and the real statistics come from: the run's own, except that
-/// generated data sets (which the run's seed and item count change) use one fixed instance, so every run on
-/// `digits` is scored against the same reference and their scores compare.
-fn reference_data(config: &RunConfig, data: Arc<Dataset>) -> Result<Arc<Dataset>, String> {
-    match DataSpec::parse(&config.data.source)? {
-        DataSpec::Digits | DataSpec::Shapes => {
-            let reference = DataConfig {
-                count: REFERENCE_COUNT,
-                ..config.data.clone()
-            };
-            Ok(Arc::new(data::load(&reference, REFERENCE_SEED, &|_, _, _| {})?))
-        }
-        _ => Ok(data),
-    }
-}
-
-/// What runs of `config` on `data` are scored against: the feature network of the reference data set
-/// (from `cache_dir`, or trained now) and the statistics of real items it did not train on.
+/// What runs of `config` on `data` are scored against: the feature network and real statistics of the data
+/// set, from `cache_dir` or built now. Generated data sets (which the run's seed and item count change) use
+/// one fixed instance, found in the cache by the settings that draw it, so every run on `digits` is scored
+/// against the same reference and their scores compare.
 pub fn reference(
     config: &RunConfig,
     data: Arc<Dataset>,
     cache_dir: &std::path::Path,
     stop: &AtomicBool,
 ) -> Result<Reference, String> {
-    let reference_set = reference_data(config, data)?;
-    let net = FeatureNet::for_dataset(&reference_set, cache_dir, stop)?;
-    let items = reference_items(&reference_set, REAL_ITEMS)?;
-    let fail = |e: candle_core::Error| format!("quality metric: {e}");
-    let real = tensor(
-        reference_set.gather(&items),
-        &reference_set.shape.batch_dims(items.len()),
-    )
-    .map_err(fail)?;
-    Reference::new(net, &real).map_err(fail)
+    match DataSpec::parse(&config.data.source)? {
+        DataSpec::Digits | DataSpec::Shapes => {
+            let reference = DataConfig {
+                count: REFERENCE_COUNT,
+                holdout: 0.0,
+                ..config.data.clone()
+            };
+            let settings = serde_json::to_string(&reference).map_err(|e| e.to_string())?;
+            let drawn_by = format!("{settings}, seed {REFERENCE_SEED}");
+            let path = features::cache_file(cache_dir, &features::generated_key(&drawn_by));
+            let draw = || data::load(&reference, REFERENCE_SEED, &|_, _, _| {}).map(Arc::new);
+            Reference::cached_or_built(&path, draw, stop)
+        }
+        _ => Reference::for_data(data, cache_dir, stop),
+    }
 }
 
 fn serve(

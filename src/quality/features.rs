@@ -4,7 +4,6 @@
 
 use crate::config::{Activation, Norm, OptimizerConfig, OptimizerKind};
 use crate::data::{Batcher, Dataset, Split};
-use crate::fsio::{io_error, replace_with};
 use crate::models::layers::{dense_stack, run_stack, tensor, Builder, DenseBlock, Kernels, Linear, Mode, Params};
 use crate::rng::seeded;
 use crate::train::optim::{Hyper, Optimizer};
@@ -107,6 +106,7 @@ pub fn is_labelled(data: &Dataset) -> bool {
 /// A hash of everything the network would learn from: shape, items, labels and the recipe.
 pub fn dataset_key(data: &Dataset) -> String {
     let mut hash = Sha256::new();
+    hash.update(b"contents");
     hash.update(RECIPE.to_le_bytes());
     hash.update(data.shape.describe().as_bytes());
     hash.update((data.len() as u64).to_le_bytes());
@@ -118,12 +118,26 @@ pub fn dataset_key(data: &Dataset) -> String {
             hash.update(label.to_le_bytes());
         }
     }
+    hex(hash)
+}
+
+/// A hash of the settings that fix a generated data set (the generator draws the same items from them), so
+/// its reference is found without drawing the items.
+pub fn generated_key(description: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"generated");
+    hash.update(RECIPE.to_le_bytes());
+    hash.update(description.as_bytes());
+    hex(hash)
+}
+
+fn hex(hash: Sha256) -> String {
     hash.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where the network of `data` is cached.
-pub fn cache_file(cache_dir: &Path, data: &Dataset) -> PathBuf {
-    cache_dir.join(format!("features-{}.safetensors", dataset_key(data)))
+/// Where the reference under `key` is cached.
+pub fn cache_file(cache_dir: &Path, key: &str) -> PathBuf {
+    cache_dir.join(format!("reference-{key}.safetensors"))
 }
 
 impl FeatureNet {
@@ -164,25 +178,18 @@ impl FeatureNet {
         })
     }
 
-    /// The network of `data`: from the cache when one was trained on the same data, else trained now (and
-    /// cached). `stop` ends the training early with an error.
-    pub fn for_dataset(data: &Dataset, cache_dir: &Path, stop: &AtomicBool) -> std::result::Result<FeatureNet, String> {
+    /// A network for `data` (a classifier where it has labels), trained now; `stop` ends the training early
+    /// with an error.
+    pub fn trained_on(data: &Dataset, stop: &AtomicBool) -> std::result::Result<FeatureNet, String> {
         let kind = match classes(data) {
             Some(classes) => FeatureKind::Classifier { classes },
             None => FeatureKind::Autoencoder,
         };
         let fail = |e: candle_core::Error| format!("the quality metric's feature network: {e}");
         let mut net = FeatureNet::build(data.shape.len(), kind).map_err(fail)?;
-        let path = cache_file(cache_dir, data);
-        if net.load(&path).is_ok() {
-            return Ok(net);
-        }
         let started = Instant::now();
         net.train(data, stop)?;
         net.info.trained_s = Some(started.elapsed().as_secs_f64());
-        // A cache that cannot be written costs a retraining next time, nothing more.
-        let _ = std::fs::create_dir_all(cache_dir).map_err(|e| io_error(cache_dir, "create", e));
-        let _ = net.save(&path);
         Ok(net)
     }
 
@@ -279,35 +286,50 @@ impl FeatureNet {
         }
     }
 
-    fn save(&self, path: &Path) -> std::result::Result<(), String> {
+    /// The weights and what the network is, for the cache.
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut tensors: HashMap<String, Tensor> = self
             .params
             .all()
             .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
             .collect();
-        let fit = Tensor::new(&[self.info.fit], &Device::Cpu).map_err(|e| e.to_string())?;
-        tensors.insert("info/fit".into(), fit);
-        replace_with(path, |temp| {
-            candle_core::safetensors::save(&tensors, temp).map_err(|e| io_error(path, "write", e))
-        })
+        let classes = match self.info.kind {
+            FeatureKind::Classifier { classes } => classes,
+            FeatureKind::Autoencoder => 0,
+        };
+        // The trunk's first weight is [hidden, inputs].
+        let inputs = self.params.trainable[0].1.dims()[1];
+        tensors.insert("info/fit".into(), Tensor::new(&[self.info.fit], &Device::Cpu)?);
+        tensors.insert(
+            "info/shape".into(),
+            Tensor::new(&[classes as u32, inputs as u32], &Device::Cpu)?,
+        );
+        Ok(tensors)
     }
 
-    fn load(&mut self, path: &Path) -> Result<()> {
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
-        for (name, var) in self.params.all() {
-            let t = tensors
+    /// The network `tensors` (of [`FeatureNet::tensors`]) describe.
+    pub fn from_tensors(tensors: &HashMap<String, Tensor>) -> Result<FeatureNet> {
+        let get = |name: &str| {
+            tensors
                 .get(name)
-                .ok_or_else(|| candle_core::Error::msg(format!("no '{name}'")))?;
+                .ok_or_else(|| candle_core::Error::msg(format!("no '{name}'")))
+        };
+        let shape = get("info/shape")?.to_vec1::<u32>()?;
+        let (classes, inputs) = (shape[0] as usize, shape[1] as usize);
+        let kind = match classes {
+            0 => FeatureKind::Autoencoder,
+            classes => FeatureKind::Classifier { classes },
+        };
+        let net = FeatureNet::build(inputs, kind)?;
+        for (name, var) in net.params.all() {
+            let t = get(name)?;
             if t.dims() != var.dims() {
                 candle_core::bail!("'{name}' has another shape");
             }
             var.set(t)?;
         }
-        let fit = tensors
-            .get("info/fit")
-            .ok_or_else(|| candle_core::Error::msg("no 'info/fit'"))?;
-        self.info.fit = fit.to_vec1::<f64>()?[0];
-        self.info.trained_s = None;
-        Ok(())
+        let mut net = net;
+        net.info.fit = get("info/fit")?.to_vec1::<f64>()?[0];
+        Ok(net)
     }
 }

@@ -10,7 +10,12 @@ pub mod frechet;
 use features::FeatureNet;
 use frechet::{frechet_distance, Gaussian};
 
-use candle_core::{Result, Tensor};
+use crate::data::Dataset;
+use crate::models::layers::tensor;
+use candle_core::{Device, Result, Tensor};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// A sample reads as a class when the classifier gives it at least this probability.
 pub const CONFIDENCE: f32 = 0.9;
@@ -47,6 +52,9 @@ fn short(value: f64) -> String {
     }
 }
 
+/// Real items the samples are compared with (ones the feature network did not train on).
+const REAL_ITEMS: usize = 2048;
+
 /// The feature network and the statistics of the real items the samples are compared with.
 pub struct Reference {
     pub net: FeatureNet,
@@ -58,6 +66,70 @@ impl Reference {
     pub fn new(net: FeatureNet, real: &Tensor) -> Result<Reference> {
         let (features, _) = features_of(&net, real)?;
         Ok(Reference { real: features, net })
+    }
+
+    /// The reference cached at `path`, or one built on `data()` now (a network trained on it, the statistics
+    /// of items it did not train on) and cached there. `stop` ends a training early with an error.
+    pub fn cached_or_built(
+        path: &Path,
+        data: impl FnOnce() -> std::result::Result<Arc<Dataset>, String>,
+        stop: &AtomicBool,
+    ) -> std::result::Result<Reference, String> {
+        if let Ok(reference) = Reference::load(path) {
+            return Ok(reference);
+        }
+        let data = data()?;
+        let net = FeatureNet::trained_on(&data, stop)?;
+        let items = features::reference_items(&data, REAL_ITEMS)?;
+        let fail = |e: candle_core::Error| format!("quality metric: {e}");
+        let real = tensor(data.gather(&items), &data.shape.batch_dims(items.len())).map_err(fail)?;
+        let reference = Reference::new(net, &real).map_err(fail)?;
+        // A cache that cannot be written costs a retraining next time, nothing more.
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = reference.save(path);
+        Ok(reference)
+    }
+
+    /// The reference of a data set by its contents (files the user brought: IDX, image folders).
+    pub fn for_data(data: Arc<Dataset>, cache_dir: &Path, stop: &AtomicBool) -> std::result::Result<Reference, String> {
+        let path = features::cache_file(cache_dir, &features::dataset_key(&data));
+        Reference::cached_or_built(&path, || Ok(data), stop)
+    }
+
+    fn save(&self, path: &Path) -> std::result::Result<(), String> {
+        let mut tensors = self.net.tensors().map_err(|e| e.to_string())?;
+        let mean = Tensor::new(self.real.mean.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?;
+        tensors.insert("real/mean".into(), mean);
+        tensors.insert(
+            "real/cov".into(),
+            Tensor::new(self.real.cov.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?,
+        );
+        crate::fsio::replace_with(path, |temp| {
+            candle_core::safetensors::save(&tensors, temp).map_err(|e| crate::fsio::io_error(path, "write", e))
+        })
+    }
+
+    fn load(path: &Path) -> Result<Reference> {
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let mut net = FeatureNet::from_tensors(&tensors)?;
+        net.info.trained_s = None;
+        let get = |name: &str| {
+            tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::msg(format!("no '{name}'")))
+        };
+        let mean = get("real/mean")?.to_vec1::<f64>()?;
+        let cov = get("real/cov")?.to_vec1::<f64>()?;
+        let dims = mean.len();
+        if cov.len() != dims * dims {
+            candle_core::bail!("'real/cov' does not match 'real/mean'");
+        }
+        Ok(Reference {
+            net,
+            real: Gaussian { mean, cov, dims },
+        })
     }
 
     /// `fd` of `outputs` against the real items, and for classifiers `confident` and `classes`.
@@ -118,9 +190,6 @@ pub fn confidence(probabilities: &[f32], classes: usize) -> (f64, usize) {
 mod tests {
     use super::*;
     use crate::config::DataConfig;
-    use crate::data::Dataset;
-    use crate::models::layers::tensor;
-    use std::sync::atomic::AtomicBool;
 
     fn digits(count: usize, seed: u64) -> Dataset {
         let config = DataConfig {
@@ -133,16 +202,9 @@ mod tests {
     #[test]
     fn real_digits_score_near_zero_and_read_confidently_while_noise_scores_far() {
         let cache = tempfile::tempdir().unwrap();
-        let reference_set = digits(10_000, 7);
-        let net = FeatureNet::for_dataset(&reference_set, cache.path(), &AtomicBool::new(false)).unwrap();
-        println!("{}", net.info.describe());
-        let items = features::reference_items(&reference_set, 2048).unwrap();
-        let real = tensor(
-            reference_set.gather(&items),
-            &reference_set.shape.batch_dims(items.len()),
-        )
-        .unwrap();
-        let reference = Reference::new(net, &real).unwrap();
+        let reference =
+            Reference::for_data(Arc::new(digits(10_000, 7)), cache.path(), &AtomicBool::new(false)).unwrap();
+        println!("{}", reference.net.info.describe());
 
         // Digits of another draw, none of which the network trained on.
         let other = digits(1000, 8);
@@ -163,29 +225,28 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_network_is_reused_and_rebuilt_when_the_data_set_changes() {
+    fn the_cached_reference_is_reused_and_rebuilt_when_the_data_set_changes() {
         let cache = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut data = digits(600, 3);
-        let first = FeatureNet::for_dataset(&data, cache.path(), &stop).unwrap();
-        assert!(first.info.trained_s.is_some(), "nothing cached yet: trained");
-        let again = FeatureNet::for_dataset(&data, cache.path(), &stop).unwrap();
-        assert_eq!(again.info.trained_s, None, "the same data set: taken from the cache");
-        assert_eq!(again.info.fit, first.info.fit);
+        let first = Reference::for_data(Arc::new(data.clone()), cache.path(), &stop).unwrap();
+        assert!(first.net.info.trained_s.is_some(), "nothing cached yet: trained");
+        let again = Reference::for_data(Arc::new(data.clone()), cache.path(), &stop).unwrap();
+        assert_eq!(
+            again.net.info.trained_s, None,
+            "the same data set: taken from the cache"
+        );
+        assert_eq!(again.net.info.fit, first.net.info.fit);
         let x = tensor(data.gather(&[0, 1, 2]), &data.shape.batch_dims(3)).unwrap();
-        let features = |net: &FeatureNet| {
-            net.features(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        assert_eq!(features(&first), features(&again));
+        assert_eq!(
+            first.score(&x).unwrap(),
+            again.score(&x).unwrap(),
+            "the same network and statistics"
+        );
 
         data.items[5] = -data.items[5] + 0.5;
-        let changed = FeatureNet::for_dataset(&data, cache.path(), &stop).unwrap();
-        assert!(changed.info.trained_s.is_some(), "one value changed: trained anew");
+        let changed = Reference::for_data(Arc::new(data), cache.path(), &stop).unwrap();
+        assert!(changed.net.info.trained_s.is_some(), "one value changed: trained anew");
         assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2);
     }
 

@@ -1,10 +1,14 @@
-//! Benchmark (not a test): what the health checks cost. Trains each preset through the worker with its
-//! health checks as shipped (signals every 50 steps, four in-memory snapshots every 100 steps, the rules read
-//! on every row) and with them off (`health.every = 0`, no snapshots), alternating the two so both meet the
-//! same machine, and prints the images per second of each and their ratio, by the clock and per second of
-//! this process's CPU time (which a busy machine disturbs less). Target: health on within 3 % of health off.
+//! Benchmark (not a test): what the run's own checks cost in training speed. Trains each preset through the
+//! worker with one kind of check as shipped and with it off, alternating the two so both meet the same
+//! machine, and prints the images per second of each and their ratio, by the clock and per second of this
+//! process's CPU time (all threads, the quality metric's included; a busy machine disturbs it less).
 //!
-//!     cargo run --release --example health_bench [-- ROUNDS]
+//! - `health`: signals every 50 steps, four in-memory snapshots every 100 steps, the rules read on every
+//!   row, against `health.every = 0` and no snapshots. Target: within 3 %.
+//! - `quality`: the quality metric every 250 steps (512 samples scored on its own thread, the feature network
+//!   taken from the cache, which a warm-up run fills), against `quality.every = 0`. Target: within 5 %.
+//!
+//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS]
 
 use gantry::config::RunConfig;
 use gantry::presets::preset;
@@ -46,21 +50,39 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// `config` with the checks of `what` off.
+fn without(what: &str, config: &RunConfig) -> RunConfig {
+    let mut off = config.clone();
+    match what {
+        "health" => {
+            off.health.every = 0;
+            off.health.snapshots = 0;
+        }
+        "quality" => off.quality.every = 0,
+        other => panic!("'{other}': expected health or quality"),
+    }
+    off
+}
+
 fn main() {
-    let rounds: usize = std::env::args().nth(1).map_or(3, |n| n.parse().expect("a round count"));
+    let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
+    let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
     println!(
         "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7}",
         "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off"
     );
-    for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 200), ("vae-digits", 600)] {
+    // Multiples of the quality metric's 250 steps, so each scored step's cost is in the run's time.
+    for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 250), ("vae-digits", 500)] {
         let mut on = preset(name).expect("a shipped preset");
         on.train.steps = steps;
         // Grids and checkpoints are not what is measured; both runs make them as rarely.
         on.train.sample_every = steps;
         on.train.checkpoint_every = steps;
-        let mut off = on.clone();
-        off.health.every = 0;
-        off.health.snapshots = 0;
+        let off = without(&what, &on);
+        if what == "quality" {
+            // Fills the feature network cache, as any earlier run on the data set has.
+            images_per_second(&on);
+        }
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternating which goes first cancels a machine that speeds up or slows down over a round.
