@@ -1,14 +1,16 @@
 //! Benchmark (not a test): what the run's own checks cost in training speed. Trains each preset through the
 //! worker with one kind of check as shipped and with it off, alternating the two so both meet the same
 //! machine, and prints the images per second of each and their ratio, by the clock and per second of this
-//! process's CPU time (all threads, the quality metric's included; a busy machine disturbs it less).
+//! process's CPU time (all threads, the quality metric's included; a busy machine disturbs it less), and
+//! the share of the run's CPU time the quality metric's own thread took (read from /proc: the direct
+//! measure of its cost, which the noise of two runs' difference hides).
 //!
 //! - `health`: signals every 50 steps, four in-memory snapshots every 100 steps, the rules read on every
 //!   row, against `health.every = 0` and no snapshots. Target: within 3 %.
 //! - `quality`: the quality metric every 250 steps (512 samples scored on its own thread, the feature network
 //!   taken from the cache, which a warm-up run fills), against `quality.every = 0`. Target: within 5 %.
 //!
-//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS]
+//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
 
 use gantry::config::RunConfig;
 use gantry::presets::preset;
@@ -24,14 +26,40 @@ fn cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded).
-fn images_per_second(config: &RunConfig) -> (f64, f64) {
+/// CPU seconds the quality metric's thread has used so far (0 when it is not running).
+fn quality_thread_seconds() -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "gantry-quality" {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis: state is the 3rd field, utime the 14th.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            return (field(14) + field(15)) / ticks;
+        }
+    }
+    0.0
+}
+
+/// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded),
+/// and the share of that CPU time the quality metric's thread took.
+fn images_per_second(config: &RunConfig) -> (f64, f64, f64) {
     let trainer = Trainer::spawn(config.clone(), RunOptions::default(), None);
     let mut started = None;
-    let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
-        if matches!(event, Event::Loaded(_)) {
-            started = Some((Instant::now(), cpu_seconds()));
-        }
+    let mut quality_cpu = 0f64;
+    let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| match event {
+        Event::Loaded(_) => started = Some((Instant::now(), cpu_seconds())),
+        Event::Metrics(row) if row.step % 25 == 0 => quality_cpu = quality_cpu.max(quality_thread_seconds()),
+        Event::State(_) => quality_cpu = quality_cpu.max(quality_thread_seconds()),
+        _ => {}
     });
     assert_eq!(ending, Ending::Finished);
     let (clock, cpu) = started.expect("loaded");
@@ -42,7 +70,7 @@ fn images_per_second(config: &RunConfig) -> (f64, f64) {
         1
     };
     let images = (config.train.steps as usize * d_steps * config.train.batch_size) as f64;
-    (images / seconds, images / cpu)
+    (images / seconds, images / cpu, quality_cpu / cpu)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -68,11 +96,15 @@ fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
     println!(
-        "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7}",
-        "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off"
+        "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7} {:>12}",
+        "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off", "quality cpu%"
     );
     // Multiples of the quality metric's 250 steps, so each scored step's cost is in the run's time.
+    let only = std::env::args().nth(3);
     for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 250), ("vae-digits", 500)] {
+        if only.as_ref().is_some_and(|only| only != name) {
+            continue;
+        }
         let mut on = preset(name).expect("a shipped preset");
         on.train.steps = steps;
         // Grids and checkpoints are not what is measured; both runs make them as rarely.
@@ -94,16 +126,18 @@ fn main() {
                 with.push(images_per_second(&on));
             }
         }
-        let clock = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
-        let cpu = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+        let clock = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.0).collect());
+        let cpu = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+        let quality_share = median(with.iter().map(|r| r.2).collect());
         println!(
-            "{name:<16} {steps:>6} {:>12.0} {:>12.0} {:>7.3} {:>14.0} {:>14.0} {:>7.3}",
+            "{name:<16} {steps:>6} {:>12.0} {:>12.0} {:>7.3} {:>14.0} {:>14.0} {:>7.3} {:>12.1}",
             clock(&with),
             clock(&without),
             clock(&with) / clock(&without),
             cpu(&with),
             cpu(&without),
-            cpu(&with) / cpu(&without)
+            cpu(&with) / cpu(&without),
+            100.0 * quality_share
         );
     }
 }
