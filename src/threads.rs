@@ -32,15 +32,26 @@ pub fn set(threads: usize) {
     THREADS.store(threads.min(pool_size()), Ordering::Relaxed);
 }
 
-/// The threads Gantry's kernels use: what `set` said, else the pools' size.
+/// The threads Gantry's kernels use: what `set` said, else the pools' size; 1 on a thread that works alone.
 pub fn count() -> usize {
+    if ALONE.with(|alone| alone.get()) {
+        return 1;
+    }
     match THREADS.load(Ordering::Relaxed) {
         0 => pool_size(),
         n => n,
     }
 }
 
+/// Makes the calling thread run Gantry's kernels on itself only. A background thread (the quality metric's)
+/// then never waits for the helper threads training holds, nor holds them up: the helpers run one pass at a
+/// time, so a training step would otherwise wait behind the background thread's passes.
+pub fn work_alone() {
+    ALONE.with(|alone| alone.set(true));
+}
+
 thread_local! {
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set while this thread runs a part of `map_parts`: a nested call then runs its parts in place.
     static IN_PARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

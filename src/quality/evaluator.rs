@@ -50,6 +50,7 @@ impl Evaluator {
         let thread = std::thread::Builder::new()
             .name("gantry-quality".into())
             .spawn(move || {
+                crate::threads::work_alone();
                 let work =
                     std::panic::AssertUnwindSafe(|| serve(config, data, &cache_dir, &stopping, &job_rx, &reply_tx));
                 let outcome = std::panic::catch_unwind(work).unwrap_or_else(|p| Err(panic_message(p.as_ref())));

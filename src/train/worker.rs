@@ -422,8 +422,10 @@ impl Worker {
     /// step (or of this one, when one is due) is computed. The error is a row that could not be written.
     fn deliver(&mut self, session: &Session, row: MetricRow) -> Result<(), String> {
         let every = session.config().quality.every;
-        let due = every > 0 && row.step.is_multiple_of(every) && session.data().shape.is_image();
-        if due && matches!(self.quality, Quality::Off) {
+        let wanted = every > 0 && session.data().shape.is_image();
+        let due = wanted && row.step.is_multiple_of(every);
+        // Started with the first row, so that its network is ready by the first scored step.
+        if wanted && matches!(self.quality, Quality::Off) {
             let (config, data) = (session.config().clone(), session.shared_data());
             self.quality = Quality::Starting(Evaluator::spawn(config, data, self.cache_dir.clone()));
         }
