@@ -3,7 +3,11 @@
 use crate::config::RunConfig;
 
 /// (name, TOML text) of every shipped preset.
-pub const PRESETS: [(&str, &str); 6] = [
+pub const PRESETS: [(&str, &str); 7] = [
+    (
+        "quick-dcgan-digits",
+        include_str!("../assets/presets/quick-dcgan-digits.toml"),
+    ),
     ("mlp-gan-digits", include_str!("../assets/presets/mlp-gan-digits.toml")),
     ("dcgan-digits", include_str!("../assets/presets/dcgan-digits.toml")),
     ("mlp-gan-ring", include_str!("../assets/presets/mlp-gan-ring.toml")),
@@ -16,7 +20,7 @@ pub const PRESETS: [(&str, &str); 6] = [
 ];
 
 /// The preset the workbench and `gantry train` start from.
-pub const DEFAULT_PRESET: &str = "mlp-gan-digits";
+pub const DEFAULT_PRESET: &str = "quick-dcgan-digits";
 
 pub fn preset(name: &str) -> Result<RunConfig, String> {
     let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {

@@ -461,10 +461,7 @@ impl Worker {
     /// Takes the quality thread's replies; with `wait`, until the score the held rows wait for is in.
     fn collect_scores(&mut self, wait: bool) -> Result<(), String> {
         let mut written = Ok(());
-        loop {
-            let (Quality::Starting(quality) | Quality::Ready(quality)) = &self.quality else {
-                break;
-            };
+        while let Quality::Starting(quality) | Quality::Ready(quality) = &self.quality {
             let reply = if wait && !self.held.is_empty() {
                 quality.wait_reply()
             } else {
