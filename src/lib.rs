@@ -13,6 +13,7 @@ pub mod fsio;
 pub mod grid;
 pub mod memory;
 pub mod models;
+pub mod numbers;
 pub mod presets;
 pub mod quality;
 pub mod rng;

@@ -51,6 +51,7 @@ pub fn work_alone() {
 }
 
 thread_local! {
+    /// Set by `work_alone`: this thread's kernels use no helper threads.
     static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set while this thread runs a part of `map_parts`: a nested call then runs its parts in place.
     static IN_PARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

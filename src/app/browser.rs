@@ -4,8 +4,8 @@
 
 use super::catalog::{compare_setting_values, describe, short_key, Catalog, CatalogRun};
 use super::controls::Action;
-use super::curves::significant;
 use super::fleet::Fleet;
+use crate::numbers::significant;
 use crate::quality;
 use crate::runs::RunStatus;
 use crate::sweep::Axis;

@@ -3,10 +3,10 @@
 //! as one PNG). Grids are read from the runs' folders through the catalog's bounded cache.
 
 use super::catalog::{compare_setting_values, describe, short_key, Catalog};
-use super::curves::significant;
 use super::pictures::{version_of, GridView};
 use super::settings::GridZoom;
 use crate::grid::{contact_sheet, ImageGrid};
+use crate::numbers::significant;
 use crate::quality;
 use crate::runs::{nearest_step, GridKind};
 use eframe::egui;

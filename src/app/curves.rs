@@ -6,6 +6,7 @@
 
 use super::history::{Curve, RunHistory, XAxis};
 use super::settings::{CurveSettings, THROUGHPUT_PLOT};
+use crate::numbers::significant;
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
 use egui_plot::{
@@ -452,24 +453,6 @@ fn power_of_ten(exponent: f64) -> String {
     }
 }
 
-/// A value with four significant digits, without trailing zeros.
-pub fn significant(value: f64) -> String {
-    if value == 0.0 || !value.is_finite() {
-        return value.to_string();
-    }
-    let magnitude = value.abs().log10().floor();
-    if !(-4.0..6.0).contains(&magnitude) {
-        return format!("{value:.3e}");
-    }
-    let decimals = (3.0 - magnitude).max(0.0) as usize;
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
-
 /// Seconds as `m:ss` (or `h:mm:ss`).
 pub fn clock(seconds: f64) -> String {
     let total = seconds.max(0.0).round() as u64;
@@ -538,10 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_read_compactly() {
-        assert_eq!(significant(0.612345), "0.6123");
-        assert_eq!(significant(123.456), "123.5");
-        assert_eq!(significant(2.0), "2");
+    fn times_read_as_clocks() {
         assert_eq!(clock(75.0), "1:15");
         assert_eq!(clock(3725.0), "1:02:05");
     }

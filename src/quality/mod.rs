@@ -12,6 +12,7 @@ use frechet::{frechet_distance, Gaussian};
 
 use crate::data::Dataset;
 use crate::models::layers::tensor;
+use crate::numbers::significant;
 use candle_core::{Device, Result, Tensor};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -33,7 +34,7 @@ pub const CLASSES: &str = "classes";
 /// Quality values in words (`fd 12.3, 85 % confident, 10 classes`), read by `get` (a metric row's, say);
 /// `None` without an `fd`.
 pub fn describe(get: impl Fn(&str) -> Option<f64>) -> Option<String> {
-    let mut text = format!("fd {}", short(get(FD)?));
+    let mut text = format!("fd {}", significant(get(FD)?));
     if let Some(share) = get(CONFIDENT) {
         text.push_str(&format!(", {:.0} % confident", 100.0 * share));
     }
@@ -41,15 +42,6 @@ pub fn describe(get: impl Fn(&str) -> Option<f64>) -> Option<String> {
         text.push_str(&format!(", {classes:.0} classes"));
     }
     Some(text)
-}
-
-/// Three significant digits, enough to rank runs.
-fn short(value: f64) -> String {
-    match value.abs() {
-        v if v >= 100.0 => format!("{value:.0}"),
-        v if v >= 10.0 => format!("{value:.1}"),
-        _ => format!("{value:.2}"),
-    }
 }
 
 /// Real items the samples are compared with (ones the feature network did not train on).
@@ -113,8 +105,7 @@ impl Reference {
 
     fn load(path: &Path) -> Result<Reference> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
-        let mut net = FeatureNet::from_tensors(&tensors)?;
-        net.info.trained_s = None;
+        let net = FeatureNet::from_tensors(&tensors)?;
         let get = |name: &str| {
             tensors
                 .get(name)

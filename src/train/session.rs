@@ -440,14 +440,22 @@ impl Session {
         if !self.data.shape.is_image() {
             return Ok(None);
         }
-        let images = match &self.model {
-            Model::Gan(Gan { generator, .. }) => generator.forward(&self.fixed_z, Mode::Sample)?,
+        match self.generate(&self.fixed_z)? {
+            Some(images) => Ok(Some(self.grid(&images, 8)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What the model makes of latent vectors `z`, in the data's range: G(z) for GANs, the decoder's output
+    /// for VAEs; `None` for plain autoencoders, which generate nothing.
+    fn generate(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        match &self.model {
+            Model::Gan(Gan { generator, .. }) => generator.forward(z, Mode::Sample).map(Some),
             Model::Autoencoder { net, .. } if net.variational => {
-                output_to_data(&net.decode(&self.fixed_z, Mode::Eval)?, self.config.model.recon)?
+                output_to_data(&net.decode(z, Mode::Eval)?, self.config.model.recon).map(Some)
             }
-            Model::Autoencoder { .. } => return Ok(None),
-        };
-        Ok(Some(self.grid(&images, 8)?))
+            Model::Autoencoder { .. } => Ok(None),
+        }
     }
 
     /// Fixed held-out items beside their reconstructions, in (input, reconstruction) column pairs.
@@ -472,12 +480,10 @@ impl Session {
         }
         let real_items: Vec<usize> = self.split.train.iter().take(SCATTER_POINTS).copied().collect();
         let real = pairs(&self.data.gather(&real_items));
-        let generated = match &self.model {
-            Model::Gan(gan) => gan.generator.forward(&self.fixed_z, Mode::Sample)?,
-            Model::Autoencoder { net, .. } if net.variational => {
-                output_to_data(&net.decode(&self.fixed_z, Mode::Eval)?, self.config.model.recon)?
-            }
-            Model::Autoencoder { net, .. } => self.reconstruct_fixed(net, SCATTER_POINTS)?.1,
+        let generated = match (self.generate(&self.fixed_z)?, &self.model) {
+            (Some(generated), _) => generated,
+            (None, Model::Autoencoder { net, .. }) => self.reconstruct_fixed(net, SCATTER_POINTS)?.1,
+            (None, Model::Gan(_)) => unreachable!("GANs always generate"),
         };
         let labels = self
             .data
@@ -506,16 +512,11 @@ impl Session {
                     parts.push(self.reconstruct(net, items)?.1);
                 }
             }
-            model => {
+            _ => {
                 let z = self.noise_seeded(derive_seed(self.config.train.seed, SEED_QUALITY, 0), count)?;
                 for start in (0..count).step_by(chunk) {
                     let z = z.narrow(0, start, chunk.min(count - start))?;
-                    parts.push(match model {
-                        Model::Gan(gan) => gan.generator.forward(&z, Mode::Sample)?,
-                        Model::Autoencoder { net, .. } => {
-                            output_to_data(&net.decode(&z, Mode::Eval)?, self.config.model.recon)?
-                        }
-                    });
+                    parts.extend(self.generate(&z)?);
                 }
             }
         }

@@ -369,7 +369,7 @@ enum Trouble {
     Paused(String),
 }
 
-/// The quality metric's thread, started when the run first asks for a score.
+/// The quality metric's thread, started with the first metric row of a run that is to be scored.
 enum Quality {
     Off,
     /// Getting its feature network (from the cache or by training it).
