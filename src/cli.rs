@@ -7,7 +7,7 @@ use crate::footprint::{available_memory, machine_speed, Footprint};
 use crate::models::layers::Kernels;
 use crate::models::preflight;
 use crate::presets::{self, PRESETS};
-use crate::runs::RunDir;
+use crate::runs::{self, RunDir};
 use crate::sweep::{self, Axis};
 use crate::train::session::Session;
 use crate::train::worker::{Ending, Event, Problem, RunOptions, Trainer};
@@ -234,7 +234,7 @@ fn closed_on_signal() -> Receiver<()> {
 /// The config a command would run, with every override applied and checked; errors name the key.
 pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunConfig, String> {
     // A resumed run keeps its stored config, apart from settings that keep shapes.
-    let stored = resume.map(RunDir::read_config).transpose()?;
+    let stored = resume.map(runs::config_to_continue).transpose()?;
     let mut config = if let Some(stored) = &stored {
         stored.clone()
     } else if let Some(path) = &args.config {

@@ -452,26 +452,36 @@ impl RunConfig {
         let (key, raw) = assignment
             .split_once('=')
             .ok_or_else(|| invalid(assignment, "expected key=value, e.g. optimizer.lr=1e-3"))?;
-        let (key, raw) = (key.trim(), raw.trim());
-        let (section, field) = key
-            .split_once('.')
-            .ok_or_else(|| invalid(key, "expected a dotted key such as optimizer.lr or train.steps"))?;
-        let value = parse_value(raw);
+        self.set_all(&[(key.trim(), raw.trim())])
+    }
 
+    /// Applies several `(section.field, value)` pairs in order (a later one wins for the same field) and
+    /// validates only the result, so related fields can change together.
+    pub fn set_all(&mut self, pairs: &[(&str, &str)]) -> Result<(), ConfigError> {
         let mut tree = toml::Table::try_from(&*self).expect("a RunConfig always serializes");
-        let table = tree
-            .get_mut(section)
-            .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| {
-                invalid(
-                    key,
-                    "unknown section; expected model, data, optimizer, train, health or quality",
-                )
-            })?;
-        table.insert(field.to_string(), value);
-        let updated: RunConfig = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(key, format!("bad value '{raw}': {}", e.message())))?;
+        for (key, raw) in pairs {
+            let (section, field) = key
+                .split_once('.')
+                .ok_or_else(|| invalid(key, "expected a dotted key such as optimizer.lr or train.steps"))?;
+            let table = tree
+                .get_mut(section)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        "unknown section; expected model, data, optimizer, train, health or quality",
+                    )
+                })?;
+            table.insert(field.to_string(), parse_value(raw));
+        }
+        let updated: RunConfig = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+            let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+            let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
+            invalid(
+                &keys.join(", "),
+                format!("bad value '{}': {}", values.join("', '"), e.message()),
+            )
+        })?;
         updated.validate()?;
         *self = updated;
         Ok(())

@@ -1,6 +1,7 @@
-//! Run directories on disk: `config.toml`, `run.toml` (name, status, lineage, tags), `metrics.csv`,
-//! `events.csv` (what the health checks did), `samples/` and `recon/` PNGs, and atomically written
-//! checkpoints in `checkpoints/`.
+//! Run directories on disk: `config.toml` (the settings in force now), `changes.csv` (every setting changed
+//! while the run trained, so the settings of any step can be recovered), `run.toml` (name, status, lineage,
+//! tags), `metrics.csv`, `events.csv` (what the health checks did), `samples/` and `recon/` PNGs, and
+//! atomically written checkpoints in `checkpoints/`.
 
 use crate::config::RunConfig;
 use crate::fsio::{self, io_error};
@@ -20,6 +21,100 @@ pub const METRICS_FILE: &str = "metrics.csv";
 /// What the health checks found and did (warned, paused, rolled back), one row per event.
 pub const EVENTS_FILE: &str = "events.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
+/// Settings changed while the run trained (live edits, health remedies), one row per setting.
+pub const CHANGES_FILE: &str = "changes.csv";
+
+/// One setting changed at `step`: it governs the steps after it. Values are TOML literals (strings quoted),
+/// so a change can be undone exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingChange {
+    pub step: u64,
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl SettingChange {
+    pub const COLUMNS: [&'static str; 4] = ["step", "key", "old", "new"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.step.to_string(),
+            self.key.clone(),
+            self.old.clone(),
+            self.new.clone(),
+        ]
+    }
+
+    /// `optimizer.lr 0.0002 to 0.0005`, for tooltips and stderr.
+    pub fn describe(&self) -> String {
+        let plain = |v: &str| v.trim_matches('"').to_string();
+        format!("{} {} to {}", self.key, plain(&self.old), plain(&self.new))
+    }
+}
+
+/// The settings that differ between `old` and `new`, as changes made at `step`.
+pub fn setting_changes(step: u64, old: &RunConfig, new: &RunConfig) -> Vec<SettingChange> {
+    let before: HashMap<String, String> = config_literals(old).into_iter().collect();
+    config_literals(new)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let old = before.get(&key).cloned().unwrap_or_default();
+            (old != value).then(|| SettingChange {
+                step,
+                key,
+                old,
+                new: value,
+            })
+        })
+        .collect()
+}
+
+/// `config` with `changes` (in the order they were made) undone: the settings in force before them.
+pub fn undo_changes(config: &RunConfig, changes: &[SettingChange]) -> Result<RunConfig, String> {
+    let olds: Vec<(&str, &str)> = changes.iter().rev().map(|c| (c.key.as_str(), c.old.as_str())).collect();
+    let mut before = config.clone();
+    before
+        .set_all(&olds)
+        .map_err(|e| format!("cannot undo the recorded setting changes: {e}"))?;
+    Ok(before)
+}
+
+/// The setting changes recorded in `dir`, oldest first; a line that cannot be read (torn by a power cut) is
+/// passed over.
+pub fn read_changes(dir: &Path) -> Vec<SettingChange> {
+    let Ok(mut reader) = csv::Reader::from_path(dir.join(CHANGES_FILE)) else {
+        return Vec::new();
+    };
+    reader
+        .records()
+        .filter_map(|record| {
+            let record = record.ok()?;
+            Some(SettingChange {
+                step: record.get(0)?.parse().ok()?,
+                key: record.get(1)?.to_string(),
+                old: record.get(2)?.to_string(),
+                new: record.get(3)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The settings the run in `dir` had in force at `step` (its `config.toml` with later changes undone):
+/// what Continue from a checkpoint of that step, or a fork there, trains with.
+pub fn config_at(dir: &Path, step: u64) -> Result<RunConfig, String> {
+    let later: Vec<SettingChange> = read_changes(dir).into_iter().filter(|c| c.step > step).collect();
+    undo_changes(&RunDir::read_config(dir)?, &later).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// The settings a run continues with: those in force at its newest checkpoint (its current ones when it has
+/// none and starts over).
+pub fn config_to_continue(dir: &Path) -> Result<RunConfig, String> {
+    match checkpoint_steps(dir).last() {
+        Some(step) => config_at(dir, *step),
+        None => RunDir::read_config(dir),
+    }
+}
 
 /// Which grid a PNG holds; also its subfolder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,6 +254,25 @@ pub fn csv_bytes<R: AsRef<[u8]>>(
     writer.into_inner().expect("CSV into memory cannot fail")
 }
 
+/// Appends rows to a CSV file, made with its header when it does not exist yet.
+fn append_rows(path: &Path, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<(), String> {
+    use std::io::Write;
+    let fresh = !path.exists();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_error(path, "open", e))?;
+    let mut bytes = match fresh {
+        true => csv_bytes(header, std::iter::empty::<Vec<String>>()),
+        false => Vec::new(),
+    };
+    for row in rows {
+        bytes.extend(csv_bytes(row, std::iter::empty::<Vec<String>>()));
+    }
+    file.write_all(&bytes).map_err(|e| io_error(path, "append to", e))
+}
+
 /// A run directory's own name (the last part of its path), which is also a new run's name.
 pub fn dir_name(path: &Path) -> String {
     path.file_name()
@@ -206,6 +320,14 @@ impl RunDir {
             ));
         }
         fsio::write(&metrics_path, &table.bytes_up_to(step))?;
+        // Settings changed after `step` are undone with the rows: the run goes on with those of its step.
+        let changes = read_changes(path);
+        if changes.iter().any(|c| c.step > step) {
+            let config = config_at(path, step)?;
+            let kept = changes.iter().filter(|c| c.step <= step).map(SettingChange::cells);
+            fsio::write(&path.join(CHANGES_FILE), &csv_bytes(SettingChange::COLUMNS, kept))?;
+            write_config(path, &config)?;
+        }
         let columns: Vec<&str> = table.header[3..].iter().map(String::as_str).collect();
         // Runs written before run.toml existed get one now.
         RunDir::open_for_rows(path, &columns)
@@ -237,19 +359,21 @@ impl RunDir {
 
     /// Appends one health event to `events.csv` (made with its header on the first).
     pub fn record_event(&self, event: &HealthEvent) -> Result<(), String> {
-        use std::io::Write;
-        let path = self.path.join(EVENTS_FILE);
-        let fresh = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, "open", e))?;
-        let bytes = match fresh {
-            true => csv_bytes(HealthEvent::COLUMNS, [event.cells()]),
-            false => csv_bytes(event.cells(), std::iter::empty()),
-        };
-        file.write_all(&bytes).map_err(|e| io_error(&path, "append to", e))
+        append_rows(&self.path.join(EVENTS_FILE), &HealthEvent::COLUMNS, [event.cells()])
+    }
+
+    /// Records settings changed while the run trains: appends them to `changes.csv` and writes `config`
+    /// (the settings now in force) as the run's `config.toml`.
+    pub fn record_changes(&self, changes: &[SettingChange], config: &RunConfig) -> Result<(), String> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        append_rows(
+            &self.path.join(CHANGES_FILE),
+            &SettingChange::COLUMNS,
+            changes.iter().map(SettingChange::cells),
+        )?;
+        write_config(&self.path, config)
     }
 
     /// The run in `path`, its `run.toml` made if missing and `metrics.csv` (already written) open for rows.
@@ -478,7 +602,7 @@ pub fn restore_newest(
 /// differ from the parent's only in settings that keep shapes). The child starts with the parent's metric
 /// rows up to `step`, so its curve continues the parent's; the parent is left as it was.
 pub fn fork(parent: &Path, step: u64, child: &Path, config: &RunConfig) -> Result<(), String> {
-    let parent_config = RunDir::read_config(parent)?;
+    let parent_config = config_at(parent, step)?;
     if let Some(key) = parent_config.restart_needed_for(config) {
         return Err(format!("a fork keeps the parent's shapes and data, but {key} differs"));
     }
@@ -493,6 +617,13 @@ pub fn fork(parent: &Path, step: u64, child: &Path, config: &RunConfig) -> Resul
         fs::copy(&source, checkpoint_path(made, step)).map_err(|e| io_error(&source, "copy", e))?;
         write_config(made, config)?;
         fsio::write(&made.join(METRICS_FILE), &metrics.bytes_up_to(step))?;
+        // The child's record of settings: the parent's up to the fork, then the fork's own edits.
+        let mut changes: Vec<SettingChange> = read_changes(parent).into_iter().filter(|c| c.step <= step).collect();
+        changes.extend(setting_changes(step, &parent_config, config));
+        if !changes.is_empty() {
+            let rows = changes.iter().map(SettingChange::cells);
+            fsio::write(&made.join(CHANGES_FILE), &csv_bytes(SettingChange::COLUMNS, rows))?;
+        }
         let meta = RunMeta {
             parent: Some(parent.to_path_buf()),
             fork_step: Some(step),
@@ -781,18 +912,26 @@ pub fn nearest_step(steps: &[u64], step: u64) -> Option<u64> {
         .min_by_key(|s| s.abs_diff(step))
 }
 
-/// Flattens a config into `section.key = value` pairs.
+/// Flattens a config into `section.key = value` pairs, values as shown to people (strings unquoted).
 pub fn flatten_config(config: &RunConfig) -> Vec<(String, String)> {
+    let mut out = config_literals(config);
+    for (_, value) in &mut out {
+        *value = value.trim_matches('"').to_string();
+    }
+    out
+}
+
+/// Flattens a config into `section.key` and its value as a TOML literal.
+fn config_literals(config: &RunConfig) -> Vec<(String, String)> {
     let tree = toml::Table::try_from(config).expect("a RunConfig always serializes");
     let mut out = Vec::new();
     for (section, table) in &tree {
         if let Some(table) = table.as_table() {
-            for (key, value) in table {
-                out.push((
-                    format!("{section}.{key}"),
-                    value.to_string().trim_matches('"').to_string(),
-                ));
-            }
+            out.extend(
+                table
+                    .iter()
+                    .map(|(key, value)| (format!("{section}.{key}"), value.to_string())),
+            );
         }
     }
     out
@@ -955,5 +1094,53 @@ mod tests {
         assert_eq!((step, restored), (20, Some(2.0)));
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("step-000030"), "{notes:?}");
+    }
+
+    #[test]
+    fn the_settings_of_any_step_are_recovered_from_the_recorded_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        let start = RunConfig::default();
+        let run = RunDir::create(path, &start, &["loss"]).unwrap();
+        let with = |config: &RunConfig, setting: &str| {
+            let mut changed = config.clone();
+            changed.set(setting).unwrap();
+            changed
+        };
+        let at_10 = with(&start, "optimizer.lr=1e-3");
+        let at_20 = with(&with(&at_10, "optimizer.lr=5e-4"), "model.kind=\"dcgan\"");
+        for (step, before, after) in [(10, &start, &at_10), (20, &at_10, &at_20)] {
+            run.record_changes(&setting_changes(step, before, after), after)
+                .unwrap();
+        }
+        assert_eq!(
+            RunDir::read_config(path).unwrap(),
+            at_20,
+            "config.toml holds the settings now"
+        );
+        assert_eq!(read_changes(path).len(), 3, "{:?}", read_changes(path));
+        assert_eq!(read_changes(path)[0].describe(), "optimizer.lr 0.0002 to 0.001");
+        for (step, expected) in [(0, &start), (9, &start), (10, &at_10), (19, &at_10), (25, &at_20)] {
+            assert_eq!(&config_at(path, step).unwrap(), expected, "at step {step}");
+        }
+
+        // A fork at 15 starts from the settings of 15 plus its own edit, and keeps the record up to there.
+        let child = path.with_extension("child");
+        fs::create_dir_all(path.join(CHECKPOINT_DIR)).unwrap();
+        fs::write(checkpoint_path(path, 15), b"weights").unwrap();
+        let forked = with(&at_10, "train.sample_every=7");
+        fork(path, 15, &child, &forked).unwrap();
+        let steps_keys: Vec<(u64, String)> = read_changes(&child).into_iter().map(|c| (c.step, c.key)).collect();
+        assert_eq!(
+            steps_keys,
+            [(10, "optimizer.lr".into()), (15, "train.sample_every".into())]
+        );
+        assert_eq!(config_at(&child, 12).unwrap(), at_10);
+        fs::remove_dir_all(&child).unwrap();
+
+        // Continuing from step 15 undoes the later changes on disk as well.
+        RunDir::reopen(path, 15).unwrap();
+        assert_eq!(RunDir::read_config(path).unwrap(), at_10);
+        assert_eq!(read_changes(path).len(), 1);
     }
 }

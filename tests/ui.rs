@@ -151,6 +151,39 @@ fn a_learning_rate_change_reaches_the_live_run() {
 }
 
 #[test]
+fn a_live_change_is_recorded_in_the_run_marked_on_the_curves_and_continue_resumes_with_it() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
+    start(&mut harness);
+    harness.get_by_label("D learning rate").set_value_accesskit(1e-3);
+    wait_until(&mut harness, "the worker to apply the new rate", |h| {
+        !h.state().run().history().changes().is_empty()
+    });
+    let change = harness.state().run().history().changes()[0].clone();
+    assert_eq!((change.key.as_str(), change.new.as_str()), ("optimizer.lr_d", "0.001"));
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    assert_eq!(gantry::runs::read_changes(&dir), [change]);
+    // The toolbar's Stop (the run list has one too).
+    harness
+        .query_all_by_role_and_label(Role::Button, "Stop")
+        .next()
+        .unwrap()
+        .click();
+    wait_until(&mut harness, "the stop", |h| state(h) == Some(RunState::Stopped));
+    drop(harness);
+
+    // A new workbench lists the run with the changed rate and continues it with that rate.
+    let mut reopened = browser_harness(runs.path());
+    reopened.get_by_label("Continue").click();
+    wait_until(&mut reopened, "the continued run", |h| {
+        h.state().run().applied_config().is_some()
+    });
+    assert_eq!(
+        reopened.state().run().applied_config().unwrap().optimizer.lr_d,
+        Some(1e-3)
+    );
+}
+
+#[test]
 fn a_shape_change_asks_for_a_restart_and_restart_applies_it() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     start(&mut harness);

@@ -81,7 +81,7 @@ fn a_live_hyperparameter_change_reaches_the_session_and_a_shape_change_is_refuse
     config.optimizer.lr = 0.0123;
     trainer.send(Command::SetConfig(Box::new(config.clone())));
     let applied = wait_for(&trainer, |e| {
-        if let Event::ConfigApplied(c) = e {
+        if let Event::ConfigApplied { config: c, .. } = e {
             Some(c.clone())
         } else {
             None
@@ -220,7 +220,7 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
             rollbacks.push(action.clone());
             finite_after = 0;
         }
-        Event::ConfigApplied(config) => last_lr = config.optimizer.lr,
+        Event::ConfigApplied { config, .. } => last_lr = config.optimizer.lr,
         Event::Metrics(row) if row.first_non_finite().is_none() => finite_after += 1,
         _ => {}
     });
@@ -240,6 +240,16 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
     );
     let recorded = gantry::runs::read_events(&dir);
     assert_eq!(recorded, rollbacks, "the events are in the run directory");
+    // Each remedy is on the record at the step the run went back to, and config.toml has the last rate.
+    let changes = gantry::runs::read_changes(&dir);
+    let lr_changes: Vec<u64> = changes
+        .iter()
+        .filter(|c| c.key == "optimizer.lr")
+        .map(|c| c.step)
+        .collect();
+    let rolled_to: Vec<u64> = rollbacks.iter().filter_map(|a| a.to_step).collect();
+    assert_eq!(lr_changes, rolled_to, "{changes:?}");
+    assert_eq!(gantry::runs::RunDir::read_config(&dir).unwrap().optimizer.lr, last_lr);
     let metrics = gantry::runs::read_metrics(&dir).unwrap();
     let steps: Vec<u64> = metrics.rows.iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "metrics.csv has each step once");

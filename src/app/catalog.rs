@@ -151,6 +151,7 @@ impl Reader {
                                     let mut history = RunHistory::default();
                                     metrics.rows.iter().for_each(|row| history.push(row));
                                     runs::read_events(&dir).into_iter().for_each(|e| history.push_event(e));
+                                    history.push_changes(runs::read_changes(&dir));
                                     history
                                 })
                             });

@@ -45,6 +45,9 @@ const PALETTE: [Color32; 3] = [
     Color32::from_rgb(80, 190, 110),
 ];
 
+/// The dotted lines where settings were changed while the run trained.
+const SETTING_CHANGE_COLOR: Color32 = Color32::from_rgb(120, 170, 255);
+
 /// Height of a plot's title row.
 const TITLE_HEIGHT: f32 = 22.0;
 const MIN_PLOT_HEIGHT: f32 = 140.0;
@@ -249,7 +252,8 @@ fn curve_plot(
                 points
             }
         };
-        // What the health checks did to the run in view, as vertical lines (described on hover).
+        // What the health checks did to the run in view, and its setting changes, as vertical lines (described
+        // on hover).
         if let Some((_, history)) = runs.first() {
             for event in history.events() {
                 if let Some(x) = history.x_at_step(axis, event.step) {
@@ -261,6 +265,18 @@ fn curve_plot(
                         VLine::new("", x)
                             .color(color.gamma_multiply(0.7))
                             .style(LineStyle::dashed_dense()),
+                    );
+                }
+            }
+            // Settings changed while it trained, one dotted line per step that had changes.
+            let mut changed_steps: Vec<u64> = history.changes().iter().map(|c| c.step).collect();
+            changed_steps.dedup();
+            for step in changed_steps {
+                if let Some(x) = history.x_at_step(axis, step) {
+                    plot.vline(
+                        VLine::new("", x)
+                            .color(SETTING_CHANGE_COLOR.gamma_multiply(0.7))
+                            .style(LineStyle::dotted_dense()),
                     );
                 }
             }
@@ -343,11 +359,15 @@ fn hover_readout(
             });
         }
     }
-    // A health event near the pointer (within a hundredth of the run) is described under the values.
+    // Health events and setting changes near the pointer (within a hundredth of the run) are described under
+    // the values.
     if let (Some((_, history)), Some(step)) = (runs.first(), hovered_step) {
         let near = (history.last_step().unwrap_or(0) / 100).max(1);
         for event in history.events().iter().filter(|e| e.step.abs_diff(step) <= near) {
             lines.push(format!("Health: {}", event.describe()));
+        }
+        for change in history.changes().iter().filter(|c| c.step.abs_diff(step) <= near) {
+            lines.push(format!("Changed at step {}: {}", change.step, change.describe()));
         }
     }
     (!lines.is_empty()).then(|| lines.join("\n"))

@@ -676,9 +676,19 @@ impl GantryApp {
             }
             Action::ForkAt(step) => {
                 if let Some(parent) = self.fleet.focus_dir().map(Path::to_path_buf) {
-                    let config = self.settings.config.clone();
-                    let outcome = self.lifecycle.fork(&mut self.fleet, parent, step, config);
-                    self.apply(outcome);
+                    // Unedited settings fork with those in force at that step; edited ones are the user's choice.
+                    let edited = self.fleet.focused().applied_config() != Some(&self.settings.config);
+                    let config = match edited {
+                        true => Ok(self.settings.config.clone()),
+                        false => runs::config_at(&parent, step),
+                    };
+                    match config {
+                        Ok(config) => {
+                            let outcome = self.lifecycle.fork(&mut self.fleet, parent, step, config);
+                            self.apply(outcome);
+                        }
+                        Err(message) => self.notice = Some(message),
+                    }
                 }
             }
             Action::RevertDraft => {

@@ -7,6 +7,7 @@
 //! block. The TensorBoard-style smoothed copy is not stored: it is recomputed over the drawn range from EMA
 //! states kept every few hundred values.
 
+use crate::runs::SettingChange;
 use crate::train::health::HealthEvent;
 use crate::train::MetricRow;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct RunHistory {
     smoothing: f64,
     /// What the health checks did (warned, paused, rolled back), oldest first: marked on the curves.
     events: Vec<HealthEvent>,
+    /// Settings changed while the run trained, oldest first: marked on the curves.
+    changes: Vec<SettingChange>,
 }
 
 /// The values of one metric; sparse metrics (held-out losses) have fewer values than the history has rows.
@@ -212,6 +215,7 @@ impl RunHistory {
         for series in &mut self.series {
             series.truncate_rows(rows);
         }
+        self.changes.retain(|c| c.step <= step);
     }
 
     pub fn push_event(&mut self, event: HealthEvent) {
@@ -221,6 +225,15 @@ impl RunHistory {
     /// What the health checks did, oldest first.
     pub fn events(&self) -> &[HealthEvent] {
         &self.events
+    }
+
+    pub fn push_changes(&mut self, changes: impl IntoIterator<Item = SettingChange>) {
+        self.changes.extend(changes);
+    }
+
+    /// The settings changed while the run trained, oldest first.
+    pub fn changes(&self) -> &[SettingChange] {
+        &self.changes
     }
 
     /// Where on `axis` the row of `step` lies (the nearest row at or before it), if there is one.

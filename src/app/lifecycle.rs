@@ -100,7 +100,7 @@ impl Lifecycle {
                 ..Outcome::default()
             };
         }
-        let config = match runs::RunDir::read_config(&dir) {
+        let config = match runs::config_to_continue(&dir) {
             Ok(config) => config,
             Err(message) => return Outcome::notice(message),
         };

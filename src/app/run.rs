@@ -165,6 +165,7 @@ impl TrainingRun {
                         .into_iter()
                         .filter(|e| e.step <= info.step)
                         .for_each(|e| self.history.push_event(e));
+                    self.history.push_changes(runs::read_changes(dir));
                 }
                 self.info = Some(*info);
                 self.progress = None;
@@ -177,7 +178,8 @@ impl TrainingRun {
                     self.snapshot_version += 1;
                 }
             }
-            Event::ConfigApplied(config) => {
+            Event::ConfigApplied { config, changes } => {
+                self.history.push_changes(changes);
                 if !self.config_in_flight {
                     self.own_change = Some((*config).clone());
                     self.sent_config = Some((*config).clone());

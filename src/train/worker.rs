@@ -12,7 +12,7 @@ use crate::grid::ImageGrid;
 use crate::models::NetSummary;
 use crate::quality::evaluator::{Evaluator, Reply};
 use crate::quality::features::FeatureInfo;
-use crate::runs::{self, GridKind, RunDir, RunStatus};
+use crate::runs::{self, GridKind, RunDir, RunStatus, SettingChange};
 use candle_core::Tensor;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 use std::collections::{HashMap, VecDeque};
@@ -96,7 +96,12 @@ pub enum Event {
     Snapshot {
         step: u64,
     },
-    ConfigApplied(Box<RunConfig>),
+    /// The run took new settings (a live edit, a health remedy): all of them, and the ones that changed (also
+    /// recorded in the run's `changes.csv` and `config.toml`).
+    ConfigApplied {
+        config: Box<RunConfig>,
+        changes: Vec<SettingChange>,
+    },
     CheckpointSaved {
         step: u64,
         path: PathBuf,
@@ -223,6 +228,7 @@ impl Trainer {
             steps_done: 0,
             panic_at_step: options.panic_at_step,
             monitor: Monitor::new(),
+            changes: Vec::new(),
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
             cache_dir: options
@@ -333,6 +339,9 @@ struct Worker {
     steps_done: u64,
     panic_at_step: Option<u64>,
     monitor: Monitor,
+    /// The settings changed so far (as in the run's `changes.csv`), so a rollback can tell those in force
+    /// at its step.
+    changes: Vec<SettingChange>,
     /// In-memory snapshots (step, everything a checkpoint holds), oldest first.
     snapshots: VecDeque<(u64, HashMap<String, Tensor>)>,
     /// The step the last automatic rollback went back to, and how many in a row went there.
@@ -594,10 +603,13 @@ impl Worker {
                     }
                     Command::Step(_) => {}
                     Command::Stop => break,
-                    Command::SetConfig(config) => match session.apply(*config) {
-                        Ok(()) => self.emit(Event::ConfigApplied(Box::new(session.config().clone()))),
-                        Err(message) => self.emit(Event::Problem(Problem::Refused(message))),
-                    },
+                    Command::SetConfig(config) => {
+                        let before = session.config().clone();
+                        match session.apply(*config) {
+                            Ok(()) => self.settings_changed(&session, &before),
+                            Err(message) => self.emit(Event::Problem(Problem::Refused(message))),
+                        }
+                    }
                     // Unsaved grids cannot fail to write.
                     Command::RequestSamples => {
                         let _ = self.publish(&session, false);
@@ -660,7 +672,15 @@ impl Worker {
                     self.emit(Event::Problem(Problem::Warning(note)));
                 }
                 self.last_checkpoint = Some(step);
-                RunDir::reopen(dir, step)?
+                let reopened = RunDir::reopen(dir, step)?;
+                // Settings given for the continuation (e.g. `--set` with `--resume`) go on the record.
+                let stored = RunDir::read_config(dir)?;
+                reopened.record_changes(
+                    &runs::setting_changes(step, &stored, session.config()),
+                    session.config(),
+                )?;
+                self.changes = runs::read_changes(dir);
+                reopened
             } else {
                 let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
                 RunDir::create(dir, session.config(), &columns)?
@@ -864,14 +884,13 @@ impl Worker {
                 event.action = "rollback".into();
                 event.to_step = Some(to);
                 event.detail = format!("applied: {}", remedy.summary);
-                match self
-                    .roll_back(session, event)
-                    .and_then(|()| session.apply(remedy.config))
-                {
-                    Ok(()) => {
-                        self.emit(Event::ConfigApplied(Box::new(session.config().clone())));
-                        Trouble::RolledBack
-                    }
+                match self.roll_back(session, event).and_then(|()| {
+                    let before = session.config().clone();
+                    session.apply(remedy.config)?;
+                    self.settings_changed(session, &before);
+                    Ok(())
+                }) {
+                    Ok(()) => Trouble::RolledBack,
                     Err(message) => Trouble::Paused(format!("{}: rolling back failed: {message}", rule.label())),
                 }
             }
@@ -895,6 +914,22 @@ impl Worker {
     }
 
     /// Writes a health event to the run directory and reports it.
+    /// Records the settings that differ from `before` as changed at this step (in the run directory too) and
+    /// tells the UI.
+    fn settings_changed(&mut self, session: &Session, before: &RunConfig) {
+        let changes = runs::setting_changes(session.step_count(), before, session.config());
+        if let Some(dir) = &self.run_dir {
+            if let Err(message) = dir.record_changes(&changes, session.config()) {
+                self.emit(Event::Problem(Problem::Warning(message)));
+            }
+        }
+        self.changes.extend(changes.iter().cloned());
+        self.emit(Event::ConfigApplied {
+            config: Box::new(session.config().clone()),
+            changes,
+        });
+    }
+
     fn record(&self, event: HealthEvent) {
         if let Some(dir) = &self.run_dir {
             if let Err(message) = dir.record_event(&event) {
@@ -927,6 +962,11 @@ impl Worker {
         if let Some(dir) = &mut self.run_dir {
             dir.rewind(to)?;
         }
+        // The run keeps the settings it has now: changes made after `to` are recorded again, at `to`.
+        let split = self.changes.partition_point(|c| c.step <= to);
+        let at_to = runs::undo_changes(session.config(), &self.changes[split..])?;
+        self.changes.truncate(split);
+        self.settings_changed(session, &at_to);
         self.last_checkpoint = self.last_checkpoint.filter(|s| *s <= to);
         self.steps_done = to;
         self.monitor.rewind();
