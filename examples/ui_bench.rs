@@ -46,6 +46,7 @@ fn frame_time_with_a_million_points() -> Duration {
             history.set_smoothing(settings.smoothing);
             let overlay = Overlay {
                 label: "run".into(),
+                details: "run".into(),
                 history,
             };
             view.show(ui, &[overlay], settings);

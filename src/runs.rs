@@ -937,7 +937,34 @@ fn config_literals(config: &RunConfig) -> Vec<(String, String)> {
     out
 }
 
-/// For each config, the settings on which the configs do not all agree (what tells sibling runs apart).
+/// Settings that say how long a run goes and how it is watched (budgets, intervals, the quality metric, the
+/// health snapshots), not how it learns: they do not tell runs apart for a comparison.
+pub fn is_bookkeeping(key: &str) -> bool {
+    key.starts_with("quality.")
+        || matches!(
+            key,
+            "train.steps"
+                | "train.sample_every"
+                | "train.eval_every"
+                | "train.checkpoint_every"
+                | "train.grid_size"
+                | "health.every"
+                | "health.snapshot_every"
+                | "health.snapshots"
+        )
+}
+
+/// For each config, the settings that affect learning on which the configs do not all agree (what tells
+/// sibling runs apart).
+pub fn learning_differences(configs: &[&RunConfig]) -> Vec<Vec<(String, String)>> {
+    let mut differences = config_differences(configs);
+    for run in &mut differences {
+        run.retain(|(key, _)| !is_bookkeeping(key));
+    }
+    differences
+}
+
+/// For each config, the settings on which the configs do not all agree.
 pub fn config_differences(configs: &[&RunConfig]) -> Vec<Vec<(String, String)>> {
     let flat: Vec<HashMap<String, String>> = configs
         .iter()
@@ -972,6 +999,14 @@ mod tests {
         let diffs = config_differences(&[&a, &b]);
         assert_eq!(diffs[0], vec![("optimizer.lr".to_string(), "0.0002".to_string())]);
         assert_eq!(diffs[1], vec![("optimizer.lr".to_string(), "0.001".to_string())]);
+        // Budgets and intervals differ too, but only the learning rate tells the runs apart for learning.
+        b.train.steps += 100;
+        b.train.checkpoint_every += 5;
+        assert_eq!(config_differences(&[&a, &b])[1].len(), 3);
+        assert_eq!(
+            learning_differences(&[&a, &b])[1],
+            vec![("optimizer.lr".to_string(), "0.001".to_string())]
+        );
     }
 
     #[test]

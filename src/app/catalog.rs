@@ -309,7 +309,7 @@ impl Catalog {
         for key in keys {
             let members: Vec<usize> = (0..runs.len()).filter(|i| sibling_key(&runs[*i]) == key).collect();
             let configs: Vec<_> = members.iter().map(|i| &runs[*i].summary.config).collect();
-            let differences = runs::config_differences(&configs);
+            let differences = runs::learning_differences(&configs);
             for (i, difference) in members.into_iter().zip(differences) {
                 runs[i].differences = difference;
             }

@@ -62,7 +62,10 @@ pub struct CurvesView {
 
 /// One run's curves in the plots, with the label that tells it from the others.
 pub struct Overlay<'a> {
+    /// The settings that set it apart from the other runs drawn (its name when none do).
     pub label: String,
+    /// Its name and every setting that differs, for the legend's hover.
+    pub details: String,
     pub history: &'a RunHistory,
 }
 
@@ -85,6 +88,9 @@ impl CurvesView {
         let runs: Vec<(&str, &RunHistory)> = overlays.iter().map(|o| (o.label.as_str(), o.history)).collect();
         let groups = plot_groups(&runs);
         controls(ui, settings, &groups);
+        if overlays.len() > 1 {
+            run_legend(ui, overlays);
+        }
         let shown: Vec<_> = groups
             .iter()
             .filter(|(title, _)| !settings.hidden.contains(title))
@@ -129,6 +135,22 @@ impl CurvesView {
         let metric = history.metric_names().find(|m| history.count(m) > 0)?;
         history.readout(metric, settings.x_axis, x).map(|r| r.step)
     }
+}
+
+/// One line above the plots naming each overlaid run in its colour (the full differences on hover), and how
+/// the line styles tell a plot's metrics apart.
+fn run_legend(ui: &mut Ui, overlays: &[Overlay<'_>]) {
+    ui.horizontal_wrapped(|ui| {
+        for (run, overlay) in overlays.iter().enumerate() {
+            let color = RUN_PALETTE[run % RUN_PALETTE.len()];
+            let (swatch, painter) = ui.allocate_painter(Vec2::new(18.0, 12.0), egui::Sense::hover());
+            let y = swatch.rect.center().y;
+            painter.hline(swatch.rect.x_range(), y, egui::Stroke::new(2.5, color));
+            ui.label(egui::RichText::new(&overlay.label).color(color))
+                .on_hover_text(&overlay.details);
+        }
+        ui.weak("| in each plot: 1st metric solid, 2nd dashed, 3rd dotted");
+    });
 }
 
 /// The plots these runs need: the known groups with any recorded metric, then one per other metric.
@@ -200,11 +222,15 @@ fn curve_plot(
     let mut plot = Plot::new(title)
         .width(size.x)
         .height(size.y - TITLE_HEIGHT)
+        // Overlaid runs share one legend entry per metric (their colours are in the run legend above).
         .legend(
             Legend::default()
                 .position(Corner::RightTop)
                 .follow_insertion_order(true)
-                .color_conflict_handling(ColorConflictHandling::PickLast),
+                .color_conflict_handling(match runs.len() > 1 {
+                    true => ColorConflictHandling::RemoveColor,
+                    false => ColorConflictHandling::PickLast,
+                }),
         )
         .x_axis_label(match axis {
             XAxis::Step => "step",
@@ -282,7 +308,7 @@ fn curve_plot(
             }
         }
         let overlaid = runs.len() > 1;
-        for (run, (label, history)) in runs.iter().enumerate() {
+        for (run, (_, history)) in runs.iter().enumerate() {
             for (index, metric) in metrics.iter().enumerate() {
                 // One run: a colour per metric. Several: a colour per run, and metrics told apart by dashes.
                 let (color, style) = if overlaid {
@@ -291,11 +317,7 @@ fn curve_plot(
                 } else {
                     (PALETTE[index % PALETTE.len()], LineStyle::Solid)
                 };
-                let name = if overlaid {
-                    format!("{label}: {metric}")
-                } else {
-                    metric.clone()
-                };
+                let name = metric.clone();
                 let metric = metric.as_str();
                 if history.smoothing() > 0.0 {
                     let raw = scale(history.points(metric, Curve::Raw, axis, view, columns));

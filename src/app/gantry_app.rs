@@ -516,26 +516,31 @@ impl GantryApp {
             })
             .collect();
         let configs: Vec<&RunConfig> = drawn.iter().map(|(_, config, _)| *config).collect();
+        let all_differences = runs::config_differences(&configs);
         let overlays: Vec<Overlay<'_>> = drawn
             .iter()
-            .zip(runs::config_differences(&configs))
-            .map(|((dir, _, history), differences)| {
+            .zip(runs::learning_differences(&configs))
+            .zip(all_differences)
+            .map(|(((dir, _, history), differences), all)| {
+                let name = catalog
+                    .find(dir)
+                    .map_or_else(|| runs::dir_name(dir), |r| r.name().to_string());
                 let label = match describe(&differences) {
-                    described if described.is_empty() => catalog
-                        .find(dir)
-                        .map_or_else(|| runs::dir_name(dir), |r| r.name().to_string()),
+                    described if described.is_empty() => name.clone(),
                     described => described,
                 };
-                Overlay { label, history }
+                let mut details = vec![name];
+                details.extend(all.iter().map(|(key, value)| format!("{key} = {value}")));
+                Overlay {
+                    label,
+                    details: details.join("\n"),
+                    history,
+                }
             })
             .collect();
         self.shown_curves = overlays.iter().map(|o| o.label.clone()).collect();
         if overlays.is_empty() {
             return None;
-        }
-        if overlays.len() > 1 {
-            let labels: Vec<&str> = overlays.iter().map(|o| o.label.as_str()).collect();
-            ui.label(format!("Comparing {}", labels.join(" vs ")));
         }
         self.curves.show(ui, &overlays, &mut self.settings.curves)
     }
