@@ -696,6 +696,34 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
 }
 
 #[test]
+fn a_new_run_is_listed_under_a_filter_and_ticked_runs_of_another_model_are_not_overlaid() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "mlp-baseline", &[]);
+    let mut harness = browser_harness(runs.path());
+    harness.get_by_role_and_label(Role::CheckBox, "mlp-baseline").click();
+    harness.get_by_label("Filter").focus();
+    harness.get_by_label("Filter").type_text("mlp-baseline");
+    harness.run_steps(2);
+
+    // The default preset is a DCGAN: another model than the ticked run.
+    start(&mut harness);
+    settle(&mut harness);
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!name.contains("mlp-baseline"), "{name}");
+    run_name(&harness, &name);
+    assert_eq!(
+        harness.state().shown_curves().len(),
+        1,
+        "{:?}",
+        harness.state().shown_curves()
+    );
+    assert!(harness
+        .query_by_label_contains("1 ticked run(s) not overlaid")
+        .is_some());
+}
+
+#[test]
 fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     let runs = tempfile::tempdir().unwrap();
     trained_run(runs.path(), "first-try", &["optimizer.lr=2e-4"]);

@@ -173,7 +173,7 @@ impl RunBrowser {
             let label = ui.label("Filter");
             ui.add(TextEdit::singleline(&mut settings.filter).desired_width(140.0))
                 .labelled_by(label.id)
-                .on_hover_text("Name, tag, model, dataset, status or setting");
+                .on_hover_text("Name, tag, model, dataset, status or setting; runs that are training always show");
             let label = ui.label("Metric");
             ui.add(
                 TextEdit::singleline(&mut settings.metric)
@@ -520,7 +520,8 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                 live: live.is_some_and(|l| l.takes_commands() || l.is_queued()),
             }
         })
-        .filter(|row| filter.is_empty() || haystack(row).contains(&filter))
+        // Runs that train (or wait to) always show, so a filter set for an earlier sweep never hides a new run.
+        .filter(|row| row.live || filter.is_empty() || haystack(row).contains(&filter))
         .collect();
     rows.sort_by(|a, b| {
         let order = compare(a, b, &settings.sort);

@@ -442,10 +442,23 @@ impl GantryApp {
         actions.extend(self.pictures_panel(ui));
         let focus = self.fleet.focus_dir().map(Path::to_path_buf);
         let mut dirs: Vec<PathBuf> = focus.iter().cloned().collect();
+        // Ticked runs overlay the run in view only when they train the same model on the same data.
+        let mut not_comparable = 0;
         for dir in listed(&self.catalog, &self.selection) {
-            if !dirs.iter().any(|d| d == dir) {
-                dirs.push(dir.to_path_buf());
+            let comparable = match (dirs.first(), self.run_config(dir)) {
+                (Some(first), Some(config)) => self.run_config(first).is_none_or(|c| same_experiment(c, config)),
+                _ => true,
+            };
+            match comparable {
+                true if !dirs.iter().any(|d| d == dir) => dirs.push(dir.to_path_buf()),
+                true => {}
+                false => not_comparable += 1,
             }
+        }
+        if not_comparable > 0 {
+            ui.weak(format!(
+                "{not_comparable} ticked run(s) not overlaid: another model or data set than the run in view."
+            ));
         }
         let clicked = self.curves(ui, &dirs);
         if let (Some(step), Some(dir)) = (clicked, &focus) {
@@ -852,6 +865,11 @@ impl eframe::App for GantryApp {
 }
 
 /// The settings of the run in `dir`: as its worker last confirmed them, else as written to disk.
+/// Whether two runs' curves compare: the same kind of model on the same data.
+fn same_experiment(a: &RunConfig, b: &RunConfig) -> bool {
+    a.model.kind == b.model.kind && a.data.source == b.data.source
+}
+
 fn run_config<'a>(fleet: &'a Fleet, catalog: &'a Catalog, dir: &Path) -> Option<&'a RunConfig> {
     match fleet.get(dir).and_then(TrainingRun::applied_config) {
         Some(config) => Some(config),
