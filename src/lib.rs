@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod errors;
 pub mod footprint;
 pub mod fsio;
 pub mod grid;

@@ -723,6 +723,49 @@ fn a_new_run_is_listed_under_a_filter_and_ticked_runs_of_another_model_are_not_o
         .is_some());
 }
 
+/// Backtraces are captured as `RUST_BACKTRACE` said when the process first asked, so this test runs itself
+/// again in a child process with it set, where the checks run.
+#[test]
+fn a_failure_shows_its_message_without_a_backtrace_when_rust_backtrace_is_set() {
+    const CHILD: &str = "GANTRY_TEST_WITH_BACKTRACES";
+    if std::env::var_os(CHILD).is_none() {
+        let name = "a_failure_shows_its_message_without_a_backtrace_when_rust_backtrace_is_set";
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && log.contains("1 passed"), "{log}");
+        return;
+    }
+    // A run whose checkpoints are another model's: continuing it fails on every one.
+    let runs = tempfile::tempdir().unwrap();
+    let run = trained_run(runs.path(), "mismatched", &[]);
+    let other = trained_run(runs.path(), "other-shape", &["model.hidden=[64]"]);
+    for step in gantry::runs::checkpoint_steps(&run) {
+        let [to, from] = [&run, &other].map(|dir| gantry::runs::checkpoint_path(dir, step));
+        std::fs::copy(from, to).unwrap();
+    }
+    std::fs::remove_dir_all(&other).unwrap();
+    let mut harness = browser_harness(runs.path());
+    harness.get_by_label("Continue").click();
+    wait_until(&mut harness, "the failure", |h| {
+        h.query_all_by_label_contains("no checkpoint could be read")
+            .next()
+            .is_some()
+    });
+    for node in harness.query_all_by_label_contains("no checkpoint could be read") {
+        let shown = node.accesskit_node().value().unwrap_or_default();
+        assert!(shown.contains("shape"), "the cause is named: {shown}");
+        assert!(
+            !shown.contains(".rs:") && !shown.contains('\n'),
+            "no backtrace: {shown}"
+        );
+    }
+}
+
 #[test]
 fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     let runs = tempfile::tempdir().unwrap();

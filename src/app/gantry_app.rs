@@ -798,7 +798,7 @@ impl GantryApp {
 
     /// Shows what a lifecycle operation reports: its notice, the run to view and the runs to tick.
     fn apply(&mut self, outcome: Outcome) {
-        self.notice = outcome.notice;
+        self.notice = outcome.notice.map(|n| crate::errors::without_backtrace(&n));
         if let Some((dir, config)) = outcome.view {
             // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
             self.settings.config = config;

@@ -30,7 +30,7 @@ impl LaunchCheck {
     /// What `config` costs when it can start, else why not. Cheap when the config did not change.
     pub fn check(&mut self, config: &RunConfig) -> &Verdict {
         if self.checked.as_ref().is_none_or(|(checked, _)| checked != config) {
-            let result = self.run(config);
+            let result = self.run(config).map_err(|e| crate::errors::without_backtrace(&e));
             self.checked = Some((config.clone(), result));
         }
         &self.checked.as_ref().expect("just checked").1

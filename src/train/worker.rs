@@ -161,6 +161,17 @@ impl Problem {
     pub fn is_fatal(&self) -> bool {
         matches!(self, Problem::Fatal(_))
     }
+
+    /// The same problem, its message without backtrace frames.
+    fn plain(self) -> Problem {
+        let plain = |m: String| crate::errors::without_backtrace(&m);
+        match self {
+            Problem::Refused(m) => Problem::Refused(plain(m)),
+            Problem::Warning(m) => Problem::Warning(plain(m)),
+            Problem::Halted(m) => Problem::Halted(plain(m)),
+            Problem::Fatal(m) => Problem::Fatal(plain(m)),
+        }
+    }
 }
 
 /// The newest pictures of a run.
@@ -398,6 +409,10 @@ enum Mode {
 
 impl Worker {
     fn emit(&self, event: Event) {
+        let event = match event {
+            Event::Problem(problem) => Event::Problem(problem.plain()),
+            other => other,
+        };
         let _ = self.events.send(event);
         (self.waker)();
     }
