@@ -290,6 +290,31 @@ fn an_impossible_combination_disables_start_and_says_why() {
 }
 
 #[test]
+fn the_wheel_over_the_toy_data_preview_leaves_its_view_alone() {
+    let (mut harness, _runs) = workbench("mlp-gan-ring", |_| {});
+    let id = egui::Id::unique(gantry::app::data_panel::DATA_PREVIEW_PLOT);
+    wait_until(&mut harness, "the preview", |h| {
+        egui_plot::PlotMemory::load(&h.ctx, id).is_some()
+    });
+    harness.run_steps(2);
+    let before = egui_plot::PlotMemory::load(&harness.ctx, id).unwrap();
+    let center = before.transform().frame().center();
+    harness.event(egui::Event::PointerMoved(center));
+    for modifiers in [egui::Modifiers::NONE, egui::Modifiers::COMMAND] {
+        harness.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Line,
+            delta: egui::vec2(0.0, 3.0),
+            modifiers,
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+        });
+        harness.run_steps(2);
+    }
+    let after = egui_plot::PlotMemory::load(&harness.ctx, id).unwrap();
+    assert_eq!(after.bounds(), before.bounds());
+}
+
+#[test]
 fn data_that_cannot_load_is_named_and_blocks_start() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.data.source = "toy:nope".into());
     wait_until(&mut harness, "the data preview", |h| {

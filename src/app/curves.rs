@@ -203,6 +203,8 @@ fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<St
                 }
             }
         }
+        ui.separator();
+        ui.weak("Plots: drag to pan, Ctrl+scroll to zoom, double-click to reset");
     });
     ui.add_space(4.0);
 }

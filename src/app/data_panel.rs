@@ -110,7 +110,8 @@ impl DataPanel {
                     self.preview
                         .show(ui, grid, preview_version, &mut GridZoom::default(), space);
                 } else if let Some(points) = &preview.points {
-                    ScatterView::show(ui, "data-preview", points, None, Vec2::splat(space.x.min(space.y)));
+                    let size = Vec2::splat(space.x.min(space.y));
+                    ScatterView::show(ui, DATA_PREVIEW_PLOT, points, None, size, false);
                 }
                 for note in &preview.summary.notes {
                     ui.weak(note);
@@ -175,6 +176,9 @@ fn generated(source: &str) -> bool {
 fn takes_size(source: &str) -> bool {
     matches!(DataSpec::parse(source), Ok(DataSpec::Shapes | DataSpec::Folder(_)))
 }
+
+/// The id of the toy data's preview plot.
+pub const DATA_PREVIEW_PLOT: &str = "data-preview";
 
 /// `downloading train-images: 45%`, or the megabytes so far when the total is unknown.
 pub fn describe_progress((what, done, total): &Progress) -> String {

@@ -13,7 +13,7 @@ pub mod catalog;
 mod compare;
 mod controls;
 pub mod curves;
-mod data_panel;
+pub mod data_panel;
 mod data_preview;
 mod experiment_panel;
 mod fleet;

@@ -88,12 +88,27 @@ pub struct ScatterView;
 const SCATTER_EXTENT: f64 = 1.3;
 
 impl ScatterView {
-    /// `model` is the model's points and their legend name.
-    pub fn show(ui: &mut Ui, id: &str, real: &[[f32; 2]], model: Option<(&str, &[[f32; 2]])>, size: Vec2) {
+    /// `model` is the model's points and their legend name. A zoomable view pans by dragging and zooms with
+    /// Ctrl+scroll (and says so, with how to reset); one that is not (a preview in a scrolling panel) leaves
+    /// the pointer and the wheel to the panel. The plot's memory is under `Id::unique(id)`.
+    pub fn show(
+        ui: &mut Ui,
+        id: &str,
+        real: &[[f32; 2]],
+        model: Option<(&str, &[[f32; 2]])>,
+        size: Vec2,
+        zoomable: bool,
+    ) {
         let to_plot = |points: &[[f32; 2]]| points.iter().map(|p| [p[0] as f64, p[1] as f64]).collect::<Vec<_>>();
+        let height = if zoomable { size.y - 18.0 } else { size.y };
         Plot::new(id)
+            .id(egui::Id::unique(id))
             .width(size.x)
-            .height(size.y)
+            .height(height)
+            .allow_scroll(false)
+            .allow_zoom(zoomable)
+            .allow_drag(zoomable)
+            .allow_boxed_zoom(zoomable)
             .data_aspect(1.0)
             .default_x_bounds(-SCATTER_EXTENT, SCATTER_EXTENT)
             .default_y_bounds(-SCATTER_EXTENT, SCATTER_EXTENT)
@@ -109,6 +124,9 @@ impl ScatterView {
                     plot.points(Points::new(name, to_plot(points)).radius(1.5).color(orange));
                 }
             });
+        if zoomable {
+            ui.weak("Drag to pan, Ctrl+scroll to zoom, double-click to reset");
+        }
     }
 }
 
@@ -193,7 +211,7 @@ impl PicturesPanel {
             };
             ui.heading(format!("Real vs {name}, step {}", snapshot.step));
             let size = Vec2::splat(share.x.min(share.y));
-            ScatterView::show(ui, "scatter", &points.real, Some((name, &points.generated)), size);
+            ScatterView::show(ui, "scatter", &points.real, Some((name, &points.generated)), size, true);
         }
         if let Some(grid) = snapshot.samples {
             ui.heading(format!("Samples, step {}", snapshot.step));
