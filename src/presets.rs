@@ -30,6 +30,18 @@ pub fn preset(name: &str) -> Result<RunConfig, String> {
     RunConfig::from_toml(text).map_err(|e| format!("preset {name}: {e}"))
 }
 
+/// The shipped preset whose settings are exactly `config` (none for edited settings or another run's).
+pub fn matching(config: &RunConfig) -> Option<&'static str> {
+    static PARSED: std::sync::OnceLock<Vec<(&'static str, RunConfig)>> = std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        PRESETS
+            .iter()
+            .map(|(name, _)| (*name, preset(name).expect("shipped presets are valid")))
+            .collect()
+    });
+    parsed.iter().find(|(_, c)| c == config).map(|(name, _)| *name)
+}
+
 /// A preset's one-line description: its first comment line.
 pub fn description(text: &str) -> &str {
     text.lines().find_map(|l| l.strip_prefix("# ")).unwrap_or("")
@@ -46,5 +58,9 @@ mod tests {
             assert!(!description(text).is_empty(), "{name} has no description");
         }
         assert!(preset("nope").unwrap_err().contains("dcgan-digits"));
+        let mut edited = preset("vae-digits").unwrap();
+        assert_eq!(matching(&edited), Some("vae-digits"));
+        edited.optimizer.lr *= 2.0;
+        assert_eq!(matching(&edited), None);
     }
 }

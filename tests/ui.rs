@@ -184,6 +184,49 @@ fn a_live_change_is_recorded_in_the_run_marked_on_the_curves_and_continue_resume
 }
 
 #[test]
+fn a_finished_run_offers_no_resume_step_or_stop_until_its_budget_is_raised() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 6;
+        s.config.train.sample_every = 4;
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    harness.run_steps(2);
+    let toolbar_stop = |h: &Harness<'_, GantryApp>| {
+        let stop = h.query_all_by_role_and_label(Role::Button, "Stop").next().unwrap();
+        !stop.accesskit_node().is_disabled()
+    };
+    assert!(!enabled(&harness, "Resume") && !enabled(&harness, "Step") && !toolbar_stop(&harness));
+    assert!(
+        harness.query_by_label_contains("Custom settings").is_some(),
+        "no preset is named now"
+    );
+
+    harness.get_by_label("D learning rate").set_value_accesskit(1e-3);
+    harness.run_steps(3);
+    assert!(harness.query_by_label_contains("The run has finished").is_some());
+    assert!(harness.query_by_label_contains("The run is paused").is_none());
+
+    // A raised budget lets it train on; after a Step the filmstrip names the step the grids show.
+    harness.get_by_label("Step budget").set_value_accesskit(8.0);
+    harness.run_steps(2);
+    assert!(enabled(&harness, "Resume") && enabled(&harness, "Step"));
+    harness.get_by_label("Step").click();
+    wait_until(&mut harness, "the step", |h| {
+        h.state().run().snapshot().is_some_and(|s| s.step == 7)
+    });
+    harness.run_steps(3);
+    assert!(harness.query_by_label_contains("Samples, step 7").is_some());
+    // Step 7 has no saved grid: the slider sits one past the saved ones, on the live grids.
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    let saved = gantry::runs::grid_steps(&dir, GridKind::Samples);
+    assert!(!saved.contains(&7), "{saved:?}");
+    let slider = harness.get_by_role_and_label(Role::Slider, "Filmstrip step");
+    assert_eq!(slider.accesskit_node().numeric_value(), Some(saved.len() as f64));
+}
+
+#[test]
 fn a_shape_change_asks_for_a_restart_and_restart_applies_it() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     start(&mut harness);

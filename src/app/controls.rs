@@ -140,6 +140,7 @@ impl Controls {
                 live: true,
                 fork: fork.clone(),
             },
+            // A finished run trains on only once its step budget is raised; there is nothing to stop.
             Some(RunState::Finished) => Controls {
                 start: launch,
                 pause_resume: if budget > run.step() {
@@ -147,11 +148,14 @@ impl Controls {
                 } else {
                     PauseResume::Disabled {
                         label: "Resume",
-                        reason: "raise the step budget to continue".into(),
+                        reason: "the run reached its step budget: raise Steps to train on".into(),
                     }
                 },
-                step: Ok(()),
-                stop: true,
+                step: match budget > run.step() {
+                    true => Ok(()),
+                    false => Err("the run reached its step budget: raise Steps to train on".into()),
+                },
+                stop: false,
                 reset: true,
                 live: true,
                 fork: fork.clone(),

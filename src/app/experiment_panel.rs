@@ -19,9 +19,13 @@ impl ExperimentPanel {
             let label = ui.label("Preset");
             ui.label_inputs_by(label.id, |ui| preset_picker(ui, settings));
         });
-        if let Some((_, text)) = PRESETS.iter().find(|(name, _)| *name == settings.preset) {
-            ui.weak(presets::description(text));
-        }
+        match PRESETS
+            .iter()
+            .find(|(name, _)| Some(*name) == presets::matching(&settings.config))
+        {
+            Some((_, text)) => ui.weak(presets::description(text)),
+            None => ui.weak("Custom settings: edited, or another run's. Pick a preset to start from one."),
+        };
         let model = &mut settings.config.model;
         ui.horizontal(|ui| {
             let label = ui.label("Family");
@@ -59,12 +63,14 @@ impl ExperimentPanel {
 
 fn preset_picker(ui: &mut Ui, settings: &mut Settings) {
     let mut chosen = None;
+    // The box names a preset only while the settings in view are exactly that preset's.
+    let shown = presets::matching(&settings.config);
     ComboBox::from_id_salt("preset")
-        .selected_text(settings.preset.as_str())
+        .selected_text(shown.unwrap_or("custom"))
         .show_ui(ui, |ui| {
             for (name, text) in PRESETS {
                 let response = ui
-                    .selectable_label(settings.preset == name, name)
+                    .selectable_label(shown == Some(name), name)
                     .on_hover_text(presets::description(text));
                 if response.clicked() {
                     chosen = Some(name);

@@ -432,7 +432,11 @@ impl GantryApp {
                 }
             }),
             ConfigSync::Held => {
-                ui.weak("The run is paused: changed settings apply when it resumes, or press Fork to try them in a new run from here.");
+                ui.weak(match self.fleet.focused().state() {
+                    Some(RunState::Finished) => "The run has finished: changed settings apply if you raise Steps and resume, or press Fork to try them in a new run from here.",
+                    Some(RunState::Ready) => "The run has not started: changed settings apply when it starts.",
+                    _ => "The run is paused: changed settings apply when it resumes, or press Fork to try them in a new run from here.",
+                });
             }
             _ => {}
         }
@@ -608,9 +612,15 @@ impl GantryApp {
             .show(ui, |ui| {
                 if !steps.is_empty() {
                     ui.horizontal(|ui| {
-                        let mut step = disk.unwrap_or(*steps.last().expect("not empty"));
-                        if step_slider(ui, "Filmstrip step", &steps, &mut step) {
-                            filmstrip.step = Some(step);
+                        // Following training, the slider's last position is the live grids' step (saved or
+                        // not), so the slider and the grid heading always name the same step.
+                        let saved = *steps.last().expect("not empty");
+                        let live_step = snapshot.map(|(s, _)| s.step).filter(|s| *s > saved);
+                        let slider_steps: Vec<u64> = steps.iter().copied().chain(live_step).collect();
+                        let newest = *slider_steps.last().expect("not empty");
+                        let mut step = disk.unwrap_or(newest);
+                        if step_slider(ui, "Filmstrip step", &slider_steps, &mut step) {
+                            filmstrip.step = (Some(step) != live_step).then_some(step);
                         }
                         let gif = ui
                             .button("GIF...")
@@ -631,7 +641,7 @@ impl GantryApp {
                                 .on_hover_text("Show the newest grids as they come")
                                 .changed()
                             {
-                                filmstrip.step = if follow { None } else { Some(step) };
+                                filmstrip.step = if follow { None } else { Some(step.min(saved)) };
                             }
                         }
                     });
