@@ -227,6 +227,27 @@ fn a_finished_run_offers_no_resume_step_or_stop_until_its_budget_is_raised() {
 }
 
 #[test]
+fn where_no_file_dialog_opens_a_path_field_saves_the_metrics() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
+    start(&mut harness);
+    harness.get_by_label("Pause").click();
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    harness.get_by_label("Export CSV...").click();
+    harness.run_steps(4);
+    assert!(harness.query_by_label_contains("Type the path").is_some());
+    let out = runs.path().join("exported.csv");
+    harness.get_by_label("File").focus();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("File").type_text(&out.display().to_string());
+    harness.run_steps(1);
+    harness.get_by_label("OK").click();
+    harness.run_steps(2);
+    let csv = std::fs::read_to_string(&out).expect("the metrics are written where the field said");
+    assert!(csv.starts_with("step,"), "{csv}");
+    assert!(harness.query_by_label_contains("Saved").is_some());
+}
+
+#[test]
 fn a_shape_change_asks_for_a_restart_and_restart_applies_it() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     start(&mut harness);
@@ -417,6 +438,7 @@ fn a_crash_in_training_fails_the_run_frees_its_slot_and_says_why() {
         runs_dir: Some(runs.path().to_path_buf()),
         crash_training_at_step: Some(4),
         machine_speed: Some(workbench::SPEED),
+        no_system_dialogs: true,
     };
     let mut harness = workbench::harness_with(settings, options);
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));

@@ -5,6 +5,7 @@
 use super::catalog::{compare_setting_values, describe, short_key, Catalog, CatalogRun};
 use super::controls::Action;
 use super::fleet::Fleet;
+use super::path_prompt::PathFor;
 use crate::numbers::significant;
 use crate::quality;
 use crate::runs::RunStatus;
@@ -158,9 +159,7 @@ impl RunBrowser {
                 .on_hover_text("List and write runs in another folder")
                 .clicked()
             {
-                if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                    actions.push(Action::ChangeRunsFolder(folder));
-                }
+                actions.push(Action::ChoosePath(PathFor::RunsFolder));
             }
             if ui
                 .button("Refresh")

@@ -1,6 +1,7 @@
 //! What the user can do to the run right now, and the actions the toolbar, shortcuts and notices request.
 //! One place decides enablement, so buttons and keyboard shortcuts always agree.
 
+use super::path_prompt::PathFor;
 use super::run::TrainingRun;
 use crate::config::RunConfig;
 use crate::grid::ImageGrid;
@@ -44,7 +45,6 @@ pub enum Action {
     RenameRun(PathBuf, String),
     TagRun(PathBuf, Vec<String>),
     DeleteRun(PathBuf),
-    ChangeRunsFolder(PathBuf),
     RefreshRuns,
     /// Queue one run per point of these axes, with the draft settings as the base.
     QueueSweep(Vec<Axis>),
@@ -54,6 +54,10 @@ pub enum Action {
         kind: GridKind,
         gif: bool,
     },
+    /// Ask for a path (the system's dialog, or a path field where none opens).
+    ChoosePath(PathFor),
+    /// The path asked for came.
+    PathChosen(PathFor, PathBuf),
 }
 
 /// The Pause/Resume button: its label and whether it works now.

@@ -2,6 +2,7 @@
 //! the items the model will see.
 
 use super::data_preview::{PreviewState, Progress};
+use super::path_prompt::PathFor;
 use super::pictures::{GridView, ScatterView};
 use super::settings::GridZoom;
 use super::widgets::{choice, form_row, FITS};
@@ -40,15 +41,21 @@ impl Default for DataPanel {
 }
 
 impl DataPanel {
-    pub fn show(&mut self, ui: &mut Ui, data: &mut DataConfig, preview: PreviewState<'_>, preview_version: u64) {
+    /// Returns the folder to ask for when a From disk button was pressed.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        data: &mut DataConfig,
+        preview: PreviewState<'_>,
+        preview_version: u64,
+    ) -> Option<PathFor> {
+        let mut ask = None;
         Grid::new("data").num_columns(2).show(ui, |ui| {
             form_row(ui, "Dataset", |ui| dataset_picker(ui, &mut data.source));
             form_row(ui, "From disk", |ui| {
                 for (prefix, label, hint) in FOLDER_SOURCES {
                     if ui.button(label).on_hover_text(hint).clicked() {
-                        if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                            data.source = format!("{prefix}:{}", dir.display());
-                        }
+                        ask = Some(PathFor::DataFolder(prefix));
                     }
                 }
             });
@@ -118,6 +125,7 @@ impl DataPanel {
                 }
             }
         }
+        ask
     }
 }
 

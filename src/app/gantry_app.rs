@@ -15,6 +15,7 @@ use super::history::RunHistory;
 use super::launch_check::LaunchCheck;
 use super::lifecycle::{self, Lifecycle, Outcome};
 use super::optimisation_panel::OptimisationPanel;
+use super::path_prompt::{Answer, PathFor, PathPrompt};
 use super::pictures::{version_of, Pictures, PicturesPanel};
 use super::run::{ConfigSync, TrainingRun};
 use super::settings::{CentralView, Settings, Theme, STORAGE_KEY};
@@ -43,11 +44,18 @@ pub struct AppOptions {
     /// The matrix-product speed (multiply-adds/s) step-time estimates use, instead of measuring this
     /// machine's (snapshots that must not vary with the machine).
     pub machine_speed: Option<f64>,
+    /// Ask for paths with the path field only, never the system's file dialog (tests, which must not
+    /// open windows).
+    pub no_system_dialogs: bool,
 }
 
 pub struct GantryApp {
     settings: Settings,
     machine_speed: Option<f64>,
+    /// Whether paths are asked for with the system's file dialog too (else the path field only).
+    system_dialogs: bool,
+    /// The path being asked for, if one is.
+    path_prompt: Option<PathPrompt>,
     /// Every open run; dropping it stops and joins the training threads.
     fleet: Fleet,
     /// The runs on disk.
@@ -112,6 +120,8 @@ impl GantryApp {
         }
         GantryApp {
             machine_speed: options.machine_speed,
+            system_dialogs: !options.no_system_dialogs,
+            path_prompt: None,
             settings,
             catalog: Catalog::new(runs_dir.clone()),
             lifecycle: Lifecycle::new(runs_dir, options.crash_training_at_step),
@@ -280,7 +290,7 @@ impl GantryApp {
             .default_size(350.0)
             .size_range(280.0..=600.0)
             .show(ui, |ui| {
-                ScrollArea::vertical().show(ui, |ui| self.settings_sections(ui));
+                ScrollArea::vertical().show(ui, |ui| self.settings_sections(ui, &mut actions));
             });
         CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -322,6 +332,16 @@ impl GantryApp {
                 }
             }
         });
+        if let Some(prompt) = &mut self.path_prompt {
+            match prompt.show(&ctx) {
+                Answer::Open => {}
+                Answer::Cancelled => self.path_prompt = None,
+                Answer::Chosen(purpose, path) => {
+                    self.path_prompt = None;
+                    actions.push(Action::PathChosen(purpose, path));
+                }
+            }
+        }
         for action in actions {
             self.perform(action, &ctx);
         }
@@ -388,7 +408,7 @@ impl GantryApp {
         }
     }
 
-    fn settings_sections(&mut self, ui: &mut Ui) {
+    fn settings_sections(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         let check = self.launch_check.check(&self.settings.config).clone();
         let sections = self.settings.sections.clone();
         let (mut experiment, mut data, mut optimisation) = (sections.experiment, sections.data, sections.optimisation);
@@ -398,8 +418,10 @@ impl GantryApp {
         });
         section(ui, "Data", &mut data, |ui| {
             let version = self.preview.version();
-            self.data
-                .show(ui, &mut self.settings.config.data, self.preview.state(), version);
+            let data = &mut self.settings.config.data;
+            if let Some(folder) = self.data.show(ui, data, self.preview.state(), version) {
+                actions.push(Action::ChoosePath(folder));
+            }
         });
         section(ui, "Optimisation", &mut optimisation, |ui| {
             self.optimisation.show(ui, &mut self.settings.config)
@@ -724,11 +746,11 @@ impl GantryApp {
                     self.settings.config = config.clone();
                 }
             }
-            Action::SaveGrid(kind) => self.save_grid(kind),
+            Action::SaveGrid(kind) => self.save_grid(kind, ctx),
             Action::ExportCsv => {
                 let name = format!("{}-metrics.csv", self.settings.preset);
-                let csv = self.fleet.focused().history().to_csv();
-                self.notice = lifecycle::export_csv(&csv, &name).or(self.notice.take());
+                let bytes = self.fleet.focused().history().to_csv();
+                self.choose_path(PathFor::Csv { bytes, name }, ctx);
             }
             Action::DismissError => self.fleet.focused_mut().dismiss_problem(),
             Action::Fork => self.fork(),
@@ -764,26 +786,23 @@ impl GantryApp {
                 self.selection.retain(|d| *d != dir);
                 self.apply(outcome);
             }
-            Action::ChangeRunsFolder(dir) => {
-                self.settings.runs_dir = Some(dir.clone());
-                self.catalog.set_root(dir.clone());
-                self.lifecycle.set_runs_dir(dir);
-                self.selection.clear();
-            }
             Action::RefreshRuns => self.catalog.mark_stale(),
             Action::QueueSweep(axes) => {
                 let (config, name) = (&self.settings.config, &self.settings.preset);
                 let outcome = self.lifecycle.queue_sweep(&mut self.fleet, config, name, &axes);
                 self.apply(outcome);
             }
-            Action::SaveContactSheet(sheet) => {
-                self.notice = lifecycle::save_image(&sheet, "contact-sheet.png").or(self.notice.take());
+            Action::SaveContactSheet(grid) => {
+                let name = "contact-sheet.png".to_string();
+                self.choose_path(PathFor::Image { grid, name }, ctx);
             }
             Action::ExportFilmstrip { kind, gif } => {
-                if let Some(dir) = self.fleet.focus_dir() {
-                    self.notice = lifecycle::export_filmstrip(dir, kind, gif).or(self.notice.take());
+                if let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) {
+                    self.choose_path(PathFor::Filmstrip { dir, kind, gif }, ctx);
                 }
             }
+            Action::ChoosePath(purpose) => self.choose_path(purpose, ctx),
+            Action::PathChosen(purpose, path) => self.use_path(purpose, path),
         }
         // New runs start at once when a slot is free.
         self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
@@ -846,7 +865,7 @@ impl GantryApp {
         self.apply(outcome);
     }
 
-    fn save_grid(&mut self, kind: GridKind) {
+    fn save_grid(&mut self, kind: GridKind, ctx: &Context) {
         let Some(snapshot) = self.fleet.focused().snapshot() else {
             return;
         };
@@ -856,7 +875,36 @@ impl GantryApp {
         };
         let Some(grid) = grid.clone() else { return };
         let name = format!("{}-step-{}.png", kind.folder(), snapshot.step);
-        self.notice = lifecycle::save_image(&grid, &name).or(self.notice.take());
+        self.choose_path(PathFor::Image { grid, name }, ctx);
+    }
+
+    /// Opens the prompt for a path: the system's dialog on its own thread, with a path field beside it.
+    fn choose_path(&mut self, purpose: PathFor, ctx: &Context) {
+        let home = directories::UserDirs::new().map_or_else(|| PathBuf::from("."), |u| u.home_dir().to_path_buf());
+        let suggested = match (&purpose, purpose.file_name()) {
+            (_, Some(name)) => home.join(name),
+            (PathFor::RunsFolder, None) => self.catalog.root().to_path_buf(),
+            (_, None) => home,
+        };
+        self.path_prompt = Some(PathPrompt::new(purpose, &suggested, self.system_dialogs, ctx));
+    }
+
+    /// Does what the path was asked for.
+    fn use_path(&mut self, purpose: PathFor, path: PathBuf) {
+        match purpose {
+            PathFor::Csv { bytes, .. } => self.notice = Some(lifecycle::export_csv(&bytes, &path)),
+            PathFor::Image { grid, .. } => self.notice = Some(lifecycle::save_image(&grid, &path)),
+            PathFor::Filmstrip { dir, kind, gif } => {
+                self.notice = Some(lifecycle::export_filmstrip(&dir, kind, gif, &path));
+            }
+            PathFor::RunsFolder => {
+                self.settings.runs_dir = Some(path.clone());
+                self.catalog.set_root(path.clone());
+                self.lifecycle.set_runs_dir(path);
+                self.selection.clear();
+            }
+            PathFor::DataFolder(prefix) => self.settings.config.data.source = format!("{prefix}:{}", path.display()),
+        }
     }
 }
 

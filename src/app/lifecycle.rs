@@ -215,46 +215,31 @@ impl Lifecycle {
     }
 }
 
-/// Asks where to save `image` as PNG and writes it there; the notice says what happened (nothing when the
-/// dialog was cancelled).
-pub fn save_image(image: &ImageGrid, name: &str) -> Option<String> {
-    let path = rfd::FileDialog::new()
-        .add_filter("PNG image", &["png"])
-        .set_file_name(name)
-        .save_file()?;
-    Some(match image.write_png(&path) {
+/// Writes `image` as PNG to `path`; says what happened.
+pub fn save_image(image: &ImageGrid, path: &Path) -> String {
+    match image.write_png(path) {
         Ok(()) => format!("Saved {}", path.display()),
         Err(message) => message,
-    })
+    }
 }
 
-/// Asks where to save the grids the run in `dir` saved, as a GIF or numbered PNGs, and writes them.
-pub fn export_filmstrip(dir: &Path, kind: GridKind, gif: bool) -> Option<String> {
-    let name = runs::dir_name(dir);
-    let (result, out) = if gif {
-        let out = rfd::FileDialog::new()
-            .add_filter("Animated GIF", &["gif"])
-            .set_file_name(format!("{name}-{}.gif", kind.folder()))
-            .save_file()?;
-        (runs::export_gif(dir, kind, &out, FILMSTRIP_FRAME_MS), out)
-    } else {
-        let out = rfd::FileDialog::new().pick_folder()?;
-        (runs::export_png_sequence(dir, kind, &out), out)
+/// Writes the grids the run in `dir` saved to `out`, as a GIF file or numbered PNGs in a folder; says what
+/// happened.
+pub fn export_filmstrip(dir: &Path, kind: GridKind, gif: bool, out: &Path) -> String {
+    let result = match gif {
+        true => runs::export_gif(dir, kind, out, FILMSTRIP_FRAME_MS),
+        false => runs::export_png_sequence(dir, kind, out),
     };
-    Some(match result {
+    match result {
         Ok(frames) => format!("Saved {frames} frames to {}", out.display()),
         Err(message) => message,
-    })
+    }
 }
 
-/// Asks where to save `csv` (a run's metrics) and writes it there.
-pub fn export_csv(csv: &[u8], name: &str) -> Option<String> {
-    let path = rfd::FileDialog::new()
-        .add_filter("CSV", &["csv"])
-        .set_file_name(name)
-        .save_file()?;
-    Some(match crate::fsio::write(&path, csv) {
+/// Writes `csv` (a run's metrics) to `path`; says what happened.
+pub fn export_csv(csv: &[u8], path: &Path) -> String {
+    match crate::fsio::write(path, csv) {
         Ok(()) => format!("Saved {}", path.display()),
         Err(message) => message,
-    })
+    }
 }

@@ -23,6 +23,7 @@ pub mod history;
 mod launch_check;
 mod lifecycle;
 mod optimisation_panel;
+pub mod path_prompt;
 mod pictures;
 pub mod run;
 pub mod settings;

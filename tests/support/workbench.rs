@@ -22,6 +22,7 @@ pub fn workbench_harness(settings: Settings, runs_dir: &Path) -> Harness<'static
         AppOptions {
             runs_dir: Some(runs_dir.to_path_buf()),
             machine_speed: Some(SPEED),
+            no_system_dialogs: true,
             ..AppOptions::default()
         },
     )
