@@ -60,7 +60,7 @@ pub fn setting_changes(step: u64, old: &RunConfig, new: &RunConfig) -> Vec<Setti
         .into_iter()
         .filter_map(|(key, value)| {
             let old = before.get(&key).cloned().unwrap_or_default();
-            (old != value).then(|| SettingChange {
+            (old != value).then_some(SettingChange {
                 step,
                 key,
                 old,
