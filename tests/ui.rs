@@ -862,6 +862,13 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     trained_run(runs.path(), "first-try", &["optimizer.lr=2e-4"]);
     trained_run(runs.path(), "other", &["optimizer.lr=1e-3"]);
     let mut harness = browser_harness(runs.path());
+    // Every row's actions are in sight at the default window size, whatever columns follow them.
+    for button in ["Continue", "Rename", "Tags", "Delete"] {
+        for node in harness.query_all_by_label(button) {
+            let right = node.accesskit_node().bounding_box().unwrap().x1;
+            assert!(right <= f64::from(WINDOW.x), "{button} ends at x = {right}");
+        }
+    }
 
     harness.get_all_by_label("Rename").next().unwrap().click();
     harness.run_steps(2);

@@ -268,8 +268,8 @@ impl RunBrowser {
             }
         };
         sortable(ui, "Run (tick to compare)", SortBy::Name);
+        ui.strong("");
         sortable(ui, "Status", SortBy::Status);
-        ui.strong("Family");
         ui.strong("Model");
         ui.strong("Data");
         for key in setting_keys {
@@ -282,7 +282,6 @@ impl RunBrowser {
         ui.strong("Last losses");
         ui.strong("Tags");
         sortable(ui, "Created", SortBy::Created);
-        ui.strong("");
         ui.end_row();
     }
 
@@ -336,9 +335,10 @@ impl RunBrowser {
                 });
             }
         }
+        // The actions sit beside the name, so they show however many setting columns the table has.
+        self.row_actions(ui, row, actions);
         ui.label(&row.status);
         let config = &row.run.summary.config;
-        ui.label(family(config.model.kind));
         ui.label(config.model.kind.label());
         ui.label(&config.data.source);
         for key in setting_keys {
@@ -368,6 +368,14 @@ impl RunBrowser {
         changing(ui, 60.0, &row.last.map(significant).unwrap_or_default());
         changing(ui, 60.0, &row.lowest.map(significant).unwrap_or_default());
         changing(ui, 170.0, &row.losses);
+        ui.label(row.run.summary.meta.tags.join(", "));
+        ui.label(created(row.run.summary.meta.created));
+        ui.end_row();
+    }
+
+    /// The row's buttons, or its tag editor while its tags are being edited.
+    fn row_actions(&mut self, ui: &mut Ui, row: &Row<'_>, actions: &mut Vec<Action>) {
+        let path = row.run.path();
         match &mut self.tagging {
             Some((dir, tags)) if dir == path => {
                 let done = ui
@@ -388,11 +396,12 @@ impl RunBrowser {
                     self.tagging = None;
                 }
             }
-            _ => {
-                ui.label(row.run.summary.meta.tags.join(", "));
-            }
+            _ => self.row_buttons(ui, row, actions),
         }
-        ui.label(created(row.run.summary.meta.created));
+    }
+
+    fn row_buttons(&mut self, ui: &mut Ui, row: &Row<'_>, actions: &mut Vec<Action>) {
+        let path = row.run.path();
         ui.horizontal(|ui| {
             if row.live && row.status != RunState::Finished.label() {
                 if ui
@@ -423,7 +432,6 @@ impl RunBrowser {
                 self.deleting = Some(path.to_path_buf());
             }
         });
-        ui.end_row();
     }
 
     fn confirm_delete(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {

@@ -412,10 +412,17 @@ fn one_two_five_marks(input: GridInput) -> Vec<GridMark> {
             .find(|s| *s >= at_least)
             .unwrap_or(10.0 * decade)
     };
+    // Each size a multiple of the one below (1, 2, 10, 20, ... or 5, 10, 20, ...): a labelled mark is then
+    // never closer to another labelled one than its own size, so labels cannot overlap (0.2s beside 0.5s
+    // put 1.4 right under 1.5).
+    let coarser = |size: f64| {
+        let mantissa = (size / 10f64.powf(size.log10().floor())).round();
+        size * if mantissa == 2.0 { 5.0 } else { 2.0 }
+    };
     let finest = rung(input.base_step_size);
-    let middle = rung(finest * 1.5);
+    let middle = coarser(finest);
     let mut marks: Vec<GridMark> = Vec::new();
-    for step_size in [finest, middle, rung(middle * 1.5)] {
+    for step_size in [finest, middle, coarser(middle)] {
         // The tolerance keeps a mark that lies on a bound despite rounding (0.55 / 0.05 = 11.000000000000002).
         for k in (lo / step_size - 1e-9).ceil() as i64..=(hi / step_size + 1e-9).floor() as i64 {
             marks.push(GridMark {
@@ -562,6 +569,29 @@ mod tests {
             .map(|(value, step_size)| tick_label(GridMark { value, step_size }))
             .into();
         assert_eq!(labels, ["0.5", "2", "0.15", "300"]);
+    }
+
+    #[test]
+    fn every_tick_size_is_a_multiple_of_the_finer_ones_so_labels_never_overlap() {
+        for (bounds, base_step_size) in [((1.0, 2.0), 0.07), ((0.0, 3.0), 0.15), ((-7.0, 40.0), 3.3)] {
+            let marks = one_two_five_marks(GridInput { bounds, base_step_size });
+            let mut sizes: Vec<f64> = marks.iter().map(|m| m.step_size).collect();
+            sizes.sort_by(f64::total_cmp);
+            sizes.dedup();
+            for pair in sizes.windows(2) {
+                let ratio = pair[1] / pair[0];
+                assert!((ratio - ratio.round()).abs() < 1e-9, "{sizes:?}");
+            }
+            // Marks of a size lie at least that size apart from every mark as coarse or coarser.
+            for a in &marks {
+                for b in marks
+                    .iter()
+                    .filter(|b| b.step_size >= a.step_size && b.value != a.value)
+                {
+                    assert!((a.value - b.value).abs() >= a.step_size * (1.0 - 1e-9), "{a:?} {b:?}");
+                }
+            }
+        }
     }
 
     #[test]

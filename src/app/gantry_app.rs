@@ -271,9 +271,10 @@ impl GantryApp {
             }
             None => self.status_bar.show(ui, self.fleet.focused()),
         });
+        // Tall enough for eight runs at 1440x900; drag its top edge to trade it against the plots.
         Panel::bottom("runs")
             .resizable(true)
-            .default_size(190.0)
+            .default_size(250.0)
             .size_range(90.0..=600.0)
             .show(ui, |ui| {
                 actions.extend(self.browser.show(
