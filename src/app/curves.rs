@@ -204,7 +204,8 @@ fn controls(ui: &mut Ui, settings: &mut CurveSettings, groups: &[(String, Vec<St
             }
         }
         ui.separator();
-        ui.weak("Plots: drag to pan, Ctrl+scroll to zoom, double-click to reset");
+        ui.weak("double-click a plot: reset its view")
+            .on_hover_text("Drag a plot to pan it, Ctrl+scroll to zoom, double-click to fit the data again");
     });
     ui.add_space(4.0);
 }
