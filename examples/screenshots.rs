@@ -30,7 +30,7 @@ struct Scene {
     configure: fn(&mut Settings),
 }
 
-const SCENES: [Scene; 3] = [
+const SCENES: [Scene; 4] = [
     Scene {
         file: "dcgan-digits.png",
         preset: "quick-dcgan-digits",
@@ -61,6 +61,13 @@ const SCENES: [Scene; 3] = [
             s.config.data.count = 4000;
             s.config.train.sample_every = 10;
         },
+    },
+    Scene {
+        file: "ganlab-circle.png",
+        preset: "ganlab-circle",
+        // GAN Lab's defaults: D's decision surface under the points, G's latent grid folded onto the ring.
+        at_step: 1500,
+        configure: |_| {},
     },
 ];
 

@@ -3,7 +3,7 @@
 use crate::config::RunConfig;
 
 /// (name, TOML text) of every shipped preset.
-pub const PRESETS: [(&str, &str); 7] = [
+pub const PRESETS: [(&str, &str); 8] = [
     (
         "quick-dcgan-digits",
         include_str!("../assets/presets/quick-dcgan-digits.toml"),
@@ -11,6 +11,7 @@ pub const PRESETS: [(&str, &str); 7] = [
     ("mlp-gan-digits", include_str!("../assets/presets/mlp-gan-digits.toml")),
     ("dcgan-digits", include_str!("../assets/presets/dcgan-digits.toml")),
     ("mlp-gan-ring", include_str!("../assets/presets/mlp-gan-ring.toml")),
+    ("ganlab-circle", include_str!("../assets/presets/ganlab-circle.toml")),
     ("vae-digits", include_str!("../assets/presets/vae-digits.toml")),
     ("conv-ae-digits", include_str!("../assets/presets/conv-ae-digits.toml")),
     (

@@ -354,6 +354,32 @@ fn an_impossible_combination_disables_start_and_says_why() {
 }
 
 #[test]
+fn a_2d_gan_shows_d_as_a_heatmap_that_changes_as_it_trains_and_its_views_toggle() {
+    let (mut harness, _runs) = workbench("ganlab-circle", |_| {});
+    start(&mut harness);
+    let heatmap = |h: &Harness<'_, GantryApp>| {
+        let snapshot = h.state().run().snapshot()?;
+        Some((snapshot.step, snapshot.points.as_ref()?.heatmap.clone()?))
+    };
+    wait_until(&mut harness, "a heatmap", |h| heatmap(h).is_some());
+    let (first_step, first) = heatmap(&harness).unwrap();
+    wait_until(&mut harness, "a later heatmap", |h| {
+        heatmap(h).is_some_and(|(step, _)| step > first_step)
+    });
+    assert_ne!(heatmap(&harness).unwrap().1, first, "D's surface changes between steps");
+    harness.run_steps(2);
+    assert!(harness.query_by_label("D(x): fake 0").is_some(), "the colour scale is shown");
+    for view in ["D heatmap", "G manifold"] {
+        let checked = harness.get_by_role_and_label(Role::CheckBox, view).accesskit_node().toggled();
+        assert_eq!(checked, Some(egui::accesskit::Toggled::True), "{view} is on by default");
+    }
+    harness.get_by_role_and_label(Role::CheckBox, "D heatmap").click();
+    harness.run_steps(2);
+    assert!(harness.query_by_label("D(x): fake 0").is_none(), "no scale without the heatmap");
+    assert!(!harness.state().settings().toy.heatmap);
+}
+
+#[test]
 fn the_wheel_over_the_toy_data_preview_leaves_its_view_alone() {
     let (mut harness, _runs) = workbench("mlp-gan-ring", |_| {});
     let id = egui::Id::unique(gantry::app::data_panel::DATA_PREVIEW_PLOT);

@@ -15,8 +15,9 @@ use egui_plot::{
 
 /// Metrics that are read together share a plot (a name ending in `.` takes every metric it begins);
 /// metrics not listed get a plot each.
-const GROUPS: [(&str, &[&str]); 14] = [
+const GROUPS: [(&str, &[&str]); 15] = [
     ("Sample quality: Fréchet distance (lower is better)", &["fd"]),
+    ("Real vs generated points: KL and JS divergence (bits)", &["toy_kl", "toy_js"]),
     ("Samples read with confidence", &["confident"]),
     ("Classes the confident samples cover", &["classes"]),
     ("GAN losses", &["loss_d", "loss_g"]),

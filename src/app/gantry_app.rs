@@ -682,7 +682,8 @@ impl GantryApp {
                     (None, Some((snapshot, version))) => Pictures::live(snapshot, version_of(&(&dir, version))),
                     (None, None) => return,
                 };
-                self.pictures.show(ui, model, &pictures, &mut self.settings.zoom);
+                let settings = &mut self.settings;
+                self.pictures.show(ui, model, &pictures, &mut settings.zoom, &mut settings.toy);
             });
         export
     }

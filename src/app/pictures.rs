@@ -1,15 +1,16 @@
 //! What the model makes: the fixed-noise sample grid, the reconstruction grid and, for 2D toy data, a
 //! scatter of real against generated points.
 
-use super::settings::GridZoom;
+use super::settings::{GridZoom, ToyViews};
 use crate::config::ModelKind;
 use crate::grid::ImageGrid;
 use crate::train::worker::Snapshot;
+use crate::train::toy_views::{Heatmap, EXTENT, MANIFOLD_CELLS};
 use crate::train::PointCloud;
 use eframe::egui;
 use egui::load::SizedTexture;
 use egui::{Color32, ColorImage, Image, Slider, TextureHandle, TextureOptions, Ui, Vec2};
-use egui_plot::{Legend, Plot, Points};
+use egui_plot::{Arrows, Legend, Line, Plot, PlotImage, PlotPoint, Points};
 
 /// Zoom limits, in screen points per image pixel.
 const MIN_ZOOM: f32 = 0.5;
@@ -81,26 +82,69 @@ pub fn zoom_controls(ui: &mut Ui, zoom: &mut GridZoom) {
     });
 }
 
-/// Real points (grey) and the model's points (orange) at a fixed 1:1 aspect over the toy data's range.
+/// Real points (grey) and the model's points (orange) at a fixed 1:1 aspect over the toy data's range; for
+/// a model, what it computes over the plane as well (see [`ModelViews`]).
 pub struct ScatterView;
 
-/// Toy data lies within about [-1, 1]; the plot shows a margin around it.
-const SCATTER_EXTENT: f64 = 1.3;
+/// What the scatter shows of the model itself, over its points: D's output as a heatmap, G's image of a
+/// latent grid as a mesh, and the direction G's loss moves each generated point as arrows.
+pub struct ModelViews<'a> {
+    pub cloud: &'a PointCloud,
+    /// The legend name of the model's points ("generated" or "reconstructed").
+    pub name: &'a str,
+    /// D's output as a texture, when the heatmap is shown.
+    pub heatmap: Option<&'a TextureHandle>,
+    pub shown: &'a ToyViews,
+}
+
+/// Diverging colours of D's output: purple where D says fake (0), grey at 0.5, green where it says real (1),
+/// as GAN Lab colours them.
+fn decision_color(p: f32) -> Color32 {
+    let (fake, middle, real) = ([120.0, 60.0, 170.0], [90.0, 90.0, 90.0], [40.0, 160.0, 90.0]);
+    let (from, to, t) = match p < 0.5 {
+        true => (fake, middle, p / 0.5),
+        false => (middle, real, (p - 0.5) / 0.5),
+    };
+    let channel = |k: usize| (from[k] + (to[k] - from[k]) * t.clamp(0.0, 1.0)) as u8;
+    Color32::from_rgb(channel(0), channel(1), channel(2))
+}
+
+/// D's output as an image, top row the largest y.
+pub fn heatmap_image(heatmap: &Heatmap) -> ColorImage {
+    let n = heatmap.cells;
+    let pixels = (0..n)
+        .rev()
+        .flat_map(|row| (0..n).map(move |col| decision_color(heatmap.values[row * n + col])))
+        .collect();
+    ColorImage::new([n, n], pixels)
+}
+
+/// The heatmap's colour scale, with its ends named.
+fn heatmap_legend(ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        ui.weak("D(x): fake 0");
+        let (rect, _) = ui.allocate_exact_size(Vec2::new(120.0, 10.0), egui::Sense::hover());
+        let steps = 24;
+        for k in 0..steps {
+            let x0 = rect.left() + rect.width() * k as f32 / steps as f32;
+            let x1 = rect.left() + rect.width() * (k + 1) as f32 / steps as f32;
+            let cell = egui::Rect::from_x_y_ranges(x0..=x1, rect.y_range());
+            ui.painter().rect_filled(cell, 0.0, decision_color((k as f32 + 0.5) / steps as f32));
+        }
+        ui.weak("1 real");
+    });
+}
 
 impl ScatterView {
-    /// `model` is the model's points and their legend name. A zoomable view pans by dragging and zooms with
-    /// Ctrl+scroll (and says so, with how to reset); one that is not (a preview in a scrolling panel) leaves
-    /// the pointer and the wheel to the panel. The plot's memory is under `Id::unique(id)`.
-    pub fn show(
-        ui: &mut Ui,
-        id: &str,
-        real: &[[f32; 2]],
-        model: Option<(&str, &[[f32; 2]])>,
-        size: Vec2,
-        zoomable: bool,
-    ) {
+    /// `model` is the model's points and what it computes over the plane. A zoomable view pans by dragging
+    /// and zooms with Ctrl+scroll (and says so, with how to reset); one that is not (a preview in a
+    /// scrolling panel) leaves the pointer and the wheel to the panel. The plot's memory is under
+    /// `Id::unique(id)`.
+    pub fn show(ui: &mut Ui, id: &str, real: &[[f32; 2]], model: Option<ModelViews<'_>>, size: Vec2, zoomable: bool) {
         let to_plot = |points: &[[f32; 2]]| points.iter().map(|p| [p[0] as f64, p[1] as f64]).collect::<Vec<_>>();
-        let height = if zoomable { size.y - 18.0 } else { size.y };
+        let heatmap_shown = model.as_ref().is_some_and(|m| m.heatmap.is_some());
+        let height = size.y - if zoomable { 18.0 } else { 0.0 } - if heatmap_shown { 18.0 } else { 0.0 };
+        let extent = f64::from(EXTENT);
         Plot::new(id)
             .id(egui::Id::unique(id))
             .width(size.x)
@@ -110,20 +154,59 @@ impl ScatterView {
             .allow_drag(zoomable)
             .allow_boxed_zoom(zoomable)
             .data_aspect(1.0)
-            .default_x_bounds(-SCATTER_EXTENT, SCATTER_EXTENT)
-            .default_y_bounds(-SCATTER_EXTENT, SCATTER_EXTENT)
+            .default_x_bounds(-extent, extent)
+            .default_y_bounds(-extent, extent)
             .legend(Legend::default().follow_insertion_order(true))
             .show(ui, |plot| {
+                if let Some(texture) = model.as_ref().and_then(|m| m.heatmap) {
+                    let side = 2.0 * EXTENT;
+                    plot.image(PlotImage::new(
+                        "D(x)",
+                        texture.id(),
+                        PlotPoint::new(0.0, 0.0),
+                        Vec2::splat(side),
+                    ));
+                }
+                if let Some(mesh) = model.as_ref().filter(|m| m.shown.manifold).and_then(|m| m.cloud.manifold.as_ref()) {
+                    let side = MANIFOLD_CELLS + 1;
+                    let color = Color32::from_rgba_unmultiplied(255, 200, 120, 110);
+                    for k in 0..side {
+                        let row: Vec<[f32; 2]> = (0..side).map(|i| mesh[k * side + i]).collect();
+                        let column: Vec<[f32; 2]> = (0..side).map(|i| mesh[i * side + k]).collect();
+                        for line in [row, column] {
+                            plot.line(Line::new("latent grid through G", to_plot(&line)).color(color).width(1.0));
+                        }
+                    }
+                }
                 plot.points(
                     Points::new("real", to_plot(real))
                         .radius(1.5)
                         .color(Color32::from_gray(150)),
                 );
-                if let Some((name, points)) = model {
+                if let Some(model) = &model {
                     let orange = Color32::from_rgb(255, 140, 40);
-                    plot.points(Points::new(name, to_plot(points)).radius(1.5).color(orange));
+                    let generated = &model.cloud.generated;
+                    plot.points(Points::new(model.name, to_plot(generated)).radius(1.5).color(orange));
+                    if let Some(arrows) = model.cloud.arrows.as_ref().filter(|_| model.shown.arrows) {
+                        // The longest arrow is a tenth of the plane; the others in proportion.
+                        let longest = arrows.iter().map(|a| a[0].hypot(a[1])).fold(0.0, f32::max);
+                        let scale = if longest > 0.0 { 0.2 * EXTENT / longest } else { 0.0 };
+                        let tips: Vec<[f32; 2]> = generated
+                            .iter()
+                            .zip(arrows)
+                            .map(|(p, a)| [p[0] + scale * a[0], p[1] + scale * a[1]])
+                            .collect();
+                        plot.arrows(
+                            Arrows::new("G's gradient", to_plot(generated), to_plot(&tips))
+                                .color(Color32::from_rgb(230, 230, 230))
+                                .tip_length(4.0),
+                        );
+                    }
                 }
             });
+        if heatmap_shown {
+            heatmap_legend(ui);
+        }
         if zoomable {
             ui.weak("Drag to pan, Ctrl+scroll to zoom, double-click to reset");
         }
@@ -142,6 +225,8 @@ pub fn version_of(key: &impl std::hash::Hash) -> u64 {
 pub struct PicturesPanel {
     samples: GridView,
     reconstructions: GridView,
+    /// D's heatmap as a texture, with the snapshot version it was made from.
+    heatmap: Option<(u64, TextureHandle)>,
     /// The step of the grids shown last.
     shown_step: Option<u64>,
 }
@@ -151,6 +236,7 @@ impl Default for PicturesPanel {
         PicturesPanel {
             samples: GridView::new("samples"),
             reconstructions: GridView::new("reconstructions"),
+            heatmap: None,
             shown_step: None,
         }
     }
@@ -188,7 +274,14 @@ impl PicturesPanel {
         self.shown_step = None;
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kind: ModelKind, snapshot: &Pictures<'_>, zoom: &mut GridZoom) {
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        kind: ModelKind,
+        snapshot: &Pictures<'_>,
+        zoom: &mut GridZoom,
+        toy: &mut ToyViews,
+    ) {
         let version = snapshot.version;
         self.shown_step = Some(snapshot.step);
         if snapshot.samples.is_some() || snapshot.reconstructions.is_some() {
@@ -210,8 +303,39 @@ impl PicturesPanel {
                 "reconstructed"
             };
             ui.heading(format!("Real vs {name}, step {}", snapshot.step));
+            ui.horizontal(|ui| {
+                if points.heatmap.is_some() {
+                    ui.checkbox(&mut toy.heatmap, "D heatmap")
+                        .on_hover_text("D's probability that a point is real, over the plane");
+                }
+                if points.manifold.is_some() {
+                    ui.checkbox(&mut toy.manifold, "G manifold")
+                        .on_hover_text("A regular grid over the first two latent dimensions, drawn through G");
+                }
+                if points.arrows.is_some() {
+                    ui.checkbox(&mut toy.arrows, "Gradient arrows")
+                        .on_hover_text("Where G's loss moves each generated point (longest scaled to a tenth)");
+                }
+            });
+            let texture = match (&points.heatmap, toy.heatmap) {
+                (Some(heatmap), true) => {
+                    if self.heatmap.as_ref().is_none_or(|(v, _)| *v != version) {
+                        let image = heatmap_image(heatmap);
+                        let texture = ui.ctx().load_texture("d-heatmap", image, TextureOptions::LINEAR);
+                        self.heatmap = Some((version, texture));
+                    }
+                    self.heatmap.as_ref().map(|(_, t)| t)
+                }
+                _ => None,
+            };
             let size = Vec2::splat(share.x.min(share.y));
-            ScatterView::show(ui, "scatter", &points.real, Some((name, &points.generated)), size, true);
+            let model = ModelViews {
+                cloud: points,
+                name,
+                heatmap: texture,
+                shown: toy,
+            };
+            ScatterView::show(ui, "scatter", &points.real, Some(model), size, true);
         }
         if let Some(grid) = snapshot.samples {
             ui.heading(format!("Samples, step {}", snapshot.step));

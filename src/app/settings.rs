@@ -89,6 +89,25 @@ impl Default for GridZoom {
     }
 }
 
+/// Which views of the model the 2D scatter draws under and over its points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ToyViews {
+    pub heatmap: bool,
+    pub manifold: bool,
+    pub arrows: bool,
+}
+
+impl Default for ToyViews {
+    fn default() -> Self {
+        ToyViews {
+            heatmap: true,
+            manifold: true,
+            arrows: false,
+        }
+    }
+}
+
 /// What the central area shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CentralView {
@@ -113,6 +132,7 @@ pub struct Settings {
     pub sections: Sections,
     pub curves: CurveSettings,
     pub zoom: GridZoom,
+    pub toy: ToyViews,
     pub theme: Theme,
     pub view: CentralView,
     pub browser: BrowserSettings,
@@ -128,6 +148,7 @@ impl Default for Settings {
             sections: Sections::default(),
             curves: CurveSettings::default(),
             zoom: GridZoom::default(),
+            toy: ToyViews::default(),
             theme: Theme::default(),
             view: CentralView::default(),
             browser: BrowserSettings::default(),

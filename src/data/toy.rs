@@ -12,7 +12,7 @@ use rand_distr::{Distribution, Normal};
 use std::f32::consts::{PI, TAU};
 
 /// Names accepted by [`generate_toy`] and [`toy_modes`].
-pub const TOY_NAMES: [&str; 5] = ["ring", "grid", "spiral", "moons", "gaussian"];
+pub const TOY_NAMES: [&str; 6] = ["ring", "grid", "spiral", "moons", "gaussian", "circle"];
 
 /// Number of Gaussians on the ring.
 const RING_MODES: usize = 8;
@@ -28,6 +28,10 @@ const GRID_EXTENT: f32 = 0.8;
 const GRID_STD: f32 = 0.03;
 /// Number of interleaved spiral arms.
 const SPIRAL_ARMS: usize = 2;
+/// GAN Lab's ring (a continuous ellipse), mapped from its [0, 1] plane to ours: centre, radii and noise.
+const CIRCLE_CENTRE: [f32; 2] = [0.0, -0.1];
+const CIRCLE_RADII: [f32; 2] = [0.6, 0.5];
+const CIRCLE_STD: f32 = 0.05;
 /// Noise added to spiral and moon points.
 const CURVE_STD: f32 = 0.03;
 
@@ -37,7 +41,7 @@ const CURVE_STD: f32 = 0.03;
 /// Returns `(points, labels)`: `points` holds `count * 2` values as `(x, y)`
 /// pairs, and `labels[i]` is the component point `i` came from: ring `0..8`,
 /// grid `0..25` (row-major from the bottom-left mode), spiral arm `0..2`,
-/// moon `0..2`, gaussian always `0`.
+/// moon `0..2`, gaussian and circle always `0`.
 ///
 /// The single Gaussian is elongated and tilted (std 0.35 by 0.12, major axis
 /// at 30°) so that matching it takes more than learning a mean.
@@ -79,6 +83,12 @@ pub fn generate_toy(name: &str, count: usize, seed: u64) -> Result<(Vec<f32>, Ve
                 let [x, y] = if moon == 0 { [cos, sin] } else { [1.0 - cos, 0.5 - sin] };
                 let e = noise(&mut rng, CURVE_STD);
                 ([(x - 0.5) * 0.6 + e[0], (y - 0.25) * 0.6 + e[1]], moon)
+            }
+            "circle" => {
+                let (sin, cos) = rng.random_range(0.0..TAU).sin_cos();
+                let e = noise(&mut rng, CIRCLE_STD);
+                let [cx, cy] = CIRCLE_CENTRE;
+                ([cx + CIRCLE_RADII[0] * cos + e[0], cy + CIRCLE_RADII[1] * sin + e[1]], 0)
             }
             "gaussian" => {
                 let e = noise(&mut rng, 1.0);
@@ -201,7 +211,7 @@ mod tests {
             let err = generate_toy("foo", count, 0).unwrap_err();
             assert_eq!(
                 err,
-                "unknown toy dataset 'foo': expected one of ring, grid, spiral, moons, gaussian"
+                "unknown toy dataset 'foo': expected one of ring, grid, spiral, moons, gaussian, circle"
             );
         }
     }

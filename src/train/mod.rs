@@ -4,6 +4,7 @@
 pub mod health;
 pub mod optim;
 pub mod session;
+pub mod toy_views;
 pub mod worker;
 
 /// One step's measurements. `values` holds only what was measured at this step (held-out losses appear every
@@ -38,4 +39,10 @@ pub struct PointCloud {
     pub generated: Vec<[f32; 2]>,
     /// The mode/component of each real point, where the data has them.
     pub labels: Option<Vec<u32>>,
+    /// D's output over the plane (GANs).
+    pub heatmap: Option<toy_views::Heatmap>,
+    /// The image of a regular latent grid through G (or a VAE's decoder), row by row.
+    pub manifold: Option<Vec<[f32; 2]>>,
+    /// For each generated point, the direction G's loss moves it (GANs).
+    pub arrows: Option<Vec<[f32; 2]>>,
 }

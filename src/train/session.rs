@@ -4,6 +4,7 @@
 //! metrics, and a session restored from a checkpoint continues exactly where it stopped.
 
 use super::optim::{Hyper, Optimizer};
+use super::toy_views::{self, Heatmap};
 use super::{MetricRow, PointCloud};
 use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig};
 use crate::data::{Batcher, Dataset, ItemShape, Split};
@@ -23,6 +24,9 @@ const SEED_NOISE: u64 = 20;
 const SEED_FIXED: u64 = 21;
 const SEED_CORRUPT: u64 = 22;
 const SEED_HEALTH: u64 = 23;
+const SEED_DIVERGENCE: u64 = 29;
+/// Points of each side in the KL / JS estimate of 2D runs.
+const DIVERGENCE_POINTS: usize = 2000;
 const SEED_QUALITY: u64 = 24;
 /// Generated and real items compared for the diversity signal.
 const DIVERSITY_ITEMS: usize = 64;
@@ -64,6 +68,10 @@ enum Net {
 }
 
 /// GAN metrics, in CSV column order.
+/// KL and JS divergence (bits) between real and generated 2D points on a histogram, every `eval_every` steps.
+pub const TOY_KL: &str = "toy_kl";
+pub const TOY_JS: &str = "toy_js";
+
 pub const GAN_METRICS: [&str; 7] = [
     "loss_d",
     "loss_g",
@@ -177,6 +185,9 @@ impl Session {
                 .map(|m| m.to_string())
                 .collect()
         };
+        if self.measures_divergences() {
+            names.extend([TOY_KL, TOY_JS].map(String::from));
+        }
         if self.data.shape.is_image() {
             names.push(crate::quality::FD.to_string());
             if crate::quality::features::is_labelled(&self.data) {
@@ -193,6 +204,11 @@ impl Session {
             }
         }
         names
+    }
+
+    /// Whether the run's metrics include the KL / JS divergence of 2D points (models that generate, on 2D data).
+    fn measures_divergences(&self) -> bool {
+        self.data.shape == ItemShape::Point && (self.config.model.kind.is_gan() || self.config.model.kind.is_vae())
     }
 
     /// Takes the hyperparameters of `new` that do not change shapes; anything else is refused with the
@@ -233,6 +249,10 @@ impl Session {
             if let Some(loss) = self.holdout_recon()? {
                 values.push(("holdout_recon", loss));
             }
+        }
+        if self.measures_divergences() && self.step.is_multiple_of(self.config.train.eval_every) {
+            let (kl, js) = self.toy_divergences()?;
+            values.extend([(TOY_KL, kl), (TOY_JS, js)]);
         }
         let mut values: Vec<(String, f64)> = values.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let every = self.config.health.every;
@@ -490,11 +510,56 @@ impl Session {
             .labels
             .as_ref()
             .map(|l| real_items.iter().map(|&i| l[i]).collect());
+        let (heatmap, arrows) = match &self.model {
+            Model::Gan(gan) => (Some(self.heatmap(gan)?), Some(self.loss_directions(gan, &generated)?)),
+            Model::Autoencoder { .. } => (None, None),
+        };
+        let z = toy_views::manifold_latents(self.config.model.latent);
+        let side = toy_views::MANIFOLD_CELLS + 1;
+        let manifold = match self.generate(&tensor(z, &[side * side, self.config.model.latent])?)? {
+            Some(points) => Some(pairs(&points.flatten_all()?.to_vec1::<f32>()?)),
+            None => None,
+        };
         Ok(Some(PointCloud {
             real,
             generated: pairs(&generated.flatten_all()?.to_vec1::<f32>()?),
             labels,
+            heatmap,
+            manifold,
+            arrows,
         }))
+    }
+
+    /// D's probability of "real" over the plane.
+    fn heatmap(&self, gan: &Gan) -> Result<Heatmap> {
+        let cells = toy_views::HEATMAP_CELLS;
+        let x = tensor(Heatmap::centres(cells), &[cells * cells, 2])?;
+        let probability = candle_nn::ops::sigmoid(&gan.discriminator.forward(&x, Mode::Eval)?)?;
+        Ok(Heatmap {
+            cells,
+            values: probability.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+
+    /// For each generated point, the direction in which G's loss (the run's own) falls fastest:
+    /// -∂ loss_G / ∂ x through D.
+    fn loss_directions(&self, gan: &Gan, generated: &Tensor) -> Result<Vec<[f32; 2]>> {
+        let x = candle_core::Var::from_tensor(&generated.detach())?;
+        let logits = gan.discriminator.forward(x.as_tensor(), Mode::Eval)?;
+        let grads = generator_loss(self.config.train.loss, &logits)?.backward()?;
+        let gradient = grads
+            .get(x.as_tensor())
+            .ok_or_else(|| candle_core::Error::msg("D's output does not depend on its input"))?;
+        Ok(pairs(&gradient.neg()?.flatten_all()?.to_vec1::<f32>()?))
+    }
+
+    /// KL and JS divergence between the training points and as many fresh generated ones (2D data).
+    fn toy_divergences(&self) -> Result<(f64, f64)> {
+        let items: Vec<usize> = self.split.train.iter().take(DIVERGENCE_POINTS).copied().collect();
+        let real = pairs(&self.data.gather(&items));
+        let z = self.noise_seeded(derive_seed(self.config.train.seed, SEED_DIVERGENCE, self.step), items.len())?;
+        let generated = self.generate(&z)?.expect("only models that generate are measured");
+        Ok(toy_views::divergences(&real, &pairs(&generated.flatten_all()?.to_vec1::<f32>()?)))
     }
 
     /// What the quality metric scores, in the data's range: `count` samples from fixed noise (GANs, VAEs) or
@@ -720,4 +785,51 @@ fn set_gradient_clipping(optimizers: &mut Optimizers, max_norm: f64) {
 
 fn pairs(values: &[f32]) -> Vec<[f32; 2]> {
     values.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_2d_views_follow_the_model_and_the_arrows_point_where_g_loss_falls() {
+        let mut config = crate::presets::preset("ganlab-circle").unwrap();
+        config.data.count = 1000;
+        config.train.eval_every = 20;
+        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
+        let mut session = Session::new(config, data).unwrap();
+        let before = session.points().unwrap().unwrap();
+        let mut measured = Vec::new();
+        for _ in 0..40 {
+            let row = session.step().unwrap();
+            measured.extend([TOY_KL, TOY_JS].iter().filter_map(|m| row.get(m)));
+        }
+        assert_eq!(measured.len(), 4, "KL and JS every eval_every steps: {measured:?}");
+        assert!(measured.iter().all(|v| v.is_finite() && *v >= 0.0), "{measured:?}");
+        let after = session.points().unwrap().unwrap();
+        let (heatmap, manifold) = (after.heatmap.as_ref().unwrap(), after.manifold.as_ref().unwrap());
+        assert_eq!(heatmap.values.len(), toy_views::HEATMAP_CELLS.pow(2));
+        assert!(heatmap.values.iter().all(|p| (0.0..=1.0).contains(p)));
+        assert_ne!(Some(heatmap), before.heatmap.as_ref(), "D's surface moves as it trains");
+        assert_eq!(manifold.len(), (toy_views::MANIFOLD_CELLS + 1).pow(2));
+
+        // A small move of every generated point along its arrow lowers G's loss.
+        let Model::Gan(gan) = &session.model else { unreachable!("a GAN preset") };
+        let loss_at = |points: &[[f32; 2]]| {
+            let x = tensor(points.iter().flatten().copied().collect(), &[points.len(), 2]).unwrap();
+            let logits = gan.discriminator.forward(&x, Mode::Eval).unwrap();
+            generator_loss(session.config.train.loss, &logits).unwrap().to_scalar::<f32>().unwrap()
+        };
+        let arrows = after.arrows.as_ref().unwrap();
+        let moved: Vec<[f32; 2]> = after
+            .generated
+            .iter()
+            .zip(arrows)
+            .map(|(p, a)| {
+                let length = a[0].hypot(a[1]).max(1e-12);
+                [p[0] + 1e-3 * a[0] / length, p[1] + 1e-3 * a[1] / length]
+            })
+            .collect();
+        assert!(loss_at(&moved) < loss_at(&after.generated));
+    }
 }
