@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -240,6 +241,7 @@ impl Trainer {
             panic_at_step: options.panic_at_step,
             monitor: Monitor::new(),
             changes: Vec::new(),
+            published_at: None,
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
             cache_dir: options
@@ -359,10 +361,15 @@ struct Worker {
     rollbacks: (u64, u32),
     cache_dir: PathBuf,
     quality: Quality,
+    /// When the training loop last published a snapshot.
+    published_at: Option<Instant>,
     /// Metric rows held back while the quality score of the first of them is computed, so that each score
     /// lands in the row of the step whose weights it measured.
     held: VecDeque<MetricRow>,
 }
+
+/// The shortest time between two snapshots of a run that saves no pictures.
+const LIVE_VIEW_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Automatic rollbacks to one snapshot before the run pauses instead: its remedy is not enough.
 const MAX_ROLLBACKS_TO_ONE_STEP: u32 = 5;
@@ -755,10 +762,17 @@ impl Worker {
             return self.halt(format!("{message}; the run is paused"));
         }
         let (sample_due, checkpoint_due) = (step % train.sample_every == 0, step % train.checkpoint_every == 0);
+        // 2D runs save no pictures: their snapshots (points and the views of D and G) only feed a window,
+        // which draws a few a second, while a small model can take thousands of steps a second.
+        let sample_due = sample_due
+            && (session.data().shape.is_image() || self.published_at.is_none_or(|t| t.elapsed() >= LIVE_VIEW_INTERVAL));
         let finished = step >= train.steps && mode == Mode::Running;
         let written = appended
             .and_then(|()| match sample_due || finished {
-                true => self.publish(session, true),
+                true => {
+                    self.published_at = Some(Instant::now());
+                    self.publish(session, true)
+                }
                 false => Ok(()),
             })
             .and_then(
