@@ -275,6 +275,20 @@ pub struct TrainConfig {
     pub grid_size: usize,
     /// Gradients whose global L2 norm (per network) exceeds this are scaled down to it; 0 turns it off.
     pub max_grad_norm: f64,
+    /// GANs: which networks a step updates (one alone, to watch what each does).
+    pub updates: Updates,
+    /// Training steps a second at most, to follow each update by eye; 0 is as fast as it goes.
+    pub max_steps_per_s: f64,
+}
+
+/// Which networks of a GAN a training step updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Updates {
+    #[default]
+    Both,
+    Discriminator,
+    Generator,
 }
 
 impl Default for TrainConfig {
@@ -292,6 +306,8 @@ impl Default for TrainConfig {
             clip: 0.01,
             grid_size: 64,
             max_grad_norm: 0.0,
+            updates: Updates::Both,
+            max_steps_per_s: 0.0,
         }
     }
 }
@@ -570,6 +586,7 @@ impl RunConfig {
         positive("train.eval_every", t.eval_every as f64)?;
         positive("train.checkpoint_every", t.checkpoint_every as f64)?;
         positive("train.d_steps", t.d_steps as f64)?;
+        non_negative("train.max_steps_per_s", t.max_steps_per_s)?;
         at_most("train.d_steps", t.d_steps as u64, MAX_D_STEPS)?;
         if !(0.0..0.5).contains(&t.label_smoothing) {
             return Err(invalid(

@@ -937,8 +937,8 @@ fn config_literals(config: &RunConfig) -> Vec<(String, String)> {
     out
 }
 
-/// Settings that say how long a run goes and how it is watched (budgets, intervals, the quality metric, the
-/// health snapshots), not how it learns: they do not tell runs apart for a comparison.
+/// Settings that say how long a run goes and how it is watched (budgets, intervals, its pace, the quality
+/// metric, the health snapshots), not how it learns: they do not tell runs apart for a comparison.
 pub fn is_bookkeeping(key: &str) -> bool {
     key.starts_with("quality.")
         || matches!(
@@ -948,6 +948,7 @@ pub fn is_bookkeeping(key: &str) -> bool {
                 | "train.eval_every"
                 | "train.checkpoint_every"
                 | "train.grid_size"
+                | "train.max_steps_per_s"
                 | "health.every"
                 | "health.snapshot_every"
                 | "health.snapshots"

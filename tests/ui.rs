@@ -368,15 +368,55 @@ fn a_2d_gan_shows_d_as_a_heatmap_that_changes_as_it_trains_and_its_views_toggle(
     });
     assert_ne!(heatmap(&harness).unwrap().1, first, "D's surface changes between steps");
     harness.run_steps(2);
-    assert!(harness.query_by_label("D(x): fake 0").is_some(), "the colour scale is shown");
+    assert!(
+        harness.query_by_label("D(x): fake 0").is_some(),
+        "the colour scale is shown"
+    );
     for view in ["D heatmap", "G manifold"] {
-        let checked = harness.get_by_role_and_label(Role::CheckBox, view).accesskit_node().toggled();
+        let checked = harness
+            .get_by_role_and_label(Role::CheckBox, view)
+            .accesskit_node()
+            .toggled();
         assert_eq!(checked, Some(egui::accesskit::Toggled::True), "{view} is on by default");
     }
     harness.get_by_role_and_label(Role::CheckBox, "D heatmap").click();
     harness.run_steps(2);
-    assert!(harness.query_by_label("D(x): fake 0").is_none(), "no scale without the heatmap");
+    assert!(
+        harness.query_by_label("D(x): fake 0").is_none(),
+        "no scale without the heatmap"
+    );
     assert!(!harness.state().settings().toy.heatmap);
+}
+
+#[test]
+fn a_d_only_step_leaves_g_unchanged_and_a_g_only_step_leaves_d_unchanged() {
+    let (mut harness, _runs) = workbench("ganlab-circle", |_| {});
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    // G's image of the latent grid tells G's weights; D's heatmap tells D's.
+    let views = |h: &Harness<'_, GantryApp>| {
+        let snapshot = h.state().run().snapshot()?;
+        let points = snapshot.points.as_ref()?;
+        Some((snapshot.step, points.manifold.clone()?, points.heatmap.clone()?))
+    };
+    let step_with = |harness: &mut Harness<'_, GantryApp>, update: &str| {
+        harness.get_by_label(update).scroll_to_me();
+        harness.run_steps(2);
+        harness.get_by_label(update).click();
+        harness.run_steps(2);
+        let before = views(harness).map_or(0, |v| v.0);
+        harness.get_by_label("Step").click();
+        wait_until(harness, "one step", |h| {
+            views(h).is_some_and(|v| v.0 == before + 1) && state(h) == Some(RunState::Paused)
+        });
+        views(harness).unwrap()
+    };
+    let (_, g0, d0) = step_with(&mut harness, "D only");
+    let (_, g1, d1) = step_with(&mut harness, "D only");
+    assert_eq!(g1, g0, "a D-only step leaves G as it was");
+    assert_ne!(d1, d0, "and changes D");
+    let (_, g2, d2) = step_with(&mut harness, "G only");
+    assert_ne!(g2, g1, "a G-only step changes G");
+    assert_eq!(d2, d1, "and leaves D as it was");
 }
 
 #[test]

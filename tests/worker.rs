@@ -299,3 +299,26 @@ fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
         assert_eq!(rows[*step as usize - 1].get(FD), Some(*fd));
     }
 }
+
+#[test]
+fn a_speed_cap_holds_training_to_that_many_steps_a_second() {
+    let mut config = gantry::presets::preset("ganlab-circle").unwrap();
+    config.data.count = 600;
+    config.train.max_steps_per_s = 20.0;
+    let trainer = Trainer::spawn(config, RunOptions::default(), None);
+    trainer.send(Command::Start);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Running)).then_some(()));
+    let started = std::time::Instant::now();
+    let mut steps = 0;
+    while started.elapsed() < std::time::Duration::from_millis(600) {
+        if let Ok(Event::Metrics(_)) = trainer.events().recv_timeout(std::time::Duration::from_millis(50)) {
+            steps += 1;
+        }
+    }
+    // Uncapped, this model takes thousands of steps a second.
+    let allowed = 20.0 * started.elapsed().as_secs_f64() + 2.0;
+    assert!(
+        steps > 0 && f64::from(steps) <= allowed,
+        "{steps} steps, at most {allowed}"
+    );
+}

@@ -17,7 +17,10 @@ use egui_plot::{
 /// metrics not listed get a plot each.
 const GROUPS: [(&str, &[&str]); 15] = [
     ("Sample quality: Fréchet distance (lower is better)", &["fd"]),
-    ("Real vs generated points: KL and JS divergence (bits)", &["toy_kl", "toy_js"]),
+    (
+        "Real vs generated points: KL and JS divergence (bits)",
+        &["toy_kl", "toy_js"],
+    ),
     ("Samples read with confidence", &["confident"]),
     ("Classes the confident samples cover", &["classes"]),
     ("GAN losses", &["loss_d", "loss_g"]),

@@ -683,7 +683,8 @@ impl GantryApp {
                     (None, None) => return,
                 };
                 let settings = &mut self.settings;
-                self.pictures.show(ui, model, &pictures, &mut settings.zoom, &mut settings.toy);
+                self.pictures
+                    .show(ui, model, &pictures, &mut settings.zoom, &mut settings.toy);
             });
         export
     }

@@ -2,7 +2,7 @@
 //! Rows appear only where they apply to the chosen model and optimiser.
 
 use super::widgets::{choice, form_row, learning_rate, CORRUPTIONS, GAN_LOSSES, OPTIMIZERS};
-use crate::config::{Corruption, GanLoss, ModelKind, OptimizerKind, RunConfig};
+use crate::config::{Corruption, GanLoss, ModelKind, OptimizerKind, RunConfig, Updates};
 use eframe::egui;
 use egui::{DragValue, Grid, Ui};
 
@@ -60,6 +60,21 @@ impl OptimisationPanel {
                 form_row(ui, "D steps per G step", |ui| {
                     ui.add(DragValue::new(&mut t.d_steps).range(1..=10).speed(0.05))
                 });
+                // Each choice keeps its own name (form_row would name them all "Update").
+                ui.label("Update").on_hover_text(
+                    "Which networks a step updates: hold one still to watch what the other does (Step then takes \
+                     one D or one G update)",
+                );
+                ui.horizontal(|ui| {
+                    for (updates, name) in [
+                        (Updates::Both, "D and G"),
+                        (Updates::Discriminator, "D only"),
+                        (Updates::Generator, "G only"),
+                    ] {
+                        ui.selectable_value(&mut t.updates, updates, name);
+                    }
+                });
+                ui.end_row();
                 form_row(ui, "Label smoothing", |ui| {
                     ui.add(
                         DragValue::new(&mut t.label_smoothing)
@@ -117,6 +132,12 @@ impl OptimisationPanel {
                 ui.add(DragValue::new(&mut t.steps).range(1..=10_000_000).speed(10.0))
             })
             .on_hover_text("The run finishes after this many steps; raise it to continue a finished run");
+            form_row(ui, "Steps per second", |ui| {
+                ui.add(DragValue::new(&mut t.max_steps_per_s).range(0.0..=1000.0).speed(0.2))
+            })
+            .on_hover_text(
+                "At most this many steps a second, to follow each update by eye (slow motion); 0 is as fast as it goes",
+            );
             form_row(ui, "Samples every", |ui| {
                 ui.add(DragValue::new(&mut t.sample_every).range(1..=100_000).speed(1.0))
             });

@@ -4,8 +4,8 @@
 use super::settings::{GridZoom, ToyViews};
 use crate::config::ModelKind;
 use crate::grid::ImageGrid;
-use crate::train::worker::Snapshot;
 use crate::train::toy_views::{Heatmap, EXTENT, MANIFOLD_CELLS};
+use crate::train::worker::Snapshot;
 use crate::train::PointCloud;
 use eframe::egui;
 use egui::load::SizedTexture;
@@ -129,7 +129,8 @@ fn heatmap_legend(ui: &mut Ui) {
             let x0 = rect.left() + rect.width() * k as f32 / steps as f32;
             let x1 = rect.left() + rect.width() * (k + 1) as f32 / steps as f32;
             let cell = egui::Rect::from_x_y_ranges(x0..=x1, rect.y_range());
-            ui.painter().rect_filled(cell, 0.0, decision_color((k as f32 + 0.5) / steps as f32));
+            ui.painter()
+                .rect_filled(cell, 0.0, decision_color((k as f32 + 0.5) / steps as f32));
         }
         ui.weak("1 real");
     });
@@ -167,14 +168,22 @@ impl ScatterView {
                         Vec2::splat(side),
                     ));
                 }
-                if let Some(mesh) = model.as_ref().filter(|m| m.shown.manifold).and_then(|m| m.cloud.manifold.as_ref()) {
+                if let Some(mesh) = model
+                    .as_ref()
+                    .filter(|m| m.shown.manifold)
+                    .and_then(|m| m.cloud.manifold.as_ref())
+                {
                     let side = MANIFOLD_CELLS + 1;
                     let color = Color32::from_rgba_unmultiplied(255, 200, 120, 110);
                     for k in 0..side {
                         let row: Vec<[f32; 2]> = (0..side).map(|i| mesh[k * side + i]).collect();
                         let column: Vec<[f32; 2]> = (0..side).map(|i| mesh[i * side + k]).collect();
                         for line in [row, column] {
-                            plot.line(Line::new("latent grid through G", to_plot(&line)).color(color).width(1.0));
+                            plot.line(
+                                Line::new("latent grid through G", to_plot(&line))
+                                    .color(color)
+                                    .width(1.0),
+                            );
                         }
                     }
                 }

@@ -88,7 +88,10 @@ pub fn generate_toy(name: &str, count: usize, seed: u64) -> Result<(Vec<f32>, Ve
                 let (sin, cos) = rng.random_range(0.0..TAU).sin_cos();
                 let e = noise(&mut rng, CIRCLE_STD);
                 let [cx, cy] = CIRCLE_CENTRE;
-                ([cx + CIRCLE_RADII[0] * cos + e[0], cy + CIRCLE_RADII[1] * sin + e[1]], 0)
+                (
+                    [cx + CIRCLE_RADII[0] * cos + e[0], cy + CIRCLE_RADII[1] * sin + e[1]],
+                    0,
+                )
             }
             "gaussian" => {
                 let e = noise(&mut rng, 1.0);

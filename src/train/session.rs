@@ -6,7 +6,7 @@
 use super::optim::{Hyper, Optimizer};
 use super::toy_views::{self, Heatmap};
 use super::{MetricRow, PointCloud};
-use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig};
+use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig, Updates};
 use crate::data::{Batcher, Dataset, ItemShape, Split};
 use crate::grid::{make_grid, ImageGrid};
 use crate::models::ae::Autoencoder;
@@ -340,9 +340,12 @@ impl Session {
 
     fn gan_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
         let t = self.config.train.clone();
-        let (mut d_loss, mut d_real, mut d_fake, mut d_norm) = (0.0, 0.0, 0.0, 0.0);
+        // With one network held still, its losses are still measured, but it takes no update (and so has no
+        // gradient norm in the row).
+        let (train_d, train_g) = (t.updates != Updates::Generator, t.updates != Updates::Discriminator);
+        let (mut d_loss, mut d_real, mut d_fake, mut d_norm) = (0.0, 0.0, 0.0, None);
         let mut fake = None;
-        for _ in 0..t.d_steps {
+        for _ in 0..if train_d { t.d_steps } else { 1 } {
             let (x, index) = self.next_batch()?;
             let z = self.noise(index, x.dim(0)?)?;
             let (Model::Gan(gan), Optimizers::Gan { d: opt_d, .. }) = (&self.model, &mut self.optimizers) else {
@@ -361,10 +364,11 @@ impl Session {
                 (logits.narrow(0, 0, n)?, logits.narrow(0, n, both.dim(0)? - n)?)
             };
             let loss = discriminator_loss(t.loss, &real_logits, &fake_logits, t.label_smoothing)?;
-            let grads = loss.backward()?;
-            d_norm = opt_d.step(&grads)?;
-            if t.loss == GanLoss::Wasserstein {
-                clip_weights(&gan.d_params.vars(), t.clip)?;
+            if train_d {
+                d_norm = Some(opt_d.step(&loss.backward()?)?);
+                if t.loss == GanLoss::Wasserstein {
+                    clip_weights(&gan.d_params.vars(), t.clip)?;
+                }
             }
             d_loss = scalar(&loss)?;
             d_real = score(t.loss, &real_logits)?;
@@ -378,16 +382,19 @@ impl Session {
         // (whose weights are constants here: only the generator's gradients are wanted).
         let fake = fake.expect("d_steps is at least 1");
         let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Judge)?)?;
-        let grads = g_loss.backward()?;
-        let g_norm = opt_g.step(&grads)?;
-        Ok(vec![
+        let g_norm = match train_g {
+            true => Some(opt_g.step(&g_loss.backward()?)?),
+            false => None,
+        };
+        let mut values = vec![
             ("loss_d", d_loss),
             ("loss_g", scalar(&g_loss)?),
             ("d_real", d_real),
             ("d_fake", d_fake),
-            ("grad_norm_d", d_norm),
-            ("grad_norm_g", g_norm),
-        ])
+        ];
+        values.extend(d_norm.map(|n| ("grad_norm_d", n)));
+        values.extend(g_norm.map(|n| ("grad_norm_g", n)));
+        Ok(values)
     }
 
     fn autoencoder_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
@@ -557,9 +564,15 @@ impl Session {
     fn toy_divergences(&self) -> Result<(f64, f64)> {
         let items: Vec<usize> = self.split.train.iter().take(DIVERGENCE_POINTS).copied().collect();
         let real = pairs(&self.data.gather(&items));
-        let z = self.noise_seeded(derive_seed(self.config.train.seed, SEED_DIVERGENCE, self.step), items.len())?;
+        let z = self.noise_seeded(
+            derive_seed(self.config.train.seed, SEED_DIVERGENCE, self.step),
+            items.len(),
+        )?;
         let generated = self.generate(&z)?.expect("only models that generate are measured");
-        Ok(toy_views::divergences(&real, &pairs(&generated.flatten_all()?.to_vec1::<f32>()?)))
+        Ok(toy_views::divergences(
+            &real,
+            &pairs(&generated.flatten_all()?.to_vec1::<f32>()?),
+        ))
     }
 
     /// What the quality metric scores, in the data's range: `count` samples from fixed noise (GANs, VAEs) or
@@ -814,11 +827,16 @@ mod tests {
         assert_eq!(manifold.len(), (toy_views::MANIFOLD_CELLS + 1).pow(2));
 
         // A small move of every generated point along its arrow lowers G's loss.
-        let Model::Gan(gan) = &session.model else { unreachable!("a GAN preset") };
+        let Model::Gan(gan) = &session.model else {
+            unreachable!("a GAN preset")
+        };
         let loss_at = |points: &[[f32; 2]]| {
             let x = tensor(points.iter().flatten().copied().collect(), &[points.len(), 2]).unwrap();
             let logits = gan.discriminator.forward(&x, Mode::Eval).unwrap();
-            generator_loss(session.config.train.loss, &logits).unwrap().to_scalar::<f32>().unwrap()
+            generator_loss(session.config.train.loss, &logits)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
         };
         let arrows = after.arrows.as_ref().unwrap();
         let moved: Vec<[f32; 2]> = after

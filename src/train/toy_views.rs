@@ -54,7 +54,10 @@ pub fn manifold_latents(latent: usize) -> Vec<f32> {
 
 /// The histogram cell of a point; points beyond the plane count in its edge cells.
 fn cell(point: [f32; 2]) -> usize {
-    let index = |v: f32| (((v + EXTENT) / (2.0 * EXTENT) * DIVERGENCE_CELLS as f32) as isize).clamp(0, DIVERGENCE_CELLS as isize - 1) as usize;
+    let index = |v: f32| {
+        (((v + EXTENT) / (2.0 * EXTENT) * DIVERGENCE_CELLS as f32) as isize).clamp(0, DIVERGENCE_CELLS as isize - 1)
+            as usize
+    };
     index(point[1]) * DIVERGENCE_CELLS + index(point[0])
 }
 

@@ -592,6 +592,7 @@ impl Worker {
         let _ = self.publish(&session, false);
         self.emit(Event::State(RunState::Ready));
         let mut mode = Mode::Idle;
+        let mut stepped_at = Instant::now();
         loop {
             let command = if mode == Mode::Idle {
                 match self.commands.recv() {
@@ -599,10 +600,20 @@ impl Worker {
                     Err(_) => break,
                 }
             } else {
-                match self.commands.try_recv() {
+                // Under a speed cap the time left until the next step is spent waiting for commands.
+                let cap = session.config().train.max_steps_per_s;
+                let wait = match cap > 0.0 {
+                    true => Duration::from_secs_f64(1.0 / cap).saturating_sub(stepped_at.elapsed()),
+                    false => Duration::ZERO,
+                };
+                let received = match wait.is_zero() {
+                    true => self.commands.try_recv().map_err(|e| e.is_disconnected()),
+                    false => self.commands.recv_timeout(wait).map_err(|e| e.is_disconnected()),
+                };
+                match received {
                     Ok(c) => Some(c),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => break,
+                    Err(false) => None,
+                    Err(true) => break,
                 }
             };
             if let Some(command) = command {
@@ -657,6 +668,7 @@ impl Worker {
                 }
                 continue;
             }
+            stepped_at = Instant::now();
             mode = self.train_one(&mut session, mode);
         }
         if self.last_checkpoint != Some(session.step_count()) {
