@@ -131,12 +131,7 @@ pub struct TrainArgs {
 }
 
 fn parse_on_trouble(value: &str) -> Result<OnTrouble, String> {
-    match value {
-        "warn" => Ok(OnTrouble::Warn),
-        "pause" => Ok(OnTrouble::Pause),
-        "rollback" => Ok(OnTrouble::Rollback),
-        other => Err(format!("'{other}' is not warn, pause or rollback")),
-    }
+    OnTrouble::from_key(value).ok_or_else(|| format!("'{value}' is not warn, pause or rollback"))
 }
 
 #[derive(clap::Args, Debug)]

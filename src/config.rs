@@ -364,6 +364,19 @@ impl OnTrouble {
             OnTrouble::Rollback => "roll back",
         }
     }
+
+    pub fn from_key(key: &str) -> Option<OnTrouble> {
+        OnTrouble::ALL.into_iter().find(|a| a.key() == key)
+    }
+
+    /// As config files, `events.csv` and `--on-divergence` spell it.
+    pub fn key(self) -> &'static str {
+        match self {
+            OnTrouble::Warn => "warn",
+            OnTrouble::Pause => "pause",
+            OnTrouble::Rollback => "rollback",
+        }
+    }
 }
 
 /// The health checks of a run: how often the signals are measured, the thresholds of the diagnoses, what

@@ -318,7 +318,7 @@ fn on_divergence_pause_stops_with_its_own_exit_code_and_records_the_event() {
     assert_eq!(
         events
             .iter()
-            .map(|e| (e.rule.as_str(), e.action.as_str()))
+            .map(|e| (e.rule.as_str(), e.action.key()))
             .collect::<Vec<_>>(),
         [("divergence", "pause")]
     );

@@ -228,7 +228,7 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
     assert!(!rollbacks.is_empty() && rollbacks.len() <= 5, "{rollbacks:?}");
     assert!(rollbacks
         .iter()
-        .all(|a| a.rule == "divergence" && a.action == "rollback"));
+        .all(|a| a.rule == "divergence" && a.action == gantry::config::OnTrouble::Rollback));
     assert_eq!(
         last_lr,
         0.5 * 0.5f64.powi(rollbacks.len() as i32),

@@ -6,6 +6,7 @@
 
 use super::history::{Curve, RunHistory, XAxis};
 use super::settings::{CurveSettings, THROUGHPUT_PLOT};
+use crate::config::OnTrouble;
 use crate::numbers::significant;
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
@@ -290,9 +291,9 @@ fn curve_plot(
         if let Some((_, history)) = runs.first() {
             for event in history.events() {
                 if let Some(x) = history.x_at_step(axis, event.step) {
-                    let color = match event.action.as_str() {
-                        "rollback" | "pause" => Color32::from_rgb(230, 80, 70),
-                        _ => Color32::from_rgb(220, 160, 40),
+                    let color = match event.action {
+                        OnTrouble::Rollback | OnTrouble::Pause => Color32::from_rgb(230, 80, 70),
+                        OnTrouble::Warn => Color32::from_rgb(220, 160, 40),
                     };
                     plot.vline(
                         VLine::new("", x)

@@ -233,8 +233,8 @@ pub struct HealthEvent {
     /// A rule's key, or `manual` for a rollback the user asked for.
     pub rule: String,
     pub value: f64,
-    /// `warn`, `pause` or `rollback`.
-    pub action: String,
+    /// What was done: warned, paused or rolled back.
+    pub action: OnTrouble,
     /// The step the run went back to (rollbacks only).
     pub to_step: Option<u64>,
     /// What was done, in words (the remedy applied).
@@ -249,7 +249,7 @@ impl HealthEvent {
             self.step.to_string(),
             self.rule.clone(),
             self.value.to_string(),
-            self.action.clone(),
+            self.action.key().to_string(),
             self.to_step.map(|s| s.to_string()).unwrap_or_default(),
             self.detail.clone(),
         ]
@@ -261,7 +261,7 @@ impl HealthEvent {
             step: cells.get(0)?.parse().ok()?,
             rule: cells.get(1)?.to_string(),
             value: cells.get(2)?.parse().ok()?,
-            action: cells.get(3)?.to_string(),
+            action: OnTrouble::from_key(cells.get(3)?)?,
             to_step: cells.get(4).and_then(|s| s.parse().ok()),
             detail: cells.get(5).unwrap_or_default().to_string(),
         })
@@ -273,9 +273,9 @@ impl HealthEvent {
             .iter()
             .find(|r| r.key() == self.rule)
             .map_or("Manual rollback", |r| r.label());
-        let done = match (self.action.as_str(), self.to_step) {
-            ("rollback", Some(to)) => format!("rolled back to step {to}"),
-            ("pause", _) => "paused".to_string(),
+        let done = match (self.action, self.to_step) {
+            (OnTrouble::Rollback, Some(to)) => format!("rolled back to step {to}"),
+            (OnTrouble::Pause, _) => "paused".to_string(),
             _ => "warned".to_string(),
         };
         let detail = match self.detail.is_empty() {
@@ -771,7 +771,7 @@ mod tests {
             step: 120,
             rule: "divergence".into(),
             value: f64::INFINITY,
-            action: "rollback".into(),
+            action: OnTrouble::Rollback,
             to_step: Some(100),
             detail: "halve the learning rates, \"lr\" 0.1 to 0.05".into(),
         };

@@ -657,7 +657,7 @@ impl Worker {
                             step: session.step_count(),
                             rule: "manual".into(),
                             value: step as f64,
-                            action: "rollback".into(),
+                            action: OnTrouble::Rollback,
                             to_step: Some(step),
                             detail: String::new(),
                         };
@@ -900,7 +900,7 @@ impl Worker {
             step,
             rule: rule.key().into(),
             value,
-            action: "warn".into(),
+            action: OnTrouble::Warn,
             to_step: None,
             detail: format!("remedy: {}", remedy.summary),
         };
@@ -922,7 +922,7 @@ impl Worker {
                     (step, times) if step == to => (to, times + 1),
                     _ => (to, 1),
                 };
-                event.action = "rollback".into();
+                event.action = OnTrouble::Rollback;
                 event.to_step = Some(to);
                 event.detail = format!("applied: {}", remedy.summary);
                 match self.roll_back(session, event).and_then(|()| {
@@ -936,7 +936,7 @@ impl Worker {
                 }
             }
             (OnTrouble::Pause, _) => {
-                event.action = "pause".into();
+                event.action = OnTrouble::Pause;
                 let why = pause_instead.map(|w| format!(" ({w})")).unwrap_or_default();
                 let message = format!(
                     "{} at step {step}{why}: {}. The run is paused; a remedy: {}",
