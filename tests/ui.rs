@@ -419,6 +419,79 @@ fn a_d_only_step_leaves_g_unchanged_and_a_g_only_step_leaves_d_unchanged() {
     assert_eq!(d2, d1, "and leaves D as it was");
 }
 
+/// The pixels of tile `index` of a grid of `size`-pixel tiles in `columns` columns.
+fn tile(grid: &gantry::grid::ImageGrid, index: usize, columns: usize, size: usize) -> Vec<u8> {
+    let cell = size + gantry::grid::GRID_PADDING;
+    let (x0, y0) = ((index % columns) * cell + 2, (index / columns) * cell + 2);
+    (y0..y0 + size)
+        .flat_map(|y| grid.rgba[(y * grid.width + x0) * 4..(y * grid.width + x0 + size) * 4].to_vec())
+        .collect()
+}
+
+#[test]
+fn clicking_a_sample_moves_an_end_of_the_interpolation_strip_whose_ends_are_those_samples() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    start(&mut harness);
+    harness.get_by_label("Pause").click();
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    harness.run_steps(3);
+    let snapshot = |h: &Harness<'_, GantryApp>| h.state().run().snapshot().cloned().unwrap();
+    assert_eq!(
+        snapshot(&harness).interpolation.unwrap().ends,
+        (0, 1),
+        "the first two samples to begin with"
+    );
+
+    // Click the middle of sample 11 (row 1, column 2 of 8).
+    let samples = snapshot(&harness).samples.unwrap();
+    let rect = harness.get_by_label("samples").accesskit_node().bounding_box().unwrap();
+    let scale = (rect.x1 - rect.x0) as f32 / samples.width as f32;
+    let cell = ((samples.width - 2) / 8) as f32;
+    let at = egui::pos2(
+        rect.x0 as f32 + (2.5 * cell + 1.0) * scale,
+        rect.y0 as f32 + (1.5 * cell + 1.0) * scale,
+    );
+    harness.event(egui::Event::PointerMoved(at));
+    for pressed in [true, false] {
+        harness.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+        harness.run_steps(1);
+    }
+    wait_until(&mut harness, "the strip to start at sample 11", |h| {
+        h.state()
+            .run()
+            .snapshot()
+            .and_then(|s| s.interpolation.as_ref())
+            .is_some_and(|i| i.ends == (10, 1))
+    });
+    harness.run_steps(2);
+    assert!(harness.query_by_label("From sample 11 to sample 2").is_some());
+    let snapshot = snapshot(&harness);
+    let (samples, strip) = (snapshot.samples.unwrap(), snapshot.interpolation.unwrap().grid);
+    // 28-pixel digits; the strip's rows (straight line, then slerp) both start and end at the chosen samples.
+    for row in 0..2 {
+        assert_eq!(
+            tile(&strip, row * 8, 8, 28),
+            tile(&samples, 10, 8, 28),
+            "row {row} starts at sample 11"
+        );
+        assert_eq!(
+            tile(&strip, row * 8 + 7, 8, 28),
+            tile(&samples, 1, 8, 28),
+            "row {row} ends at sample 2"
+        );
+    }
+    assert_ne!(
+        tile(&strip, 3, 8, 28),
+        tile(&samples, 10, 8, 28),
+        "the middle is neither end"
+    );
+}
+
 #[test]
 fn the_wheel_over_the_toy_data_preview_leaves_its_view_alone() {
     let (mut harness, _runs) = workbench("mlp-gan-ring", |_| {});

@@ -37,6 +37,8 @@ pub enum Action {
     ApplyRemedy(Box<RunConfig>),
     /// Take the viewed run back to its snapshot or checkpoint of this step.
     RollBack(u64),
+    /// Interpolate the viewed run's samples between these two (indices into its sample grid).
+    Interpolate(usize, usize),
     /// Show this run's curves and pictures (and make the toolbar act on it).
     ViewRun(PathBuf),
     /// Train a listed run on from its newest checkpoint (from the start if it has none).

@@ -675,6 +675,7 @@ impl GantryApp {
                         samples: *samples,
                         reconstructions: *reconstructions,
                         points: None,
+                        interpolation: None,
                         // Grids arriving from the reader make a new version.
                         version: version_of(&(&dir, step, samples.is_some(), reconstructions.is_some())),
                     },
@@ -683,8 +684,10 @@ impl GantryApp {
                     (None, None) => return,
                 };
                 let settings = &mut self.settings;
-                self.pictures
+                let ends = self
+                    .pictures
                     .show(ui, model, &pictures, &mut settings.zoom, &mut settings.toy);
+                export = export.take().or(ends.map(|(from, to)| Action::Interpolate(from, to)));
             });
         export
     }
@@ -726,6 +729,9 @@ impl GantryApp {
             Action::ApplyRemedy(config) => self.settings.config = *config,
             Action::RollBack(step) => {
                 self.fleet.focused_mut().send(Command::RollBack(step));
+            }
+            Action::Interpolate(from, to) => {
+                self.fleet.focused_mut().send(Command::Interpolate(from, to));
             }
             Action::ForkAt(step) => {
                 if let Some(parent) = self.fleet.focus_dir().map(Path::to_path_buf) {

@@ -3,7 +3,8 @@
 
 use super::settings::{GridZoom, ToyViews};
 use crate::config::ModelKind;
-use crate::grid::ImageGrid;
+use crate::grid::{ImageGrid, GRID_PADDING};
+use crate::train::session::{Interpolation, SAMPLE_COLUMNS};
 use crate::train::toy_views::{Heatmap, EXTENT, MANIFOLD_CELLS};
 use crate::train::worker::Snapshot;
 use crate::train::PointCloud;
@@ -33,7 +34,15 @@ impl GridView {
     }
 
     /// Shows `grid`, uploading it when `version` changed, within `space` when the zoom fits.
-    pub fn show(&mut self, ui: &mut Ui, grid: &ImageGrid, version: u64, zoom: &mut GridZoom, space: Vec2) {
+    /// Returns the pixel of the grid that was clicked, if one was.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        grid: &ImageGrid,
+        version: u64,
+        zoom: &mut GridZoom,
+        space: Vec2,
+    ) -> Option<Vec2> {
         let image = || ColorImage::from_rgba_unmultiplied([grid.width, grid.height], &grid.rgba);
         match &mut self.texture {
             Some(texture) if self.version == version => {}
@@ -53,7 +62,13 @@ impl GridView {
             .id_salt(self.name)
             .max_height(space.y)
             .show(ui, |ui| {
-                ui.add(Image::from_texture(SizedTexture::new(texture.id(), size)).fit_to_exact_size(size))
+                let image = Image::from_texture(SizedTexture::new(texture.id(), size))
+                    .fit_to_exact_size(size)
+                    .sense(egui::Sense::click());
+                let response = ui.add(image);
+                let name = self.name;
+                response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, name));
+                response
             })
             .inner;
         if response.hovered() {
@@ -63,6 +78,8 @@ impl GridView {
                 zoom.factor = (scale * factor).clamp(MIN_ZOOM, MAX_ZOOM);
             }
         }
+        let clicked = response.clicked().then(|| response.interact_pointer_pos()).flatten();
+        clicked.map(|at| (at - response.rect.min) / scale)
     }
 }
 
@@ -234,6 +251,9 @@ pub fn version_of(key: &impl std::hash::Hash) -> u64 {
 pub struct PicturesPanel {
     samples: GridView,
     reconstructions: GridView,
+    interpolation: GridView,
+    /// Whether the next click on a sample moves the interpolation's second end (else its first).
+    moves_second_end: bool,
     /// D's heatmap as a texture, with the snapshot version it was made from.
     heatmap: Option<(u64, TextureHandle)>,
     /// The step of the grids shown last.
@@ -245,6 +265,8 @@ impl Default for PicturesPanel {
         PicturesPanel {
             samples: GridView::new("samples"),
             reconstructions: GridView::new("reconstructions"),
+            interpolation: GridView::new("interpolation"),
+            moves_second_end: true,
             heatmap: None,
             shown_step: None,
         }
@@ -257,6 +279,8 @@ pub struct Pictures<'a> {
     pub samples: Option<&'a ImageGrid>,
     pub reconstructions: Option<&'a ImageGrid>,
     pub points: Option<&'a PointCloud>,
+    /// Live only: the model's images between two samples.
+    pub interpolation: Option<&'a Interpolation>,
     /// Changes whenever the grids do (their textures are uploaded again then).
     pub version: u64,
 }
@@ -268,6 +292,7 @@ impl<'a> Pictures<'a> {
             samples: snapshot.samples.as_ref(),
             reconstructions: snapshot.reconstructions.as_ref(),
             points: snapshot.points.as_ref(),
+            interpolation: snapshot.interpolation.as_ref(),
             version,
         }
     }
@@ -290,7 +315,7 @@ impl PicturesPanel {
         snapshot: &Pictures<'_>,
         zoom: &mut GridZoom,
         toy: &mut ToyViews,
-    ) {
+    ) -> Option<(usize, usize)> {
         let version = snapshot.version;
         self.shown_step = Some(snapshot.step);
         if snapshot.samples.is_some() || snapshot.reconstructions.is_some() {
@@ -346,6 +371,7 @@ impl PicturesPanel {
             };
             ScatterView::show(ui, "scatter", &points.real, Some(model), size, true);
         }
+        let mut ends = None;
         if let Some(grid) = snapshot.samples {
             ui.heading(format!("Samples, step {}", snapshot.step));
             ui.weak(if kind.is_gan() {
@@ -353,7 +379,32 @@ impl PicturesPanel {
             } else {
                 "The decoder applied to the same fixed latent vectors every time."
             });
-            self.samples.show(ui, grid, version, zoom, share);
+            // The interpolation strip (two rows) takes a fifth of the samples' space.
+            let (grid_share, strip_share) = match snapshot.interpolation {
+                Some(_) => (share * Vec2::new(1.0, 0.8), share * Vec2::new(1.0, 0.2)),
+                None => (share, Vec2::ZERO),
+            };
+            let clicked = self.samples.show(ui, grid, version, zoom, grid_share);
+            if let (Some(at), Some(strip)) = (clicked, snapshot.interpolation) {
+                // A click on a tile moves one end of the strip there, the two ends in turn.
+                let cell = ((grid.width - GRID_PADDING) / SAMPLE_COLUMNS) as f32;
+                let tile = (at.y / cell) as usize * SAMPLE_COLUMNS + ((at.x / cell) as usize).min(SAMPLE_COLUMNS - 1);
+                self.moves_second_end = !self.moves_second_end;
+                ends = Some(match self.moves_second_end {
+                    true => (strip.ends.0, tile),
+                    false => (tile, strip.ends.1),
+                });
+            }
+            if let Some(strip) = snapshot.interpolation {
+                ui.strong(format!(
+                    "From sample {} to sample {}",
+                    strip.ends.0 + 1,
+                    strip.ends.1 + 1
+                ));
+                ui.weak("Top: the straight line between their latent vectors; below: along the sphere (slerp). Click samples to choose the ends.");
+                self.interpolation
+                    .show(ui, &strip.grid, version, zoom, strip_share.max(Vec2::splat(32.0)));
+            }
         }
         if let Some(grid) = snapshot.reconstructions {
             ui.heading(format!("Reconstructions, step {}", snapshot.step));
@@ -364,5 +415,6 @@ impl PicturesPanel {
             });
             self.reconstructions.show(ui, grid, version, zoom, share);
         }
+        ends
     }
 }

@@ -68,6 +68,21 @@ enum Net {
 }
 
 /// GAN metrics, in CSV column order.
+/// Columns of the sample grid.
+pub const SAMPLE_COLUMNS: usize = 8;
+
+/// Images from one end to the other of an interpolation strip, ends included.
+pub const INTERPOLATION_STEPS: usize = 8;
+
+/// The model's images between two of the sample grid's latent vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interpolation {
+    /// The indices of the two ends in the sample grid.
+    pub ends: (usize, usize),
+    /// Two rows of `INTERPOLATION_STEPS`: the straight line, then slerp.
+    pub grid: ImageGrid,
+}
+
 /// KL and JS divergence (bits) between real and generated 2D points on a histogram, every `eval_every` steps.
 pub const TOY_KL: &str = "toy_kl";
 pub const TOY_JS: &str = "toy_js";
@@ -468,9 +483,49 @@ impl Session {
             return Ok(None);
         }
         match self.generate(&self.fixed_z)? {
-            Some(images) => Ok(Some(self.grid(&images, 8)?)),
+            Some(images) => Ok(Some(self.grid(&images, SAMPLE_COLUMNS)?)),
             None => Ok(None),
         }
+    }
+
+    /// The model's images along the way from fixed latent vector `ends.0` to `ends.1` (indices into the
+    /// sample grid): the straight line on the top row, the great circle (slerp) below, `INTERPOLATION_STEPS`
+    /// each, ends included. Made in one batch with the fixed vectors, so that batch normalisation sees the
+    /// statistics the sample grid does; without it the ends are exactly the grid's tiles.
+    pub fn interpolation(&self, ends: (usize, usize)) -> Result<Option<Interpolation>> {
+        if !self.data.shape.is_image() {
+            return Ok(None);
+        }
+        let n = self.fixed_z.dim(0)?;
+        let ends = (ends.0.min(n - 1), ends.1.min(n - 1));
+        let (a, b) = (
+            self.fixed_z.get(ends.0)?.to_vec1::<f32>()?,
+            self.fixed_z.get(ends.1)?.to_vec1::<f32>()?,
+        );
+        let steps = INTERPOLATION_STEPS;
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>() / (norm(&a) * norm(&b)).max(1e-12);
+        let angle = cos.clamp(-1.0, 1.0).acos();
+        let mut z = Vec::with_capacity(2 * steps * a.len());
+        for slerp in [false, true] {
+            for k in 0..steps {
+                let t = k as f32 / (steps - 1) as f32;
+                // Nearly parallel ends make slerp a straight line (and sin(angle) a division by zero).
+                let (wa, wb) = match slerp && angle > 1e-4 {
+                    true => (((1.0 - t) * angle).sin() / angle.sin(), (t * angle).sin() / angle.sin()),
+                    false => (1.0 - t, t),
+                };
+                z.extend(a.iter().zip(&b).map(|(x, y)| wa * x + wb * y));
+            }
+        }
+        let path = tensor(z, &[2 * steps, a.len()])?;
+        let Some(images) = self.generate(&Tensor::cat(&[&self.fixed_z, &path], 0)?)? else {
+            return Ok(None);
+        };
+        Ok(Some(Interpolation {
+            ends,
+            grid: self.grid(&images.narrow(0, n, 2 * steps)?, steps)?,
+        }))
     }
 
     /// What the model makes of latent vectors `z`, in the data's range: G(z) for GANs, the decoder's output

@@ -4,7 +4,7 @@
 //! handle whose thread is gone reads as failed too.
 
 use super::health::{HealthEvent, HealthReport, Monitor, Rule};
-use super::session::Session;
+use super::session::{Interpolation, Session};
 use super::{MetricRow, PointCloud};
 use crate::config::{OnTrouble, RunConfig};
 use crate::data::{self, DatasetSummary};
@@ -41,6 +41,8 @@ pub enum Command {
     /// Go back to the in-memory snapshot or checkpoint of this step: later metric rows, grids and
     /// checkpoints are dropped and training continues from there.
     RollBack(u64),
+    /// Interpolate between these two samples (indices into the sample grid) from now on.
+    Interpolate(usize, usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +182,8 @@ impl Problem {
 pub struct Snapshot {
     pub step: u64,
     pub samples: Option<ImageGrid>,
+    /// The model's images between two of the samples' latent vectors (image models that generate).
+    pub interpolation: Option<Interpolation>,
     pub reconstructions: Option<ImageGrid>,
     pub points: Option<PointCloud>,
 }
@@ -242,6 +246,7 @@ impl Trainer {
             monitor: Monitor::new(),
             changes: Vec::new(),
             published_at: None,
+            interpolation_ends: (0, 1),
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
             cache_dir: options
@@ -361,6 +366,8 @@ struct Worker {
     rollbacks: (u64, u32),
     cache_dir: PathBuf,
     quality: Quality,
+    /// The samples the interpolation strip runs between.
+    interpolation_ends: (usize, usize),
     /// When the training loop last published a snapshot.
     published_at: Option<Instant>,
     /// Metric rows held back while the quality score of the first of them is computed, so that each score
@@ -647,6 +654,10 @@ impl Worker {
                     Command::RequestSamples => {
                         let _ = self.publish(&session, false);
                     }
+                    Command::Interpolate(from, to) => {
+                        self.interpolation_ends = (from, to);
+                        let _ = self.publish(&session, false);
+                    }
                     Command::SaveCheckpoint => {
                         if let Err(message) = self.checkpoint(&session) {
                             self.emit(Event::Problem(Problem::Warning(message)));
@@ -824,6 +835,7 @@ impl Worker {
             Ok(Snapshot {
                 step: session.step_count(),
                 samples: session.samples()?,
+                interpolation: session.interpolation(self.interpolation_ends)?,
                 reconstructions: session.reconstructions()?,
                 points: session.points()?,
             })
