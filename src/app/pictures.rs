@@ -379,9 +379,9 @@ impl PicturesPanel {
             } else {
                 "The decoder applied to the same fixed latent vectors every time."
             });
-            // The interpolation strip (two rows) takes a fifth of the samples' space.
+            // The interpolation strip (two rows, with two lines of text above) takes 30 % of the samples' space.
             let (grid_share, strip_share) = match snapshot.interpolation {
-                Some(_) => (share * Vec2::new(1.0, 0.8), share * Vec2::new(1.0, 0.2)),
+                Some(_) => (share * Vec2::new(1.0, 0.7), Vec2::new(share.x, share.y * 0.3 - 40.0)),
                 None => (share, Vec2::ZERO),
             };
             let clicked = self.samples.show(ui, grid, version, zoom, grid_share);
