@@ -379,9 +379,9 @@ impl PicturesPanel {
             } else {
                 "The decoder applied to the same fixed latent vectors every time."
             });
-            // The interpolation strip (two rows, with two lines of text above) takes 30 % of the samples' space.
+            // The interpolation strip (two rows under a heading) takes 30 % of the samples' space.
             let (grid_share, strip_share) = match snapshot.interpolation {
-                Some(_) => (share * Vec2::new(1.0, 0.7), Vec2::new(share.x, share.y * 0.3 - 40.0)),
+                Some(_) => (share * Vec2::new(1.0, 0.7), Vec2::new(share.x, share.y * 0.3 - 20.0)),
                 None => (share, Vec2::ZERO),
             };
             let clicked = self.samples.show(ui, grid, version, zoom, grid_share);
@@ -400,8 +400,11 @@ impl PicturesPanel {
                     "From sample {} to sample {}",
                     strip.ends.0 + 1,
                     strip.ends.1 + 1
-                ));
-                ui.weak("Top: the straight line between their latent vectors; below: along the sphere (slerp). Click samples to choose the ends.");
+                ))
+                .on_hover_text(
+                    "Top: the straight line between their latent vectors; below: along the sphere (slerp). \
+                     Click samples to choose the ends.",
+                );
                 self.interpolation
                     .show(ui, &strip.grid, version, zoom, strip_share.max(Vec2::splat(32.0)));
             }
