@@ -463,6 +463,11 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl RunConfig {
+    /// What makes two runs' curves comparable: the kind of model and the data it trains on.
+    pub fn experiment(&self) -> (ModelKind, &str) {
+        (self.model.kind, &self.data.source)
+    }
+
     /// Parses TOML text; unknown keys and wrong types are errors that name the key.
     pub fn from_toml(text: &str) -> Result<RunConfig, ConfigError> {
         // toml's message quotes the offending line, which names the key.

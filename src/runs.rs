@@ -322,10 +322,12 @@ impl RunDir {
         fsio::write(&metrics_path, &table.bytes_up_to(step))?;
         // Settings changed after `step` are undone with the rows: the run goes on with those of its step.
         let changes = read_changes(path);
-        if changes.iter().any(|c| c.step > step) {
-            let config = config_at(path, step)?;
-            let kept = changes.iter().filter(|c| c.step <= step).map(SettingChange::cells);
-            fsio::write(&path.join(CHANGES_FILE), &csv_bytes(SettingChange::COLUMNS, kept))?;
+        let (kept, later): (Vec<SettingChange>, Vec<SettingChange>) = changes.into_iter().partition(|c| c.step <= step);
+        if !later.is_empty() {
+            let config =
+                undo_changes(&RunDir::read_config(path)?, &later).map_err(|e| format!("{}: {e}", path.display()))?;
+            let rows = kept.iter().map(SettingChange::cells);
+            fsio::write(&path.join(CHANGES_FILE), &csv_bytes(SettingChange::COLUMNS, rows))?;
             write_config(path, &config)?;
         }
         let columns: Vec<&str> = table.header[3..].iter().map(String::as_str).collect();

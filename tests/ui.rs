@@ -64,6 +64,13 @@ fn start(harness: &mut Harness<'_, GantryApp>) {
     wait_until(harness, "a few steps", |h| steps(h) >= 3);
 }
 
+/// Starts the run and waits until it has trained its whole step budget.
+fn train_to_budget(harness: &mut Harness<'_, GantryApp>) {
+    wait_until(harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(harness, "the budget", |h| state(h) == Some(RunState::Finished));
+}
+
 #[test]
 fn start_trains_pause_stops_and_step_does_exactly_one() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
@@ -189,9 +196,7 @@ fn a_finished_run_offers_no_resume_step_or_stop_until_its_budget_is_raised() {
         s.config.train.steps = 6;
         s.config.train.sample_every = 4;
     });
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    train_to_budget(&mut harness);
     harness.run_steps(2);
     let toolbar_stop = |h: &Harness<'_, GantryApp>| {
         let stop = h.query_all_by_role_and_label(Role::Button, "Stop").next().unwrap();
@@ -624,9 +629,7 @@ fn mask_run_list_and_status(harness: &mut Harness<'_, GantryApp>) {
 
 fn finished_snapshot(preset_name: &str, name: &str) {
     let (mut harness, _runs) = workbench(preset_name, |s| s.config.train.steps = 30);
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    train_to_budget(&mut harness);
     harness.run_steps(2);
     harness.remove_cursor();
     harness.run_steps(3);
@@ -796,9 +799,7 @@ fn runs_reopened_in_a_new_workbench_show_the_same_curves_and_grids() {
         s.config.train.steps = 20;
         s.config.train.sample_every = 5;
     });
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    train_to_budget(&mut harness);
     harness.run_steps(2);
     let curves = harness.state().run().history().to_csv();
     let dir = harness.state().viewed_run().unwrap().to_path_buf();
@@ -1125,9 +1126,7 @@ fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
         s.config.train.checkpoint_every = 5;
         s.config.train.sample_every = 5;
     });
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the budget", |h| state(h) == Some(RunState::Finished));
+    train_to_budget(&mut harness);
     let dir = harness.state().run().dir().unwrap().to_path_buf();
     // The samples G made from the step-5 weights, saved beside the step-5 checkpoint.
     let at_five = gantry::runs::read_grid(&dir, GridKind::Samples, 5).unwrap();

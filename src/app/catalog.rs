@@ -303,7 +303,10 @@ impl Catalog {
             })
             .collect();
         // Siblings are runs of the same model on the same data; what tells them apart is worth a column.
-        let sibling_key = |run: &CatalogRun| (run.summary.config.model.kind, run.summary.config.data.source.clone());
+        let sibling_key = |run: &CatalogRun| {
+            let (kind, data) = run.summary.config.experiment();
+            (kind, data.to_string())
+        };
         let mut keys: Vec<_> = runs.iter().map(sibling_key).collect();
         keys.dedup();
         for key in keys {

@@ -473,7 +473,9 @@ impl GantryApp {
         let mut not_comparable = 0;
         for dir in listed(&self.catalog, &self.selection) {
             let comparable = match (dirs.first(), self.run_config(dir)) {
-                (Some(first), Some(config)) => self.run_config(first).is_none_or(|c| same_experiment(c, config)),
+                (Some(first), Some(config)) => self
+                    .run_config(first)
+                    .is_none_or(|c| c.experiment() == config.experiment()),
                 _ => true,
             };
             match comparable {
@@ -932,11 +934,6 @@ impl eframe::App for GantryApp {
 }
 
 /// The settings of the run in `dir`: as its worker last confirmed them, else as written to disk.
-/// Whether two runs' curves compare: the same kind of model on the same data.
-fn same_experiment(a: &RunConfig, b: &RunConfig) -> bool {
-    a.model.kind == b.model.kind && a.data.source == b.data.source
-}
-
 fn run_config<'a>(fleet: &'a Fleet, catalog: &'a Catalog, dir: &Path) -> Option<&'a RunConfig> {
     match fleet.get(dir).and_then(TrainingRun::applied_config) {
         Some(config) => Some(config),

@@ -24,10 +24,10 @@ const SEED_NOISE: u64 = 20;
 const SEED_FIXED: u64 = 21;
 const SEED_CORRUPT: u64 = 22;
 const SEED_HEALTH: u64 = 23;
+const SEED_QUALITY: u64 = 24;
 const SEED_DIVERGENCE: u64 = 29;
 /// Points of each side in the KL / JS estimate of 2D runs.
 const DIVERGENCE_POINTS: usize = 2000;
-const SEED_QUALITY: u64 = 24;
 /// Generated and real items compared for the diversity signal.
 const DIVERSITY_ITEMS: usize = 64;
 /// Held-out items in the reconstruction grid (shown as input/reconstruction pairs).
@@ -67,7 +67,6 @@ enum Net {
     D,
 }
 
-/// GAN metrics, in CSV column order.
 /// Columns of the sample grid.
 pub const SAMPLE_COLUMNS: usize = 8;
 
@@ -87,6 +86,7 @@ pub struct Interpolation {
 pub const TOY_KL: &str = "toy_kl";
 pub const TOY_JS: &str = "toy_js";
 
+/// GAN metrics, in CSV column order.
 pub const GAN_METRICS: [&str; 7] = [
     "loss_d",
     "loss_g",
@@ -578,13 +578,13 @@ impl Session {
         };
         let z = toy_views::manifold_latents(self.config.model.latent);
         let side = toy_views::MANIFOLD_CELLS + 1;
-        let manifold = match self.generate(&tensor(z, &[side * side, self.config.model.latent])?)? {
-            Some(points) => Some(pairs(&points.flatten_all()?.to_vec1::<f32>()?)),
-            None => None,
-        };
+        let manifold = self
+            .generate(&tensor(z, &[side * side, self.config.model.latent])?)?
+            .map(|points| tensor_pairs(&points))
+            .transpose()?;
         Ok(Some(PointCloud {
             real,
-            generated: pairs(&generated.flatten_all()?.to_vec1::<f32>()?),
+            generated: tensor_pairs(&generated)?,
             labels,
             heatmap,
             manifold,
@@ -612,7 +612,7 @@ impl Session {
         let gradient = grads
             .get(x.as_tensor())
             .ok_or_else(|| candle_core::Error::msg("D's output does not depend on its input"))?;
-        Ok(pairs(&gradient.neg()?.flatten_all()?.to_vec1::<f32>()?))
+        tensor_pairs(&gradient.neg()?)
     }
 
     /// KL and JS divergence between the training points and as many fresh generated ones (2D data).
@@ -624,10 +624,7 @@ impl Session {
             items.len(),
         )?;
         let generated = self.generate(&z)?.expect("only models that generate are measured");
-        Ok(toy_views::divergences(
-            &real,
-            &pairs(&generated.flatten_all()?.to_vec1::<f32>()?),
-        ))
+        Ok(toy_views::divergences(&real, &tensor_pairs(&generated)?))
     }
 
     /// What the quality metric scores, in the data's range: `count` samples from fixed noise (GANs, VAEs) or
@@ -853,6 +850,11 @@ fn set_gradient_clipping(optimizers: &mut Optimizers, max_norm: f64) {
 
 fn pairs(values: &[f32]) -> Vec<[f32; 2]> {
     values.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+}
+
+/// A tensor of 2D points, (N, 2), as pairs.
+fn tensor_pairs(points: &Tensor) -> Result<Vec<[f32; 2]>> {
+    Ok(pairs(&points.flatten_all()?.to_vec1::<f32>()?))
 }
 
 #[cfg(test)]

@@ -966,7 +966,6 @@ impl Worker {
         }
     }
 
-    /// Writes a health event to the run directory and reports it.
     /// Records the settings that differ from `before` as changed at this step (in the run directory too) and
     /// tells the UI.
     fn settings_changed(&mut self, session: &Session, before: &RunConfig) {
@@ -983,6 +982,7 @@ impl Worker {
         });
     }
 
+    /// Writes a health event to the run directory and reports it.
     fn record(&self, event: HealthEvent) {
         if let Some(dir) = &self.run_dir {
             if let Err(message) = dir.record_event(&event) {
