@@ -34,6 +34,9 @@ pub struct Cli {
     /// Threads for training and data loading (default: the number of physical cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// How the workbench window draws: OpenGL (glow) or wgpu (Vulkan, Metal, DirectX).
+    #[arg(long, default_value = "glow", value_parser = ["glow", "wgpu"])]
+    pub renderer: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -182,7 +185,7 @@ pub fn main() -> i32 {
     }
     match cli.command {
         // No subcommand: open the workbench.
-        None => crate::app::run(),
+        None => crate::app::run(&cli.renderer),
         Some(Cmd::Presets) => {
             for (name, text) in PRESETS {
                 println!("{name:22} {}", presets::description(text));

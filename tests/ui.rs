@@ -1202,3 +1202,36 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
             .is_some()
     });
 }
+
+#[test]
+fn live_frames_setting_paces_the_frames_a_training_run_asks_for() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 100_000);
+    // Every repaint request's delay: a running trainer asks for frames through the pacer's waker.
+    let delays: std::sync::Arc<std::sync::Mutex<Vec<Duration>>> = Default::default();
+    let seen = delays.clone();
+    harness
+        .ctx
+        .set_repaint_observer(move |info| seen.lock().unwrap().push(info.delay));
+    harness.get_by_role_and_label(Role::ComboBox, "Live frames").click();
+    harness.run_steps(2);
+    harness.get_by_label("2 per s").click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().settings().live_refresh,
+        gantry::app::pacing::LiveRefresh::PerSecond(2)
+    );
+    start(&mut harness);
+    delays.lock().unwrap().clear();
+    let before = steps(&harness);
+    wait_until(&mut harness, "more steps", |h| steps(h) > before + 20);
+    let delays = delays.lock().unwrap().clone();
+    let half_second = Duration::from_millis(500);
+    assert!(
+        delays.contains(&half_second),
+        "the trainer asks for frames 0.5 s ahead: {delays:?}"
+    );
+    assert!(
+        delays.iter().all(|d| d.is_zero() || *d >= half_second),
+        "no request for a frame sooner than the setting allows, but for input and the app's own: {delays:?}"
+    );
+}

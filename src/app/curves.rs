@@ -443,9 +443,12 @@ fn one_two_five_marks(input: GridInput) -> Vec<GridMark> {
     marks
 }
 
-/// A linear tick with the decimals its step needs (egui_plot's default rounds 0.5 steps to whole numbers).
+/// A linear tick with the decimals its step needs (egui_plot's default rounds 0.5 steps to whole numbers), at
+/// most six significant digits (a flat curve's plot spans a sliver around its value, with steps of 1e-18).
 fn tick_label(mark: GridMark) -> String {
-    let decimals = (-mark.step_size.log10()).ceil().max(0.0) as usize;
+    let for_step = (-mark.step_size.log10()).ceil().max(0.0);
+    let for_value = (5.0 - mark.value.abs().log10().floor()).max(0.0);
+    let decimals = for_step.min(for_value) as usize;
     format!("{:.decimals$}", mark.value)
 }
 
@@ -571,10 +574,11 @@ mod tests {
             .collect();
         assert_eq!(coarse, vec![6.0, 8.0, 10.0, 12.0, 14.0]);
         assert_eq!(marks.len(), 19, "one mark per multiple of 0.05, no duplicates");
-        let labels: Vec<String> = [(0.5, 0.5), (2.0, 2.0), (0.15, 0.05), (300.0, 100.0)]
+        // A flat curve's sliver of a range keeps six significant digits, not its step's eighteen decimals.
+        let labels: Vec<String> = [(0.5, 0.5), (2.0, 2.0), (0.15, 0.05), (300.0, 100.0), (0.0234375, 1e-18)]
             .map(|(value, step_size)| tick_label(GridMark { value, step_size }))
             .into();
-        assert_eq!(labels, ["0.5", "2", "0.15", "300"]);
+        assert_eq!(labels, ["0.5", "2", "0.15", "300", "0.0234375"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::history::RunHistory;
 use super::launch_check::LaunchCheck;
 use super::lifecycle::{self, Lifecycle, Outcome};
 use super::optimisation_panel::OptimisationPanel;
+use super::pacing::FramePacer;
 use super::path_prompt::{Answer, PathFor, PathPrompt};
 use super::pictures::{version_of, Pictures, PicturesPanel};
 use super::run::{ConfigSync, TrainingRun};
@@ -85,6 +86,7 @@ pub struct GantryApp {
     optimisation: OptimisationPanel,
     curves: CurvesView,
     pictures: PicturesPanel,
+    pacer: FramePacer,
 }
 
 /// Which saved grid the pictures show: the newest live one, or a step picked on the slider or a curve.
@@ -103,6 +105,15 @@ impl GantryApp {
             .storage
             .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
             .unwrap_or_default();
+        GantryApp::in_window(cc, settings, options)
+    }
+
+    /// The app in an eframe window with the given settings.
+    pub fn in_window(cc: &eframe::CreationContext<'_>, settings: Settings, options: AppOptions) -> GantryApp {
+        // Panels are the whole window; filling them is a full-window pass of the shader, which costs a
+        // software renderer about 100 ms a frame. The renderer clears to their colour instead (`clear_color`).
+        cc.egui_ctx
+            .all_styles_mut(|style| style.visuals.panel_fill = egui::Color32::TRANSPARENT);
         GantryApp::with_settings(settings, options)
     }
 
@@ -145,6 +156,7 @@ impl GantryApp {
             optimisation: OptimisationPanel,
             curves: CurvesView::default(),
             pictures: PicturesPanel::default(),
+            pacer: FramePacer::default(),
         }
     }
 
@@ -220,7 +232,9 @@ impl GantryApp {
             ctx.request_repaint();
         }
         crate::threads::set(self.settings.browser.threads);
-        self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
+        self.pacer.update(self.settings.live_refresh);
+        let pacer = &self.pacer;
+        self.fleet.pump(self.settings.browser.parallel, || pacer.waker(ctx));
         if let Some(outcome) = self.lifecycle.finish_pending_fork(&mut self.fleet) {
             self.apply(outcome);
         }
@@ -258,7 +272,14 @@ impl GantryApp {
             metrics: !self.fleet.focused().history().is_empty(),
         };
         Panel::top("toolbar").show(ui, |ui| {
-            actions.extend(self.toolbar.show(ui, &controls, &exportable, &mut self.settings.theme));
+            let settings = &mut self.settings;
+            actions.extend(self.toolbar.show(
+                ui,
+                &controls,
+                &exportable,
+                &mut settings.theme,
+                &mut settings.live_refresh,
+            ));
         });
         Panel::bottom("status").show(ui, |ui| match self.disk_view() {
             Some(summary) => {
@@ -816,7 +837,8 @@ impl GantryApp {
             Action::PathChosen(purpose, path) => self.use_path(purpose, path),
         }
         // New runs start at once when a slot is free.
-        self.fleet.pump(self.settings.browser.parallel, || training_waker(ctx));
+        let pacer = &self.pacer;
+        self.fleet.pump(self.settings.browser.parallel, || pacer.waker(ctx));
     }
 
     fn close_focused(&mut self) {
@@ -825,6 +847,12 @@ impl GantryApp {
         }
         self.fleet.set_focus(None);
         self.catalog.mark_stale();
+    }
+
+    /// Starts a run with the panels' settings, as the Start button does (for benchmarks that drive a real
+    /// window, where no test harness can click).
+    pub fn start(&mut self) {
+        self.start_run(Command::Start);
     }
 
     /// Queues a run with the draft settings in a new directory and puts it in view.
@@ -920,8 +948,21 @@ impl GantryApp {
 }
 
 impl eframe::App for GantryApp {
-    fn logic(&mut self, ctx: &Context, _frame: &mut eframe::Frame) {
+    fn logic(&mut self, ctx: &Context, frame: &mut eframe::Frame) {
+        if let Some(cost) = frame.info().cpu_usage {
+            self.pacer.record(cost);
+        }
         self.tick(ctx);
+    }
+
+    /// The panels' background, cleared by the renderer: the panels themselves paint none (see `new`).
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        let theme = if visuals.dark_mode {
+            egui::Visuals::dark()
+        } else {
+            egui::Visuals::light()
+        };
+        theme.panel_fill.to_normalized_gamma_f32()
     }
 
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
@@ -945,18 +986,6 @@ fn run_config<'a>(fleet: &'a Fleet, catalog: &'a Catalog, dir: &Path) -> Option<
 fn repaint_waker(ctx: &Context) -> Waker {
     let ctx = ctx.clone();
     Arc::new(move || ctx.request_repaint())
-}
-
-/// The longest a training event waits for a frame. A running trainer reports every step; drawing a frame for
-/// each would take CPU from training, so its events are gathered into one frame every 50 ms (20 per second):
-/// training keeps every core busy, and each frame's few milliseconds stall it for about twice as long
-/// (BENCHMARKS.md, Workbench).
-const TRAINING_FRAME: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Wakes the UI for the trainer's events, at most one frame per `TRAINING_FRAME`.
-fn training_waker(ctx: &Context) -> Waker {
-    let ctx = ctx.clone();
-    Arc::new(move || ctx.request_repaint_after(TRAINING_FRAME))
 }
 
 fn default_runs_dir() -> PathBuf {

@@ -23,6 +23,7 @@ pub mod history;
 mod launch_check;
 mod lifecycle;
 mod optimisation_panel;
+pub mod pacing;
 pub mod path_prompt;
 mod pictures;
 pub mod run;
@@ -36,25 +37,35 @@ pub use gantry_app::{AppOptions, GantryApp};
 use eframe::egui;
 
 /// Opens the workbench window and returns the process exit code when it closes.
-pub fn run() -> i32 {
-    let options = eframe::NativeOptions {
+pub fn run(renderer: &str) -> i32 {
+    let other = if renderer == "wgpu" { "glow" } else { "wgpu" };
+    let opened = eframe::run_native(
+        "Gantry",
+        native_options(renderer),
+        Box::new(|cc| Ok(Box::new(GantryApp::new(cc, AppOptions::default())))),
+    );
+    match opened {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: cannot open the Gantry window: {e} (the other renderer may work: --renderer {other})");
+            crate::cli::EXIT_FAILURE
+        }
+    }
+}
+
+/// The workbench window's options. `renderer` is "glow" (OpenGL: the default, as Mesa's software renderer
+/// draws the workbench several times cheaper through it than through Vulkan, BENCHMARKS.md, Window) or "wgpu".
+pub fn native_options(renderer: &str) -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        renderer: match renderer {
+            "wgpu" => eframe::Renderer::Wgpu,
+            _ => eframe::Renderer::Glow,
+        },
         viewport: egui::ViewportBuilder::default()
             .with_title("Gantry")
             .with_app_id("gantry")
             .with_inner_size([1440.0, 900.0])
             .with_min_inner_size([960.0, 600.0]),
         ..Default::default()
-    };
-    let opened = eframe::run_native(
-        "Gantry",
-        options,
-        Box::new(|cc| Ok(Box::new(GantryApp::new(cc, AppOptions::default())))),
-    );
-    match opened {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: cannot open the Gantry window: {e}");
-            crate::cli::EXIT_FAILURE
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::browser::BrowserSettings;
 use super::history::XAxis;
+use super::pacing::LiveRefresh;
 use crate::config::RunConfig;
 use crate::presets::{preset, DEFAULT_PRESET};
 use eframe::egui;
@@ -134,6 +135,8 @@ pub struct Settings {
     pub zoom: GridZoom,
     pub toy: ToyViews,
     pub theme: Theme,
+    /// How often training news redraws the window.
+    pub live_refresh: LiveRefresh,
     pub view: CentralView,
     pub browser: BrowserSettings,
     /// The folder runs are listed from and written to; `None` is the platform's data directory.
@@ -150,6 +153,7 @@ impl Default for Settings {
             zoom: GridZoom::default(),
             toy: ToyViews::default(),
             theme: Theme::default(),
+            live_refresh: LiveRefresh::default(),
             view: CentralView::default(),
             browser: BrowserSettings::default(),
             runs_dir: None,

@@ -1,6 +1,7 @@
-//! The toolbar: run controls, exports and the theme switch.
+//! The toolbar: run controls, exports, the frame rate of live runs and the theme switch.
 
 use super::controls::{Action, Controls, PauseResume};
+use super::pacing::LiveRefresh;
 use super::settings::Theme;
 use crate::runs::GridKind;
 use eframe::egui;
@@ -22,6 +23,7 @@ impl Toolbar {
         controls: &Controls,
         exportable: &Exportable,
         theme: &mut Theme,
+        refresh: &mut LiveRefresh,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         ui.horizontal(|ui| {
@@ -120,6 +122,22 @@ impl Toolbar {
                 ui.selectable_value(theme, Theme::Light, "Light");
                 ui.selectable_value(theme, Theme::Dark, "Dark");
                 ui.label("Theme");
+                ui.separator();
+                // Right to left: the box first, then its label on its left.
+                let combo = egui::ComboBox::from_id_salt("live frames")
+                    .width(64.0)
+                    .selected_text(refresh.label())
+                    .show_ui(ui, |ui| {
+                        for choice in LiveRefresh::CHOICES {
+                            ui.selectable_value(refresh, choice, choice.label());
+                        }
+                    })
+                    .response;
+                let label = ui.label("Live frames");
+                combo.labelled_by(label.id).on_hover_text(
+                    "How often a training run redraws the window. Auto: up to 20 frames a second, fewer when \
+                     drawing is slow (a software renderer), so drawing takes a small share of the machine.",
+                );
             });
         });
         actions
