@@ -10,9 +10,14 @@
 //! - `quality`: the quality metric every 250 steps (512 samples scored on its own thread, the feature network
 //!   taken from the cache, which a warm-up run fills), against `quality.every = 0`. Target: within 5 %.
 //!
-//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
+//! - `train`: each `gantry bench` model trained as `gantry train` trains it (its preset as shipped: grids,
+//!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
+//!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %.
+//!
+//!     cargo run --release --example overhead_bench -- health|quality|train [ROUNDS [PRESET]]
 
 use gantry::config::RunConfig;
+use gantry::models::layers::Kernels;
 use gantry::presets::preset;
 use gantry::train::worker::{Ending, Event, RunOptions, Trainer};
 use std::time::Instant;
@@ -92,9 +97,73 @@ fn without(what: &str, config: &RunConfig) -> RunConfig {
     off
 }
 
+/// Images/s of `config` trained through the worker into a run directory, as `gantry train` does, by the clock
+/// from its first step to its end (loading, building and the first quality reference excluded).
+fn trained_as_gantry_train(config: &RunConfig) -> f64 {
+    let runs = tempfile::tempdir().expect("a temporary directory");
+    let options = RunOptions {
+        out_dir: Some(runs.path().join("run")),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config.clone(), options, None);
+    let mut first_step = None;
+    let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
+        if let Event::Metrics(row) = event {
+            if row.step == 1 {
+                first_step = Some(Instant::now());
+            }
+        }
+    });
+    assert_eq!(ending, Ending::Finished);
+    let seconds = first_step.expect("a first step").elapsed().as_secs_f64();
+    ((config.train.steps - 1) as usize * config.train.batch_size) as f64 / seconds
+}
+
+/// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
+fn train_against_bench(rounds: usize) {
+    println!(
+        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}",
+        "model", "preset", "steps", "train im/s", "bench im/s", "ratio"
+    );
+    for (model, name) in gantry::cli::BENCH_MODELS {
+        let mut config = preset(name).expect("a shipped preset");
+        // Long enough for every periodic job (grids, checkpoints, health, quality) to happen several times.
+        config.train.steps = match model {
+            "dcgan" => 300,
+            _ => 1000,
+        };
+        trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
+        let bench = || {
+            let steps = config.train.steps;
+            let (batch, seconds) = gantry::cli::bench_one(name, steps, Kernels::Fast).expect("the bench runs");
+            (steps as usize * batch) as f64 / seconds
+        };
+        let (mut train, mut bare) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                train.push(trained_as_gantry_train(&config));
+                bare.push(bench());
+            } else {
+                bare.push(bench());
+                train.push(trained_as_gantry_train(&config));
+            }
+        }
+        let (train, bare) = (median(train), median(bare));
+        println!(
+            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}",
+            config.train.steps,
+            train / bare
+        );
+    }
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
+    if what == "train" {
+        train_against_bench(rounds);
+        return;
+    }
     println!(
         "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7} {:>12}",
         "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off", "quality cpu%"

@@ -75,6 +75,10 @@ const SCENES: [Scene; 4] = [
 const SWEEP_SHOTS: [&str; 2] = ["compare-runs.png", "contact-sheet.png"];
 /// The Health view of a DCGAN whose learning rate breaks it.
 const HEALTH_SHOT: &str = "health-divergence.png";
+/// The Latent space tab of a VAE with a two-dimensional latent space on digits.
+const LATENT_SHOT: &str = "vae-latent-space.png";
+/// The latent walk of the default DCGAN.
+const WALK_SHOT: &str = "dcgan-latent-walk.png";
 
 /// Writes every picture, or only those whose file names contain an argument (`-- sweep`).
 fn main() {
@@ -93,6 +97,75 @@ fn main() {
     if wanted(HEALTH_SHOT) {
         shoot_health(&out.join(HEALTH_SHOT));
     }
+    if wanted(LATENT_SHOT) {
+        shoot_latent(&out.join(LATENT_SHOT));
+    }
+    if wanted(WALK_SHOT) {
+        shoot_walk(&out.join(WALK_SHOT));
+    }
+}
+
+/// The default DCGAN after 1,000 steps, one sample's first latent dimension moved by its slider.
+fn shoot_walk(path: &Path) {
+    let (mut harness, _runs) = started("quick-dcgan-digits", |s| s.config.train.steps = 1000);
+    wait_until(&mut harness, |h| {
+        h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
+    });
+    harness.get_by_label("Latent space").click();
+    harness.run_steps(4);
+    harness.get_by_role_and_label(Role::Slider, "z1").click();
+    wait_until(&mut harness, |h| {
+        h.state()
+            .run()
+            .snapshot()
+            .and_then(|s| s.walk.as_ref())
+            .is_some_and(|w| w.values[0].abs() < 0.05)
+    });
+    harness.run_steps(4);
+    let image = harness.render().expect("the wgpu renderer draws the frame");
+    image.save(path).expect("can write the PNG");
+    println!("wrote {}", path.display());
+}
+
+/// A VAE with two latent dimensions after 3,000 steps: the digits' clusters on the latent plane, a point
+/// picked and decoded, and the grid of decodes over the plane; an item's image under the pointer.
+fn shoot_latent(path: &Path) {
+    let (mut harness, _runs) = started("vae-digits", |s| {
+        s.config.model.latent = 2;
+        s.config.train.steps = 3000;
+        s.config.train.sample_every = 500;
+    });
+    wait_until(&mut harness, |h| {
+        h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
+    });
+    harness.get_by_label("Latent space").click();
+    harness.run_steps(4);
+    let plane = harness.get_by_label("latent plane").rect();
+    harness.get_by_label("latent plane").click();
+    wait_until(&mut harness, |h| {
+        h.state()
+            .run()
+            .snapshot()
+            .is_some_and(|s| s.latent.as_ref().is_some_and(|m| m.decoded.is_some()))
+    });
+    // Hover the first item, to show its image.
+    let map = harness
+        .state()
+        .run()
+        .snapshot()
+        .and_then(|s| s.latent.clone())
+        .expect("the map");
+    let bounds = gantry::train::latent_views::padded_bounds(&map.points);
+    let at = map.points[0];
+    let fraction = egui::vec2(
+        (at[0] - bounds[0]) / (bounds[1] - bounds[0]),
+        (bounds[3] - at[1]) / (bounds[3] - bounds[2]),
+    );
+    harness.hover_at(plane.min + fraction * plane.size());
+    harness.run_steps(6);
+    let image = harness.render().expect("the wgpu renderer draws the frame");
+    image.save(path).expect("can write the PNG");
+    println!("wrote {}", path.display());
 }
 
 /// The DCGAN preset at 2,500 times its learning rate: G's gradients die within a few steps, the run rolls

@@ -409,7 +409,7 @@ pub const BENCH_MODELS: [(&str, &str); 4] = [
     ("convae", "conv-ae-digits"),
 ];
 
-const BENCH_WARMUP: u64 = 5;
+pub const BENCH_WARMUP: u64 = 5;
 
 fn bench(args: BenchArgs) -> i32 {
     let models: Vec<_> = BENCH_MODELS
@@ -452,7 +452,7 @@ fn bench(args: BenchArgs) -> i32 {
 }
 
 /// Times `steps` training steps of a preset's model after a warm-up; returns (batch size, seconds).
-fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f64), String> {
+pub fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f64), String> {
     let mut config = presets::preset(preset)?;
     config.data.count = 1024;
     config.data.holdout = 0.0;

@@ -1235,3 +1235,92 @@ fn live_frames_setting_paces_the_frames_a_training_run_asks_for() {
         "no request for a frame sooner than the setting allows, but for input and the app's own: {delays:?}"
     );
 }
+
+#[test]
+fn latent_tab_places_items_and_a_click_on_the_plane_decodes_it() {
+    let (mut harness, _runs) = workbench("vae-digits", |s| {
+        s.config.model.latent = 2;
+        s.config.train.steps = 20;
+        s.config.train.sample_every = 10;
+    });
+    train_to_budget(&mut harness);
+    harness.get_by_label("Latent space").click();
+    harness.run_steps(3);
+    let map = harness
+        .state()
+        .run()
+        .snapshot()
+        .and_then(|s| s.latent.clone())
+        .expect("a VAE's map");
+    assert!(map.decoded.is_none());
+    assert!(harness
+        .query_by_label_contains("the latent space's own two axes")
+        .is_some());
+    assert!(
+        harness.query_by_label("latent manifold").is_some(),
+        "a 2-D latent space's decodes over the plane"
+    );
+    // A click in the middle of the plane decodes the point there.
+    harness.get_by_label("latent plane").click();
+    wait_until(&mut harness, "the decode", |h| {
+        h.state()
+            .run()
+            .snapshot()
+            .is_some_and(|s| s.latent.as_ref().is_some_and(|m| m.decoded.is_some()))
+    });
+    harness.run_steps(2);
+    let decoded = harness
+        .state()
+        .run()
+        .snapshot()
+        .unwrap()
+        .latent
+        .clone()
+        .unwrap()
+        .decoded
+        .unwrap();
+    let [x0, x1, y0, y1] = gantry::train::latent_views::padded_bounds(&map.points);
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    assert!(
+        (decoded.0[0] - cx).abs() < 0.15 * (x1 - x0) && (decoded.0[1] - cy).abs() < 0.15 * (y1 - y0),
+        "the click decodes where it fell: {:?} in {:?}",
+        decoded.0,
+        [x0, x1, y0, y1]
+    );
+    assert!(harness.query_by_label("decoded image").is_some(), "the decode is shown");
+    assert!(harness.query_by_label_contains("Decoded at").is_some());
+}
+
+#[test]
+fn latent_walk_sliders_set_a_samples_latent_values_and_redraw_it() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 20;
+        s.config.train.sample_every = 10;
+    });
+    train_to_budget(&mut harness);
+    harness.get_by_label("Latent space").click();
+    harness.run_steps(3);
+    let walk = |h: &Harness<'_, GantryApp>| h.state().run().snapshot().and_then(|s| s.walk.clone()).expect("a walk");
+    let before = walk(&harness);
+    assert_eq!(
+        (before.sample, before.values.len()),
+        (0, 6),
+        "sample 1's first six dimensions"
+    );
+    assert!(
+        before.values[0].abs() > 0.05,
+        "a random start, not the slider's middle: {}",
+        before.values[0]
+    );
+    // A click in the middle of z1's slider sets it to 0; the run draws the sample with it.
+    harness.get_by_role_and_label(Role::Slider, "z1").click();
+    wait_until(&mut harness, "the walked image", |h| walk(h).values[0].abs() < 0.05);
+    let after = walk(&harness);
+    assert_eq!(after.values[1..], before.values[1..], "the other dimensions stay");
+    assert_ne!(after.image.rgba, before.image.rgba, "G's image of the changed vector");
+    // The sample's own values back.
+    harness.get_by_label("Back to the sample").click();
+    wait_until(&mut harness, "the reset", |h| walk(h).values == before.values);
+    harness.run_steps(2);
+    assert_eq!(walk(&harness).image.rgba, before.image.rgba);
+}

@@ -39,6 +39,10 @@ pub enum Action {
     RollBack(u64),
     /// Interpolate the viewed run's samples between these two (indices into its sample grid).
     Interpolate(usize, usize),
+    /// Decode this point of the viewed run's latent plane.
+    DecodeLatent([f32; 2]),
+    /// Set the first latent dimensions of one sample's vector in the viewed run's latent walk.
+    WalkLatent(usize, Vec<f32>),
     /// Show this run's curves and pictures (and make the toolbar act on it).
     ViewRun(PathBuf),
     /// Train a listed run on from its newest checkpoint (from the start if it has none).

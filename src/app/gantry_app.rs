@@ -12,6 +12,7 @@ use super::experiment_panel::ExperimentPanel;
 use super::fleet::Fleet;
 use super::health_view::{self, HealthView};
 use super::history::RunHistory;
+use super::latent_view::LatentView;
 use super::launch_check::LaunchCheck;
 use super::lifecycle::{self, Lifecycle, Outcome};
 use super::optimisation_panel::OptimisationPanel;
@@ -87,6 +88,7 @@ pub struct GantryApp {
     curves: CurvesView,
     pictures: PicturesPanel,
     pacer: FramePacer,
+    latent: LatentView,
 }
 
 /// Which saved grid the pictures show: the newest live one, or a step picked on the slider or a curve.
@@ -157,6 +159,7 @@ impl GantryApp {
             curves: CurvesView::default(),
             pictures: PicturesPanel::default(),
             pacer: FramePacer::default(),
+            latent: LatentView::default(),
         }
     }
 
@@ -322,6 +325,7 @@ impl GantryApp {
                 ui.selectable_value(view, CentralView::ContactSheet, "Contact sheet");
                 let title = health_view::tab_title(ui, self.fleet.focused());
                 ui.selectable_value(view, CentralView::Health, title);
+                ui.selectable_value(view, CentralView::Latent, "Latent space");
             });
             ui.separator();
             match self.settings.view {
@@ -339,6 +343,11 @@ impl GantryApp {
                     if let Some(sheet) = self.sheet.show(ui, &mut self.catalog, &runs, &mut self.settings.zoom) {
                         actions.push(Action::SaveContactSheet(sheet));
                     }
+                }
+                CentralView::Latent => {
+                    let run = self.fleet.focused();
+                    let version = run.snapshot_version();
+                    actions.extend(self.latent.show(ui, run.snapshot(), version, &mut self.settings.zoom));
                 }
                 CentralView::Health => {
                     let dir = self.fleet.focus_dir().map(Path::to_path_buf);
@@ -752,6 +761,12 @@ impl GantryApp {
             Action::ApplyRemedy(config) => self.settings.config = *config,
             Action::RollBack(step) => {
                 self.fleet.focused_mut().send(Command::RollBack(step));
+            }
+            Action::DecodeLatent(at) => {
+                self.fleet.focused_mut().send(Command::DecodeLatent(at));
+            }
+            Action::WalkLatent(sample, values) => {
+                self.fleet.focused_mut().send(Command::WalkLatent(sample, values));
             }
             Action::Interpolate(from, to) => {
                 self.fleet.focused_mut().send(Command::Interpolate(from, to));

@@ -20,6 +20,7 @@ mod fleet;
 mod gantry_app;
 mod health_view;
 pub mod history;
+mod latent_view;
 mod launch_check;
 mod lifecycle;
 mod optimisation_panel;

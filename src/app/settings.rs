@@ -121,6 +121,8 @@ pub enum CentralView {
     ContactSheet,
     /// The health rules of the viewed run, its snapshots and what the checks did.
     Health,
+    /// The latent plane of the viewed autoencoder.
+    Latent,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! plain data they report.
 
 pub mod health;
+pub mod latent_views;
 pub mod optim;
 pub mod session;
 pub mod toy_views;

@@ -3,6 +3,7 @@
 //! Every random draw depends only on (seed, batch index), so the same config and seed give the same
 //! metrics, and a session restored from a checkpoint continues exactly where it stopped.
 
+use super::latent_views::{self, LatentMap, LatentPlane, ITEM_COLUMNS, LATENT_ITEMS, MANIFOLD_SIDE};
 use super::optim::{Hyper, Optimizer};
 use super::toy_views::{self, Heatmap};
 use super::{MetricRow, PointCloud};
@@ -80,6 +81,20 @@ pub struct Interpolation {
     pub ends: (usize, usize),
     /// Two rows of `INTERPOLATION_STEPS`: the straight line, then slerp.
     pub grid: ImageGrid,
+}
+
+/// Latent dimensions the latent walk has sliders for.
+pub const WALK_DIMS: usize = 6;
+
+/// The model's image of one sample's latent vector with its first `WALK_DIMS` values set by the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatentWalk {
+    /// The sample (index into the sample grid) the walk starts from, of `samples`.
+    pub sample: usize,
+    pub samples: usize,
+    /// The values of the first latent dimensions (as many as the latent space has, up to `WALK_DIMS`).
+    pub values: Vec<f32>,
+    pub image: ImageGrid,
 }
 
 /// KL and JS divergence (bits) between real and generated 2D points on a histogram, every `eval_every` steps.
@@ -528,6 +543,89 @@ impl Session {
         }))
     }
 
+    /// G's image of sample `sample`'s latent vector with its first dimensions set to `values` (the sample's
+    /// own values when `None`), for image GANs. Made in one batch with the fixed vectors, as the samples are.
+    pub fn latent_walk(&self, sample: usize, values: Option<&[f32]>) -> Result<Option<LatentWalk>> {
+        if !self.data.shape.is_image() || !self.config.model.kind.is_gan() {
+            return Ok(None);
+        }
+        let n = self.fixed_z.dim(0)?;
+        let sample = sample.min(n - 1);
+        let mut z = self.fixed_z.get(sample)?.to_vec1::<f32>()?;
+        let dims = WALK_DIMS.min(z.len());
+        if let Some(values) = values {
+            z.iter_mut().zip(values).take(dims).for_each(|(z, v)| *z = *v);
+        }
+        let walked = tensor(z.clone(), &[1, z.len()])?;
+        let Some(images) = self.generate(&Tensor::cat(&[&self.fixed_z, &walked], 0)?)? else {
+            return Ok(None);
+        };
+        Ok(Some(LatentWalk {
+            sample,
+            samples: n,
+            values: z[..dims].to_vec(),
+            image: self.grid(&images.narrow(0, n, 1)?, 1)?,
+        }))
+    }
+
+    /// The held-out items on the latent plane (autoencoders on images), with the manifold of a
+    /// two-dimensional latent space and the decode of `decode_at`, a point the user picked on the plane.
+    pub fn latent_map(&self, decode_at: Option<[f32; 2]>) -> Result<Option<LatentMap>> {
+        let Model::Autoencoder { net, .. } = &self.model else {
+            return Ok(None);
+        };
+        if !self.data.shape.is_image() {
+            return Ok(None);
+        }
+        let items = self.evaluation_items(LATENT_ITEMS);
+        let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
+        let mut code = net.encode(&encoder_input(&x, self.config.model.recon)?, Mode::Eval)?;
+        if net.variational {
+            code = net.split_code(&code)?.0;
+        }
+        let dim = code.dim(1)?;
+        let codes = code.flatten_all()?.to_vec1::<f32>()?;
+        let (plane, principal, explained) = match dim {
+            ..=2 => (LatentPlane::latent_axes(dim), false, 1.0),
+            _ => {
+                let (plane, explained) = LatentPlane::principal(&codes, dim);
+                (plane, true, explained)
+            }
+        };
+        let points: Vec<[f32; 2]> = codes.chunks(dim).map(|code| plane.project(code)).collect();
+        let decode = |at: &[[f32; 2]]| -> Result<ImageGrid> {
+            let z: Vec<f32> = at.iter().flat_map(|p| plane.latent(*p)).collect();
+            let images = output_to_data(
+                &net.decode(&tensor(z, &[at.len(), dim])?, Mode::Eval)?,
+                self.config.model.recon,
+            )?;
+            self.grid(&images, MANIFOLD_SIDE.min(at.len()))
+        };
+        let manifold = match dim {
+            2 => {
+                let bounds = latent_views::padded_bounds(&points);
+                Some((decode(&latent_views::manifold_points(bounds))?, bounds))
+            }
+            _ => None,
+        };
+        let decoded = decode_at.map(|at| decode(&[at]).map(|grid| (at, grid))).transpose()?;
+        Ok(Some(LatentMap {
+            labels: self
+                .data
+                .labels
+                .as_ref()
+                .map(|labels| items.iter().map(|&i| labels[i]).collect()),
+            label_names: self.data.label_names.clone(),
+            items: self.grid(&x, ITEM_COLUMNS)?,
+            points,
+            plane,
+            principal,
+            explained,
+            manifold,
+            decoded,
+        }))
+    }
+
     /// What the model makes of latent vectors `z`, in the data's range: G(z) for GANs, the decoder's output
     /// for VAEs; `None` for plain autoencoders, which generate nothing.
     fn generate(&self, z: &Tensor) -> Result<Option<Tensor>> {
@@ -906,5 +1004,68 @@ mod tests {
             })
             .collect();
         assert!(loss_at(&moved) < loss_at(&after.generated));
+    }
+
+    #[test]
+    fn latent_map_places_held_out_items_and_decodes_the_plane() {
+        // A VAE with a two-dimensional latent space: its own axes, the manifold, a decode where asked.
+        let mut config = crate::presets::preset("vae-digits").unwrap();
+        config.model.latent = 2;
+        config.data.count = 600;
+        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
+        let mut session = Session::new(config, data).unwrap();
+        for _ in 0..5 {
+            session.step().unwrap();
+        }
+        let (a, b) = ([0.5, -1.0], [-1.5, 1.0]);
+        let map = session.latent_map(Some(a)).unwrap().expect("an autoencoder on images");
+        let items = session.evaluation_items(latent_views::LATENT_ITEMS);
+        assert_eq!(map.points.len(), items.len());
+        let labels = session.data.labels.as_ref().unwrap();
+        assert_eq!(map.labels, Some(items.iter().map(|&i| labels[i]).collect()));
+        assert!(!map.principal);
+        // Each point is the posterior mean of its item.
+        let Model::Autoencoder { net, .. } = &session.model else {
+            unreachable!()
+        };
+        let x = tensor(session.data.gather(&items[..1]), &session.data.shape.batch_dims(1)).unwrap();
+        let code = net
+            .encode(&encoder_input(&x, session.config.model.recon).unwrap(), Mode::Eval)
+            .unwrap();
+        let mean = net
+            .split_code(&code)
+            .unwrap()
+            .0
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!((map.points[0][0] - mean[0]).abs() < 1e-4 && (map.points[0][1] - mean[1]).abs() < 1e-4);
+        let (manifold, bounds) = map.manifold.as_ref().expect("a 2-D latent space has a manifold");
+        let tile = 28 + crate::grid::GRID_PADDING;
+        assert_eq!(
+            manifold.width,
+            latent_views::MANIFOLD_SIDE * tile + crate::grid::GRID_PADDING
+        );
+        assert!(map.points.iter().all(|p| (bounds[0]..=bounds[1]).contains(&p[0])));
+        let (at, decoded) = map.decoded.as_ref().expect("the point asked for");
+        assert_eq!(*at, a);
+        assert_eq!(decoded.width, tile + crate::grid::GRID_PADDING);
+        let other = session.latent_map(Some(b)).unwrap().unwrap().decoded.unwrap().1;
+        assert_ne!(decoded.rgba, other.rgba, "another point decodes to another image");
+
+        // A conv AE with 16 latent dimensions: the plane of its principal components.
+        let mut config = crate::presets::preset("conv-ae-digits").unwrap();
+        config.model.latent = 16;
+        config.data.count = 300;
+        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
+        let session = Session::new(config, data).unwrap();
+        let map = session.latent_map(None).unwrap().unwrap();
+        assert!(map.principal && map.manifold.is_none() && map.decoded.is_none());
+        assert!(map.explained > 0.0 && map.explained <= 1.0, "{}", map.explained);
+        // GANs have no encoder, so no map.
+        let config = crate::presets::preset("mlp-gan-digits").unwrap();
+        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
+        assert!(Session::new(config, data).unwrap().latent_map(None).unwrap().is_none());
     }
 }

@@ -4,7 +4,8 @@
 //! handle whose thread is gone reads as failed too.
 
 use super::health::{HealthEvent, HealthReport, Monitor, Rule};
-use super::session::{Interpolation, Session};
+use super::latent_views::LatentMap;
+use super::session::{Interpolation, LatentWalk, Session};
 use super::{MetricRow, PointCloud};
 use crate::config::{OnTrouble, RunConfig};
 use crate::data::{self, DatasetSummary};
@@ -43,6 +44,11 @@ pub enum Command {
     RollBack(u64),
     /// Interpolate between these two samples (indices into the sample grid) from now on.
     Interpolate(usize, usize),
+    /// Decode this point of the latent plane (autoencoders), now and with every later snapshot.
+    DecodeLatent([f32; 2]),
+    /// Walk from this sample (index into the sample grid) to these values of its first latent dimensions
+    /// (image GANs), now and with every later snapshot.
+    WalkLatent(usize, Vec<f32>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +192,10 @@ pub struct Snapshot {
     pub interpolation: Option<Interpolation>,
     pub reconstructions: Option<ImageGrid>,
     pub points: Option<PointCloud>,
+    /// Held-out items on the latent plane (autoencoders on images).
+    pub latent: Option<LatentMap>,
+    /// One sample's latent vector as the user set its first dimensions (image GANs).
+    pub walk: Option<LatentWalk>,
 }
 
 /// Where the run is written and whether it continues an earlier one.
@@ -247,6 +257,8 @@ impl Trainer {
             changes: Vec::new(),
             published_at: None,
             interpolation_ends: (0, 1),
+            decode_at: None,
+            walk: (0, None),
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
             cache_dir: options
@@ -368,6 +380,10 @@ struct Worker {
     quality: Quality,
     /// The samples the interpolation strip runs between.
     interpolation_ends: (usize, usize),
+    /// The latent point the user asked to see decoded.
+    decode_at: Option<[f32; 2]>,
+    /// The sample the latent walk starts from, and the values the user set (none yet: the sample's own).
+    walk: (usize, Option<Vec<f32>>),
     /// When the training loop last published a snapshot.
     published_at: Option<Instant>,
     /// Metric rows held back while the quality score of the first of them is computed, so that each score
@@ -658,6 +674,14 @@ impl Worker {
                         self.interpolation_ends = (from, to);
                         let _ = self.publish(&session, false);
                     }
+                    Command::DecodeLatent(at) => {
+                        self.decode_at = Some(at);
+                        let _ = self.publish(&session, false);
+                    }
+                    Command::WalkLatent(sample, values) => {
+                        self.walk = (sample, Some(values));
+                        let _ = self.publish(&session, false);
+                    }
                     Command::SaveCheckpoint => {
                         if let Err(message) = self.checkpoint(&session) {
                             self.emit(Event::Problem(Problem::Warning(message)));
@@ -838,6 +862,8 @@ impl Worker {
                 interpolation: session.interpolation(self.interpolation_ends)?,
                 reconstructions: session.reconstructions()?,
                 points: session.points()?,
+                latent: session.latent_map(self.decode_at)?,
+                walk: session.latent_walk(self.walk.0, self.walk.1.as_deref())?,
             })
         })();
         let snapshot = match snapshot {
