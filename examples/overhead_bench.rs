@@ -22,6 +22,11 @@ use gantry::presets::preset;
 use gantry::train::worker::{Ending, Event, RunOptions, Trainer};
 use std::time::Instant;
 
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::cpu_by_thread_name;
+
 /// CPU seconds this process (all its threads) has used.
 fn cpu_seconds() -> f64 {
     let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
@@ -33,25 +38,10 @@ fn cpu_seconds() -> f64 {
 
 /// CPU seconds the quality metric's thread has used so far (0 when it is not running).
 fn quality_thread_seconds() -> f64 {
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "gantry-quality" {
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the command's closing parenthesis: state is the 3rd field, utime the 14th.
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |(_, rest)| rest)
-                .split_whitespace()
-                .collect();
-            let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-            return (field(14) + field(15)) / ticks;
-        }
-    }
-    0.0
+    cpu_by_thread_name()
+        .into_iter()
+        .find(|(name, _)| name == "gantry-quality")
+        .map_or(0.0, |(_, seconds)| seconds)
 }
 
 /// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded),

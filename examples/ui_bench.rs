@@ -11,13 +11,18 @@ use gantry::app::history::RunHistory;
 use gantry::app::settings::{CurveSettings, Settings};
 use gantry::presets::preset;
 use gantry::train::session::GAN_METRICS;
-use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use gantry::train::worker::RunState;
 use gantry::train::MetricRow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/support/workbench.rs"]
 mod workbench;
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{train_headless, trained_images_per_s};
 
 use workbench::{workbench_harness, WINDOW};
 const PRESET: &str = "mlp-gan-digits";
@@ -71,36 +76,11 @@ fn config() -> gantry::config::RunConfig {
     config
 }
 
-/// Training images/s of a finished run, from its own metrics: images trained over the seconds spent in
-/// training steps (`wall_s`), so loading and start-up count for neither side.
-fn trained_images_per_s(run: &std::path::Path, batch: f64) -> f64 {
-    let rows = gantry::runs::read_metrics(run).expect("the run wrote its metrics").rows;
-    let last = rows.last().expect("the run trained");
-    last.step as f64 * batch / last.wall_s
-}
-
 fn headless() -> f64 {
     let runs = tempfile::tempdir().expect("a temporary directory");
     let (config, dir) = (config(), runs.path().join("run"));
     let batch = config.train.batch_size as f64;
-    let trainer = Trainer::spawn(
-        config,
-        RunOptions {
-            out_dir: Some(dir.clone()),
-            ..RunOptions::default()
-        },
-        None,
-    );
-    for event in trainer.events().iter() {
-        match event {
-            Event::State(RunState::Ready) => {
-                trainer.send(Command::Start);
-            }
-            Event::State(RunState::Finished) => break,
-            _ => {}
-        }
-    }
-    drop(trainer);
+    train_headless(config, &dir);
     trained_images_per_s(&dir, batch)
 }
 

@@ -11,9 +11,14 @@
 use eframe::egui;
 use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
-use gantry::train::worker::{Command, Event, RunOptions, RunState, Trainer};
+use gantry::train::worker::RunState;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{cpu_by_thread_name, train_headless, trained_images_per_s};
 
 const STEPS: u64 = 1000;
 
@@ -23,36 +28,14 @@ fn settings() -> Settings {
     settings
 }
 
-/// Training images/s of a finished run, from its own metrics: images trained over the seconds spent in
-/// training steps (`wall_s`), so loading and start-up count for neither side.
-fn trained_images_per_s(run: &Path) -> f64 {
-    let batch = settings().config.train.batch_size as f64;
-    let rows = gantry::runs::read_metrics(run).expect("the run wrote its metrics").rows;
-    let last = rows.last().expect("the run trained");
-    last.step as f64 * batch / last.wall_s
-}
-
 fn headless(runs: &Path) -> f64 {
     let dir = runs.join("headless");
-    let trainer = Trainer::spawn(
-        settings().config,
-        RunOptions {
-            out_dir: Some(dir.clone()),
-            ..RunOptions::default()
-        },
-        None,
-    );
-    for event in trainer.events().iter() {
-        match event {
-            Event::State(RunState::Ready) => {
-                trainer.send(Command::Start);
-            }
-            Event::State(RunState::Finished) => break,
-            _ => {}
-        }
-    }
-    drop(trainer);
-    trained_images_per_s(&dir)
+    train_headless(settings().config, &dir);
+    trained_images_per_s(&dir, batch())
+}
+
+fn batch() -> f64 {
+    settings().config.train.batch_size as f64
 }
 
 /// The workbench as a user runs it, pressing Start on its first frame and closing when the run finished.
@@ -97,28 +80,6 @@ impl Drop for Window {
             self.frame_cpu.as_secs_f64() * 1e3
         );
     }
-}
-
-/// CPU seconds this process's threads used, summed by thread name (from /proc: where a window's time goes).
-fn cpu_by_thread_name() -> Vec<(String, f64)> {
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut by_name = std::collections::BTreeMap::<String, f64>::new();
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis: state is the 3rd field, utime and stime the 14th-15th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let used: f64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-            .sum();
-        *by_name.entry(name.trim().to_string()).or_default() += used / ticks;
-    }
-    by_name.into_iter().collect()
 }
 
 /// Child process: one real window (as `gantry` opens it, drawn by `renderer`) training one run into `runs`.
@@ -169,7 +130,7 @@ fn with_window(renderer: &str, runs: &Path) -> (f64, u64, f64, f64) {
         .find(|e| e.path().join("metrics.csv").exists())
         .expect("the window trained a run")
         .path();
-    (trained_images_per_s(&run), frames, frame_ms, seconds)
+    (trained_images_per_s(&run, batch()), frames, frame_ms, seconds)
 }
 
 fn main() {
