@@ -112,7 +112,10 @@ fn shoot_walk(path: &Path) {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
     });
     harness.get_by_label("Latent space").click();
-    harness.run_steps(4);
+    wait_until(&mut harness, |h| {
+        h.state().run().snapshot().is_some_and(|s| s.walk.is_some())
+    });
+    harness.run_steps(2);
     harness.get_by_role_and_label(Role::Slider, "z1").click();
     wait_until(&mut harness, |h| {
         h.state()
@@ -139,7 +142,10 @@ fn shoot_latent(path: &Path) {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
     });
     harness.get_by_label("Latent space").click();
-    harness.run_steps(4);
+    wait_until(&mut harness, |h| {
+        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
+    });
+    harness.run_steps(2);
     let plane = harness.get_by_label("latent plane").rect();
     harness.get_by_label("latent plane").click();
     wait_until(&mut harness, |h| {

@@ -1245,7 +1245,10 @@ fn latent_tab_places_items_and_a_click_on_the_plane_decodes_it() {
     });
     train_to_budget(&mut harness);
     harness.get_by_label("Latent space").click();
-    harness.run_steps(3);
+    // The open tab asks the run for its latent views.
+    wait_until(&mut harness, "the latent map", |h| {
+        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
+    });
     let map = harness
         .state()
         .run()
@@ -1299,7 +1302,9 @@ fn latent_walk_sliders_set_a_samples_latent_values_and_redraw_it() {
     });
     train_to_budget(&mut harness);
     harness.get_by_label("Latent space").click();
-    harness.run_steps(3);
+    wait_until(&mut harness, "the latent walk", |h| {
+        h.state().run().snapshot().is_some_and(|s| s.walk.is_some())
+    });
     let walk = |h: &Harness<'_, GantryApp>| h.state().run().snapshot().and_then(|s| s.walk.clone()).expect("a walk");
     let before = walk(&harness);
     assert_eq!(

@@ -322,3 +322,22 @@ fn a_speed_cap_holds_training_to_that_many_steps_a_second() {
         "{steps} steps, at most {allowed}"
     );
 }
+
+#[test]
+fn the_latent_map_is_made_only_while_a_view_asks_for_it() {
+    let trainer = ready(small("vae-digits"));
+    let snapshot_after = |command: Command| {
+        trainer.send(command);
+        wait_for(&trainer, |e| matches!(e, Event::Snapshot { .. }).then_some(()));
+        trainer.take_snapshot().expect("a snapshot was published")
+    };
+    let unasked = snapshot_after(Command::Step(1));
+    assert!(unasked.reconstructions.is_some() && unasked.latent.is_none());
+    assert!(snapshot_after(Command::LatentViews(true)).latent.is_some());
+    assert!(
+        snapshot_after(Command::Step(1)).latent.is_some(),
+        "later snapshots keep it"
+    );
+    trainer.send(Command::LatentViews(false));
+    assert!(snapshot_after(Command::Step(1)).latent.is_none());
+}

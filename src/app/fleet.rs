@@ -104,6 +104,14 @@ impl Fleet {
         }
     }
 
+    /// Has the focused run make the latent views when `on` (its tab is open), and no other run.
+    pub fn show_latent_views(&mut self, on: bool) {
+        let focus = self.focus.clone();
+        for run in &mut self.runs {
+            run.show_latent_views(on && run.dir() == focus.as_deref());
+        }
+    }
+
     /// The open run in `dir`.
     pub fn get(&self, dir: &Path) -> Option<&TrainingRun> {
         self.index(dir).map(|i| &self.runs[i])

@@ -328,6 +328,7 @@ impl GantryApp {
                 ui.selectable_value(view, CentralView::Latent, "Latent space");
             });
             ui.separator();
+            self.fleet.show_latent_views(self.settings.view == CentralView::Latent);
             match self.settings.view {
                 CentralView::Training => self.central(ui, &mut actions),
                 CentralView::Compare => {

@@ -65,6 +65,8 @@ pub struct TrainingRun {
     own_change: Option<RunConfig>,
     /// The network behind the quality metric, once it is ready.
     quality: Option<FeatureInfo>,
+    /// Whether the worker was last told to make the latent views.
+    latent_views: bool,
 }
 
 impl TrainingRun {
@@ -116,6 +118,14 @@ impl TrainingRun {
     /// Sends a command to the worker; false when there is no run to take it.
     pub fn send(&mut self, command: Command) -> bool {
         self.trainer.as_ref().is_some_and(|t| t.send(command))
+    }
+
+    /// Tells the worker whether a view shows the latent views (once per change; retried while the run waits
+    /// in the queue).
+    pub fn show_latent_views(&mut self, on: bool) {
+        if self.latent_views != on && self.send(Command::LatentViews(on)) {
+            self.latent_views = on;
+        }
     }
 
     /// Handles the worker's events until none are left or `deadline` passes.

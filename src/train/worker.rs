@@ -49,6 +49,9 @@ pub enum Command {
     /// Walk from this sample (index into the sample grid) to these values of its first latent dimensions
     /// (image GANs), now and with every later snapshot.
     WalkLatent(usize, Vec<f32>),
+    /// Make the latent views (autoencoders' latent map, GANs' latent walk) with each snapshot, or stop
+    /// making them: they cost an encode of hundreds of items, so only while a view shows them.
+    LatentViews(bool),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +262,7 @@ impl Trainer {
             interpolation_ends: (0, 1),
             decode_at: None,
             walk: (0, None),
+            latent_views: false,
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
             cache_dir: options
@@ -384,6 +388,8 @@ struct Worker {
     decode_at: Option<[f32; 2]>,
     /// The sample the latent walk starts from, and the values the user set (none yet: the sample's own).
     walk: (usize, Option<Vec<f32>>),
+    /// Whether snapshots carry the latent views.
+    latent_views: bool,
     /// When the training loop last published a snapshot.
     published_at: Option<Instant>,
     /// Metric rows held back while the quality score of the first of them is computed, so that each score
@@ -682,6 +688,12 @@ impl Worker {
                         self.walk = (sample, Some(values));
                         let _ = self.publish(&session, false);
                     }
+                    Command::LatentViews(on) => {
+                        self.latent_views = on;
+                        if on {
+                            let _ = self.publish(&session, false);
+                        }
+                    }
                     Command::SaveCheckpoint => {
                         if let Err(message) = self.checkpoint(&session) {
                             self.emit(Event::Problem(Problem::Warning(message)));
@@ -862,8 +874,14 @@ impl Worker {
                 interpolation: session.interpolation(self.interpolation_ends)?,
                 reconstructions: session.reconstructions()?,
                 points: session.points()?,
-                latent: session.latent_map(self.decode_at)?,
-                walk: session.latent_walk(self.walk.0, self.walk.1.as_deref())?,
+                latent: match self.latent_views {
+                    true => session.latent_map(self.decode_at)?,
+                    false => None,
+                },
+                walk: match self.latent_views {
+                    true => session.latent_walk(self.walk.0, self.walk.1.as_deref())?,
+                    false => None,
+                },
             })
         })();
         let snapshot = match snapshot {
