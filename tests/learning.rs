@@ -50,6 +50,34 @@ fn vae_on_digits_halves_its_loss_within_a_few_hundred_steps() {
     assert_eq!(active(&s).1, 0.0, "posterior collapse: no active unit");
 }
 
+/// The conv AE preset reconstructs strokes, not a blank page: an output squashed by tanh under MSE settles on
+/// all-black (-1 everywhere, the background's value) within 20 steps and stays there, as it does in PyTorch.
+#[test]
+fn conv_ae_on_digits_reconstructs_the_strokes() {
+    let mut s = session(small("conv-ae-digits"));
+    for _ in 0..200 {
+        s.step().unwrap();
+    }
+    let ink = |images: &Tensor| -> f32 {
+        let pixels = images.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        pixels.iter().filter(|p| **p > 0.0).count() as f32 / pixels.len() as f32
+    };
+    let items = s.shared_data();
+    let real = Tensor::from_vec(
+        items.gather(&(0..64).collect::<Vec<_>>()),
+        64 * 784,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let reconstructed = s.quality_outputs(64).unwrap().unwrap();
+    let (real, reconstructed) = (ink(&real), ink(&reconstructed));
+    println!("share of inked pixels: data {real:.3}, reconstructions {reconstructed:.3}");
+    assert!(
+        reconstructed > real / 2.0,
+        "data {real}, reconstructions {reconstructed}"
+    );
+}
+
 /// Checkpoint tensors with the one named set to zeros.
 fn with_zeroed(
     mut tensors: std::collections::HashMap<String, Tensor>,
