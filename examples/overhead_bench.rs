@@ -14,7 +14,8 @@
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
 //!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %.
 //!
-//!     cargo run --release --example overhead_bench -- health|quality|train [ROUNDS [PRESET]]
+//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
+//!     cargo run --release --example overhead_bench -- train [ROUNDS [MODEL]]
 
 use gantry::config::RunConfig;
 use gantry::models::layers::Kernels;
@@ -110,16 +111,17 @@ fn trained_as_gantry_train(config: &RunConfig) -> f64 {
 }
 
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
-fn train_against_bench(rounds: usize) {
+fn train_against_bench(rounds: usize, only: Option<&str>) {
     println!(
         "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}",
         "model", "preset", "steps", "train im/s", "bench im/s", "ratio"
     );
-    for (model, name) in gantry::cli::BENCH_MODELS {
+    for &(model, name) in gantry::cli::bench_models(only) {
         let mut config = preset(name).expect("a shipped preset");
         // Long enough for every periodic job (grids, checkpoints, health, quality) to happen several times.
         config.train.steps = match model {
             "dcgan" => 300,
+            "dcgan64" => 60,
             _ => 1000,
         };
         trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
@@ -150,8 +152,9 @@ fn train_against_bench(rounds: usize) {
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
+    let only = std::env::args().nth(3);
     if what == "train" {
-        train_against_bench(rounds);
+        train_against_bench(rounds, only.as_deref());
         return;
     }
     println!(
@@ -159,7 +162,6 @@ fn main() {
         "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off", "quality cpu%"
     );
     // Multiples of the quality metric's 250 steps, so each scored step's cost is in the run's time.
-    let only = std::env::args().nth(3);
     for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 250), ("vae-digits", 500)] {
         if only.as_ref().is_some_and(|only| only != name) {
             continue;

@@ -3,7 +3,7 @@
 use crate::config::RunConfig;
 
 /// (name, TOML text) of every shipped preset.
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     (
         "quick-dcgan-digits",
         include_str!("../assets/presets/quick-dcgan-digits.toml"),
@@ -17,6 +17,10 @@ pub const PRESETS: [(&str, &str); 8] = [
     (
         "denoising-ae-shapes",
         include_str!("../assets/presets/denoising-ae-shapes.toml"),
+    ),
+    (
+        "dcgan64-color-shapes",
+        include_str!("../assets/presets/dcgan64-color-shapes.toml"),
     ),
 ];
 
