@@ -14,8 +14,10 @@
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
 //!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %.
 //!
-//!     cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
-//!     cargo run --release --example overhead_bench -- train [ROUNDS [MODEL]]
+//! ```text
+//! cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
+//! cargo run --release --example overhead_bench -- train [ROUNDS [MODEL]]
+//! ```
 
 use gantry::config::RunConfig;
 use gantry::models::layers::Kernels;

@@ -183,8 +183,11 @@ impl Default for ModelConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// `digits`, `shapes`, `toy:NAME`, `idx:DIR`, `mnist`, `fashion-mnist` or `folder:DIR`.
+    /// `digits`, `shapes`, `toy:NAME`, `drawn`, `idx:DIR`, `mnist`, `fashion-mnist` or `folder:DIR`.
     pub source: String,
+    /// The points `drawn` data is made from, as drawn in the Data panel: (x, y) in [-1, 1].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<[f32; 2]>,
     /// How many items generated datasets (digits, shapes, toy) make.
     pub count: usize,
     /// Fraction kept out of training for held-out evaluation.
@@ -205,6 +208,7 @@ impl Default for DataConfig {
             image_size: 32,
             channels: 1,
             fit: Fit::CenterCrop,
+            points: Vec::new(),
         }
     }
 }
@@ -566,7 +570,10 @@ impl RunConfig {
             return Err(invalid("model.norm", "convolutional models take none or batch"));
         }
 
-        crate::data::DataSpec::parse(&d.source).map_err(|e| invalid("data.source", e))?;
+        let spec = crate::data::DataSpec::parse(&d.source).map_err(|e| invalid("data.source", e))?;
+        if spec == crate::data::DataSpec::Drawn {
+            crate::data::toy::check_drawn(&d.points).map_err(|e| invalid("data.points", e))?;
+        }
         positive("data.count", d.count as f64)?;
         at_most("data.count", d.count as u64, MAX_ITEMS)?;
         if !(0.0..0.9).contains(&d.holdout) {

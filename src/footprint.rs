@@ -310,7 +310,7 @@ impl Footprint {
         .expect("three parts");
         let lower = if largest == data {
             match DataSpec::parse(&config.data.source) {
-                Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_)) => "data.count",
+                Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) | DataSpec::Drawn) => "data.count",
                 _ => "data.image_size or the data set's size",
             }
         } else if largest == self.param_bytes {
@@ -334,7 +334,7 @@ impl Footprint {
 /// Items in memory once the data is loaded, where known before loading.
 fn data_items(config: &RunConfig) -> Option<u64> {
     match DataSpec::parse(&config.data.source).ok()? {
-        DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) => Some(config.data.count as u64),
+        DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) | DataSpec::Drawn => Some(config.data.count as u64),
         DataSpec::Mnist | DataSpec::FashionMnist => Some(MNIST_ITEMS),
         DataSpec::Idx(dir) => Some(idx_items(&dir)),
         DataSpec::Folder(_) => None,

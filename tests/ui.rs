@@ -1329,3 +1329,39 @@ fn latent_walk_sliders_set_a_samples_latent_values_and_redraw_it() {
     harness.run_steps(2);
     assert_eq!(walk(&harness).image.rgba, before.image.rgba);
 }
+
+#[test]
+fn points_drawn_on_the_canvas_become_the_training_data() {
+    let (mut harness, _runs) = workbench("mlp-gan-ring", |s| {
+        s.config.data.source = "drawn".into();
+        s.config.train.steps = 10;
+        s.config.train.sample_every = 5;
+    });
+    harness.run_steps(3);
+    assert!(!enabled(&harness, "Start"), "nothing to train on yet");
+    assert!(harness.query_by_label_contains("at least 2 points").is_some());
+    // Presses in the middle of the plane spray points around its centre, within the brush.
+    harness.get_by_label("drawing canvas").scroll_to_me();
+    harness.run_steps(2);
+    for _ in 0..3 {
+        harness.get_by_label("drawing canvas").click();
+        harness.run_steps(1);
+    }
+    let drawn = harness.state().settings().config.data.points.clone();
+    assert!(drawn.len() >= 12, "{} points", drawn.len());
+    let radius = |p: &[f32; 2]| p[0].hypot(p[1]);
+    assert!(drawn.iter().all(|p| radius(p) < 0.25), "{drawn:?}");
+    train_to_budget(&mut harness);
+    let real = harness.state().run().snapshot().unwrap().points.clone().unwrap().real;
+    // The preset's own ring lies at radius 0.8.
+    assert!(
+        real.iter().all(|p| radius(p) < 0.4),
+        "trained on what was drawn: {real:?}"
+    );
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    let saved = gantry::runs::RunDir::read_config(&dir).unwrap();
+    assert_eq!(saved.data.points, drawn, "the drawing is saved with the run");
+    harness.get_by_label("Clear points").click();
+    harness.run_steps(1);
+    assert!(harness.state().settings().config.data.points.is_empty());
+}

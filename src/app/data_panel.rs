@@ -7,9 +7,12 @@ use super::pictures::{GridView, ScatterView};
 use super::settings::GridZoom;
 use super::widgets::{choice, form_row, FITS};
 use crate::config::DataConfig;
-use crate::data::{toy::TOY_NAMES, DataSpec};
+use crate::data::toy::{MAX_DRAWN, TOY_NAMES};
+use crate::data::DataSpec;
 use eframe::egui;
-use egui::{ComboBox, DragValue, Grid, Ui, Vec2};
+use egui::{ComboBox, DragValue, Grid, Slider, Ui, Vec2};
+use egui_plot::{Plot, Points};
+use rand::Rng;
 
 /// Height the preview may take in the panel.
 const PREVIEW_HEIGHT: f32 = 280.0;
@@ -30,15 +33,21 @@ const FOLDER_SOURCES: [(&str, &str, &str); 2] = [
 
 pub struct DataPanel {
     preview: GridView,
+    /// Radius of the drawing canvas's brush, in data units.
+    brush: f32,
 }
 
 impl Default for DataPanel {
     fn default() -> Self {
         DataPanel {
             preview: GridView::new("data-preview"),
+            brush: 0.06,
         }
     }
 }
+
+/// Points a press on the drawing canvas sprays per frame.
+const SPRAY: usize = 4;
 
 impl DataPanel {
     /// Returns the folder to ask for when a From disk button was pressed.
@@ -97,6 +106,11 @@ impl DataPanel {
             }
         });
         ui.add_space(4.0);
+        if DataSpec::parse(&data.source) == Ok(DataSpec::Drawn) {
+            let side = ui.available_width().min(PREVIEW_HEIGHT);
+            draw_points(ui, &mut data.points, &mut self.brush, side);
+            return ask;
+        }
         match preview {
             PreviewState::Loading(progress) => {
                 ui.horizontal(|ui| {
@@ -140,6 +154,10 @@ fn dataset_choices() -> Vec<(String, &'static str)> {
             "shapes".to_string(),
             "Circles, squares, triangles and crosses drawn on the fly, at the resolution you choose",
         ),
+        (
+            "drawn".to_string(),
+            "2D points you draw: press or drag on the canvas that appears below",
+        ),
         ("mnist".to_string(), "MNIST handwritten digits, downloaded once"),
         (
             "fashion-mnist".to_string(),
@@ -176,8 +194,57 @@ fn dataset_picker(ui: &mut Ui, source: &mut String) {
 fn generated(source: &str) -> bool {
     matches!(
         DataSpec::parse(source),
-        Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_))
+        Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) | DataSpec::Drawn)
     )
+}
+
+/// The canvas `drawn` data comes from: pressing or dragging sprays points within the brush, up to
+/// `MAX_DRAWN`; the items are made around them.
+fn draw_points(ui: &mut Ui, points: &mut Vec<[f32; 2]>, brush: &mut f32, side: f32) {
+    ui.horizontal(|ui| {
+        ui.label("Brush");
+        ui.add(Slider::new(brush, 0.0..=0.3).fixed_decimals(2))
+            .on_hover_text("Radius the points are sprayed within (0: exactly where you press)");
+        if ui.button("Clear points").clicked() {
+            points.clear();
+        }
+    });
+    ui.weak(match points.len() {
+        0 => "Press or drag on the plane to draw the distribution to learn.".to_string(),
+        n if n >= MAX_DRAWN => format!("{n} points drawn: the most kept."),
+        n => format!("{n} points drawn; each item is one of them, moved by a little noise."),
+    });
+    let response = Plot::new("drawing canvas")
+        .width(side)
+        .height(side)
+        .data_aspect(1.0)
+        .include_x(-1.0)
+        .include_x(1.0)
+        .include_y(-1.0)
+        .include_y(1.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
+        .show(ui, |plot| {
+            let shown: Vec<[f64; 2]> = points.iter().map(|p| p.map(f64::from)).collect();
+            plot.points(Points::new("drawn points", shown).radius(2.0));
+            let pressed = plot.response().clicked() || plot.response().is_pointer_button_down_on();
+            pressed.then(|| plot.pointer_coordinate()).flatten()
+        });
+    response
+        .response
+        .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "drawing canvas"));
+    if let Some(at) = response.inner {
+        let mut rng = rand::rng();
+        for _ in 0..SPRAY.min(MAX_DRAWN.saturating_sub(points.len())) {
+            let (sin, cos) = rng.random_range(0.0..std::f32::consts::TAU).sin_cos();
+            let radius = *brush * rng.random_range(0.0f32..1.0).sqrt();
+            points.push([at.x as f32 + radius * cos, at.y as f32 + radius * sin]);
+        }
+        ui.ctx().request_repaint();
+    }
 }
 
 /// Whether the data is drawn or resized to `image_size` and `channels`.

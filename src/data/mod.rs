@@ -25,6 +25,8 @@ pub enum DataSpec {
     Digits,
     Shapes,
     Toy(String),
+    /// Points the user drew (`data.points`).
+    Drawn,
     /// A folder of MNIST-format IDX files.
     Idx(PathBuf),
     /// MNIST, downloaded on first use into the cache directory.
@@ -42,6 +44,7 @@ impl DataSpec {
             None if spec == "shapes" => Ok(DataSpec::Shapes),
             None if spec == "mnist" => Ok(DataSpec::Mnist),
             None if spec == "fashion-mnist" => Ok(DataSpec::FashionMnist),
+            None if spec == "drawn" => Ok(DataSpec::Drawn),
             Some(("toy", name)) if toy::TOY_NAMES.contains(&name) => Ok(DataSpec::Toy(name.to_string())),
             Some(("toy", name)) => Err(format!(
                 "unknown toy dataset '{name}': expected one of {}",
@@ -51,7 +54,8 @@ impl DataSpec {
             Some(("idx", dir)) => Ok(DataSpec::Idx(PathBuf::from(dir))),
             Some(("folder", dir)) => Ok(DataSpec::Folder(PathBuf::from(dir))),
             _ => Err(format!(
-                "'{spec}' is not a dataset: expected digits, shapes, toy:NAME, idx:DIR, mnist, fashion-mnist or folder:DIR"
+                "'{spec}' is not a dataset: expected digits, shapes, toy:NAME, drawn, idx:DIR, mnist, fashion-mnist or \
+                 folder:DIR"
             )),
         }
     }
@@ -210,7 +214,7 @@ pub fn expected_shape(config: &DataConfig) -> Result<ItemShape, String> {
             height: config.image_size,
             width: config.image_size,
         },
-        DataSpec::Toy(_) => ItemShape::Point,
+        DataSpec::Toy(_) | DataSpec::Drawn => ItemShape::Point,
         // MNIST-family files are 28x28; other IDX sizes are checked against the model once loaded.
         DataSpec::Idx(_) | DataSpec::Mnist | DataSpec::FashionMnist => ItemShape::Image {
             channels: 1,
@@ -274,6 +278,18 @@ pub fn load(config: &DataConfig, seed: u64, progress: Progress) -> Result<Datase
                 notes: Vec::new(),
             })
         }
+        DataSpec::Drawn => Ok(Dataset {
+            name: "drawn".into(),
+            shape: ItemShape::Point,
+            items: toy::sample_drawn(&config.points, config.count, seed)?,
+            labels: None,
+            label_names: Vec::new(),
+            notes: vec![format!(
+                "{} items around the {} points drawn (data.points)",
+                config.count,
+                config.points.len()
+            )],
+        }),
         DataSpec::Idx(dir) => from_raw(format!("idx:{}", dir.display()), idx::load_idx_dir(&dir, progress)),
         DataSpec::Mnist => from_raw("mnist".into(), load_remote(&download::MNIST, progress)),
         DataSpec::FashionMnist => from_raw("fashion-mnist".into(), load_remote(&download::FASHION_MNIST, progress)),
@@ -417,6 +433,7 @@ mod tests {
         assert_eq!(DataSpec::parse("toy:ring"), Ok(DataSpec::Toy("ring".into())));
         assert!(DataSpec::parse("toy:blob").unwrap_err().contains("ring"));
         assert!(DataSpec::parse("cifar").unwrap_err().contains("digits"));
+        assert_eq!(DataSpec::parse("drawn"), Ok(DataSpec::Drawn));
     }
 
     #[test]

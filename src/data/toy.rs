@@ -107,6 +107,50 @@ pub fn generate_toy(name: &str, count: usize, seed: u64) -> Result<(Vec<f32>, Ve
     Ok((points, labels))
 }
 
+/// Spread of the items made from each drawn point, so G learns the drawn shape rather than its dots.
+const DRAWN_STD: f32 = 0.02;
+/// Fewest drawn points a distribution is made from.
+pub const MIN_DRAWN: usize = 2;
+/// Most points the canvas keeps (they are saved in the run's config).
+pub const MAX_DRAWN: usize = 5000;
+
+/// Why `points` cannot be drawn data: too few, too many, or not finite.
+pub fn check_drawn(points: &[[f32; 2]]) -> Result<(), String> {
+    if points.len() < MIN_DRAWN {
+        return Err(format!(
+            "'drawn' data needs at least {MIN_DRAWN} points drawn in the Data panel's canvas, but {} are",
+            points.len()
+        ));
+    }
+    if points.len() > MAX_DRAWN {
+        return Err(format!(
+            "{} points are drawn; at most {MAX_DRAWN} are kept",
+            points.len()
+        ));
+    }
+    match points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+        Some(i) => Err(format!(
+            "point {} is {:?}, not a pair of finite numbers",
+            i + 1,
+            points[i]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `count` points around the drawn `points`: each a drawn point, picked at random, moved by a little noise.
+pub fn sample_drawn(points: &[[f32; 2]], count: usize, seed: u64) -> Result<Vec<f32>, String> {
+    check_drawn(points)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let noise = Normal::new(0.0f32, DRAWN_STD).expect("a positive spread");
+    Ok((0..count)
+        .flat_map(|_| {
+            let [x, y] = points[rng.random_range(0..points.len())];
+            [x + noise.sample(&mut rng), y + noise.sample(&mut rng)]
+        })
+        .collect())
+}
+
 /// Centres of the discrete modes of `name`, indexed by label: the 8 ring
 /// modes (anticlockwise from the positive x axis) and the 25 grid modes.
 /// Empty for distributions without discrete modes and for unknown names.
@@ -137,6 +181,27 @@ mod tests {
 
     fn dist(a: [f32; 2], b: &[f32]) -> f32 {
         ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+    }
+
+    #[test]
+    fn drawn_data_lies_around_every_drawn_point_and_only_there() {
+        let drawn = [[-0.5, 0.5], [0.7, -0.2], [0.0, 0.0]];
+        let items = sample_drawn(&drawn, 3000, 9).unwrap();
+        let mut near = [0; 3];
+        for item in items.chunks(2) {
+            let (k, d) = (0..3)
+                .map(|k| (k, dist(drawn[k], item)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            assert!(d < 6.0 * DRAWN_STD, "{item:?} is {d} from the nearest drawn point");
+            near[k] += 1;
+        }
+        assert!(near.iter().all(|&n| n > 800), "each point about a third: {near:?}");
+        assert_eq!(sample_drawn(&drawn, 50, 9), sample_drawn(&drawn, 50, 9), "seeded");
+        assert!(check_drawn(&[[0.0, 0.0]]).unwrap_err().contains("at least 2"));
+        assert!(check_drawn(&[[0.0, 0.0], [f32::NAN, 1.0]])
+            .unwrap_err()
+            .contains("point 2"));
     }
 
     #[test]
