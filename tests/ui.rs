@@ -9,9 +9,10 @@ use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 use gantry::app::settings::Settings;
 use gantry::app::{AppOptions, GantryApp};
+use gantry::numbers::significant;
 use gantry::presets::preset;
 use gantry::runs::GridKind;
-use gantry::train::health::{short_value, Light, Rule};
+use gantry::train::health::{Light, Rule};
 use gantry::train::worker::{Problem, RunState};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -656,6 +657,41 @@ fn snapshot_of_a_vae_after_thirty_steps() {
     finished_snapshot("vae-digits", "workbench_vae_30_steps");
 }
 
+#[test]
+fn snapshot_of_a_2d_vaes_latent_space_after_thirty_steps() {
+    let (mut harness, _runs) = workbench("vae-digits", |s| {
+        s.config.model.latent = 2;
+        s.config.train.steps = 30;
+    });
+    train_to_budget(&mut harness);
+    harness.get_by_label("Latent space").click();
+    wait_until(&mut harness, "the latent map", |h| {
+        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
+    });
+    harness.remove_cursor();
+    harness.run_steps(3);
+    mask_run_list_and_status(&mut harness);
+    harness.snapshot_options("latent_vae_30_steps", &snapshot_options());
+}
+
+#[test]
+fn snapshot_of_a_drawn_distribution_on_its_canvas() {
+    let (mut harness, _runs) = workbench("mlp-gan-ring", |s| {
+        s.config.data.source = "drawn".into();
+        s.config.data.points = (0..60)
+            .map(|k| {
+                let (sin, cos) = (k as f32 / 60.0 * std::f32::consts::TAU).sin_cos();
+                [0.6 * cos, 0.3 * sin + 0.2 * (k % 2) as f32]
+            })
+            .collect();
+    });
+    wait_until(&mut harness, "the data (Start enabled)", |h| enabled(h, "Start"));
+    harness.get_by_label("drawing canvas").scroll_to_me();
+    harness.run_steps(3);
+    mask_run_list_and_status(&mut harness);
+    harness.snapshot_options("drawn_canvas", &snapshot_options());
+}
+
 /// Trains a small MLP GAN run to 20 steps in `root/name` (grids every 5 steps, checkpoints every 10), as an
 /// earlier session of the workbench would have left it.
 fn trained_run(root: &std::path::Path, name: &str, settings: &[&str]) -> std::path::PathBuf {
@@ -1104,7 +1140,7 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
     );
     assert!(
         harness
-            .query_by_label(&short_value(divergence.value.unwrap()))
+            .query_by_label(&significant(divergence.value.unwrap()))
             .is_some(),
         "its value shows"
     );
