@@ -7,7 +7,8 @@ use super::controls::Action;
 use super::history::RunHistory;
 use super::run::TrainingRun;
 use crate::config::{HealthConfig, OnTrouble, RunConfig};
-use crate::train::health::{short_value, Finding, Light, Rule};
+use crate::numbers::significant;
+use crate::train::health::{Finding, Light, Rule};
 use eframe::egui;
 use egui::{Color32, ComboBox, DragValue, Grid, RichText, ScrollArea, Ui};
 
@@ -142,7 +143,7 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
                     ui.colored_label(color, light_word(finding.light));
                 });
                 ui.label(finding.rule.label()).on_hover_text(finding.rule.diagnosis());
-                ui.label(finding.value.map_or("-".into(), short_value))
+                ui.label(finding.value.map_or("-".into(), significant))
                     .on_hover_text(&finding.measure);
                 ui.label(finding.since.map_or("-".into(), |s| format!("step {s}")));
                 on_trouble_choice(ui, finding.rule, &mut draft.health);

@@ -5,6 +5,7 @@
 
 use super::MetricRow;
 use crate::config::{GanLoss, HealthConfig, OnTrouble, RunConfig};
+use crate::numbers::significant;
 use std::collections::{HashMap, VecDeque};
 
 /// A failure a health rule looks for.
@@ -114,16 +115,16 @@ impl Rule {
                 o.lr_d = o.lr_d.map(|lr| lr * 0.5);
                 format!(
                     "halve the learning rates (lr {} to {})",
-                    short_value(config.optimizer.lr),
-                    short_value(o.lr)
+                    significant(config.optimizer.lr),
+                    significant(o.lr)
                 )
             }
             Rule::DiscriminatorWinning => {
                 o.lr_d = Some(config.optimizer.lr_d() * 0.5);
                 let mut summary = format!(
                     "lower D's learning rate (lr_d {} to {})",
-                    short_value(config.optimizer.lr_d()),
-                    short_value(config.optimizer.lr_d() * 0.5)
+                    significant(config.optimizer.lr_d()),
+                    significant(config.optimizer.lr_d() * 0.5)
                 );
                 if t.label_smoothing < 0.1 {
                     t.label_smoothing = 0.1;
@@ -141,8 +142,8 @@ impl Rule {
                 o.lr *= 2.0;
                 format!(
                     "raise G's learning rate (lr {} to {})",
-                    short_value(config.optimizer.lr),
-                    short_value(o.lr)
+                    significant(config.optimizer.lr),
+                    significant(o.lr)
                 )
             }
             Rule::ModeCollapse => {
@@ -156,8 +157,8 @@ impl Rule {
                 fixed.model.beta *= 0.5;
                 format!(
                     "lower the KL weight (beta {} to {})",
-                    short_value(config.model.beta),
-                    short_value(fixed.model.beta)
+                    significant(config.model.beta),
+                    significant(fixed.model.beta)
                 )
             }
             Rule::Overfitting => {
@@ -168,8 +169,8 @@ impl Rule {
                 };
                 format!(
                     "add weight decay ({} to {})",
-                    short_value(config.optimizer.weight_decay),
-                    short_value(o.weight_decay)
+                    significant(config.optimizer.weight_decay),
+                    significant(o.weight_decay)
                 )
             }
         };
@@ -285,20 +286,8 @@ impl HealthEvent {
         format!(
             "step {}: {rule} ({}), {done}{detail}",
             self.step,
-            short_value(self.value)
+            significant(self.value)
         )
-    }
-}
-
-/// A value in a few significant digits.
-pub fn short_value(value: f64) -> String {
-    match value.abs() {
-        v if !v.is_finite() => value.to_string(),
-        v if v != 0.0 && !(1e-3..1e4).contains(&v) => format!("{value:.2e}"),
-        _ => format!("{:.4}", value)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
     }
 }
 
