@@ -4,7 +4,7 @@
 # same background load. Prints a markdown table of median images/s per model and the ratio gantry/PyTorch,
 # and the peak resident memory of each side's process (the largest over its rounds; GNU time's %M).
 #
-#   bench/compare.sh [MODEL...]          # default: dcgan vae mlpgan convae
+#   bench/compare.sh [MODEL...]          # default: dcgan vae mlpgan convae; dcgan64 (64x64 RGB) when named
 #
 # Environment (all optional):
 #   GANTRY           gantry binary (default target/release/gantry, built with `cargo build --release` if missing)
@@ -13,7 +13,8 @@
 #   THREADS          threads for both (default: number of physical cores)
 #   ROUNDS           alternating rounds per model (default 3)
 #   STEPS            timed steps per measurement (default 30)
-#   STEPS_DCGAN, STEPS_VAE, STEPS_MLPGAN, STEPS_CONVAE   per-model steps (default: STEPS)
+#   STEPS_DCGAN, STEPS_VAE, STEPS_MLPGAN, STEPS_CONVAE, STEPS_DCGAN64   per-model steps (default: STEPS;
+#                    a dcgan64 step takes seconds: STEPS_DCGAN64=8 is plenty)
 #   RAW              if set, every single measurement is appended to this file as one JSON line
 # Paths are relative to the repository root (the script changes there first).
 set -euo pipefail

@@ -89,6 +89,8 @@ fn measure(index: usize) -> (u64, f64) {
 }
 
 fn main() {
+    // As `gantry` does: without it candle's barrier pool adds a thread that spins for the same cores.
+    gantry::threads::configure_pools(None);
     if let Some(index) = std::env::args().nth(1) {
         return train(index.parse().expect("a case number"));
     }

@@ -9,20 +9,23 @@
 //!   row, against `health.every = 0` and no snapshots. Target: within 3 %.
 //! - `quality`: the quality metric every 250 steps (512 samples scored on its own thread, the feature network
 //!   taken from the cache, which a warm-up run fills), against `quality.every = 0`. Target: within 5 %.
+//! - `latent`: the latent views as the open Latent space tab asks for them (autoencoders' map of 500 held-out
+//!   items, GANs' latent walk) with every snapshot, the preset's grids into a run directory as in the
+//!   workbench, against the same run with the tab closed. Target: at least 90 %.
 //!
 //! - `train`: each `gantry bench` model trained as `gantry train` trains it (its preset as shipped: grids,
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
 //!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %.
 //!
 //! ```text
-//! cargo run --release --example overhead_bench -- health|quality [ROUNDS [PRESET]]
+//! cargo run --release --example overhead_bench -- health|quality|latent [ROUNDS [PRESET]]
 //! cargo run --release --example overhead_bench -- train [ROUNDS [MODEL]]
 //! ```
 
 use gantry::config::RunConfig;
 use gantry::models::layers::Kernels;
 use gantry::presets::preset;
-use gantry::train::worker::{Ending, Event, RunOptions, Trainer};
+use gantry::train::worker::{Command, Ending, Event, RunOptions, Trainer};
 use std::time::Instant;
 
 #[path = "support/measure.rs"]
@@ -48,9 +51,18 @@ fn quality_thread_seconds() -> f64 {
 }
 
 /// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded),
-/// and the share of that CPU time the quality metric's thread took.
-fn images_per_second(config: &RunConfig) -> (f64, f64, f64) {
-    let trainer = Trainer::spawn(config.clone(), RunOptions::default(), None);
+/// and the share of that CPU time the quality metric's thread took. `latent` runs it into a run directory (as
+/// the workbench does: snapshots every `sample_every` steps) with the latent views asked for.
+fn images_per_second(config: &RunConfig, latent: Option<bool>) -> (f64, f64, f64) {
+    let runs = tempfile::tempdir().expect("a temporary directory");
+    let options = RunOptions {
+        out_dir: latent.map(|_| runs.path().join("run")),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config.clone(), options, None);
+    if latent == Some(true) {
+        trainer.send(Command::LatentViews(true));
+    }
     let mut started = None;
     let mut quality_cpu = 0f64;
     let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| match event {
@@ -85,7 +97,8 @@ fn without(what: &str, config: &RunConfig) -> RunConfig {
             off.health.snapshots = 0;
         }
         "quality" => off.quality.every = 0,
-        other => panic!("'{other}': expected health or quality"),
+        "latent" => {}
+        other => panic!("'{other}': expected health, quality, latent or train"),
     }
     off
 }
@@ -152,6 +165,8 @@ fn train_against_bench(rounds: usize, only: Option<&str>) {
 }
 
 fn main() {
+    // As `gantry` does: without it candle's barrier pool adds a thread that spins for the same cores.
+    gantry::threads::configure_pools(None);
     let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
     let only = std::env::args().nth(3);
@@ -163,30 +178,43 @@ fn main() {
         "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7} {:>12}",
         "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off", "quality cpu%"
     );
+    let latent = what == "latent";
     // Multiples of the quality metric's 250 steps, so each scored step's cost is in the run's time.
-    for (name, steps) in [("mlp-gan-digits", 1000), ("dcgan-digits", 250), ("vae-digits", 500)] {
+    let presets = match latent {
+        true => [("vae-digits", 1000), ("conv-ae-digits", 500), ("dcgan-digits", 250)],
+        false => [("mlp-gan-digits", 1000), ("dcgan-digits", 250), ("vae-digits", 500)],
+    };
+    for (name, steps) in presets {
         if only.as_ref().is_some_and(|only| only != name) {
             continue;
         }
         let mut on = preset(name).expect("a shipped preset");
         on.train.steps = steps;
-        // Grids and checkpoints are not what is measured; both runs make them as rarely.
-        on.train.sample_every = steps;
-        on.train.checkpoint_every = steps;
+        // Grids and checkpoints are not what is measured; both runs make them as rarely (but for the latent
+        // views, which come with the grids).
+        if !latent {
+            on.train.sample_every = steps;
+            on.train.checkpoint_every = steps;
+        }
         let off = without(&what, &on);
-        if what == "quality" {
+        // The latent views are asked for by a command, not by the config.
+        let (views_on, views_off) = match latent {
+            true => (Some(true), Some(false)),
+            false => (None, None),
+        };
+        if what == "quality" || latent {
             // Fills the feature network cache, as any earlier run on the data set has.
-            images_per_second(&on);
+            images_per_second(&on, views_off);
         }
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternating which goes first cancels a machine that speeds up or slows down over a round.
             if round % 2 == 0 {
-                with.push(images_per_second(&on));
-                without.push(images_per_second(&off));
+                with.push(images_per_second(&on, views_on));
+                without.push(images_per_second(&off, views_off));
             } else {
-                without.push(images_per_second(&off));
-                with.push(images_per_second(&on));
+                without.push(images_per_second(&off, views_off));
+                with.push(images_per_second(&on, views_on));
             }
         }
         let clock = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.0).collect());

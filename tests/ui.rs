@@ -657,6 +657,12 @@ fn snapshot_of_a_vae_after_thirty_steps() {
     finished_snapshot("vae-digits", "workbench_vae_30_steps");
 }
 
+/// GAN Lab's preset: D's heatmap, G's manifold mesh and the points, KL and JS.
+#[test]
+fn snapshot_of_a_2d_gan_after_thirty_steps() {
+    finished_snapshot("ganlab-circle", "workbench_ganlab_30_steps");
+}
+
 #[test]
 fn snapshot_of_a_2d_vaes_latent_space_after_thirty_steps() {
     let (mut harness, _runs) = workbench("vae-digits", |s| {
