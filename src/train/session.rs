@@ -579,10 +579,7 @@ impl Session {
         }
         let items = self.evaluation_items(LATENT_ITEMS);
         let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
-        let mut code = net.encode(&encoder_input(&x, self.config.model.recon)?, Mode::Eval)?;
-        if net.variational {
-            code = net.split_code(&code)?.0;
-        }
+        let code = self.codes(net, &x)?;
         let dim = code.dim(1)?;
         let codes = code.flatten_all()?.to_vec1::<f32>()?;
         let (plane, principal, explained) = match dim {
@@ -595,10 +592,7 @@ impl Session {
         let points: Vec<[f32; 2]> = codes.chunks(dim).map(|code| plane.project(code)).collect();
         let decode = |at: &[[f32; 2]]| -> Result<ImageGrid> {
             let z: Vec<f32> = at.iter().flat_map(|p| plane.latent(*p)).collect();
-            let images = output_to_data(
-                &net.decode(&tensor(z, &[at.len(), dim])?, Mode::Eval)?,
-                self.config.model.recon,
-            )?;
+            let images = self.decoded(net, &tensor(z, &[at.len(), dim])?)?;
             self.grid(&images, MANIFOLD_SIDE.min(at.len()))
         };
         let manifold = match dim {
@@ -631,9 +625,7 @@ impl Session {
     fn generate(&self, z: &Tensor) -> Result<Option<Tensor>> {
         match &self.model {
             Model::Gan(Gan { generator, .. }) => generator.forward(z, Mode::Sample).map(Some),
-            Model::Autoencoder { net, .. } if net.variational => {
-                output_to_data(&net.decode(z, Mode::Eval)?, self.config.model.recon).map(Some)
-            }
+            Model::Autoencoder { net, .. } if net.variational => self.decoded(net, z).map(Some),
             Model::Autoencoder { .. } => Ok(None),
         }
     }
@@ -798,12 +790,22 @@ impl Session {
     fn reconstruct(&self, net: &Autoencoder, items: &[usize]) -> Result<(Tensor, Tensor)> {
         let x = tensor(self.data.gather(items), &self.data.shape.batch_dims(items.len()))?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
-        let mut code = net.encode(&encoder_input(&input, self.config.model.recon)?, Mode::Eval)?;
-        if net.variational {
-            code = net.split_code(&code)?.0;
-        }
-        let output = output_to_data(&net.decode(&code, Mode::Eval)?, self.config.model.recon)?;
+        let output = self.decoded(net, &self.codes(net, &input)?)?;
         Ok((input, output))
+    }
+
+    /// `net`'s codes of items `x` (in the data's range): a VAE's posterior means, a plain autoencoder's codes.
+    fn codes(&self, net: &Autoencoder, x: &Tensor) -> Result<Tensor> {
+        let code = net.encode(&encoder_input(x, self.config.model.recon)?, Mode::Eval)?;
+        match net.variational {
+            true => Ok(net.split_code(&code)?.0),
+            false => Ok(code),
+        }
+    }
+
+    /// `net`'s decoder output for `codes`, in the data's range.
+    fn decoded(&self, net: &Autoencoder, codes: &Tensor) -> Result<Tensor> {
+        output_to_data(&net.decode(codes, Mode::Eval)?, self.config.model.recon)
     }
 
     fn grid(&self, images: &Tensor, nrow: usize) -> Result<ImageGrid> {
@@ -959,13 +961,18 @@ fn tensor_pairs(points: &Tensor) -> Result<Vec<[f32; 2]>> {
 mod tests {
     use super::*;
 
+    /// A session of `config` on its data.
+    fn loaded(config: RunConfig) -> Session {
+        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
+        Session::new(config, data).unwrap()
+    }
+
     #[test]
     fn the_2d_views_follow_the_model_and_the_arrows_point_where_g_loss_falls() {
         let mut config = crate::presets::preset("ganlab-circle").unwrap();
         config.data.count = 1000;
         config.train.eval_every = 20;
-        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
-        let mut session = Session::new(config, data).unwrap();
+        let mut session = loaded(config);
         let before = session.points().unwrap().unwrap();
         let mut measured = Vec::new();
         for _ in 0..40 {
@@ -1012,8 +1019,7 @@ mod tests {
         let mut config = crate::presets::preset("vae-digits").unwrap();
         config.model.latent = 2;
         config.data.count = 600;
-        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
-        let mut session = Session::new(config, data).unwrap();
+        let mut session = loaded(config);
         for _ in 0..5 {
             session.step().unwrap();
         }
@@ -1058,14 +1064,12 @@ mod tests {
         let mut config = crate::presets::preset("conv-ae-digits").unwrap();
         config.model.latent = 16;
         config.data.count = 300;
-        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
-        let session = Session::new(config, data).unwrap();
+        let session = loaded(config);
         let map = session.latent_map(None).unwrap().unwrap();
         assert!(map.principal && map.manifold.is_none() && map.decoded.is_none());
         assert!(map.explained > 0.0 && map.explained <= 1.0, "{}", map.explained);
         // GANs have no encoder, so no map.
         let config = crate::presets::preset("mlp-gan-digits").unwrap();
-        let data = crate::data::load(&config.data, config.train.seed, &|_, _, _| {}).unwrap();
-        assert!(Session::new(config, data).unwrap().latent_map(None).unwrap().is_none());
+        assert!(loaded(config).latent_map(None).unwrap().is_none());
     }
 }
