@@ -20,7 +20,7 @@ use tempfile::TempDir;
 #[path = "support/workbench.rs"]
 mod workbench;
 
-use workbench::{run_name, workbench_harness, WINDOW};
+use workbench::{open_latent_tab, run_name, workbench_harness, WINDOW};
 
 /// The workbench on a small dataset, writing runs into a temporary directory (kept alive by the caller).
 fn workbench(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness<'static, GantryApp>, TempDir) {
@@ -670,10 +670,7 @@ fn snapshot_of_a_2d_vaes_latent_space_after_thirty_steps() {
         s.config.train.steps = 30;
     });
     train_to_budget(&mut harness);
-    harness.get_by_label("Latent space").click();
-    wait_until(&mut harness, "the latent map", |h| {
-        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
-    });
+    open_latent_tab(&mut harness);
     harness.remove_cursor();
     harness.run_steps(3);
     mask_run_list_and_status(&mut harness);
@@ -1286,11 +1283,7 @@ fn latent_tab_places_items_and_a_click_on_the_plane_decodes_it() {
         s.config.train.sample_every = 10;
     });
     train_to_budget(&mut harness);
-    harness.get_by_label("Latent space").click();
-    // The open tab asks the run for its latent views.
-    wait_until(&mut harness, "the latent map", |h| {
-        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
-    });
+    open_latent_tab(&mut harness);
     let map = harness
         .state()
         .run()
@@ -1343,10 +1336,7 @@ fn latent_walk_sliders_set_a_samples_latent_values_and_redraw_it() {
         s.config.train.sample_every = 10;
     });
     train_to_budget(&mut harness);
-    harness.get_by_label("Latent space").click();
-    wait_until(&mut harness, "the latent walk", |h| {
-        h.state().run().snapshot().is_some_and(|s| s.walk.is_some())
-    });
+    open_latent_tab(&mut harness);
     let walk = |h: &Harness<'_, GantryApp>| h.state().run().snapshot().and_then(|s| s.walk.clone()).expect("a walk");
     let before = walk(&harness);
     assert_eq!(

@@ -49,3 +49,23 @@ pub fn run_name<'h>(harness: &'h Harness<'_, GantryApp>, name: &'h str) -> egui_
         .find(|n| n.accesskit_node().role() != Role::CheckBox)
         .expect("the run is listed")
 }
+
+/// Opens the Latent space tab and steps until the viewed run's snapshot carries its latent views (the open tab
+/// asks the run for them: an autoencoder's map or a GAN's walk), then draws them.
+#[allow(dead_code)]
+pub fn open_latent_tab(harness: &mut Harness<'_, GantryApp>) {
+    harness.get_by_label("Latent space").click();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let made = |h: &Harness<'_, GantryApp>| {
+        h.state()
+            .run()
+            .snapshot()
+            .is_some_and(|s| s.latent.is_some() || s.walk.is_some())
+    };
+    while !made(harness) {
+        assert!(std::time::Instant::now() < deadline, "the run made no latent views");
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    harness.run_steps(2);
+}
