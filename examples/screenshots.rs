@@ -20,7 +20,7 @@ use tempfile::TempDir;
 mod workbench;
 
 use std::time::{Duration, Instant};
-use workbench::{run_name, workbench_harness};
+use workbench::{open_latent_tab, run_name, workbench_harness};
 
 struct Scene {
     file: &'static str,
@@ -91,7 +91,6 @@ fn main() {
     for scene in SCENES.iter().filter(|s| wanted(s.file)) {
         let path = out.join(scene.file);
         shoot(scene, &path);
-        println!("wrote {}", path.display());
     }
     if SWEEP_SHOTS.iter().any(|f| wanted(f)) {
         shoot_sweep(&out);
@@ -128,15 +127,10 @@ fn shoot_drawn(path: &Path) {
         // both at the ring's 1e-3, or both at 2e-4, collapse onto one stretch of it.
         s.config.optimizer.lr = 2e-4;
     });
-    wait_until(&mut harness, |h| {
-        let run = h.state().run();
-        run.step() >= 2000 && run.snapshot().is_some_and(|s| s.step + 10 >= 2000)
-    });
+    trained_to(&mut harness, 2000);
     harness.get_by_label("drawing canvas").scroll_to_me();
     harness.run_steps(4);
-    let image = harness.render().expect("the wgpu renderer draws the frame");
-    image.save(path).expect("can write the PNG");
-    println!("wrote {}", path.display());
+    save_frame(&mut harness, path);
 }
 
 /// The default DCGAN after 1,000 steps, one sample's first latent dimension moved by its slider.
@@ -145,11 +139,7 @@ fn shoot_walk(path: &Path) {
     wait_until(&mut harness, |h| {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
     });
-    harness.get_by_label("Latent space").click();
-    wait_until(&mut harness, |h| {
-        h.state().run().snapshot().is_some_and(|s| s.walk.is_some())
-    });
-    harness.run_steps(2);
+    open_latent_tab(&mut harness);
     harness.get_by_role_and_label(Role::Slider, "z1").click();
     wait_until(&mut harness, |h| {
         h.state()
@@ -159,9 +149,7 @@ fn shoot_walk(path: &Path) {
             .is_some_and(|w| w.values[0].abs() < 0.05)
     });
     harness.run_steps(4);
-    let image = harness.render().expect("the wgpu renderer draws the frame");
-    image.save(path).expect("can write the PNG");
-    println!("wrote {}", path.display());
+    save_frame(&mut harness, path);
 }
 
 /// A VAE with two latent dimensions after 3,000 steps: the digits' clusters on the latent plane, a point
@@ -175,11 +163,7 @@ fn shoot_latent(path: &Path) {
     wait_until(&mut harness, |h| {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
     });
-    harness.get_by_label("Latent space").click();
-    wait_until(&mut harness, |h| {
-        h.state().run().snapshot().is_some_and(|s| s.latent.is_some())
-    });
-    harness.run_steps(2);
+    open_latent_tab(&mut harness);
     let plane = harness.get_by_label("latent plane").rect();
     harness.get_by_label("latent plane").click();
     wait_until(&mut harness, |h| {
@@ -203,9 +187,7 @@ fn shoot_latent(path: &Path) {
     );
     harness.hover_at(plane.min + fraction * plane.size());
     harness.run_steps(6);
-    let image = harness.render().expect("the wgpu renderer draws the frame");
-    image.save(path).expect("can write the PNG");
-    println!("wrote {}", path.display());
+    save_frame(&mut harness, path);
 }
 
 /// The DCGAN preset at 2,500 times its learning rate: G's gradients die within a few steps, the run rolls
@@ -221,9 +203,7 @@ fn shoot_health(path: &Path) {
     });
     harness.get_by_label("Health").click();
     harness.run_steps(4);
-    let image = harness.render().expect("the wgpu renderer draws the frame");
-    image.save(path).expect("can write the PNG");
-    println!("wrote {}", path.display());
+    save_frame(&mut harness, path);
 }
 
 /// Queues a learning-rate sweep of a narrow DCGAN through the run browser, lets it finish, then shoots the
@@ -276,10 +256,7 @@ fn shoot_sweep(out: &Path) {
     let save = |harness: &mut Harness<'_, GantryApp>, file: &str| {
         harness.remove_cursor();
         harness.run_steps(4);
-        let image = harness.render().expect("the wgpu renderer draws the frame");
-        let path = out.join(file);
-        image.save(&path).expect("can write the PNG");
-        println!("wrote {}", path.display());
+        save_frame(harness, &out.join(file));
     };
     save(&mut harness, SWEEP_SHOTS[0]);
     harness.get_by_label("Contact sheet").click();
@@ -313,16 +290,27 @@ fn started(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness
 
 fn shoot(scene: &Scene, path: &Path) {
     let (mut harness, _runs) = started(scene.preset, scene.configure);
-    wait_until(&mut harness, |h| {
-        let run = h.state().run();
-        run.step() >= scene.at_step && run.snapshot().is_some_and(|s| s.step + 10 >= scene.at_step)
-    });
+    trained_to(&mut harness, scene.at_step);
     // Hover the first loss plot, a little right of its middle, to show the read-out.
     let plot = harness.get_by_role_and_label(Role::Slider, "Smoothing").rect();
     harness.hover_at(egui::pos2(plot.left() + 260.0, plot.bottom() + 160.0));
     harness.run_steps(4);
+    save_frame(&mut harness, path);
+}
+
+/// Steps until the run has trained `step` steps and its pictures are from no more than 10 steps before.
+fn trained_to(harness: &mut Harness<'_, GantryApp>, step: u64) {
+    wait_until(harness, |h| {
+        let run = h.state().run();
+        run.step() >= step && run.snapshot().is_some_and(|s| s.step + 10 >= step)
+    });
+}
+
+/// Renders the frame and writes it to `path`.
+fn save_frame(harness: &mut Harness<'_, GantryApp>, path: &Path) {
     let image = harness.render().expect("the wgpu renderer draws the frame");
     image.save(path).expect("can write the PNG");
+    println!("wrote {}", path.display());
 }
 
 fn wait_until(harness: &mut Harness<'_, GantryApp>, done: impl Fn(&Harness<'_, GantryApp>) -> bool) {
