@@ -51,16 +51,17 @@ fn quality_thread_seconds() -> f64 {
 }
 
 /// Images per second of the clock and of CPU time of one run of `config` to its budget (loading excluded),
-/// and the share of that CPU time the quality metric's thread took. `latent` runs it into a run directory (as
-/// the workbench does: snapshots every `sample_every` steps) with the latent views asked for.
-fn images_per_second(config: &RunConfig, latent: Option<bool>) -> (f64, f64, f64) {
+/// and the share of that CPU time the quality metric's thread took. With `run_dir` it writes a run directory
+/// (as the workbench does: snapshots every `sample_every` steps, not every 50 ms); with `latent_views` it asks
+/// for the latent views as the open Latent space tab does.
+fn images_per_second(config: &RunConfig, run_dir: bool, latent_views: bool) -> (f64, f64, f64) {
     let runs = tempfile::tempdir().expect("a temporary directory");
     let options = RunOptions {
-        out_dir: latent.map(|_| runs.path().join("run")),
+        out_dir: run_dir.then(|| runs.path().join("run")),
         ..RunOptions::default()
     };
     let trainer = Trainer::spawn(config.clone(), options, None);
-    if latent == Some(true) {
+    if latent_views {
         trainer.send(Command::LatentViews(true));
     }
     let mut started = None;
@@ -196,25 +197,21 @@ fn main() {
             on.train.sample_every = steps;
             on.train.checkpoint_every = steps;
         }
+        // The latent views are asked for by a command, not by the config: `off` is `on` with the tab closed.
         let off = without(&what, &on);
-        // The latent views are asked for by a command, not by the config.
-        let (views_on, views_off) = match latent {
-            true => (Some(true), Some(false)),
-            false => (None, None),
-        };
         if what == "quality" || latent {
             // Fills the feature network cache, as any earlier run on the data set has.
-            images_per_second(&on, views_off);
+            images_per_second(&on, latent, false);
         }
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternating which goes first cancels a machine that speeds up or slows down over a round.
             if round % 2 == 0 {
-                with.push(images_per_second(&on, views_on));
-                without.push(images_per_second(&off, views_off));
+                with.push(images_per_second(&on, latent, latent));
+                without.push(images_per_second(&off, latent, false));
             } else {
-                without.push(images_per_second(&off, views_off));
-                with.push(images_per_second(&on, views_on));
+                without.push(images_per_second(&off, latent, false));
+                with.push(images_per_second(&on, latent, latent));
             }
         }
         let clock = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.0).collect());
