@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Exit code for bad arguments or configs (nothing was trained).
@@ -53,6 +55,22 @@ pub enum Cmd {
     Fork(ForkArgs),
     /// Save a run's filmstrip (its saved grids) as an animated GIF or PNG files.
     Export(ExportArgs),
+    /// Score images (another program's samples, say) with the quality metric of a data set, as runs are scored.
+    Score(ScoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// The data set (and its settings) the images are scored against, as for `train`.
+    #[command(flatten)]
+    pub base: ConfigArgs,
+    /// The images to score, in a form `--data` reads (idx:DIR with an IDX image file, folder:DIR), the same
+    /// shape as the data set's items.
+    #[arg(long, value_name = "DATA")]
+    pub samples: String,
+    /// Print the values as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -197,6 +215,7 @@ pub fn main() -> i32 {
         Some(Cmd::Sweep(args)) => sweep(args),
         Some(Cmd::Fork(args)) => fork(args),
         Some(Cmd::Export(args)) => export(args),
+        Some(Cmd::Score(args)) => score(args),
     }
 }
 
@@ -231,6 +250,13 @@ fn closed_on_signal() -> Receiver<()> {
 
 /// The config a command would run, with every override applied and checked; errors name the key.
 pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunConfig, String> {
+    let config = configured(args, resume)?;
+    check_before_allocating(&config)?;
+    Ok(config)
+}
+
+/// The config `args` describe, unchecked against the machine.
+fn configured(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunConfig, String> {
     // A resumed run keeps its stored config, apart from settings that keep shapes.
     let stored = resume.map(runs::config_to_continue).transpose()?;
     let mut config = if let Some(stored) = &stored {
@@ -257,7 +283,6 @@ pub fn resolve_config(args: &ConfigArgs, resume: Option<&Path>) -> Result<RunCon
     if let Some(key) = stored.and_then(|stored| stored.restart_needed_for(&config)) {
         return Err(format!("{key} cannot change when resuming a run"));
     }
-    check_before_allocating(&config)?;
     Ok(config)
 }
 
@@ -616,4 +641,65 @@ fn export(args: ExportArgs) -> i32 {
         }
     }
     code
+}
+
+fn score(args: ScoreArgs) -> i32 {
+    let config = match configured(&args.base, None) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let cache_dir = crate::quality::default_cache_dir();
+    match scored(&config, &args.samples, &cache_dir) {
+        Ok((values, about)) => {
+            if args.json {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    values.into_iter().map(|(name, value)| (name, value.into())).collect();
+                println!("{}", serde_json::Value::Object(object));
+            } else {
+                let get = |name: &str| values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+                println!("{}", crate::quality::describe(get).unwrap_or_default());
+                println!("{about}");
+            }
+            0
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// The quality values of the images `samples` names against `config`'s data set (its reference built and
+/// cached in `cache_dir` on first use, as for runs), and the feature network in words.
+pub fn scored(config: &RunConfig, samples: &str, cache_dir: &Path) -> Result<(Vec<(String, f64)>, String), String> {
+    let quiet = |_: &str, _: u64, _: u64| {};
+    let data = data::load(&config.data, config.train.seed, &quiet)?;
+    if !data.shape.is_image() {
+        return Err(format!("the quality metric scores images; {} holds points", config.data.source));
+    }
+    let sample_config = crate::config::DataConfig {
+        source: samples.to_string(),
+        ..config.data.clone()
+    };
+    let images = data::load(&sample_config, config.train.seed, &quiet).map_err(|e| format!("--samples: {e}"))?;
+    if images.shape != data.shape {
+        return Err(format!(
+            "--samples: the images are {}, the items of {} are {}",
+            images.shape.describe(),
+            config.data.source,
+            data.shape.describe()
+        ));
+    }
+    if images.len() < 2 {
+        return Err(format!("--samples: {} image(s); the metric needs at least 2", images.len()));
+    }
+    let reference = crate::quality::evaluator::reference(config, Arc::new(data), cache_dir, &AtomicBool::new(false))?;
+    let fail = |e: candle_core::Error| format!("quality metric: {e}");
+    let dims = images.shape.batch_dims(images.len());
+    let outputs = crate::models::layers::tensor(images.items, &dims).map_err(fail)?;
+    let values = reference.score(&outputs).map_err(fail)?;
+    Ok((values, reference.net.info.describe()))
 }

@@ -326,3 +326,62 @@ fn on_divergence_pause_stops_with_its_own_exit_code_and_records_the_event() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("not warn, pause or rollback"), "{}", text(&bad));
 }
+
+/// An IDX image file of `images` (values in [-1, 1]) named as MNIST's, in a new folder under `parent`.
+fn idx_folder(parent: &Path, name: &str, images: &[f32], size: u32) -> String {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let count = images.len() as u32 / (size * size);
+    let mut bytes = Vec::new();
+    for value in [2051, count, size, size] {
+        bytes.extend(u32::to_be_bytes(value));
+    }
+    bytes.extend(images.iter().map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8));
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), bytes).unwrap();
+    format!("idx:{}", dir.display())
+}
+
+fn score(samples: &str, cache: &Path) -> (Output, Option<serde_json::Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["score", "--data", "digits", "--samples", samples, "--json"])
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("gantry runs");
+    let values = serde_json::from_slice(&out.stdout).ok();
+    (out, values)
+}
+
+#[test]
+fn score_rates_files_of_images_with_the_data_sets_quality_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = gantry::config::DataConfig {
+        count: 512,
+        ..Default::default()
+    };
+    // Digits of another draw than the reference's, and uniform noise.
+    let digits = gantry::data::load(&config, 99, &|_, _, _| {}).unwrap();
+    let real = idx_folder(dir.path(), "real", &digits.items, 28);
+    let mut state = 12345u64;
+    let noise: Vec<f32> = (0..512 * 784)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    let noise = idx_folder(dir.path(), "noise", &noise, 28);
+
+    let (out, real) = score(&real, dir.path());
+    let real = real.unwrap_or_else(|| panic!("{}", text(&out)));
+    let (out, noise) = score(&noise, dir.path());
+    let noise = noise.unwrap_or_else(|| panic!("{}", text(&out)));
+    println!("real {real}, noise {noise}");
+    let value = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap();
+    assert!(value(&real, "fd") * 20.0 < value(&noise, "fd"));
+    assert!(value(&real, "confident") > 0.8 && value(&real, "classes") == 10.0);
+    assert!(value(&noise, "confident") < 0.2);
+
+    let small = idx_folder(dir.path(), "small", &vec![0.0; 4 * 20 * 20], 20);
+    let (out, _) = score(&small, dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--samples: the images are 20x20 grayscale"), "{}", text(&out));
+}

@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::models::layers::tensor;
 use crate::numbers::significant;
 use candle_core::{Device, Result, Tensor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -42,6 +42,14 @@ pub fn describe(get: impl Fn(&str) -> Option<f64>) -> Option<String> {
         text.push_str(&format!(", {classes:.0} classes"));
     }
     Some(text)
+}
+
+/// Where feature networks are cached unless a run is told otherwise: the user's cache, or without a home the
+/// temporary folder (cached for this machine's session).
+pub fn default_cache_dir() -> PathBuf {
+    crate::data::download::user_cache_dir()
+        .map(|d| d.join("features"))
+        .unwrap_or_else(|| std::env::temp_dir().join("gantry-features"))
 }
 
 /// Real items the samples are compared with (ones the feature network did not train on).

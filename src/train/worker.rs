@@ -265,12 +265,7 @@ impl Trainer {
             latent_views: false,
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
-            cache_dir: options
-                .cache_dir
-                .clone()
-                .or_else(|| crate::data::download::user_cache_dir().map(|d| d.join("features")))
-                // Without a home the network is still cached for this machine's session.
-                .unwrap_or_else(|| std::env::temp_dir().join("gantry-features")),
+            cache_dir: options.cache_dir.clone().unwrap_or_else(crate::quality::default_cache_dir),
             quality: Quality::Off,
             held: VecDeque::new(),
         };
