@@ -16,35 +16,11 @@ Statistic, for both: mean loss per image over the last 100 steps (1901-2000), pe
   ~/.cache/torchenv/bin/python bench/vae_quality.py [--gantry PATH] [--reference PATH] [--data DIR]
       [--seeds 0,1,2] [--steps 2000] [--threads N] [--skip-torch | --skip-gantry] [--json]
 """
-import argparse, gzip, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def repo_path(p):
-    return p if os.path.isabs(p) else os.path.join(ROOT, p)
-
-
-def load_mnist_images(data_dir):
-    """All images of the t10k (and train, if present) IDX files in data_dir, as uint8 (N, 784)."""
-    arrays = []
-    for split in ("train", "t10k"):  # gantry's order: train first when both are present
-        for name in (f"{split}-images-idx3-ubyte.gz", f"{split}-images-idx3-ubyte"):
-            path = os.path.join(data_dir, name)
-            if os.path.exists(path):
-                opener = gzip.open if name.endswith(".gz") else open
-                with opener(path, "rb") as f:
-                    raw = f.read()
-                magic, n, h, w = np.frombuffer(raw[:16], dtype=">u4")
-                if magic != 2051:
-                    sys.exit(f"{path}: not an IDX image file (magic {magic})")
-                arrays.append(np.frombuffer(raw[16:], dtype=np.uint8, count=n * h * w).reshape(n, h * w))
-                break
-    if not arrays:
-        sys.exit(f"{data_dir}: no MNIST image file found")
-    return np.concatenate(arrays)
+from mnist_common import batches, load_mnist_images, read_metrics, repo_path
 
 
 def torch_run(VAE, pixels, seed, steps, batch, last):
@@ -56,15 +32,9 @@ def torch_run(VAE, pixels, seed, steps, batch, last):
     n = x_all.shape[0]
     m = VAE()
     o = torch.optim.Adam(m.parameters(), lr=1e-3)
-    order, pos, losses = torch.randperm(n, generator=gen), 0, []
-    for step in range(1, steps + 1):
-        idx, have = [], 0
-        while have < batch:
-            take = min(batch - have, n - pos)
-            idx.append(order[pos:pos + take]); pos += take; have += take
-            if pos == n:  # new epoch: reshuffle
-                order, pos = torch.randperm(n, generator=gen), 0
-        x = x_all[torch.cat(idx)]
+    losses = []
+    for step, idx in zip(range(1, steps + 1), batches(torch, n, batch, gen)):
+        x = x_all[idx]
         o.zero_grad()
         x01 = (x + 1) / 2
         r, mu, lv = m(x01)
@@ -86,11 +56,7 @@ def gantry_run(gantry, data_dir, seed, steps, last, threads, keep):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    with open(os.path.join(out, "metrics.csv")) as f:
-        header = f.readline().strip().split(",")
-        si, li = header.index("step"), header.index("loss")
-        losses = [float(c[li]) for c in (line.strip().split(",") for line in f)
-                  if steps - last < int(c[si]) <= steps]
+    losses = [row["loss"] for row in read_metrics(out) if steps - last < row["step"] <= steps]
     if len(losses) != last:
         sys.exit(f"{out}/metrics.csv: expected {last} rows for steps {steps - last + 1}-{steps}, got {len(losses)}")
     if keep is None:
