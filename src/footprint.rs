@@ -222,8 +222,13 @@ impl Footprint {
         // Weights and gradients, the optimiser's state, and copies of weights and state: a checkpoint's
         // and the health checks' in-memory snapshots.
         let copies = 1 + config.health.snapshots as u64;
-        let param_bytes = 4 * params * (2 + states + (1 + states) * copies);
         let gan = config.model.kind.is_gan();
+        // A GAN's moving average of G (`train.ema`) is kept beside G and copied with it.
+        let averaged = match gan && t.ema > 0.0 {
+            true => first.params * (1 + copies),
+            false => 0,
+        };
+        let param_bytes = 4 * (params * (2 + states + (1 + states) * copies) + averaged);
         // Each stored activation meets a gradient of its size on the way back. A GAN's discriminator step
         // judges a real and a generated batch; an autoencoder's step runs both halves.
         let per_item = match gan {

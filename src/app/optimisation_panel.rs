@@ -84,6 +84,18 @@ impl OptimisationPanel {
                     )
                 })
                 .on_hover_text("One-sided: D's target for real data is 1 minus this");
+                form_row(ui, "Sample from G's average", |ui| {
+                    ui.add(
+                        DragValue::new(&mut t.ema)
+                            .range(0.0..=0.9999)
+                            .speed(0.0005)
+                            .max_decimals(4),
+                    )
+                })
+                .on_hover_text(
+                    "Decay of a moving average of G's weights (EMA) that the samples, the quality metric and the \
+                     views come from: 0.99-0.999 smooths out the oscillation of GAN training; 0 shows G as trained",
+                );
                 if t.loss == GanLoss::Wasserstein {
                     form_row(ui, "Weight clip", |ui| {
                         ui.add(

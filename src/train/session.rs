@@ -60,6 +60,9 @@ pub struct Session {
     /// GANs: the layers whose gradient norms the health signals report, as (column, G or D, indices of
     /// their variables in that network's optimiser).
     layers: Vec<(String, Net, Vec<usize>)>,
+    /// GANs with `train.ema` > 0: the moving average of G's trainable weights (in `g_params.trainable`
+    /// order) that G's pictures and scores come from; started from the weights of the first update.
+    average: Option<Vec<Tensor>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -170,6 +173,7 @@ impl Session {
             batches: 0,
             wall_s: 0.0,
             fixed_z,
+            average: None,
         })
     }
 
@@ -257,6 +261,9 @@ impl Session {
             Optimizers::Autoencoder(opt) => opt.hyper = Hyper::new(o, o.lr),
         }
         set_gradient_clipping(&mut self.optimizers, new.train.max_grad_norm);
+        if new.train.ema == 0.0 {
+            self.average = None;
+        }
         self.config = new;
         Ok(())
     }
@@ -416,6 +423,9 @@ impl Session {
             true => Some(opt_g.step(&g_loss.backward()?)?),
             false => None,
         };
+        if train_g {
+            self.update_average()?;
+        }
         let mut values = vec![
             ("loss_d", d_loss),
             ("loss_g", scalar(&g_loss)?),
@@ -425,6 +435,27 @@ impl Session {
         values.extend(d_norm.map(|n| ("grad_norm_d", n)));
         values.extend(g_norm.map(|n| ("grad_norm_g", n)));
         Ok(values)
+    }
+
+    /// Moves the average of G's weights towards the weights just trained (`train.ema` of the old average
+    /// stays), or starts it from them.
+    fn update_average(&mut self) -> Result<()> {
+        let (Model::Gan(gan), decay) = (&self.model, self.config.train.ema) else {
+            return Ok(());
+        };
+        if decay == 0.0 {
+            return Ok(());
+        }
+        let weights = gan.g_params.vars();
+        self.average = Some(match self.average.take() {
+            Some(average) => average
+                .iter()
+                .zip(&weights)
+                .map(|(a, w)| a.affine(decay, 0.0)? + w.as_tensor().affine(1.0 - decay, 0.0)?)
+                .collect::<Result<_>>()?,
+            None => weights.iter().map(|w| w.as_tensor().copy()).collect::<Result<_>>()?,
+        });
+        Ok(())
     }
 
     fn autoencoder_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
@@ -624,7 +655,13 @@ impl Session {
     /// for VAEs; `None` for plain autoencoders, which generate nothing.
     fn generate(&self, z: &Tensor) -> Result<Option<Tensor>> {
         match &self.model {
-            Model::Gan(Gan { generator, .. }) => generator.forward(z, Mode::Sample).map(Some),
+            Model::Gan(Gan {
+                generator, g_params, ..
+            }) => match &self.average {
+                Some(average) => with_weights(&g_params.vars(), average, || generator.forward(z, Mode::Sample)),
+                None => generator.forward(z, Mode::Sample),
+            }
+            .map(Some),
             Model::Autoencoder { net, .. } if net.variational => self.decoded(net, z).map(Some),
             Model::Autoencoder { .. } => Ok(None),
         }
@@ -752,6 +789,27 @@ impl Session {
             .collect()
     }
 
+    /// The model's tensors as its pictures and scores use them: `model_weights` with G's averaged weights
+    /// where `train.ema` keeps an average (a session that loads them generates as this one does).
+    pub fn sampling_weights(&self) -> Result<HashMap<String, Tensor>> {
+        let mut weights = self.model_weights()?;
+        weights.extend(self.average_tensors("model/g")?);
+        Ok(weights)
+    }
+
+    /// G's averaged weights under `prefix`, named as G's trainable weights; none without an average.
+    fn average_tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let (Model::Gan(gan), Some(average)) = (&self.model, &self.average) else {
+            return Ok(Vec::new());
+        };
+        gan.g_params
+            .trainable
+            .iter()
+            .zip(average)
+            .map(|((name, _), a)| Ok((format!("{prefix}/{name}"), a.copy()?)))
+            .collect()
+    }
+
     /// Sets the model's tensors from `tensors` (a checkpoint or `model_weights` of a session of the same
     /// model config).
     pub fn load_model_weights(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
@@ -831,6 +889,7 @@ impl Session {
             Tensor::new(&[self.step as i64, self.batches as i64], &Device::Cpu)?,
         );
         out.insert("progress/wall_s".into(), Tensor::new(&[self.wall_s], &Device::Cpu)?);
+        out.extend(self.average_tensors(AVERAGE)?);
         Ok(out)
     }
 
@@ -853,8 +912,35 @@ impl Session {
         self.wall_s = get("progress/wall_s")
             .ok_or_else(|| missing("progress/wall_s"))?
             .to_vec1::<f64>()?[0];
+        // A checkpoint without an average (made with `train.ema` = 0) starts one at the next update.
+        self.average = match &self.model {
+            Model::Gan(gan) => gan
+                .g_params
+                .trainable
+                .iter()
+                .map(|(name, _)| get(&format!("{AVERAGE}/{name}")))
+                .collect::<Option<Vec<_>>>()
+                .filter(|_| self.config.train.ema > 0.0),
+            Model::Autoencoder { .. } => None,
+        };
         Ok(())
     }
+}
+
+/// Where checkpoints keep G's averaged weights.
+const AVERAGE: &str = "average/g";
+
+/// `f()` run with `vars` set to `weights`, and the vars' own values back afterwards.
+fn with_weights<T>(vars: &[candle_core::Var], weights: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let own = vars.iter().map(|v| v.as_tensor().copy()).collect::<Result<Vec<_>>>()?;
+    for (var, weight) in vars.iter().zip(weights) {
+        var.set(weight)?;
+    }
+    let out = f();
+    for (var, weight) in vars.iter().zip(&own) {
+        var.set(weight)?;
+    }
+    out
 }
 
 /// Reconstruction loss (and KL for VAEs) of `net` on `input` against the clean `target`. `noise_seed` draws
@@ -1071,5 +1157,73 @@ mod tests {
         // GANs have no encoder, so no map.
         let config = crate::presets::preset("mlp-gan-digits").unwrap();
         assert!(loaded(config).latent_map(None).unwrap().is_none());
+    }
+
+    fn small_gan(ema: f64) -> Session {
+        let mut config = crate::presets::preset("mlp-gan-digits").unwrap();
+        config.data.count = 256;
+        config.model.hidden = vec![32, 64];
+        config.model.latent = 8;
+        config.train.batch_size = 16;
+        config.train.ema = ema;
+        loaded(config)
+    }
+
+    /// G's trainable weights by name, flattened.
+    fn g_weights(weights: &HashMap<String, Tensor>, session: &Session) -> Vec<(String, Vec<f32>)> {
+        let Model::Gan(gan) = &session.model else { unreachable!() };
+        gan.g_params
+            .trainable
+            .iter()
+            .map(|(name, _)| {
+                let key = format!("model/g/{name}");
+                (key.clone(), weights[&key].flatten_all().unwrap().to_vec1().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn samples_come_from_the_moving_average_of_g_which_checkpoints_keep() {
+        let decay = 0.5;
+        let mut session = small_gan(decay);
+        let mut expected: Option<Vec<(String, Vec<f32>)>> = None;
+        for _ in 0..3 {
+            session.step().unwrap();
+            let trained = g_weights(&session.model_weights().unwrap(), &session);
+            expected = Some(match expected {
+                None => trained,
+                Some(average) => average
+                    .into_iter()
+                    .zip(trained)
+                    .map(|((name, a), (_, w))| {
+                        let mixed = a.iter().zip(&w).map(|(a, w)| decay as f32 * a + (1.0 - decay as f32) * w);
+                        (name, mixed.collect())
+                    })
+                    .collect(),
+            });
+        }
+        let sampled = session.sampling_weights().unwrap();
+        for ((name, want), (_, got)) in expected.unwrap().iter().zip(g_weights(&sampled, &session)) {
+            let off = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(off < 1e-6, "{name}: the average is off by {off}");
+        }
+
+        // The grid is G's output with the averaged weights, not with the trained ones.
+        let plain = small_gan(0.0);
+        plain.load_model_weights(&sampled).unwrap();
+        let grid = session.samples().unwrap().unwrap();
+        assert_eq!(grid.rgba, plain.samples().unwrap().unwrap().rgba);
+        plain.load_model_weights(&session.model_weights().unwrap()).unwrap();
+        assert_ne!(grid.rgba, plain.samples().unwrap().unwrap().rgba, "averaging changes the pictures");
+
+        // A restored checkpoint (resume, fork, roll back) samples from the same average.
+        let mut resumed = small_gan(decay);
+        resumed.restore(&session.checkpoint_tensors().unwrap()).unwrap();
+        assert_eq!(resumed.samples().unwrap().unwrap().rgba, grid.rgba);
+        // Turned off, the pictures show G as trained.
+        let mut off = session.config().clone();
+        off.train.ema = 0.0;
+        session.apply(off).unwrap();
+        assert_eq!(session.samples().unwrap().unwrap().rgba, plain.samples().unwrap().unwrap().rgba);
     }
 }

@@ -486,7 +486,7 @@ impl Worker {
         }
         let mut written = self.collect_scores(false);
         if let (true, true, Quality::Ready(quality)) = (due, self.held.is_empty(), &self.quality) {
-            match session.model_weights() {
+            match session.sampling_weights() {
                 Ok(weights) => {
                     quality.submit(row.step, weights, session.config().quality.samples);
                     self.held.push_back(row);
