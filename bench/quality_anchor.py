@@ -116,10 +116,12 @@ def main():
         for seed in seeds:
             t = time.perf_counter()
             sides["gantry"].append(gantry_curve(gantry, model, seed, a, data_dir))
-            print(f"  {model} gantry seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(f"  {model} gantry seed {seed}: {time.perf_counter() - t:.0f} s {json.dumps(sides['gantry'][-1])}",
+                  file=sys.stderr)
             t = time.perf_counter()
             sides["torch"].append(torch_curve(torch, reference, model, pixels, seed, a, gantry, data_dir))
-            print(f"  {model} torch  seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(f"  {model} torch  seed {seed}: {time.perf_counter() - t:.0f} s {json.dumps(sides['torch'][-1])}",
+                  file=sys.stderr)
         result[model] = {side: mean_curve(curves) for side, curves in sides.items()}
 
     if a.json:

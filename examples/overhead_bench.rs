@@ -15,11 +15,12 @@
 //!
 //! - `train`: each `gantry bench` model trained as `gantry train` trains it (its preset as shipped: grids,
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
-//!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %.
+//!   first step to the last, against `gantry bench`'s loop of bare steps. Target: within 5 %. Settings
+//!   after the model (`quality.every=0 health.every=0`) change the trained side, to find what costs.
 //!
 //! ```text
 //! cargo run --release --example overhead_bench -- health|quality|latent [ROUNDS [PRESET]]
-//! cargo run --release --example overhead_bench -- train [ROUNDS [MODEL]]
+//! cargo run --release --example overhead_bench -- train [ROUNDS [MODEL [KEY=VALUE...]]]
 //! ```
 
 use gantry::config::RunConfig;
@@ -127,7 +128,7 @@ fn trained_as_gantry_train(config: &RunConfig) -> f64 {
 }
 
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
-fn train_against_bench(rounds: usize, only: Option<&str>) {
+fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
     println!(
         "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}",
         "model", "preset", "steps", "train im/s", "bench im/s", "ratio"
@@ -140,6 +141,9 @@ fn train_against_bench(rounds: usize, only: Option<&str>) {
             "dcgan64" => 60,
             _ => 1000,
         };
+        for assignment in sets {
+            config.set(assignment).expect("a valid KEY=VALUE");
+        }
         trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
         let bench = || {
             let steps = config.train.steps;
@@ -172,7 +176,8 @@ fn main() {
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));
     let only = std::env::args().nth(3);
     if what == "train" {
-        train_against_bench(rounds, only.as_deref());
+        let sets: Vec<String> = std::env::args().skip(4).collect();
+        train_against_bench(rounds, only.as_deref(), &sets);
         return;
     }
     println!(
