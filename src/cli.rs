@@ -674,11 +674,14 @@ fn score(args: ScoreArgs) -> i32 {
 
 /// The quality values of the images `samples` names against `config`'s data set (its reference built and
 /// cached in `cache_dir` on first use, as for runs), and the feature network in words.
-pub fn scored(config: &RunConfig, samples: &str, cache_dir: &Path) -> Result<(Vec<(String, f64)>, String), String> {
+fn scored(config: &RunConfig, samples: &str, cache_dir: &Path) -> Result<(Vec<(String, f64)>, String), String> {
     let quiet = |_: &str, _: u64, _: u64| {};
     let data = data::load(&config.data, config.train.seed, &quiet)?;
     if !data.shape.is_image() {
-        return Err(format!("the quality metric scores images; {} holds points", config.data.source));
+        return Err(format!(
+            "the quality metric scores images; {} holds points",
+            config.data.source
+        ));
     }
     let sample_config = crate::config::DataConfig {
         source: samples.to_string(),
@@ -694,7 +697,10 @@ pub fn scored(config: &RunConfig, samples: &str, cache_dir: &Path) -> Result<(Ve
         ));
     }
     if images.len() < 2 {
-        return Err(format!("--samples: {} image(s); the metric needs at least 2", images.len()));
+        return Err(format!(
+            "--samples: {} image(s); the metric needs at least 2",
+            images.len()
+        ));
     }
     let reference = crate::quality::evaluator::reference(config, Arc::new(data), cache_dir, &AtomicBool::new(false))?;
     let fail = |e: candle_core::Error| format!("quality metric: {e}");

@@ -336,7 +336,11 @@ fn idx_folder(parent: &Path, name: &str, images: &[f32], size: u32) -> String {
     for value in [2051, count, size, size] {
         bytes.extend(u32::to_be_bytes(value));
     }
-    bytes.extend(images.iter().map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8));
+    bytes.extend(
+        images
+            .iter()
+            .map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8),
+    );
     std::fs::write(dir.join("t10k-images-idx3-ubyte"), bytes).unwrap();
     format!("idx:{}", dir.display())
 }
@@ -364,7 +368,9 @@ fn score_rates_files_of_images_with_the_data_sets_quality_metric() {
     let mut state = 12345u64;
     let noise: Vec<f32> = (0..512 * 784)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         })
         .collect();
@@ -383,5 +389,9 @@ fn score_rates_files_of_images_with_the_data_sets_quality_metric() {
     let small = idx_folder(dir.path(), "small", &vec![0.0; 4 * 20 * 20], 20);
     let (out, _) = score(&small, dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("--samples: the images are 20x20 grayscale"), "{}", text(&out));
+    assert!(
+        text(&out).contains("--samples: the images are 20x20 grayscale"),
+        "{}",
+        text(&out)
+    );
 }

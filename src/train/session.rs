@@ -1171,7 +1171,9 @@ mod tests {
 
     /// G's trainable weights by name, flattened.
     fn g_weights(weights: &HashMap<String, Tensor>, session: &Session) -> Vec<(String, Vec<f32>)> {
-        let Model::Gan(gan) = &session.model else { unreachable!() };
+        let Model::Gan(gan) = &session.model else {
+            unreachable!()
+        };
         gan.g_params
             .trainable
             .iter()
@@ -1196,7 +1198,10 @@ mod tests {
                     .into_iter()
                     .zip(trained)
                     .map(|((name, a), (_, w))| {
-                        let mixed = a.iter().zip(&w).map(|(a, w)| decay as f32 * a + (1.0 - decay as f32) * w);
+                        let mixed = a
+                            .iter()
+                            .zip(&w)
+                            .map(|(a, w)| decay as f32 * a + (1.0 - decay as f32) * w);
                         (name, mixed.collect())
                     })
                     .collect(),
@@ -1214,7 +1219,11 @@ mod tests {
         let grid = session.samples().unwrap().unwrap();
         assert_eq!(grid.rgba, plain.samples().unwrap().unwrap().rgba);
         plain.load_model_weights(&session.model_weights().unwrap()).unwrap();
-        assert_ne!(grid.rgba, plain.samples().unwrap().unwrap().rgba, "averaging changes the pictures");
+        assert_ne!(
+            grid.rgba,
+            plain.samples().unwrap().unwrap().rgba,
+            "averaging changes the pictures"
+        );
 
         // A restored checkpoint (resume, fork, roll back) samples from the same average.
         let mut resumed = small_gan(decay);
@@ -1224,6 +1233,9 @@ mod tests {
         let mut off = session.config().clone();
         off.train.ema = 0.0;
         session.apply(off).unwrap();
-        assert_eq!(session.samples().unwrap().unwrap().rgba, plain.samples().unwrap().unwrap().rgba);
+        assert_eq!(
+            session.samples().unwrap().unwrap().rgba,
+            plain.samples().unwrap().unwrap().rgba
+        );
     }
 }

@@ -265,7 +265,10 @@ impl Trainer {
             latent_views: false,
             snapshots: VecDeque::new(),
             rollbacks: (0, 0),
-            cache_dir: options.cache_dir.clone().unwrap_or_else(crate::quality::default_cache_dir),
+            cache_dir: options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(crate::quality::default_cache_dir),
             quality: Quality::Off,
             held: VecDeque::new(),
         };
