@@ -84,7 +84,7 @@ impl OptimisationPanel {
                     )
                 })
                 .on_hover_text("One-sided: D's target for real data is 1 minus this");
-                form_row(ui, "Sample from G's average", |ui| {
+                form_row(ui, "G average (EMA)", |ui| {
                     ui.add(
                         DragValue::new(&mut t.ema)
                             .range(0.0..=0.9999)
