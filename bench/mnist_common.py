@@ -1,5 +1,5 @@
 """What the bench scripts that train on real MNIST share: paths, the IDX loader, the batch stream."""
-import gzip, os, sys
+import gzip, os, subprocess, sys
 
 import numpy as np
 
@@ -8,6 +8,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def repo_path(p):
     return p if os.path.isabs(p) else os.path.join(ROOT, p)
+
+
+def add_common_arguments(ap):
+    """The arguments every script here takes: the gantry binary, torch_reference.py, the data, the threads."""
+    ap.add_argument("--gantry", default=os.environ.get("GANTRY", "target/release/gantry"))
+    ap.add_argument("--reference", default=os.environ.get("TORCH_REFERENCE", "../shared/bench/torch_reference.py"))
+    ap.add_argument("--data", default="../shared/data/mnist", help="directory with the MNIST IDX files")
+    ap.add_argument("--threads", type=int, default=0, help="threads for both (default: each tool's default)")
+
+
+def import_torch_reference(path):
+    """The torch_reference.py module at `path` (relative to the repository or absolute)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(repo_path(path))))
+    import torch_reference
+    return torch_reference
+
+
+def run_gantry(cmd, env=None):
+    """Runs a gantry command line and returns its stdout; a failure ends the script with gantry's output."""
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p.stdout
 
 
 def load_mnist_images(data_dir):

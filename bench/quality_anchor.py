@@ -12,11 +12,12 @@ in chunks of 128 with batch statistics (PyTorch's train mode, as its dcgan examp
   ~/.cache/torchenv/bin/python bench/quality_anchor.py [--gantry PATH] [--reference PATH] [--data DIR]
       [--models dcgan,mlpgan] [--seeds 0] [--steps 2000] [--every 250] [--samples 512] [--threads N] [--json]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, sys, tempfile, time
 
 import numpy as np
 
-from mnist_common import batches, load_mnist_images, read_metrics, repo_path
+from mnist_common import (add_common_arguments, batches, import_torch_reference, load_mnist_images, read_metrics,
+                          repo_path, run_gantry)
 
 PRESETS = {"dcgan": "dcgan-digits", "mlpgan": "mlp-gan-digits"}
 BATCH = 64
@@ -38,10 +39,7 @@ def gantry_score(gantry, data_dir, images, threads):
         cmd = [gantry, "score", "--data", f"idx:{data_dir}", "--samples", f"idx:{folder}", "--json"]
         if threads:
             cmd += ["--threads", str(threads)]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
-        return json.loads(p.stdout)
+        return json.loads(run_gantry(cmd))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -71,9 +69,7 @@ def gantry_curve(gantry, model, seed, a, data_dir):
            "--set", f"quality.samples={a.samples}", "--out", out]
     if a.threads:
         cmd += ["--threads", str(a.threads)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    run_gantry(cmd)
     curve = {int(row["step"]): {k: row[k] for k in METRICS if k in row} for row in read_metrics(out) if "fd" in row}
     shutil.rmtree(out, ignore_errors=True)
     return curve
@@ -86,23 +82,19 @@ def mean_curve(curves):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gantry", default=os.environ.get("GANTRY", "target/release/gantry"))
-    ap.add_argument("--reference", default=os.environ.get("TORCH_REFERENCE", "../shared/bench/torch_reference.py"))
-    ap.add_argument("--data", default="../shared/data/mnist", help="directory with the MNIST IDX files")
+    add_common_arguments(ap)
     ap.add_argument("--models", default="dcgan,mlpgan")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--samples", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=0, help="threads for both (default: each tool's default)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
     import torch
     if a.threads:
         torch.set_num_threads(a.threads)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(repo_path(a.reference))))
-    import torch_reference as reference
+    reference = import_torch_reference(a.reference)
     gantry = os.path.abspath(repo_path(a.gantry))
     data_dir = os.path.abspath(repo_path(a.data))
     pixels = load_mnist_images(data_dir)

@@ -16,11 +16,12 @@ Statistic, for both: mean loss per image over the last 100 steps (1901-2000), pe
   ~/.cache/torchenv/bin/python bench/vae_quality.py [--gantry PATH] [--reference PATH] [--data DIR]
       [--seeds 0,1,2] [--steps 2000] [--threads N] [--skip-torch | --skip-gantry] [--json]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, sys, tempfile, time
 
 import numpy as np
 
-from mnist_common import batches, load_mnist_images, read_metrics, repo_path
+from mnist_common import (add_common_arguments, batches, import_torch_reference, load_mnist_images, read_metrics,
+                          repo_path, run_gantry)
 
 
 def torch_run(VAE, pixels, seed, steps, batch, last):
@@ -53,15 +54,13 @@ def gantry_run(gantry, data_dir, seed, steps, last, threads, keep):
         env["RAYON_NUM_THREADS"] = env["CANDLE_NUM_THREADS"] = str(threads)
     cmd = [gantry, "train", "--preset", "vae-digits", "--data", f"idx:{data_dir}", "--steps", str(steps),
            "--set", "data.holdout=0", "--seed", str(seed), "--out", out]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    stdout = run_gantry(cmd, env)
     losses = [row["loss"] for row in read_metrics(out) if steps - last < row["step"] <= steps]
     if len(losses) != last:
         sys.exit(f"{out}/metrics.csv: expected {last} rows for steps {steps - last + 1}-{steps}, got {len(losses)}")
     if keep is None:
         shutil.rmtree(out, ignore_errors=True)
-    return statistics.fmean(losses), p.stdout.strip().splitlines()[-1], out
+    return statistics.fmean(losses), stdout.strip().splitlines()[-1], out
 
 
 def summary(values):
@@ -70,14 +69,11 @@ def summary(values):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gantry", default=os.environ.get("GANTRY", "target/release/gantry"))
-    ap.add_argument("--reference", default=os.environ.get("TORCH_REFERENCE", "../shared/bench/torch_reference.py"))
-    ap.add_argument("--data", default="../shared/data/mnist", help="directory with the MNIST IDX files")
+    add_common_arguments(ap)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=128, help="PyTorch batch (the preset's is 128)")
     ap.add_argument("--last", type=int, default=100, help="average the loss over this many final steps")
-    ap.add_argument("--threads", type=int, default=0, help="threads for both (default: each tool's default)")
     ap.add_argument("--keep", default=None, help="keep gantry's run directories under this directory")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-gantry", action="store_true")
@@ -91,8 +87,7 @@ def main():
         import torch
         if a.threads:
             torch.set_num_threads(a.threads)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(repo_path(a.reference))))
-        from torch_reference import VAE
+        VAE = import_torch_reference(a.reference).VAE
         pixels = load_mnist_images(data_dir)
         print(f"PyTorch {torch.__version__}: {pixels.shape[0]} images from {data_dir}, "
               f"{torch.get_num_threads()} threads", file=sys.stderr)
