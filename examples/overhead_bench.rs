@@ -3,10 +3,12 @@
 //! machine, and prints the images per second of each and their ratio, by the clock and per second of this
 //! process's CPU time (all threads, the quality metric's included; a busy machine disturbs it less), and
 //! the share of the run's CPU time the quality metric's own thread took (read from /proc: the direct
-//! measure of its cost, which the noise of two runs' difference hides).
+//! measure of its cost, which the noise of two runs' difference hides). Beside the ratio of the medians it
+//! prints the median of each round's own on/off ratio of CPU-time throughput with its interquartile range:
+//! the two runs of a round meet the same machine, so these ratios spread far less than the runs themselves.
 //!
 //! - `health`: signals every 50 steps, four in-memory snapshots every 100 steps, the rules read on every
-//!   row, against `health.every = 0` and no snapshots. Target: within 3 %.
+//!   row, against `health.every = 0` and no snapshots (the quality metric off in both). Target: within 3 %.
 //! - `quality`: the quality metric every 250 steps (512 samples scored on its own thread, the feature network
 //!   taken from the cache, which a warm-up run fills), against `quality.every = 0`. Target: within 5 %.
 //! - `latent`: the latent views as the open Latent space tab asks for them (autoencoders' map of 500 held-out
@@ -85,9 +87,15 @@ fn images_per_second(config: &RunConfig, run_dir: bool, latent_views: bool) -> (
     (images / seconds, images / cpu, quality_cpu / cpu)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: Vec<f64>) -> f64 {
+    quartiles(values)[1]
+}
+
+/// The lower quartile, median and upper quartile of `values`.
+fn quartiles(mut values: Vec<f64>) -> [f64; 3] {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
 }
 
 /// `config` with the checks of `what` off.
@@ -181,7 +189,7 @@ fn main() {
         return;
     }
     println!(
-        "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7} {:>12}",
+        "{:<16} {:>6} {:>12} {:>12} {:>7} {:>14} {:>14} {:>7} {:>12}  paired cpu on/off (IQR)",
         "preset", "steps", "on im/s", "off im/s", "on/off", "on im/cpu-s", "off im/cpu-s", "on/off", "quality cpu%"
     );
     let latent = what == "latent";
@@ -201,6 +209,11 @@ fn main() {
         if !latent {
             on.train.sample_every = steps;
             on.train.checkpoint_every = steps;
+        }
+        // The quality metric's thread wakes now and then and takes a core from the training threads: noise
+        // for every other measurement.
+        if what == "health" {
+            on.quality.every = 0;
         }
         // The latent views are asked for by a command, not by the config: `off` is `on` with the tab closed.
         let off = without(&what, &on);
@@ -222,8 +235,10 @@ fn main() {
         let clock = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.0).collect());
         let cpu = |runs: &[(f64, f64, f64)]| median(runs.iter().map(|r| r.1).collect());
         let quality_share = median(with.iter().map(|r| r.2).collect());
+        let paired: Vec<f64> = with.iter().zip(&without).map(|(on, off)| on.1 / off.1).collect();
+        let [low, middle, high] = quartiles(paired.clone());
         println!(
-            "{name:<16} {steps:>6} {:>12.0} {:>12.0} {:>7.3} {:>14.0} {:>14.0} {:>7.3} {:>12.1}",
+            "{name:<16} {steps:>6} {:>12.0} {:>12.0} {:>7.3} {:>14.0} {:>14.0} {:>7.3} {:>12.1}  {middle:.3} ({low:.3}-{high:.3})",
             clock(&with),
             clock(&without),
             clock(&with) / clock(&without),
@@ -232,5 +247,7 @@ fn main() {
             cpu(&with) / cpu(&without),
             100.0 * quality_share
         );
+        let rounds: Vec<String> = paired.iter().map(|r| format!("{r:.3}")).collect();
+        println!("{:<16} rounds' cpu on/off: {}", "", rounds.join(" "));
     }
 }
