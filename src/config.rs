@@ -161,6 +161,10 @@ pub struct ModelConfig {
     pub corruption: Corruption,
     /// Denoising AE: noise std (gaussian) or masked fraction (mask).
     pub noise_level: f64,
+    /// GANs on labelled images: G makes an image of the class it is given and D judges an image together
+    /// with its class (a conditional GAN with a projection discriminator), over this many classes; 0 is
+    /// the plain, unconditional GAN.
+    pub classes: usize,
 }
 
 impl Default for ModelConfig {
@@ -176,7 +180,21 @@ impl Default for ModelConfig {
             beta: 1.0,
             corruption: Corruption::Gaussian,
             noise_level: 0.3,
+            classes: 0,
         }
+    }
+}
+
+impl ModelConfig {
+    /// The width of G's input: the noise, then a conditional GAN's one-hot class.
+    pub fn generator_input(&self) -> usize {
+        self.latent + self.classes
+    }
+
+    /// The outputs of D's last layer: the unconditional score, then one per class (a conditional GAN's
+    /// class embeddings).
+    pub fn critic_outputs(&self) -> usize {
+        1 + self.classes
     }
 }
 
@@ -574,6 +592,13 @@ impl RunConfig {
         if m.kind.is_conv() && m.norm == Norm::Layer {
             return Err(invalid("model.norm", "convolutional models take none or batch"));
         }
+        at_most("model.classes", m.classes as u64, MAX_CLASSES)?;
+        if m.classes > 0 && !m.kind.is_gan() {
+            return Err(invalid(
+                "model.classes",
+                "only GANs are conditioned on classes; autoencoders take 0",
+            ));
+        }
 
         let spec = crate::data::DataSpec::parse(&d.source).map_err(|e| invalid("data.source", e))?;
         if spec == crate::data::DataSpec::Drawn {
@@ -679,6 +704,7 @@ impl RunConfig {
             ("model.base_width", a.base_width != b.base_width),
             ("model.recon", a.recon != b.recon),
             ("model.corruption", a.corruption != b.corruption),
+            ("model.classes", a.classes != b.classes),
             ("data", self.data != other.data),
             ("optimizer.kind", self.optimizer.kind != other.optimizer.kind),
             ("train.batch_size", self.train.batch_size != other.train.batch_size),
@@ -692,6 +718,7 @@ impl RunConfig {
 /// Upper bounds of counts, far above any useful setting and below what would exhaust a machine before the
 /// pre-flight estimate could say so (a billion generated items would take minutes to make, say).
 pub const MAX_LATENT: u64 = 4096;
+pub const MAX_CLASSES: u64 = 1000;
 pub const MAX_WIDTH: u64 = 16384;
 pub const MAX_LAYERS: usize = 16;
 pub const MIN_QUALITY_SAMPLES: usize = 128;
@@ -777,6 +804,12 @@ mod tests {
         assert!(err.message.contains("largest"), "{err}");
         assert_eq!(c.set("model.hidden=[100000000]").unwrap_err().key, "model.hidden");
         assert_eq!(c.set("data.count=1000000000").unwrap_err().key, "data.count");
+        let err = c.set("model.classes=1001").unwrap_err();
+        assert_eq!(err.key, "model.classes");
+        c.set("model.kind=vae").unwrap();
+        let err = c.set("model.classes=10").unwrap_err();
+        assert!(err.key == "model.classes" && err.message.contains("only GANs"), "{err}");
+        c.set("model.kind=mlp_gan").unwrap();
         let err = c.set("nosuch.key=1").unwrap_err();
         assert!(err.message.contains("unknown section"));
         assert_eq!(

@@ -126,14 +126,14 @@ fn networks(config: &RunConfig, shape: ItemShape) -> Result<(NetCost, NetCost), 
     let reversed: Vec<usize> = m.hidden.iter().rev().copied().collect();
     Ok(match m.kind {
         ModelKind::MlpGan => {
-            let (mut g, width) = dense_stack(m.latent, &m.hidden, m.norm);
+            let (mut g, width) = dense_stack(m.generator_input(), &m.hidden, m.norm);
             g.extend(dense(width, item, Norm::None));
             let (mut d, width) = dense_stack(item, &reversed, m.norm);
-            d.extend(dense(width, 1, Norm::None));
+            d.extend(dense(width, m.critic_outputs(), Norm::None));
             (NetCost::of(g), NetCost::of(d))
         }
         ModelKind::Dcgan => {
-            let plan = dcgan_plan(shape, m.latent, m.base_width)?;
+            let plan = dcgan_plan(shape, m)?;
             let (mut g, mut d) = (NetCost::default(), NetCost::default());
             let last = plan.generator.len() - 1;
             let mut s = 1;
@@ -449,6 +449,12 @@ mod tests {
             let mut c = RunConfig::default();
             (c.model.kind, c.model.norm, c.data.source, c.data.image_size) = (kind, norm, source.into(), size);
             (c.data.channels, c.model.base_width, c.model.hidden) = (3, 16, vec![40, 72, 24]);
+            configs.push(c);
+        }
+        // Conditional GANs: G's input and D's last layer grow by the classes.
+        for kind in [ModelKind::Dcgan, ModelKind::MlpGan] {
+            let mut c = preset("quick-dcgan-digits").unwrap();
+            (c.model.kind, c.model.classes) = (kind, 10);
             configs.push(c);
         }
         for config in &configs {

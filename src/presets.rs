@@ -3,7 +3,11 @@
 use crate::config::RunConfig;
 
 /// (name, TOML text) of every shipped preset.
-pub const PRESETS: [(&str, &str); 9] = [
+pub const PRESETS: [(&str, &str); 10] = [
+    (
+        "conditional-dcgan-digits",
+        include_str!("../assets/presets/conditional-dcgan-digits.toml"),
+    ),
     (
         "quick-dcgan-digits",
         include_str!("../assets/presets/quick-dcgan-digits.toml"),
@@ -25,7 +29,7 @@ pub const PRESETS: [(&str, &str); 9] = [
 ];
 
 /// The preset the workbench and `gantry train` start from.
-pub const DEFAULT_PRESET: &str = "quick-dcgan-digits";
+pub const DEFAULT_PRESET: &str = "conditional-dcgan-digits";
 
 pub fn preset(name: &str) -> Result<RunConfig, String> {
     let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {

@@ -142,6 +142,15 @@ fn architecture(ui: &mut Ui, model: &mut ModelConfig) {
         })
         .on_hover_text("Channels of the first convolution (DCGAN's ngf = ndf); later layers double it");
     }
+    if kind.is_gan() {
+        form_row(ui, "Classes", |ui| {
+            ui.add(DragValue::new(&mut model.classes).range(0..=1000).speed(0.1))
+        })
+        .on_hover_text(
+            "A conditional GAN: G makes a sample of the class it is given and D judges a sample with its \
+             class, over as many classes as the data's labels (10 for digits); 0 is the plain GAN",
+        );
+    }
     if !kind.is_gan() {
         form_row(ui, "Reconstruction loss", |ui| {
             choice(ui, "recon", &mut model.recon, &RECONS)

@@ -639,7 +639,10 @@ impl GantryApp {
             return None;
         };
         let kind = self.filmstrip_kind(&dir);
-        let model = self.run_config(&dir)?.model.kind;
+        let (model, columns) = {
+            let config = self.run_config(&dir)?;
+            (config.model.kind, crate::train::session::sample_columns(&config.model))
+        };
         let steps = self.catalog.grid_steps(&dir, kind).to_vec();
         let live = self.fleet.get(&dir);
         let snapshot = live.and_then(|r| r.snapshot().map(|s| (s, r.snapshot_version())));
@@ -719,7 +722,7 @@ impl GantryApp {
                 let settings = &mut self.settings;
                 let ends = self
                     .pictures
-                    .show(ui, model, &pictures, &mut settings.zoom, &mut settings.toy);
+                    .show(ui, model, columns, &pictures, &mut settings.zoom, &mut settings.toy);
                 export = export.take().or(ends.map(|(from, to)| Action::Interpolate(from, to)));
             });
         export

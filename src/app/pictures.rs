@@ -4,7 +4,7 @@
 use super::settings::{GridZoom, ToyViews};
 use crate::config::ModelKind;
 use crate::grid::{ImageGrid, GRID_PADDING};
-use crate::train::session::{Interpolation, SAMPLE_COLUMNS};
+use crate::train::session::Interpolation;
 use crate::train::toy_views::{Heatmap, EXTENT, MANIFOLD_CELLS};
 use crate::train::worker::Snapshot;
 use crate::train::PointCloud;
@@ -308,10 +308,12 @@ impl PicturesPanel {
         self.shown_step = None;
     }
 
+    /// `columns`: the sample grid's, to find the sample a click picks.
     pub fn show(
         &mut self,
         ui: &mut Ui,
         kind: ModelKind,
+        columns: usize,
         snapshot: &Pictures<'_>,
         zoom: &mut GridZoom,
         toy: &mut ToyViews,
@@ -387,8 +389,8 @@ impl PicturesPanel {
             let clicked = self.samples.show(ui, grid, version, zoom, grid_share);
             if let (Some(at), Some(strip)) = (clicked, snapshot.interpolation) {
                 // A click on a tile moves one end of the strip there, the two ends in turn.
-                let cell = ((grid.width - GRID_PADDING) / SAMPLE_COLUMNS) as f32;
-                let tile = (at.y / cell) as usize * SAMPLE_COLUMNS + ((at.x / cell) as usize).min(SAMPLE_COLUMNS - 1);
+                let cell = ((grid.width - GRID_PADDING) / columns) as f32;
+                let tile = (at.y / cell) as usize * columns + ((at.x / cell) as usize).min(columns - 1);
                 self.moves_second_end = !self.moves_second_end;
                 ends = Some(match self.moves_second_end {
                     true => (strip.ends.0, tile),

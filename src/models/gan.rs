@@ -14,7 +14,7 @@ pub struct DcganPlan {
     pub discriminator: Vec<ConvSpec>,
 }
 
-pub fn dcgan_plan(shape: ItemShape, latent: usize, width: usize) -> std::result::Result<DcganPlan, String> {
+pub fn dcgan_plan(shape: ItemShape, config: &ModelConfig) -> std::result::Result<DcganPlan, String> {
     let ItemShape::Image {
         channels: c,
         height,
@@ -23,7 +23,7 @@ pub fn dcgan_plan(shape: ItemShape, latent: usize, width: usize) -> std::result:
     else {
         return Err("DCGAN needs image data; use an MLP GAN for 2D points".into());
     };
-    let w = width;
+    let (w, latent, scores) = (config.base_width, config.generator_input(), config.critic_outputs());
     let s = ConvSpec::new;
     let plan = match (height, w_px) {
         (28, 28) => DcganPlan {
@@ -37,7 +37,7 @@ pub fn dcgan_plan(shape: ItemShape, latent: usize, width: usize) -> std::result:
                 s(c, w, 4, 2, 1),
                 s(w, 2 * w, 4, 2, 1),
                 s(2 * w, 4 * w, 4, 2, 1),
-                s(4 * w, 1, 3, 1, 0),
+                s(4 * w, scores, 3, 1, 0),
             ],
         },
         (32, 32) => DcganPlan {
@@ -51,7 +51,7 @@ pub fn dcgan_plan(shape: ItemShape, latent: usize, width: usize) -> std::result:
                 s(c, w, 4, 2, 1),
                 s(w, 2 * w, 4, 2, 1),
                 s(2 * w, 4 * w, 4, 2, 1),
-                s(4 * w, 1, 4, 1, 0),
+                s(4 * w, scores, 4, 1, 0),
             ],
         },
         (64, 64) => DcganPlan {
@@ -67,7 +67,7 @@ pub fn dcgan_plan(shape: ItemShape, latent: usize, width: usize) -> std::result:
                 s(w, 2 * w, 4, 2, 1),
                 s(2 * w, 4 * w, 4, 2, 1),
                 s(4 * w, 8 * w, 4, 2, 1),
-                s(8 * w, 1, 4, 1, 0),
+                s(8 * w, scores, 4, 1, 0),
             ],
         },
         (h, w) => {
@@ -96,7 +96,7 @@ impl Generator {
         let build = |b: &mut Builder| -> Result<Generator> {
             Ok(match config.kind {
                 ModelKind::Dcgan => {
-                    let plan = dcgan_plan(shape, config.latent, config.base_width).map_err(candle_core::Error::msg)?;
+                    let plan = dcgan_plan(shape, config).map_err(candle_core::Error::msg)?;
                     let last = plan.generator.len() - 1;
                     let stages = plan
                         .generator
@@ -112,12 +112,18 @@ impl Generator {
                         .collect::<Result<_>>()?;
                     Generator::Conv {
                         stages,
-                        latent: config.latent,
+                        latent: config.generator_input(),
                     }
                 }
                 _ => {
-                    let (blocks, width) =
-                        dense_stack(b, "g", config.latent, &config.hidden, config.norm, config.activation)?;
+                    let (blocks, width) = dense_stack(
+                        b,
+                        "g",
+                        config.generator_input(),
+                        &config.hidden,
+                        config.norm,
+                        config.activation,
+                    )?;
                     let out = Linear::new(b, "g.out", width, shape.len())?;
                     Generator::Mlp { blocks, out, shape }
                 }
@@ -127,7 +133,8 @@ impl Generator {
         build(b).map_err(|e| e.to_string())
     }
 
-    /// Maps latent vectors (N, latent) to samples shaped like the data.
+    /// Maps generator inputs (N, latent + classes: the noise, then a conditional GAN's one-hot class) to
+    /// samples shaped like the data.
     pub fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         match self {
             Generator::Mlp { blocks, out, shape } => {
@@ -164,7 +171,7 @@ impl Discriminator {
         let build = |b: &mut Builder| -> Result<Discriminator> {
             Ok(match config.kind {
                 ModelKind::Dcgan => {
-                    let plan = dcgan_plan(shape, config.latent, config.base_width).map_err(candle_core::Error::msg)?;
+                    let plan = dcgan_plan(shape, config).map_err(candle_core::Error::msg)?;
                     let last = plan.discriminator.len() - 1;
                     let stages = plan
                         .discriminator
@@ -182,7 +189,7 @@ impl Discriminator {
                 _ => {
                     let widths: Vec<usize> = config.hidden.iter().rev().copied().collect();
                     let (blocks, width) = dense_stack(b, "d", shape.len(), &widths, config.norm, config.activation)?;
-                    let out = Linear::new(b, "d.out", width, 1)?;
+                    let out = Linear::new(b, "d.out", width, config.critic_outputs())?;
                     Discriminator::Mlp { blocks, out }
                 }
             })
@@ -200,11 +207,13 @@ impl Discriminator {
         }
     }
 
-    /// Maps a batch of samples to one logit (critic score) each, shaped (N, 1).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// Maps a batch of samples to one logit (critic score) each, shaped (N, 1). A conditional D scores each
+    /// sample against its class (`classes`, one-hot rows): the unconditional score plus the inner product of
+    /// the class's embedding with the last features, which is the last layer's output for that class.
+    pub fn forward(&self, x: &Tensor, classes: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
         let n = x.dim(0)?;
-        match self {
-            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode),
+        let scores = match self {
+            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode)?,
             Discriminator::Conv { stages } => {
                 let last = stages.len() - 1;
                 let mut h = x.clone();
@@ -214,7 +223,16 @@ impl Discriminator {
                         h = norm.forward_activated(&h, mode, Activation::LeakyRelu, conv.kernels())?;
                     }
                 }
-                h.reshape((n, 1))
+                h.reshape((n, ()))?
+            }
+        };
+        match scores.dim(1)? - 1 {
+            0 => Ok(scores),
+            count => {
+                let classes =
+                    classes.ok_or_else(|| candle_core::Error::msg("a conditional D scores a sample with its class"))?;
+                let projection = (scores.narrow(1, 1, count)? * classes)?.sum_keepdim(1)?;
+                scores.narrow(1, 0, 1)? + projection
             }
         }
     }

@@ -138,14 +138,21 @@ pub fn measure_product_speed() -> f64 {
 /// every network) and returns the networks' sizes. This is the pre-flight check of the CLI and the UI.
 pub fn preflight(config: &ModelConfig, shape: ItemShape) -> Result<Vec<NetSummary>, String> {
     use layers::{tensor, Mode};
+    if config.classes > 0 && !shape.is_image() {
+        return Err("model.classes: a conditional GAN makes images, but the data is 2D points; set it to 0".into());
+    }
     let model = Model::build(config, shape, 0, Kernels::Fast)?;
     let fail = |e: candle_core::Error| format!("the model cannot process {}: {e}", shape.describe());
     let x = tensor(vec![0.0; 2 * shape.len()], &shape.batch_dims(2)).map_err(fail)?;
-    let z = tensor(vec![0.0; 2 * config.latent], &[2, config.latent]).map_err(fail)?;
+    let z = tensor(vec![0.0; 2 * config.generator_input()], &[2, config.generator_input()]).map_err(fail)?;
+    let classes = tensor(vec![0.0; 2 * config.classes], &[2, config.classes]).map_err(fail)?;
     let expected = shape.batch_dims(2);
     let out_dims = match &model {
         Model::Gan(gan) => {
-            let logits = gan.discriminator.forward(&x, Mode::Eval).map_err(fail)?;
+            let logits = gan
+                .discriminator
+                .forward(&x, Some(&classes), Mode::Eval)
+                .map_err(fail)?;
             if logits.dims() != [2, 1] {
                 return Err(format!(
                     "the discriminator outputs {:?} per batch, expected one logit per item",
@@ -283,7 +290,7 @@ mod tests {
                 };
                 let samples =
                     candle_core::Var::ones((2, 1, 28, 28), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
-                let score = |mode| gan.discriminator.forward(&samples, mode).unwrap();
+                let score = |mode| gan.discriminator.forward(&samples, None, mode).unwrap();
                 let (judged, trained) = (score(layers::Mode::Judge), score(layers::Mode::Train));
                 let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 assert_eq!(values(&judged), values(&trained), "{kind:?} {kernels:?}");

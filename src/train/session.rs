@@ -7,7 +7,7 @@ use super::latent_views::{self, LatentMap, LatentPlane, ITEM_COLUMNS, LATENT_ITE
 use super::optim::{Hyper, Optimizer};
 use super::toy_views::{self, Heatmap};
 use super::{MetricRow, PointCloud};
-use crate::config::{Corruption, GanLoss, ModelKind, Recon, RunConfig, Updates};
+use crate::config::{Corruption, GanLoss, ModelConfig, ModelKind, Recon, RunConfig, Updates};
 use crate::data::{Batcher, Dataset, ItemShape, Split};
 use crate::grid::{make_grid, ImageGrid};
 use crate::models::ae::Autoencoder;
@@ -71,8 +71,17 @@ enum Net {
     D,
 }
 
-/// Columns of the sample grid.
-pub const SAMPLE_COLUMNS: usize = 8;
+/// Columns of the sample grid of a model that is not a conditional GAN.
+const SAMPLE_COLUMNS: usize = 8;
+
+/// Columns of `model`'s sample grid: a conditional GAN of up to 16 classes has one column per class (the
+/// samples take the classes in turn), any other model 8.
+pub fn sample_columns(model: &ModelConfig) -> usize {
+    match model.classes {
+        2..=16 => model.classes,
+        _ => SAMPLE_COLUMNS,
+    }
+}
 
 /// Images from one end to the other of an interpolation strip, ends included.
 pub const INTERPOLATION_STEPS: usize = 8;
@@ -134,6 +143,7 @@ impl Session {
         let seed = config.train.seed;
         let model = Model::build(&config.model, data.shape, seed, kernels)?;
         crate::models::preflight(&config.model, data.shape)?;
+        check_classes(config.model.classes, &data)?;
         let split = Split::new(data.len(), config.data.holdout, seed)?;
         let batcher = Batcher::new(split.train.clone(), config.train.batch_size, seed);
         let o = &config.optimizer;
@@ -152,9 +162,8 @@ impl Session {
         } else {
             SCATTER_POINTS
         };
-        let latent = config.model.latent;
-        let fixed = normal_vec(&mut seeded(derive_seed(seed, SEED_FIXED, 0)), fixed_count * latent);
-        let fixed_z = tensor(fixed, &[fixed_count, latent]).map_err(fail)?;
+        let fixed_z =
+            generator_inputs(&config.model, derive_seed(seed, SEED_FIXED, 0), fixed_count, None).map_err(fail)?;
         let layers = match &model {
             Model::Gan(gan) => [layer_groups(&gan.g_params, Net::G), layer_groups(&gan.d_params, Net::D)].concat(),
             Model::Autoencoder { .. } => Vec::new(),
@@ -357,22 +366,24 @@ impl Session {
         Ok(signals)
     }
 
-    /// The next training batch and its index (which also seeds its noise).
-    fn next_batch(&mut self) -> Result<(Tensor, u64)> {
+    /// The next training batch, its index (which also seeds its noise) and its items.
+    fn next_batch(&mut self) -> Result<(Tensor, u64, Vec<usize>)> {
         let index = self.batches;
         self.batches += 1;
         let items = self.batcher.indices(index);
         let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
-        Ok((x, index))
+        Ok((x, index, items))
     }
 
-    fn noise(&self, index: u64, n: usize) -> Result<Tensor> {
-        self.noise_seeded(derive_seed(self.config.train.seed, SEED_NOISE, index), n)
-    }
-
+    /// G's inputs for `n` samples from `seed`, a conditional GAN's classes in turn.
     fn noise_seeded(&self, seed: u64, n: usize) -> Result<Tensor> {
-        let latent = self.config.model.latent;
-        tensor(normal_vec(&mut seeded(seed), n * latent), &[n, latent])
+        generator_inputs(&self.config.model, seed, n, None)
+    }
+
+    /// The one-hot classes in G's inputs `z` (a conditional GAN's), which D judges its samples against.
+    fn classes_of(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        let m = &self.config.model;
+        (m.classes > 0).then(|| z.narrow(1, m.latent, m.classes)).transpose()
     }
 
     fn gan_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
@@ -383,20 +394,32 @@ impl Session {
         let (mut d_loss, mut d_real, mut d_fake, mut d_norm) = (0.0, 0.0, 0.0, None);
         let mut fake = None;
         for _ in 0..if train_d { t.d_steps } else { 1 } {
-            let (x, index) = self.next_batch()?;
-            let z = self.noise(index, x.dim(0)?)?;
+            let (x, index, items) = self.next_batch()?;
+            // A conditional G makes a sample of each real item's class, so both halves have the same classes.
+            let labels = self
+                .data
+                .labels
+                .as_ref()
+                .map(|l| items.iter().map(|&i| l[i]).collect::<Vec<_>>());
+            let seed = derive_seed(self.config.train.seed, SEED_NOISE, index);
+            let z = generator_inputs(&self.config.model, seed, items.len(), labels.as_deref())?;
+            let classes = self.classes_of(&z)?;
             let (Model::Gan(gan), Optimizers::Gan { d: opt_d, .. }) = (&self.model, &mut self.optimizers) else {
                 unreachable!("GAN sessions hold GAN models and optimisers")
             };
             let generated = gan.generator.forward(&z, Mode::Train)?;
             let (real_logits, fake_logits) = if gan.discriminator.mixes_batch() {
-                let real = gan.discriminator.forward(&x, Mode::Train)?;
-                (real, gan.discriminator.forward(&generated.detach(), Mode::Train)?)
+                let real = gan.discriminator.forward(&x, classes.as_ref(), Mode::Train)?;
+                let fake = gan
+                    .discriminator
+                    .forward(&generated.detach(), classes.as_ref(), Mode::Train)?;
+                (real, fake)
             } else {
                 // Scores that do not depend on the rest of the batch come out the same from one pass over
                 // both batches, with half the products and no gradient sums across two passes.
                 let both = Tensor::cat(&[&x, &generated.detach()], 0)?;
-                let logits = gan.discriminator.forward(&both, Mode::Train)?;
+                let both_classes = classes.as_ref().map(|c| Tensor::cat(&[c, c], 0)).transpose()?;
+                let logits = gan.discriminator.forward(&both, both_classes.as_ref(), Mode::Train)?;
                 let n = x.dim(0)?;
                 (logits.narrow(0, 0, n)?, logits.narrow(0, n, both.dim(0)? - n)?)
             };
@@ -410,15 +433,18 @@ impl Session {
             d_loss = scalar(&loss)?;
             d_real = score(t.loss, &real_logits)?;
             d_fake = score(t.loss, &fake_logits)?;
-            fake = Some(generated);
+            fake = Some((generated, classes));
         }
         let (Model::Gan(gan), Optimizers::Gan { g: opt_g, .. }) = (&self.model, &mut self.optimizers) else {
             unreachable!("GAN sessions hold GAN models and optimisers")
         };
         // The generator step reuses the last generated batch, judged by the just-updated discriminator
         // (whose weights are constants here: only the generator's gradients are wanted).
-        let fake = fake.expect("d_steps is at least 1");
-        let g_loss = generator_loss(t.loss, &gan.discriminator.forward(&fake, Mode::Judge)?)?;
+        let (fake, classes) = fake.expect("d_steps is at least 1");
+        let g_loss = generator_loss(
+            t.loss,
+            &gan.discriminator.forward(&fake, classes.as_ref(), Mode::Judge)?,
+        )?;
         let g_norm = match train_g {
             true => Some(opt_g.step(&g_loss.backward()?)?),
             false => None,
@@ -459,7 +485,7 @@ impl Session {
     }
 
     fn autoencoder_step(&mut self) -> Result<Vec<(&'static str, f64)>> {
-        let (x, index) = self.next_batch()?;
+        let (x, index, _) = self.next_batch()?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, index))?;
         let noise_seed = derive_seed(self.config.train.seed, SEED_NOISE, index);
         let (Model::Autoencoder { net, .. }, Optimizers::Autoencoder(opt)) = (&self.model, &mut self.optimizers) else {
@@ -529,7 +555,7 @@ impl Session {
             return Ok(None);
         }
         match self.generate(&self.fixed_z)? {
-            Some(images) => Ok(Some(self.grid(&images, SAMPLE_COLUMNS)?)),
+            Some(images) => Ok(Some(self.grid(&images, sample_columns(&self.config.model))?)),
             None => Ok(None),
         }
     }
@@ -583,7 +609,7 @@ impl Session {
         let n = self.fixed_z.dim(0)?;
         let sample = sample.min(n - 1);
         let mut z = self.fixed_z.get(sample)?.to_vec1::<f32>()?;
-        let dims = WALK_DIMS.min(z.len());
+        let dims = WALK_DIMS.min(self.config.model.latent);
         if let Some(values) = values {
             z.iter_mut().zip(values).take(dims).for_each(|(z, v)| *z = *v);
         }
@@ -723,7 +749,7 @@ impl Session {
     fn heatmap(&self, gan: &Gan) -> Result<Heatmap> {
         let cells = toy_views::HEATMAP_CELLS;
         let x = tensor(Heatmap::centres(cells), &[cells * cells, 2])?;
-        let probability = candle_nn::ops::sigmoid(&gan.discriminator.forward(&x, Mode::Eval)?)?;
+        let probability = candle_nn::ops::sigmoid(&gan.discriminator.forward(&x, None, Mode::Eval)?)?;
         Ok(Heatmap {
             cells,
             values: probability.flatten_all()?.to_vec1::<f32>()?,
@@ -734,7 +760,7 @@ impl Session {
     /// -∂ loss_G / ∂ x through D.
     fn loss_directions(&self, gan: &Gan, generated: &Tensor) -> Result<Vec<[f32; 2]>> {
         let x = candle_core::Var::from_tensor(&generated.detach())?;
-        let logits = gan.discriminator.forward(x.as_tensor(), Mode::Eval)?;
+        let logits = gan.discriminator.forward(x.as_tensor(), None, Mode::Eval)?;
         let grads = generator_loss(self.config.train.loss, &logits)?.backward()?;
         let gradient = grads
             .get(x.as_tensor())
@@ -930,6 +956,44 @@ impl Session {
 /// Where checkpoints keep G's averaged weights.
 const AVERAGE: &str = "average/g";
 
+/// G's inputs for `n` samples: normal noise from `seed`, then for a conditional GAN the one-hot classes
+/// `labels`, or the classes in turn (0, 1, 2, ...) where none are given.
+fn generator_inputs(model: &ModelConfig, seed: u64, n: usize, labels: Option<&[u32]>) -> Result<Tensor> {
+    let (latent, classes) = (model.latent, model.classes);
+    let noise = normal_vec(&mut seeded(seed), n * latent);
+    if classes == 0 {
+        return tensor(noise, &[n, latent]);
+    }
+    let mut inputs = Vec::with_capacity(n * (latent + classes));
+    for (i, noise) in noise.chunks_exact(latent).enumerate() {
+        let class = labels.map_or(i % classes, |labels| labels[i] as usize);
+        inputs.extend_from_slice(noise);
+        inputs.extend((0..classes).map(|c| if c == class { 1.0 } else { 0.0 }));
+    }
+    tensor(inputs, &[n, latent + classes])
+}
+
+/// Whether `data` has the labels a GAN conditioned on `classes` classes needs (any data for 0).
+fn check_classes(classes: usize, data: &Dataset) -> std::result::Result<(), String> {
+    if classes == 0 {
+        return Ok(());
+    }
+    let name = &data.name;
+    match &data.labels {
+        None => Err(format!(
+            "model.classes: {name} has no labels to condition on; set model.classes = 0, or use labelled \
+             data (digits, MNIST files, a folder with one subfolder per class)"
+        )),
+        Some(labels) => match labels.iter().max() {
+            Some(&max) if max as usize >= classes => Err(format!(
+                "model.classes = {classes}, but {name}'s labels go up to {max}: set it to {}",
+                max + 1
+            )),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// `f()` run with `vars` set to `weights`, and the vars' own values back afterwards.
 fn with_weights<T>(vars: &[candle_core::Var], weights: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
     let own = vars.iter().map(|v| v.as_tensor().copy()).collect::<Result<Vec<_>>>()?;
@@ -1080,7 +1144,7 @@ mod tests {
         };
         let loss_at = |points: &[[f32; 2]]| {
             let x = tensor(points.iter().flatten().copied().collect(), &[points.len(), 2]).unwrap();
-            let logits = gan.discriminator.forward(&x, Mode::Eval).unwrap();
+            let logits = gan.discriminator.forward(&x, None, Mode::Eval).unwrap();
             generator_loss(session.config.train.loss, &logits)
                 .unwrap()
                 .to_scalar::<f32>()
@@ -1237,5 +1301,57 @@ mod tests {
             session.samples().unwrap().unwrap().rgba,
             plain.samples().unwrap().unwrap().rgba
         );
+    }
+
+    #[test]
+    fn a_conditional_gan_takes_a_class_with_its_noise_and_needs_labels_below_its_classes() {
+        let mut config = crate::presets::preset("quick-dcgan-digits").unwrap();
+        config.data.count = 200;
+        config.model.classes = 10;
+        let latent = config.model.latent;
+        let mut session = loaded(config.clone());
+        // The sample grid's inputs take the classes in turn after their noise.
+        for (i, row) in session.fixed_z.to_vec2::<f32>().unwrap().iter().enumerate() {
+            let one_hot: Vec<f32> = (0..10).map(|c| if c == i % 10 { 1.0 } else { 0.0 }).collect();
+            assert_eq!(row[latent..], one_hot[..], "sample {i}");
+        }
+        for _ in 0..3 {
+            assert!(session.step().unwrap().values.iter().all(|(_, v)| v.is_finite()));
+        }
+        // The same noise or the same image with another class: G makes another sample, D scores another.
+        let Model::Gan(gan) = &session.model else {
+            unreachable!()
+        };
+        let inputs = |class| generator_inputs(&config.model, 7, 1, Some(&[class])).unwrap();
+        let z = Tensor::cat(&[inputs(0), inputs(3)], 0).unwrap();
+        let samples = gan.generator.forward(&z, Mode::Eval).unwrap();
+        let rows = samples.flatten_from(1).unwrap().to_vec2::<f32>().unwrap();
+        assert_ne!(rows[0], rows[1]);
+        let image = samples.narrow(0, 0, 1).unwrap();
+        let both = Tensor::cat(&[&image, &image], 0).unwrap();
+        let classes = z.narrow(1, latent, 10).unwrap();
+        let scores = gan.discriminator.forward(&both, Some(&classes), Mode::Eval).unwrap();
+        let scores = scores.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_ne!(scores[0], scores[1]);
+
+        let mut data = crate::data::load(&config.data, 0, &|_, _, _| {}).unwrap();
+        config.model.classes = 5;
+        let refused = Session::new(config.clone(), data.clone()).err().unwrap();
+        assert!(
+            refused.contains("model.classes = 5") && refused.contains("set it to 10"),
+            "{refused}"
+        );
+        data.labels = None;
+        config.model.classes = 10;
+        let refused = Session::new(config.clone(), data).err().unwrap();
+        assert!(
+            refused.contains("model.classes") && refused.contains("no labels"),
+            "{refused}"
+        );
+        config.data.source = "toy:ring".into();
+        config.model.kind = ModelKind::MlpGan;
+        let data = crate::data::load(&config.data, 0, &|_, _, _| {}).unwrap();
+        let refused = Session::new(config, data).err().unwrap();
+        assert!(refused.contains("2D points"), "{refused}");
     }
 }
