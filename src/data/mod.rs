@@ -154,6 +154,13 @@ impl Dataset {
         out
     }
 
+    /// The labels of the given items, where the data has labels.
+    pub fn labels_of(&self, indices: &[usize]) -> Option<Vec<u32>> {
+        self.labels
+            .as_ref()
+            .map(|labels| indices.iter().map(|&i| labels[i]).collect())
+    }
+
     pub fn summary(&self) -> DatasetSummary {
         let preview = match self.shape {
             ItemShape::Image { .. } => {

@@ -266,11 +266,8 @@ impl FeatureNet {
 
     fn batch(&self, data: &Dataset, items: &[usize]) -> Result<(Tensor, Option<Tensor>)> {
         let x = tensor(data.gather(items), &[items.len(), data.shape.len()])?;
-        let labels = match (&self.head, &data.labels) {
-            (Head::Classifier(_), Some(labels)) => {
-                let picked: Vec<u32> = items.iter().map(|&i| labels[i]).collect();
-                Some(Tensor::from_vec(picked, items.len(), &Device::Cpu)?)
-            }
+        let labels = match (&self.head, data.labels_of(items)) {
+            (Head::Classifier(_), Some(picked)) => Some(Tensor::from_vec(picked, items.len(), &Device::Cpu)?),
             _ => None,
         };
         Ok((x, labels))

@@ -396,11 +396,9 @@ impl Session {
         for _ in 0..if train_d { t.d_steps } else { 1 } {
             let (x, index, items) = self.next_batch()?;
             // A conditional G makes a sample of each real item's class, so both halves have the same classes.
-            let labels = self
-                .data
-                .labels
-                .as_ref()
-                .map(|l| items.iter().map(|&i| l[i]).collect::<Vec<_>>());
+            let labels = (self.config.model.classes > 0)
+                .then(|| self.data.labels_of(&items))
+                .flatten();
             let seed = derive_seed(self.config.train.seed, SEED_NOISE, index);
             let z = generator_inputs(&self.config.model, seed, items.len(), labels.as_deref())?;
             let classes = self.classes_of(&z)?;
@@ -661,11 +659,7 @@ impl Session {
         };
         let decoded = decode_at.map(|at| decode(&[at]).map(|grid| (at, grid))).transpose()?;
         Ok(Some(LatentMap {
-            labels: self
-                .data
-                .labels
-                .as_ref()
-                .map(|labels| items.iter().map(|&i| labels[i]).collect()),
+            labels: self.data.labels_of(&items),
             label_names: self.data.label_names.clone(),
             items: self.grid(&x, ITEM_COLUMNS)?,
             points,
@@ -720,11 +714,7 @@ impl Session {
             (None, Model::Autoencoder { net, .. }) => self.reconstruct_fixed(net, SCATTER_POINTS)?.1,
             (None, Model::Gan(_)) => unreachable!("GANs always generate"),
         };
-        let labels = self
-            .data
-            .labels
-            .as_ref()
-            .map(|l| real_items.iter().map(|&i| l[i]).collect());
+        let labels = self.data.labels_of(&real_items);
         let (heatmap, arrows) = match &self.model {
             Model::Gan(gan) => (Some(self.heatmap(gan)?), Some(self.loss_directions(gan, &generated)?)),
             Model::Autoencoder { .. } => (None, None),
