@@ -3,7 +3,7 @@
 use crate::config::RunConfig;
 
 /// (name, TOML text) of every shipped preset.
-pub const PRESETS: [(&str, &str); 10] = [
+pub const PRESETS: [(&str, &str); 11] = [
     (
         "conditional-dcgan-digits",
         include_str!("../assets/presets/conditional-dcgan-digits.toml"),
@@ -21,6 +21,10 @@ pub const PRESETS: [(&str, &str); 10] = [
     (
         "denoising-ae-shapes",
         include_str!("../assets/presets/denoising-ae-shapes.toml"),
+    ),
+    (
+        "quick-dcgan64-color",
+        include_str!("../assets/presets/quick-dcgan64-color.toml"),
     ),
     (
         "dcgan64-color-shapes",
