@@ -12,7 +12,7 @@ use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::Harness;
 use gantry::app::settings::{Settings, Theme};
 use gantry::app::GantryApp;
-use gantry::presets::preset;
+use gantry::presets::{preset, DEFAULT_PRESET};
 use std::path::Path;
 use tempfile::TempDir;
 
@@ -33,7 +33,7 @@ struct Scene {
 const SCENES: [Scene; 4] = [
     Scene {
         file: "dcgan-digits.png",
-        preset: "quick-dcgan-digits",
+        preset: DEFAULT_PRESET,
         at_step: 1000,
         // The default preset a minute in: digits of every class, the quality scores falling.
         configure: |s| {
@@ -135,7 +135,7 @@ fn shoot_drawn(path: &Path) {
 
 /// The default DCGAN after 1,000 steps, one sample's first latent dimension moved by its slider.
 fn shoot_walk(path: &Path) {
-    let (mut harness, _runs) = started("quick-dcgan-digits", |s| s.config.train.steps = 1000);
+    let (mut harness, _runs) = started(DEFAULT_PRESET, |s| s.config.train.steps = 1000);
     wait_until(&mut harness, |h| {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)
     });
