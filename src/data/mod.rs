@@ -161,6 +161,12 @@ impl Dataset {
             .map(|labels| indices.iter().map(|&i| labels[i]).collect())
     }
 
+    /// How many classes the labels use (one more than the largest), where the data has labels.
+    pub fn labels_used(&self) -> Option<usize> {
+        let labels = self.labels.as_ref()?;
+        Some(labels.iter().max().map_or(0, |&max| max as usize + 1))
+    }
+
     pub fn summary(&self) -> DatasetSummary {
         let preview = match self.shape {
             ItemShape::Image { .. } => {

@@ -92,11 +92,7 @@ pub fn reference_items(data: &Dataset, count: usize) -> std::result::Result<Vec<
 }
 
 fn classes(data: &Dataset) -> Option<usize> {
-    let labels = data.labels.as_ref()?;
-    let classes = data
-        .label_names
-        .len()
-        .max(labels.iter().max().map_or(0, |m| *m as usize + 1));
+    let classes = data.label_names.len().max(data.labels_used()?);
     (classes >= 2).then_some(classes)
 }
 

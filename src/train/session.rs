@@ -969,18 +969,16 @@ fn check_classes(classes: usize, data: &Dataset) -> std::result::Result<(), Stri
         return Ok(());
     }
     let name = &data.name;
-    match &data.labels {
+    match data.labels_used() {
         None => Err(format!(
             "model.classes: {name} has no labels to condition on; set model.classes = 0, or use labelled \
              data (digits, MNIST files, a folder with one subfolder per class)"
         )),
-        Some(labels) => match labels.iter().max() {
-            Some(&max) if max as usize >= classes => Err(format!(
-                "model.classes = {classes}, but {name}'s labels go up to {max}: set it to {}",
-                max + 1
-            )),
-            _ => Ok(()),
-        },
+        Some(used) if used > classes => Err(format!(
+            "model.classes = {classes}, but {name}'s labels go up to {}: set it to {used}",
+            used - 1
+        )),
+        Some(_) => Ok(()),
     }
 }
 
