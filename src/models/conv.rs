@@ -8,7 +8,7 @@
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
-use super::slice;
+use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
@@ -321,7 +321,7 @@ fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         return product((g.images, g.outputs, g.patch_rows()), (x, false), (w, true));
     }
     let (pixels, rows) = (g.out_pixels(), g.patch_rows());
-    let mut y = vec![0f32; g.images * g.out_len()];
+    let mut y = unwritten(g.images * g.out_len());
     per_chunk(g, &mut y, g.out_len(), |first, y, parallelism| {
         let n = y.len() / g.out_len();
         let columns = n * pixels;
@@ -352,7 +352,7 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
         return product((g.images, g.patch_rows(), g.outputs), (dy, false), (w, false));
     }
     let (pixels, rows) = (g.out_pixels(), g.patch_rows());
-    let mut dx = vec![0f32; g.images * g.in_len()];
+    let mut dx = unwritten(g.images * g.in_len());
     per_chunk(g, &mut dx, g.in_len(), |first, dx, parallelism| {
         let n = dx.len() / g.in_len();
         let columns = n * pixels;
@@ -395,9 +395,9 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     // Each run sums its own partial.
     let (split, parallelism) = g.plan();
-    let mut out = vec![0f32; len + if w.is_some() { g.images * g.out_len() } else { 0 }];
+    let mut out = unwritten(len + if w.is_some() { g.images * g.out_len() } else { 0 });
     // The first run sums into the output itself, the others into partials of their own.
-    let mut partials = vec![0f32; (split.runs - 1) * len];
+    let mut partials = unwritten((split.runs - 1) * len);
     let (dw, y) = out.split_at_mut(len);
     let y_runs: Vec<&mut [f32]> = match w {
         Some(_) => y.chunks_mut(split.run_images * g.out_len()).collect(),

@@ -30,6 +30,18 @@ fn slice<'a>(storage: &'a candle_core::CpuStorage, layout: &candle_core::Layout)
         .ok_or_else(|| candle_core::Error::msg("gantry's fused ops take contiguous tensors"))
 }
 
+/// A kernel's output of `len` values, not zeroed first: each kernel that takes one writes every value before
+/// anything reads it. Zeroing a step's megabytes of outputs was a pass of its own on the calling thread while
+/// the other threads waited (BENCHMARKS.md).
+#[allow(clippy::uninit_vec)]
+fn unwritten(len: usize) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    // SAFETY: f32 is plain data without drop; the callers write every value before reading any, as with
+    // candle's own uninitialised outputs (`alloc_uninit`).
+    unsafe { values.set_len(len) };
+    values
+}
+
 /// The sum of `f(v)` over `values` in 16 independent lanes, which vectorises where a running sum cannot.
 #[inline(always)]
 fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {

@@ -6,7 +6,7 @@
 //! pass.
 
 use super::rectifier::Rectifier;
-use super::{lane_sum, slice};
+use super::{lane_sum, slice, unwritten};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Per-channel mean and biased variance.
@@ -49,7 +49,7 @@ struct BatchNormOp {
 
 impl BatchNormOp {
     fn normalise(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Vec<f32> {
-        let mut y = vec![0f32; x.len()];
+        let mut y = unwritten(x.len());
         let (c, p) = (self.channels, self.plane);
         // Without a rectifier the slope 1 below zero keeps every value as it is.
         let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
@@ -99,7 +99,7 @@ impl BatchNormOp {
             let dgamma = (dyx - self.mean[ch] as f64 * dbeta) * self.invstd[ch] as f64;
             (dbeta as f32, dgamma as f32)
         });
-        let mut out = vec![0f32; x.len() + 2 * c];
+        let mut out = unwritten(x.len() + 2 * c);
         let (dx, rest) = out.split_at_mut(x.len());
         // dx = k * (dy - dbeta / count - x_hat * dgamma / count) = k * dy + slope * x + offset per channel
         // (just k * dy when the statistics are constants).

@@ -2,7 +2,7 @@
 //! convolutions, and a linear layer's product as an op whose backward pass computes only the gradients
 //! something needs (candle's matmul always computes both, including the data input's).
 
-use super::slice;
+use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
@@ -118,7 +118,7 @@ impl Shared {
 pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&[f32], bool)) -> Vec<f32> {
     let (m, n, k) = shape;
     assert!(lhs.0.len() >= m * k && rhs.0.len() >= k * n);
-    let mut out = vec![0f32; m * n];
+    let mut out = unwritten(m * n);
     let operands = Operands::new(shape, lhs.1, rhs.1);
     let side = m.max(n);
     let bands = if m * n * k < PARALLEL_MIN {

@@ -2,7 +2,7 @@
 //! backward, where candle's tensor ops take a broadcast add, the activation (leaky ReLU alone is five ops)
 //! and about five more passes for their gradients.
 
-use super::{lane_sum, slice};
+use super::{lane_sum, slice, unwritten};
 use crate::config::Activation;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -49,7 +49,7 @@ impl CustomOp1 for Rectify {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(storage, layout)?;
         let slope = self.0.negative_slope();
-        let mut y = vec![0f32; x.len()];
+        let mut y = unwritten(x.len());
         crate::threads::in_spans(&mut y, 1, move |at, y| {
             for (y, x) in y.iter_mut().zip(&x[at..]) {
                 *y = if *x > 0.0 { *x } else { slope * x };
@@ -96,7 +96,7 @@ impl CustomOp2 for Bias {
         // Without a rectifier the slope 1 below zero keeps every value as it is.
         let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
         let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
-        let mut y = vec![0f32; z.len()];
+        let mut y = unwritten(z.len());
         crate::threads::in_spans(&mut y, image, move |at, y| {
             for (y, z) in y.chunks_exact_mut(image).zip(z[at..].chunks_exact(image)) {
                 if plane == 1 {
@@ -169,7 +169,7 @@ impl CustomOp2 for RectifierGradient {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, dy) = (slice(s1, l1)?, slice(s2, l2)?);
         let slope = self.0.negative_slope();
-        let mut dz = vec![0f32; y.len()];
+        let mut dz = unwritten(y.len());
         crate::threads::in_spans(&mut dz, 1, move |at, dz| {
             for ((dz, y), dy) in dz.iter_mut().zip(&y[at..]).zip(&dy[at..]) {
                 *dz = if *y > 0.0 { *dy } else { slope * dy };
