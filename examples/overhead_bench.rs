@@ -141,7 +141,10 @@ fn trained_as_gantry_train(config: &RunConfig) -> (f64, f64) {
     let first = first_step.expect("a first step");
     let images = ((config.train.steps - 1) as usize * config.train.batch_size) as f64;
     let to_last_step = last_step.expect("a last step") - first;
-    (images / to_last_step.as_secs_f64(), images / first.elapsed().as_secs_f64())
+    (
+        images / to_last_step.as_secs_f64(),
+        images / first.elapsed().as_secs_f64(),
+    )
 }
 
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
