@@ -18,9 +18,11 @@
 //! - `train`: each `gantry bench` model trained as `gantry train` trains it (its preset as shipped: grids,
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
 //!   first step to the last, against `gantry bench`'s loop of bare steps, with the median of each round's own
-//!   ratio beside the ratio of the medians, and the run timed to its end (its last checkpoint, grids and
-//!   quality score). Target: within 5 %. Settings
-//!   after the model (`quality.every=0 health.every=0`) change the trained side, to find what costs.
+//!   ratio beside the ratio of the medians, the run timed to its end (its last checkpoint, grids and
+//!   quality score), and the share of the run's clock its steps themselves took (their rows' `wall_s`; read
+//!   within one run, so the machine's drift between runs cannot move it, and what the run does besides
+//!   steps is the rest). Target: within 5 %. Settings after the model (`quality.every=0 health.every=0`)
+//!   change the trained side, to find what costs.
 //!
 //! ```text
 //! cargo run --release --example overhead_bench -- health|quality|latent [ROUNDS [PRESET]]
@@ -115,11 +117,21 @@ fn without(what: &str, config: &RunConfig) -> RunConfig {
     off
 }
 
-/// Images/s of `config` trained through the worker into a run directory, as `gantry train` does, by the clock
-/// from its first step to its last step's row, and to its end (the last checkpoint, grids and quality score
-/// written: a fixed cost that a longer run spreads thinner); loading, building and the first quality
-/// reference excluded.
-fn trained_as_gantry_train(config: &RunConfig) -> (f64, f64) {
+/// What one run as `gantry train` reads.
+struct Trained {
+    /// Images/s by the clock from its first step to its last step's row.
+    images_per_s: f64,
+    /// Images/s to its end (the last checkpoint, grids and quality score written: a fixed cost that a longer
+    /// run spreads thinner).
+    to_end: f64,
+    /// The share of the clock from the first step's row to the last one's that the steps themselves took (the
+    /// rows' `wall_s`): read within one run, so the machine's drift between runs cannot move it.
+    steps_share: f64,
+}
+
+/// `config` trained through the worker into a run directory, as `gantry train` does; loading, building and
+/// the first quality reference excluded.
+fn trained_as_gantry_train(config: &RunConfig) -> Trained {
     let runs = tempfile::tempdir().expect("a temporary directory");
     let options = RunOptions {
         out_dir: Some(runs.path().join("run")),
@@ -130,28 +142,39 @@ fn trained_as_gantry_train(config: &RunConfig) -> (f64, f64) {
     let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
         if let Event::Metrics(row) = event {
             if row.step == 1 {
-                first_step = Some(Instant::now());
+                first_step = Some((Instant::now(), row.wall_s));
             }
             if row.step == config.train.steps {
-                last_step = Some(Instant::now());
+                last_step = Some((Instant::now(), row.wall_s));
             }
         }
     });
     assert_eq!(ending, Ending::Finished);
-    let first = first_step.expect("a first step");
+    let (first, first_wall) = first_step.expect("a first step");
+    let (last, last_wall) = last_step.expect("a last step");
     let images = ((config.train.steps - 1) as usize * config.train.batch_size) as f64;
-    let to_last_step = last_step.expect("a last step") - first;
-    (
-        images / to_last_step.as_secs_f64(),
-        images / first.elapsed().as_secs_f64(),
-    )
+    let to_last_step = (last - first).as_secs_f64();
+    Trained {
+        images_per_s: images / to_last_step,
+        to_end: images / first.elapsed().as_secs_f64(),
+        steps_share: (last_wall - first_wall) / to_last_step,
+    }
 }
 
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
 fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
     println!(
-        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7}",
-        "model", "preset", "steps", "train im/s", "bench im/s", "ratio", "paired (IQR)", "to end im/s", "ratio"
+        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}",
+        "model",
+        "preset",
+        "steps",
+        "train im/s",
+        "bench im/s",
+        "ratio",
+        "paired (IQR)",
+        "to end im/s",
+        "ratio",
+        "steps' share"
     );
     for &(model, name) in gantry::cli::bench_models(only) {
         let mut config = preset(name).expect("a shipped preset");
@@ -181,12 +204,13 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
             }
         }
         // Each round's two runs meet the same machine: their ratio spreads far less than the runs do.
-        let [low, middle, high] = quartiles(train.iter().zip(&bare).map(|(t, b)| t.0 / b).collect());
-        let to_end = median(train.iter().map(|t| t.1).collect());
-        let (train, bare) = (median(train.into_iter().map(|t| t.0).collect()), median(bare));
+        let [low, middle, high] = quartiles(train.iter().zip(&bare).map(|(t, b)| t.images_per_s / b).collect());
+        let to_end = median(train.iter().map(|t| t.to_end).collect());
+        let steps_share = median(train.iter().map(|t| t.steps_share).collect());
+        let (train, bare) = (median(train.into_iter().map(|t| t.images_per_s).collect()), median(bare));
         let paired = format!("{middle:.3} ({low:.3}-{high:.3})");
         println!(
-            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3}",
+            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3}",
             config.train.steps,
             train / bare,
             to_end / bare
