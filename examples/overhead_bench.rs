@@ -207,7 +207,10 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         let [low, middle, high] = quartiles(train.iter().zip(&bare).map(|(t, b)| t.images_per_s / b).collect());
         let to_end = median(train.iter().map(|t| t.to_end).collect());
         let steps_share = median(train.iter().map(|t| t.steps_share).collect());
-        let (train, bare) = (median(train.into_iter().map(|t| t.images_per_s).collect()), median(bare));
+        let (train, bare) = (
+            median(train.into_iter().map(|t| t.images_per_s).collect()),
+            median(bare),
+        );
         let paired = format!("{middle:.3} ({low:.3}-{high:.3})");
         println!(
             "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3}",
