@@ -7,10 +7,10 @@ const LN_2_HIGH: f32 = 0.693_359_4;
 const LN_2_LOW: f32 = -2.121_944_4e-4;
 
 /// e^x to within 2 ulp for x in [-87.3, 88]; outside it, the value at the nearer end (about 1e-38 and 1.7e38,
-/// so that no value is infinite or subnormal).
+/// so that no value is infinite or subnormal); NaN stays NaN, so that a diverged loss shows as one.
 #[inline(always)]
 pub(super) fn exp(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.0);
+    let x = x.clamp(-87.3, 88.0);
     // x = n ln 2 + r with |r| ≤ ln 2 / 2, e^x = 2^n e^r.
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * LN_2_HIGH - n * LN_2_LOW;
@@ -69,6 +69,7 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37);
         assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
+        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]

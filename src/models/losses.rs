@@ -244,6 +244,13 @@ mod tests {
     }
 
     #[test]
+    fn a_nan_logit_makes_the_fused_bce_nan() {
+        let logits = Tensor::new(&[[0.5f32, f32::NAN, -2.0]], &Device::Cpu).unwrap();
+        let target = Tensor::new(&[[1f32, 0.0, 0.5]], &Device::Cpu).unwrap();
+        assert!(scalar(bce_sum_per_item(&logits, &target).unwrap()).is_nan());
+    }
+
+    #[test]
     fn kl_is_zero_for_the_prior() {
         let z = Tensor::zeros((4, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert_eq!(scalar(kl_per_item(&z, &z).unwrap()), 0.0);
