@@ -103,7 +103,7 @@ impl Geometry {
     /// values, channel by kernel row by kernel column as the weights are laid out) at
     /// `patches[p * patch_rows..]`. Each patch contiguous (im2row) rather than each tap's values over the
     /// pixels (im2col): gemm's packing then copies runs instead of gathering strided values, and the weight
-    /// gradient's product runs 1.2-1.6x as fast (BENCHMARKS.md).
+    /// gradient's product runs 1.1-1.6x as fast (BENCHMARKS.md).
     fn im2row(&self, image: &[f32], patches: &mut [f32]) {
         with_scratch(self.padded_len(), |padded| {
             self.pad(image, padded);
