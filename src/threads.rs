@@ -221,15 +221,24 @@ fn wait_until(done: impl Fn() -> bool) {
 /// Below this many values an element-wise pass runs on the calling thread: sharing it out costs more.
 pub const PARALLEL_MIN: usize = 1 << 17;
 
+/// The length of the spans a pass over `len` values shares out: one per thread, in multiples of `align`
+/// values; below `parallel_min` values (or on one thread) one span of them all (at least 1, for `chunks`).
+pub fn span_len(len: usize, align: usize, parallel_min: usize) -> usize {
+    let threads = count();
+    if len < parallel_min || threads == 1 {
+        return len.max(1);
+    }
+    let align = align.max(1);
+    len.div_ceil(threads).div_ceil(align) * align
+}
+
 /// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), one per thread
 /// when `out` is large enough to be worth sharing.
 pub fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    let threads = count();
-    if out.len() < PARALLEL_MIN || threads == 1 {
+    let span = span_len(out.len(), align, PARALLEL_MIN);
+    if span >= out.len() {
         return work(0, out);
     }
-    let align = align.max(1);
-    let span = out.len().div_ceil(threads).div_ceil(align) * align;
     for_each_part(out.chunks_mut(span).collect(), |i, part| work(i * span, part));
 }
 

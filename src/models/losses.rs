@@ -94,14 +94,10 @@ fn bce_sum(logits: &[f32], target: &[f32]) -> f64 {
     )
 }
 
-/// The spans of `len` elements that a BCE pass shares out, one per thread.
+/// The spans of `len` elements that a BCE pass shares out, one per thread (from fewer elements than
+/// `threads::in_spans` shares: each costs an `exp` and a `ln`).
 fn bce_span(len: usize) -> usize {
-    let threads = if len < BCE_PARALLEL_MIN {
-        1
-    } else {
-        crate::threads::count()
-    };
-    len.div_ceil(threads).div_ceil(LANES).max(1) * LANES
+    crate::threads::span_len(len, LANES, BCE_PARALLEL_MIN)
 }
 
 impl CustomOp2 for BceSum {
