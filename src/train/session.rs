@@ -552,10 +552,11 @@ impl Session {
                 "only autoencoders have a held-out reconstruction loss",
             ));
         };
-        let items: Vec<usize> = self.split.holdout.iter().take(EVAL_ITEMS).copied().collect();
-        if items.is_empty() {
+        if self.split.holdout.is_empty() {
             return Ok(None);
         }
+        // The items a VAE's health signals read, so that they can take this encoding.
+        let items = self.evaluation_items(EVAL_ITEMS);
         let x = tensor(self.data.gather(&items), &self.data.shape.batch_dims(items.len()))?;
         let input = self.corrupt(&x, derive_seed(self.config.train.seed, SEED_CORRUPT, u64::MAX))?;
         let (recon, _, code) = reconstruction_loss(net, &self.config, &input, &x, None, Mode::Eval)?;
@@ -1183,6 +1184,18 @@ mod tests {
         assert!(fresh.len() > 1 && fresh[0].0 == "active_units", "{fresh:?}");
         for (name, value) in &fresh {
             assert_eq!(row.get(name), Some(*value), "{name}");
+        }
+        // The signals come from the encoding handed in, not from one made afresh: means and log-variances of
+        // zero are the prior itself, with no active unit and no KL in any dimension.
+        assert!(
+            fresh
+                .iter()
+                .any(|(name, value)| name.starts_with("kl_dim") && *value > 0.0),
+            "{fresh:?}"
+        );
+        let prior = Tensor::zeros((8, 2 * session.config.model.latent), DType::F32, &Device::Cpu).unwrap();
+        for (name, value) in session.health_signals_of(Some(&prior)).unwrap() {
+            assert_eq!(value, 0.0, "{name}");
         }
     }
 
