@@ -53,37 +53,56 @@ pub fn work_alone() {
 thread_local! {
     /// Set by `work_alone`: this thread's kernels use no helper threads.
     static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Set while this thread runs a part of `map_parts`: a nested call then runs its parts in place.
-    static IN_PARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The thread's number while it runs a part of `map_parts`: a nested call then runs its parts in place.
+    static IN_PARTS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 /// `work(index, part)` for every part, spread over Gantry's threads, results in the parts' order.
 ///
-/// The calling thread takes parts too (thread `t` of `threads` takes parts `t`, `t + threads`, ...), the
-/// others go to the helper threads. A training step runs hundreds of these short passes: rayon's `install`
-/// puts the caller to sleep until a pool thread wakes it, and those hand-overs left a fifth of two cores
-/// idle; a barrier where everyone only spins loses whole time slices when another thread (the workbench
-/// drawing a frame) takes a core from one of them (BENCHMARKS.md).
+/// The calling thread takes parts too, the others go to the helper threads. A training step runs hundreds
+/// of these short passes: rayon's `install` puts the caller to sleep until a pool thread wakes it, and those
+/// hand-overs left a fifth of two cores idle; a barrier where everyone only spins loses whole time slices
+/// when another thread (the workbench drawing a frame) takes a core from one of them (BENCHMARKS.md).
 pub fn map_parts<T: Send, R: Send>(parts: Vec<T>, work: impl Fn(usize, T) -> R + Sync) -> Vec<R> {
+    map_parts_on_threads(parts, |_, index, part| work(index, part))
+}
+
+/// `work(thread, index, part)` for every part as `map_parts`, also naming the thread (below `count()`) that
+/// runs it: no two parts run at once on one thread, so parts that sum into one buffer per thread need no
+/// lock.
+///
+/// Each thread claims the next part when it has finished its last: a thread that starts late or runs slow
+/// (a virtual core shared with another machine, the workbench drawing a frame) takes fewer parts instead of
+/// holding up the others, as one equal share per thread did (the caller waited out 15 % of a DCGAN step).
+pub fn map_parts_on_threads<T: Send, R: Send>(parts: Vec<T>, work: impl Fn(usize, usize, T) -> R + Sync) -> Vec<R> {
     let helpers = helpers();
     let threads = count().min(helpers.threads().len() + 1);
-    if threads <= 1 || parts.len() <= 1 || IN_PARTS.with(|flag| flag.get()) {
-        return parts.into_iter().enumerate().map(|(i, part)| work(i, part)).collect();
+    let nested = IN_PARTS.with(|thread| thread.get());
+    if threads <= 1 || parts.len() <= 1 || nested.is_some() {
+        let thread = nested.unwrap_or(0);
+        return parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| work(thread, i, part))
+            .collect();
     }
     let parts: Vec<Mutex<Option<T>>> = parts.into_iter().map(|part| Mutex::new(Some(part))).collect();
     let results: Vec<Mutex<Option<R>>> = parts.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
     helpers.run(threads, &|thread| {
         struct InParts;
         impl Drop for InParts {
             fn drop(&mut self) {
-                IN_PARTS.with(|flag| flag.set(false));
+                IN_PARTS.with(|flag| flag.set(None));
             }
         }
-        IN_PARTS.with(|flag| flag.set(true));
+        IN_PARTS.with(|flag| flag.set(Some(thread)));
         let _in_parts = InParts;
-        for i in (thread..parts.len()).step_by(threads) {
-            if let Some(part) = lock(&parts[i]).take() {
-                *lock(&results[i]) = Some(work(i, part));
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(part) = parts.get(i) else { break };
+            if let Some(part) = lock(part).take() {
+                *lock(&results[i]) = Some(work(thread, i, part));
             }
         }
     });
@@ -221,19 +240,24 @@ fn wait_until(done: impl Fn() -> bool) {
 /// Below this many values an element-wise pass runs on the calling thread: sharing it out costs more.
 pub const PARALLEL_MIN: usize = 1 << 17;
 
-/// The length of the spans a pass over `len` values shares out: one per thread, in multiples of `align`
-/// values; below `parallel_min` values (or on one thread) one span of them all (at least 1, for `chunks`).
+/// Parts a pass shares out per thread where it can choose: enough that a thread that falls behind leaves
+/// the rest to the others (`map_parts_on_threads`), few enough that each stays a long run.
+pub const PARTS_PER_THREAD: usize = 4;
+
+/// The length of the spans a pass over `len` values shares out: `PARTS_PER_THREAD` per thread, in multiples
+/// of `align` values; below `parallel_min` values (or on one thread) one span of them all (at least 1, for
+/// `chunks`).
 pub fn span_len(len: usize, align: usize, parallel_min: usize) -> usize {
     let threads = count();
     if len < parallel_min || threads == 1 {
         return len.max(1);
     }
     let align = align.max(1);
-    len.div_ceil(threads).div_ceil(align) * align
+    len.div_ceil(threads * PARTS_PER_THREAD).div_ceil(align) * align
 }
 
-/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), one per thread
-/// when `out` is large enough to be worth sharing.
+/// Fills `out` by calling `work(offset, span)` on spans of it (multiples of `align` values), shared over the
+/// threads when `out` is large enough to be worth sharing.
 pub fn in_spans(out: &mut [f32], align: usize, work: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let span = span_len(out.len(), align, PARALLEL_MIN);
     if span >= out.len() {
@@ -248,7 +272,7 @@ pub fn for_each_part<T: Send>(parts: Vec<T>, work: impl Fn(usize, T) + Sync) {
 }
 
 /// A lock that a panic elsewhere does not poison (the panic itself reaches the caller).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -278,6 +302,31 @@ mod tests {
             assert!(outcome.is_err(), "part {failing}'s panic was lost");
             let doubled = map_parts((0..8).collect(), |_, part: usize| part * 2);
             assert_eq!(doubled, (0..16).step_by(2).collect::<Vec<_>>());
+        }
+    }
+
+    /// A thread held up in one part leaves the other parts to the others, instead of owning a fixed share.
+    #[test]
+    fn a_thread_held_up_leaves_the_remaining_parts_to_the_others() {
+        let done = AtomicUsize::new(0);
+        let threads_seen = Mutex::new(std::collections::BTreeSet::new());
+        let waited_for_the_rest = map_parts_on_threads((0..8).collect(), |thread, _, part: usize| {
+            lock(&threads_seen).insert(thread);
+            assert!(thread < count().max(1), "thread {thread} of {}", count());
+            if part > 0 {
+                done.fetch_add(1, Ordering::SeqCst);
+                return true;
+            }
+            // The first part waits (at most 2 s) for all the others to finish on other threads.
+            let start = std::time::Instant::now();
+            while done.load(Ordering::SeqCst) < 7 && start.elapsed().as_secs() < 2 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            done.load(Ordering::SeqCst) == 7
+        });
+        // Where the pass ran on one thread alone (one core, or another test set one thread), nothing to check.
+        if lock(&threads_seen).len() > 1 {
+            assert!(waited_for_the_rest[0], "parts waited behind the held-up one");
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! candle's CPU `conv_transpose2d` is a direct loop of dot products, and it also computes `conv2d`'s input
 //! gradient; both dominate a DCGAN step. Here all three products a convolution needs — forward, input
-//! gradient, weight gradient — are GEMMs over the patches of a chunk of images at a time, each
-//! thread taking an equal run of the batch (`threads::map_parts`). A transposed convolution is the adjoint of
+//! gradient, weight gradient — are GEMMs over the patches of a chunk of images at a time, the threads
+//! taking the chunks in turn (`threads::map_parts`). A transposed convolution is the adjoint of
 //! a convolution, so it reuses the same three kernels with their roles swapped (and makes both its gradients
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
@@ -12,6 +12,7 @@ use super::product::{matmul, product};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
+use std::sync::Mutex;
 
 /// The geometry of a square convolution from `channels`x`height`x`width` images to `outputs` maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,11 +153,21 @@ impl Geometry {
 
     #[inline(always)]
     fn add_runs<const K: usize>(&self, patches: &[f32], padded: &mut [f32]) {
-        let k = self.run_len::<K>();
+        if K == 0 {
+            let k = self.kernel;
+            self.for_each_tap_run::<K>(|run, first| {
+                for (sum, value) in padded[first..][..k].iter_mut().zip(&patches[run * k..][..k]) {
+                    *sum += value;
+                }
+            });
+            return;
+        }
+        // Runs as fixed-size arrays: the compiler then adds each run as one vector (it added the slices' values
+        // one at a time).
         self.for_each_tap_run::<K>(|run, first| {
-            for (sum, value) in padded[first..][..k].iter_mut().zip(&patches[run * k..][..k]) {
-                *sum += value;
-            }
+            let sums: &mut [f32; K] = (&mut padded[first..first + K]).try_into().expect("K values");
+            let values: &[f32; K] = patches[run * K..run * K + K].try_into().expect("K values");
+            *sums = std::array::from_fn(|j| sums[j] + values[j]);
         });
     }
 
@@ -199,39 +210,26 @@ impl Geometry {
         self.out_pixels() == 1 && self.padding == 0 && self.kernel == self.height && self.kernel == self.width
     }
 
-    /// The split of the batch over Gantry's threads and how its GEMMs run: one run per thread, each GEMM on
-    /// one thread; with fewer images than threads, one run whose GEMMs are multi-threaded.
-    fn plan(&self) -> (Split, Parallelism) {
+    /// How the batch is shared out and how its GEMMs run: chunks of `chunk_images` consecutive images (the
+    /// last may be shorter) whose patches share one GEMM of about `COLUMNS` columns, at least one chunk per
+    /// thread, each GEMM on one thread; with fewer chunks than threads, one chunk of the whole batch with a
+    /// multi-threaded GEMM. (Cutting the chunks smaller, for threads that fall behind to leave more of them
+    /// to the others, cost more in slower GEMMs than it saved.)
+    fn plan(&self) -> (usize, Parallelism) {
         let threads = crate::threads::count();
-        match self.split(threads) {
-            split if split.runs >= threads || threads == 1 => (split, Parallelism::None),
-            _ => (self.split(1), Parallelism::Rayon(threads)),
-        }
-    }
-
-    /// How the batch is shared out: one run of consecutive images per thread (all runs as long as possible,
-    /// so that no thread waits for another), each run in even chunks of images that share one GEMM
-    /// of about `COLUMNS` patches.
-    fn split(&self, threads: usize) -> Split {
-        let run_images = self.images.div_ceil(threads.max(1));
-        let chunks_per_run = run_images.div_ceil(COLUMNS.div_ceil(self.out_pixels()));
-        Split {
-            run_images,
-            runs: self.images.div_ceil(run_images),
-            chunk_images: run_images.div_ceil(chunks_per_run),
+        let by_columns = COLUMNS.div_ceil(self.out_pixels());
+        let for_sharing = self.images.div_ceil(threads);
+        let chunk_images = by_columns.min(for_sharing).max(1);
+        if self.images.div_ceil(chunk_images) >= threads || threads == 1 {
+            (chunk_images, Parallelism::None)
+        } else {
+            (self.images.max(1), Parallelism::Rayon(threads))
         }
     }
 }
 
-/// Runs of `run_images` consecutive images (the last may be shorter), in chunks of `chunk_images`.
-struct Split {
-    run_images: usize,
-    runs: usize,
-    chunk_images: usize,
-}
-
-/// The output pixels (patches) a chunk of images gathers into one GEMM: with only one small image's pixels
-/// (9 or 16 in DCGAN's middle layers) gemm falls back to its narrowest, slowest kernels.
+/// The output pixels (patches) a chunk of images gathers into one GEMM at most: with only one small image's
+/// pixels (9 or 16 in DCGAN's middle layers) gemm falls back to its narrowest, slowest kernels.
 const COLUMNS: usize = 512;
 
 /// Runs `f` with a scratch buffer of `len` values kept between calls on this thread; its contents are
@@ -273,21 +271,11 @@ fn images_from_columns(columns: &[f32], rows: usize, pixels: usize, images: &mut
 }
 
 /// Runs `work(first_image, chunk_out, parallelism)` on each chunk's part of `out` (`per_image` values per
-/// image): one run of chunks per thread when there are enough images, else one chunk at a time with a
-/// multi-threaded GEMM.
+/// image), the chunks shared over the threads as `Geometry::plan` says.
 fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
-    let (split, parallelism) = g.plan();
-    let run = |first: usize, out: &mut [f32]| {
-        for (c, o) in out.chunks_mut(split.chunk_images * per_image).enumerate() {
-            work(first + c * split.chunk_images, o, parallelism);
-        }
-    };
-    if split.runs > 1 {
-        let runs = out.chunks_mut(split.run_images * per_image).collect();
-        crate::threads::for_each_part(runs, |t, o| run(t * split.run_images, o));
-    } else {
-        run(0, out);
-    }
+    let (chunk_images, parallelism) = g.plan();
+    let chunks = out.chunks_mut(chunk_images * per_image).collect();
+    crate::threads::for_each_part(chunks, |c, out| work(c * chunk_images, out, parallelism));
 }
 
 /// y = conv(x, w): per chunk of images, yᵀ (pixels of the chunk x outputs) = the chunk's patches (pixels x
@@ -375,56 +363,59 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         return out;
     }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
-    // Each run sums its own partial.
-    let (split, parallelism) = g.plan();
+    let (chunk_images, parallelism) = g.plan();
     let mut out = unwritten(len + if w.is_some() { g.images * g.out_len() } else { 0 });
-    // The first run sums into the output itself, the others into partials of their own.
-    let mut partials = unwritten((split.runs - 1) * len);
+    // Each thread sums the chunks it takes into a partial of its own, the first thread's the output itself;
+    // each partial notes whether it has been written.
+    let mut partials = unwritten((crate::threads::count() - 1) * len);
     let (dw, y) = out.split_at_mut(len);
-    let y_runs: Vec<&mut [f32]> = match w {
-        Some(_) => y.chunks_mut(split.run_images * g.out_len()).collect(),
-        None => (0..split.runs).map(|_| &mut [][..]).collect(),
+    let sums: Vec<Mutex<(bool, &mut [f32])>> = std::iter::once(dw)
+        .chain(partials.chunks_mut(len))
+        .map(|sum| Mutex::new((false, sum)))
+        .collect();
+    let chunks: Vec<&mut [f32]> = match w {
+        Some(_) => y.chunks_mut(chunk_images * g.out_len()).collect(),
+        None => (0..g.images.div_ceil(chunk_images)).map(|_| &mut [][..]).collect(),
     };
-    let accumulate_run = |run: usize, dw: &mut [f32], y: &mut [f32]| {
-        let run_start = run * split.run_images;
-        let run_end = (run_start + split.run_images).min(g.images);
-        for (k, first) in (run_start..run_end).step_by(split.chunk_images).enumerate() {
-            let n = split.chunk_images.min(run_end - first);
-            let columns = n * pixels;
-            with_scratch(rows * columns, |patches| {
-                for (i, patches) in patches.chunks_exact_mut(pixels * rows).enumerate() {
-                    g.im2row(&x[(first + i) * g.in_len()..][..g.in_len()], patches);
+    crate::threads::map_parts_on_threads(chunks, |thread, c, y| {
+        let first = c * chunk_images;
+        let n = chunk_images.min(g.images - first);
+        let columns = n * pixels;
+        let mut sum = crate::threads::lock(&sums[thread % sums.len()]);
+        let (written, dw) = &mut *sum;
+        with_scratch(rows * columns, |patches| {
+            for (i, patches) in patches.chunks_exact_mut(pixels * rows).enumerate() {
+                g.im2row(&x[(first + i) * g.in_len()..][..g.in_len()], patches);
+            }
+            with_scratch(g.outputs * columns, |dy_rows| {
+                channels_first(
+                    &dy[first * g.out_len()..(first + n) * g.out_len()],
+                    g.outputs,
+                    pixels,
+                    dy_rows,
+                );
+                // dw (outputs x rows) += dy (outputs x columns) · patches (columns x rows)
+                let shape = (g.outputs, rows, columns);
+                matmul(shape, dw, dy_rows, false, patches, false, *written, parallelism);
+                if let Some(w) = w {
+                    // yᵀ (columns x outputs) = patches · wᵀ, in the same scratch, then into the images.
+                    let shape = (columns, g.outputs, rows);
+                    matmul(shape, dy_rows, patches, false, w, true, false, parallelism);
+                    images_from_columns(dy_rows, g.outputs, pixels, y);
                 }
-                with_scratch(g.outputs * columns, |dy_rows| {
-                    channels_first(
-                        &dy[first * g.out_len()..(first + n) * g.out_len()],
-                        g.outputs,
-                        pixels,
-                        dy_rows,
-                    );
-                    // dw (outputs x rows) += dy (outputs x columns) · patches (columns x rows)
-                    let shape = (g.outputs, rows, columns);
-                    matmul(shape, dw, dy_rows, false, patches, false, k > 0, parallelism);
-                    if let Some(w) = w {
-                        // yᵀ (columns x outputs) = patches · wᵀ, in the same scratch, then into the images.
-                        let y = &mut y[(first - run_start) * g.out_len()..][..n * g.out_len()];
-                        let shape = (columns, g.outputs, rows);
-                        matmul(shape, dy_rows, patches, false, w, true, false, parallelism);
-                        images_from_columns(dy_rows, g.outputs, pixels, y);
-                    }
-                });
             });
-        }
-    };
-    let runs: Vec<&mut [f32]> = std::iter::once(dw).chain(partials.chunks_mut(len)).collect();
-    if split.runs > 1 {
-        let parts = runs.into_iter().zip(y_runs).collect();
-        crate::threads::for_each_part(parts, |run, (dw, y)| accumulate_run(run, dw, y));
-    } else if let (Some(dw), Some(y)) = (runs.into_iter().next(), y_runs.into_iter().next()) {
-        accumulate_run(0, dw, y);
+        });
+        *written = true;
+    });
+    let mut sums = sums
+        .into_iter()
+        .map(|sum| sum.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let (written, dw) = sums.next().expect("the first thread's sum");
+    if !written {
+        dw.fill(0.0);
     }
-    for partial in partials.chunks(len) {
-        out[..len].iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    for (_, partial) in sums.filter(|(written, _)| *written) {
+        dw.iter_mut().zip(partial.iter()).for_each(|(a, b)| *a += b);
     }
     out
 }

@@ -94,7 +94,7 @@ fn bce_sum(logits: &[f32], target: &[f32]) -> f64 {
     )
 }
 
-/// The spans of `len` elements that a BCE pass shares out, one per thread (from fewer elements than
+/// The spans of `len` elements that a BCE pass shares out over the threads (from fewer elements than
 /// `threads::in_spans` shares: each costs an `exp` and a `ln`).
 fn bce_span(len: usize) -> usize {
     crate::threads::span_len(len, LANES, BCE_PARALLEL_MIN)
