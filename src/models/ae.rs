@@ -1,8 +1,6 @@
 //! Autoencoders: MLP and convolutional, plain, denoising and variational.
 
-use super::layers::{
-    dense_stack, run_stack, Builder, Conv2d, ConvSpec, ConvTranspose2d, DenseBlock, Linear, Mode, NormLayer,
-};
+use super::layers::{dense_stack, run_stack, Builder, Conv, ConvSpec, DenseBlock, Linear, Mode, NormLayer};
 use crate::config::{ModelConfig, Norm};
 use crate::data::ItemShape;
 use candle_core::{Result, Tensor};
@@ -16,7 +14,7 @@ pub enum Encoder {
         head: Linear,
     },
     Conv {
-        convs: Vec<(Conv2d, NormLayer)>,
+        convs: Vec<(Conv, NormLayer)>,
         head: Linear,
     },
 }
@@ -29,8 +27,8 @@ pub enum Decoder {
     Conv {
         fc: Linear,
         start: [usize; 3],
-        convs: Vec<(ConvTranspose2d, NormLayer)>,
-        out: ConvTranspose2d,
+        convs: Vec<(Conv, NormLayer)>,
+        out: Conv,
     },
 }
 
@@ -85,7 +83,7 @@ impl Autoencoder {
                 let mut convs = Vec::new();
                 for (i, spec) in specs.iter().enumerate() {
                     convs.push((
-                        Conv2d::new(b, &format!("enc.{i}"), *spec, true)?,
+                        Conv::new(b, &format!("enc.{i}"), *spec, true)?,
                         norm(b, &format!("enc.{i}.norm"), spec.outputs)?,
                     ));
                 }
@@ -101,11 +99,11 @@ impl Autoencoder {
                 let (hidden, last) = mirrored.split_at(mirrored.len() - 1);
                 for (i, spec) in hidden.iter().enumerate() {
                     up.push((
-                        ConvTranspose2d::new(b, &format!("dec.{i}"), *spec, true)?,
+                        Conv::transposed(b, &format!("dec.{i}"), *spec, true)?,
                         norm(b, &format!("dec.{i}.norm"), spec.outputs)?,
                     ));
                 }
-                let out = ConvTranspose2d::new(b, "dec.out", last[0], true)?;
+                let out = Conv::transposed(b, "dec.out", last[0], true)?;
                 Ok((
                     Encoder::Conv { convs, head },
                     Decoder::Conv {
@@ -154,8 +152,7 @@ impl Autoencoder {
             Encoder::Conv { convs, head } => {
                 let mut h = x.clone();
                 for (conv, norm) in convs {
-                    h =
-                        norm.forward_activated(&conv.forward(&h, mode)?, mode, self.config.activation, conv.kernels())?;
+                    h = conv.forward_activated(&h, norm, self.config.activation, mode)?;
                 }
                 head.forward(&h.reshape((n, ()))?, mode)
             }
@@ -172,8 +169,7 @@ impl Autoencoder {
                     .forward_activated(z, self.config.activation, mode)?
                     .reshape((n, start[0], start[1], start[2]))?;
                 for (conv, norm) in convs {
-                    h =
-                        norm.forward_activated(&conv.forward(&h, mode)?, mode, self.config.activation, conv.kernels())?;
+                    h = conv.forward_activated(&h, norm, self.config.activation, mode)?;
                 }
                 out.forward(&h, mode)?
             }

@@ -9,6 +9,7 @@
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
+use super::rectifier::{self, Rectifier};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -443,9 +444,15 @@ impl CustomOp2 for Kernel {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a, b, g) = (slice(s1, l1)?, slice(s2, l2)?, &self.geometry);
-        let k = g.kernel;
-        let (values, shape): (Vec<f32>, Shape) = match self.product {
+        let (values, shape) = self.compute(slice(s1, l1)?, slice(s2, l2)?);
+        Ok((CpuStorage::F32(values), shape))
+    }
+}
+
+impl Kernel {
+    fn compute(&self, a: &[f32], b: &[f32]) -> (Vec<f32>, Shape) {
+        let (g, k) = (&self.geometry, self.geometry.kernel);
+        match self.product {
             Product::Forward => (
                 conv_forward(g, a, b),
                 (g.images, g.outputs, g.out_height, g.out_width).into(),
@@ -455,8 +462,7 @@ impl CustomOp2 for Kernel {
                 (g.images, g.channels, g.height, g.width).into(),
             ),
             Product::BackwardWeight => (conv_backward_weight(g, a, b), (g.outputs, g.channels, k, k).into()),
-        };
-        Ok((CpuStorage::F32(values), shape))
+        }
     }
 }
 
@@ -468,36 +474,52 @@ fn kernel(product: Product, geometry: Geometry, a: &Tensor, b: &Tensor) -> Resul
 /// A convolution (weight: outputs x channels x k x k) or a transposed convolution (weight: inputs x outputs
 /// x k x k), with its backward pass. A transposed convolution is the adjoint of the convolution from its
 /// output back to its input (`geometry` is that convolution's), so the same kernels serve with their roles
-/// swapped.
+/// swapped. With a bias (a third operand) and a rectifier it also adds the bias per output channel and
+/// rectifies, in the same op.
 struct Convolution {
     geometry: Geometry,
     transposed: bool,
+    rectifier: Option<Rectifier>,
 }
 
-impl CustomOp2 for Convolution {
-    fn name(&self) -> &'static str {
-        if self.transposed {
-            "gantry-conv-transpose2d"
-        } else {
-            "gantry-conv2d"
+impl Convolution {
+    /// The output's channels and the values per channel and image.
+    fn output_planes(&self) -> (usize, usize) {
+        let g = &self.geometry;
+        match self.transposed {
+            true => (g.channels, g.height * g.width),
+            false => (g.outputs, g.out_pixels()),
         }
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let product = if self.transposed {
-            Product::BackwardInput
-        } else {
-            Product::Forward
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> (CpuStorage, Shape) {
+        let product = match self.transposed {
+            true => Product::BackwardInput,
+            false => Product::Forward,
         };
-        Kernel {
+        let (mut y, shape) = Kernel {
             product,
             geometry: self.geometry,
         }
-        .cpu_fwd(s1, l1, s2, l2)
+        .compute(x, w);
+        if bias.is_some() || self.rectifier.is_some() {
+            let (channels, plane) = self.output_planes();
+            rectifier::bias_and_rectify(&mut y, None, bias, self.rectifier, channels, plane);
+        }
+        (CpuStorage::F32(y), shape)
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    /// The gradients of x, w and the bias (where each is tracked) from the output y and its gradient.
+    fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
         let g = self.geometry;
+        let dy = match self.rectifier {
+            Some(rectifier) => rectifier::gradient_through(rectifier, y, dy)?,
+            None => dy.clone(),
+        };
+        let db = match bias.filter(|b| b.track_op()) {
+            Some(bias) => Some(rectifier::channel_sums(&dy, bias.elem_count(), self.output_planes().1)?),
+            None => None,
+        };
         if self.transposed && x.track_op() && w.track_op() {
             // Both gradients come from the patches of dy: made once.
             let both = dy
@@ -505,19 +527,77 @@ impl CustomOp2 for Convolution {
                 .apply_op3_no_bwd(&x.contiguous()?, &w.contiguous()?, &WeightAndInput(g))?;
             let (dw_len, dx_len) = (w.elem_count(), x.elem_count());
             let dx = both.narrow(0, dw_len, dx_len)?.reshape(x.shape())?;
-            return Ok((Some(dx), Some(both.narrow(0, 0, dw_len)?.reshape(w.shape())?)));
+            return Ok((Some(dx), Some(both.narrow(0, 0, dw_len)?.reshape(w.shape())?), db));
         }
         let (dx_product, (conv_input, conv_grad)) = if self.transposed {
-            (Product::Forward, (dy, x))
+            (Product::Forward, (&dy, x))
         } else {
-            (Product::BackwardInput, (x, dy))
+            (Product::BackwardInput, (x, &dy))
         };
-        let dx = x.track_op().then(|| kernel(dx_product, g, dy, w)).transpose()?;
+        let dx = x.track_op().then(|| kernel(dx_product, g, &dy, w)).transpose()?;
         let dw = w
             .track_op()
             .then(|| kernel(Product::BackwardWeight, g, conv_input, conv_grad))
             .transpose()?;
+        Ok((dx, dw, db))
+    }
+
+    fn name(&self) -> &'static str {
+        if self.transposed {
+            "gantry-conv-transpose2d"
+        } else {
+            "gantry-conv2d"
+        }
+    }
+}
+
+/// The gradients of a convolution's input, weight and bias.
+type Gradients = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Without a bias.
+impl CustomOp2 for Convolution {
+    fn name(&self) -> &'static str {
+        Convolution::name(self)
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok(self.forward(slice(s1, l1)?, slice(s2, l2)?, None))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, None, y, dy)?;
         Ok((dx, dw))
+    }
+}
+
+/// With a bias.
+impl CustomOp3 for Convolution {
+    fn name(&self) -> &'static str {
+        Convolution::name(self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let bias = slice(s3, l3)?;
+        if bias.len() != self.output_planes().0 {
+            return Err(candle_core::Error::msg(format!(
+                "a bias of {} values for {} output channels",
+                bias.len(),
+                self.output_planes().0
+            )));
+        }
+        Ok(self.forward(slice(s1, l1)?, slice(s2, l2)?, Some(bias)))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
+        self.backward(x, w, Some(b), y, dy)
     }
 }
 
@@ -546,8 +626,18 @@ impl CustomOp3 for WeightAndInput {
     }
 }
 
-/// `x.conv2d(w, padding, stride, 1, 1)` for NCHW f32 tensors on the CPU.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+/// What a convolution layer does to its output in the same op: add a bias per output channel, then
+/// rectify. As ops of their own each costs a pass over the output each way, and candle's backward pass a
+/// zeroed gradient and a sum for every tensor between two ops (a fifth of a conv AE step, on the calling
+/// thread alone).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Epilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub rectifier: Option<Rectifier>,
+}
+
+/// `rectifier(x.conv2d(w, padding, stride, 1, 1) + bias)` for NCHW f32 tensors on the CPU.
+pub(super) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, then: Epilogue) -> Result<Tensor> {
     let (outputs, channels, k, k2) = w.dims4()?;
     let input = x.dims4()?;
     if input.1 != channels || k != k2 {
@@ -558,17 +648,17 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
         )));
     }
     let geometry = Geometry::new(input, outputs, k, stride, padding)?;
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        Convolution {
-            geometry,
-            transposed: false,
-        },
-    )
+    apply(x, w, geometry, false, then)
 }
 
-/// `x.conv_transpose2d(w, padding, 0, stride, 1)` for NCHW f32 tensors on the CPU.
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+/// `rectifier(x.conv_transpose2d(w, padding, 0, stride, 1) + bias)` for NCHW f32 tensors on the CPU.
+pub(super) fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    then: Epilogue,
+) -> Result<Tensor> {
     let (inputs, outputs, k, k2) = w.dims4()?;
     let (images, channels, height, width) = x.dims4()?;
     let side = |size: usize| ((size - 1) * stride + k).checked_sub(2 * padding).filter(|s| *s > 0);
@@ -584,13 +674,20 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
     if (geometry.out_height, geometry.out_width) != (height, width) {
         return Err(candle_core::Error::msg("conv_transpose2d: geometry does not invert"));
     }
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        Convolution {
-            geometry,
-            transposed: true,
-        },
-    )
+    apply(x, w, geometry, true, then)
+}
+
+fn apply(x: &Tensor, w: &Tensor, geometry: Geometry, transposed: bool, then: Epilogue) -> Result<Tensor> {
+    let op = Convolution {
+        geometry,
+        transposed,
+        rectifier: then.rectifier,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match then.bias {
+        Some(bias) => x.apply_op3(&w, &bias.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
 }
 
 #[cfg(test)]
@@ -646,62 +743,110 @@ mod tests {
             let x = random(&mut rng, &[n, c, size, size + 2]);
             let w = random(&mut rng, &[o, c, k, k]);
             let what = format!("n{n} c{c} s{size} o{o} k{k} stride{stride} pad{pad}");
-            let ours = conv2d(&x, &w, stride, pad).unwrap();
+            let ours = conv2d(&x, &w, stride, pad, Epilogue::default()).unwrap();
             let theirs = x.conv2d(&w, pad, stride, 1, 1).unwrap();
-            agree(ours, theirs, &x, &w, &mut rng, &format!("conv2d {what}"));
+            agree(ours, theirs, &[&x, &w], &mut rng, &format!("conv2d {what}"));
+            // With a bias and a leaky ReLU in the same op.
+            let b = random(&mut rng, &[o]);
+            let ours = conv2d(&x, &w, stride, pad, fused(&b, Rectifier::Leaky)).unwrap();
+            let theirs = reference(x.conv2d(&w, pad, stride, 1, 1).unwrap(), &b, Rectifier::Leaky);
+            agree(
+                ours,
+                theirs,
+                &[&x, &w, &b],
+                &mut rng,
+                &format!("conv2d + bias + leaky {what}"),
+            );
 
             let wt = random(&mut rng, &[c, o, k, k]);
             if pad * 2 >= (size - 1) * stride + k {
                 continue;
             }
-            let ours = conv_transpose2d(&x, &wt, stride, pad).unwrap();
+            let ours = conv_transpose2d(&x, &wt, stride, pad, Epilogue::default()).unwrap();
             let theirs = x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap();
-            agree(ours, theirs, &x, &wt, &mut rng, &format!("conv_transpose2d {what}"));
+            agree(ours, theirs, &[&x, &wt], &mut rng, &format!("conv_transpose2d {what}"));
+            let b = random(&mut rng, &[o]);
+            let ours = conv_transpose2d(&x, &wt, stride, pad, fused(&b, Rectifier::Relu)).unwrap();
+            let theirs = reference(x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap(), &b, Rectifier::Relu);
+            agree(
+                ours,
+                theirs,
+                &[&x, &wt, &b],
+                &mut rng,
+                &format!("conv_transpose2d + bias + relu {what}"),
+            );
         }
         // A kernel as large as the image (one output pixel), and a transposed one from a single pixel: the
         // whole batch in one GEMM.
         for (n, c, size, o) in [(3, 4, 5, 2), (1, 2, 7, 3)] {
             let x = random(&mut rng, &[n, c, size, size]);
             let w = random(&mut rng, &[o, c, size, size]);
-            let ours = conv2d(&x, &w, 1, 0).unwrap();
+            let ours = conv2d(&x, &w, 1, 0, Epilogue::default()).unwrap();
             let theirs = x.conv2d(&w, 0, 1, 1, 1).unwrap();
             agree(
                 ours,
                 theirs,
-                &x,
-                &w,
+                &[&x, &w],
                 &mut rng,
                 &format!("dense conv2d n{n} c{c} s{size} o{o}"),
             );
             let pixel = random(&mut rng, &[n, o, 1, 1]);
-            let ours = conv_transpose2d(&pixel, &w, 1, 0).unwrap();
+            let ours = conv_transpose2d(&pixel, &w, 1, 0, Epilogue::default()).unwrap();
             let theirs = pixel.conv_transpose2d(&w, 0, 0, 1, 1).unwrap();
             agree(
                 ours,
                 theirs,
-                &pixel,
-                &w,
+                &[&pixel, &w],
                 &mut rng,
                 &format!("dense conv_transpose2d n{n} o{o} s{size} c{c}"),
             );
         }
     }
 
-    /// Our output and candle's agree, and so do the gradients of a random projection of them.
-    fn agree(ours: Tensor, theirs: Tensor, x: &Var, w: &Var, rng: &mut rand::rngs::StdRng, what: &str) {
+    fn fused(bias: &Var, rectifier: Rectifier) -> Epilogue<'_> {
+        Epilogue {
+            bias: Some(bias.as_tensor()),
+            rectifier: Some(rectifier),
+        }
+    }
+
+    /// `rectifier(y + bias)` with candle's tensor ops.
+    fn reference(y: Tensor, bias: &Var, rectifier: Rectifier) -> Tensor {
+        let y = y
+            .broadcast_add(&bias.reshape((1, bias.dim(0).unwrap(), 1, 1)).unwrap())
+            .unwrap();
+        match rectifier {
+            Rectifier::Relu => y.relu().unwrap(),
+            Rectifier::Leaky => candle_nn::ops::leaky_relu(&y, rectifier.negative_slope() as f64).unwrap(),
+        }
+    }
+
+    /// Our output and candle's agree, and so do the gradients of a random projection of them for each of
+    /// `inputs`.
+    fn agree(ours: Tensor, theirs: Tensor, inputs: &[&Var], rng: &mut rand::rngs::StdRng, what: &str) {
         close(&ours, &theirs, what);
         let probe = random(rng, ours.dims());
         let grads = |y: Tensor| (y * probe.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
         let (g1, g2) = (grads(ours), grads(theirs));
-        close(g1.get(x).unwrap(), g2.get(x).unwrap(), &format!("{what} dx"));
-        close(g1.get(w).unwrap(), g2.get(w).unwrap(), &format!("{what} dw"));
+        for (i, input) in inputs.iter().enumerate() {
+            close(
+                g1.get(input).unwrap(),
+                g2.get(input).unwrap(),
+                &format!("{what} gradient {i}"),
+            );
+        }
     }
 
     #[test]
     fn the_data_input_gets_no_gradient() {
         let x = Tensor::ones((2, 1, 6, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
         let w = Var::ones((3, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let grads = conv2d(&x, &w, 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = conv2d(&x, &w, 1, 1, Epilogue::default())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some());
     }

@@ -1,9 +1,6 @@
 //! Generators and discriminators: MLP GANs for any data, DCGANs for 28, 32 and 64 pixel images.
 
-use super::layers::{
-    activate, dense_stack, run_stack, BatchNorm, Builder, Conv2d, ConvSpec, ConvTranspose2d, DenseBlock, Linear, Mode,
-    NormLayer,
-};
+use super::layers::{dense_stack, run_stack, BatchNorm, Builder, Conv, ConvSpec, DenseBlock, Linear, Mode, NormLayer};
 use crate::config::{Activation, ModelConfig, ModelKind, Norm};
 use crate::data::ItemShape;
 use candle_core::{Result, Tensor};
@@ -86,7 +83,7 @@ pub enum Generator {
         shape: ItemShape,
     },
     Conv {
-        stages: Vec<(ConvTranspose2d, Option<BatchNorm>)>,
+        stages: Vec<(Conv, Option<BatchNorm>)>,
         latent: usize,
     },
 }
@@ -103,7 +100,7 @@ impl Generator {
                         .iter()
                         .enumerate()
                         .map(|(i, spec)| {
-                            let conv = ConvTranspose2d::new(b, &format!("g.{i}.conv"), *spec, false)?;
+                            let conv = Conv::transposed(b, &format!("g.{i}.conv"), *spec, false)?;
                             let norm = (i < last && config.norm == Norm::Batch)
                                 .then(|| BatchNorm::new(b, &format!("g.{i}.bn"), spec.outputs))
                                 .transpose()?;
@@ -146,13 +143,12 @@ impl Generator {
                 let mut h = z.reshape((z.dim(0)?, *latent, 1, 1))?;
                 let last = stages.len() - 1;
                 for (i, (conv, norm)) in stages.iter().enumerate() {
-                    h = conv.forward(&h, mode)?;
                     if i == last {
-                        return h.tanh();
+                        return conv.forward(&h, mode)?.tanh();
                     }
                     h = match norm {
-                        Some(bn) => bn.forward_activated(&h, mode, Activation::Relu)?,
-                        None => activate(&h, Activation::Relu, conv.kernels())?,
+                        Some(bn) => bn.forward_activated(&conv.forward(&h, mode)?, mode, Activation::Relu)?,
+                        None => conv.forward_activated(&h, &NormLayer::None, Activation::Relu, mode)?,
                     };
                 }
                 unreachable!("a DCGAN plan has at least one stage")
@@ -163,7 +159,7 @@ impl Generator {
 
 pub enum Discriminator {
     Mlp { blocks: Vec<DenseBlock>, out: Linear },
-    Conv { stages: Vec<(Conv2d, NormLayer)> },
+    Conv { stages: Vec<(Conv, NormLayer)> },
 }
 
 impl Discriminator {
@@ -178,7 +174,7 @@ impl Discriminator {
                         .iter()
                         .enumerate()
                         .map(|(i, spec)| {
-                            let conv = Conv2d::new(b, &format!("d.{i}.conv"), *spec, false)?;
+                            let conv = Conv::new(b, &format!("d.{i}.conv"), *spec, false)?;
                             // The recipe normalises every hidden stage but the first.
                             let norm = if i > 0 && i < last { config.norm } else { Norm::None };
                             Ok((conv, NormLayer::new(b, &format!("d.{i}.bn"), norm, spec.outputs)?))
@@ -218,10 +214,10 @@ impl Discriminator {
                 let last = stages.len() - 1;
                 let mut h = x.clone();
                 for (i, (conv, norm)) in stages.iter().enumerate() {
-                    h = conv.forward(&h, mode)?;
-                    if i < last {
-                        h = norm.forward_activated(&h, mode, Activation::LeakyRelu, conv.kernels())?;
-                    }
+                    h = match i < last {
+                        true => conv.forward_activated(&h, norm, Activation::LeakyRelu, mode)?,
+                        false => conv.forward(&h, mode)?,
+                    };
                 }
                 h.reshape((n, ()))?
             }

@@ -224,96 +224,91 @@ impl ConvSpec {
     }
 }
 
-pub struct Conv2d {
+/// A convolution or a transposed convolution (`transposed`), with an optional bias.
+pub struct Conv {
     spec: ConvSpec,
     weight: Var,
     bias: Option<Var>,
     kernels: Kernels,
-}
-
-/// Weight and optional bias of a convolution (`transposed`: a transposed one, whose weight is laid out
-/// (inputs, outputs, k, k) and whose fan-in PyTorch counts from the outputs).
-fn conv_params(
-    b: &mut Builder,
-    name: &str,
-    spec: ConvSpec,
     transposed: bool,
-    bias: bool,
-) -> Result<(Var, Option<Var>)> {
-    let k = spec.kernel;
-    let (dims, fan_in) = if transposed {
-        ([spec.inputs, spec.outputs, k, k], spec.outputs * k * k)
-    } else {
-        ([spec.outputs, spec.inputs, k, k], spec.inputs * k * k)
-    };
-    let init = b.conv_init(fan_in);
-    let weight = b.trainable(&format!("{name}.weight"), &dims, init)?;
-    let bias = bias.then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)));
-    Ok((weight, bias.transpose()?))
 }
 
-impl Conv2d {
-    pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv2d> {
-        let (weight, bias) = conv_params(b, name, spec, false, bias)?;
-        Ok(Conv2d {
+impl Conv {
+    pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv> {
+        Conv::build(b, name, spec, bias, false)
+    }
+
+    pub fn transposed(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<Conv> {
+        Conv::build(b, name, spec, bias, true)
+    }
+
+    /// Weight and optional bias (a transposed convolution's weight is laid out (inputs, outputs, k, k), and
+    /// PyTorch counts its fan-in from the outputs).
+    fn build(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool, transposed: bool) -> Result<Conv> {
+        let k = spec.kernel;
+        let (dims, fan_in) = if transposed {
+            ([spec.inputs, spec.outputs, k, k], spec.outputs * k * k)
+        } else {
+            ([spec.outputs, spec.inputs, k, k], spec.inputs * k * k)
+        };
+        let init = b.conv_init(fan_in);
+        let weight = b.trainable(&format!("{name}.weight"), &dims, init)?;
+        let bias = bias
+            .then(|| b.trainable(&format!("{name}.bias"), &[spec.outputs], Init::FanIn(fan_in)))
+            .transpose()?;
+        Ok(Conv {
             spec,
             weight,
             bias,
             kernels: b.kernels,
+            transposed,
         })
     }
 
-    pub fn kernels(&self) -> Kernels {
-        self.kernels
-    }
-
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_rectified(x, None, mode)
+    }
+
+    /// `activation(norm(conv(x) + bias))`: one op with no norm, a rectifier and the fast kernels.
+    pub fn forward_activated(
+        &self,
+        x: &Tensor,
+        norm: &NormLayer,
+        activation: Activation,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        match (norm, self.kernels, Rectifier::of(activation)) {
+            (NormLayer::None, Kernels::Fast, Some(rectifier)) => self.forward_rectified(x, Some(rectifier), mode),
+            _ => norm.forward_activated(&self.forward(x, mode)?, mode, activation, self.kernels),
+        }
+    }
+
+    /// `rectifier(conv(x) + bias)` (`rectifier` only with the fast kernels).
+    fn forward_rectified(&self, x: &Tensor, rectifier: Option<Rectifier>, mode: Mode) -> Result<Tensor> {
         let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
-        let y = match self.kernels {
-            Kernels::Fast => super::conv::conv2d(x, &weight, stride, padding)?,
-            Kernels::Candle => x.conv2d(&weight, padding, stride, 1, 1)?,
-        };
-        add_channel_bias(y, self.bias.as_ref(), self.kernels, mode)
-    }
-}
-
-pub struct ConvTranspose2d {
-    spec: ConvSpec,
-    weight: Var,
-    bias: Option<Var>,
-    kernels: Kernels,
-}
-
-impl ConvTranspose2d {
-    pub fn new(b: &mut Builder, name: &str, spec: ConvSpec, bias: bool) -> Result<ConvTranspose2d> {
-        let (weight, bias) = conv_params(b, name, spec, true, bias)?;
-        Ok(ConvTranspose2d {
-            spec,
-            weight,
-            bias,
-            kernels: b.kernels,
-        })
-    }
-
-    pub fn kernels(&self) -> Kernels {
-        self.kernels
-    }
-
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
-        let y = match self.kernels {
-            Kernels::Fast => super::conv::conv_transpose2d(x, &weight, stride, padding)?,
-            Kernels::Candle => x.conv_transpose2d(&weight, padding, 0, stride, 1)?,
-        };
-        add_channel_bias(y, self.bias.as_ref(), self.kernels, mode)
-    }
-}
-
-fn add_channel_bias(y: Tensor, bias: Option<&Var>, kernels: Kernels, mode: Mode) -> Result<Tensor> {
-    match (bias.map(|b| mode.weight(b)), kernels) {
-        (Some(b), Kernels::Fast) => rectifier::add_bias(&y, &b, None),
-        (Some(b), Kernels::Candle) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-        (None, _) => Ok(y),
+        let bias = self.bias.as_ref().map(|b| mode.weight(b));
+        match self.kernels {
+            Kernels::Fast => {
+                let then = super::conv::Epilogue {
+                    bias: bias.as_ref(),
+                    rectifier,
+                };
+                match self.transposed {
+                    true => super::conv::conv_transpose2d(x, &weight, stride, padding, then),
+                    false => super::conv::conv2d(x, &weight, stride, padding, then),
+                }
+            }
+            Kernels::Candle => {
+                let y = match self.transposed {
+                    true => x.conv_transpose2d(&weight, padding, 0, stride, 1)?,
+                    false => x.conv2d(&weight, padding, stride, 1, 1)?,
+                };
+                match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+                    None => Ok(y),
+                }
+            }
+        }
     }
 }
 

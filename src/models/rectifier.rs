@@ -59,7 +59,7 @@ impl CustomOp1 for Rectify {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(self.0))?))
+        Ok(Some(gradient_through(self.0, y, dy)?))
     }
 }
 
@@ -85,7 +85,7 @@ impl CustomOp2 for Bias {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (z, bias) = (slice(s1, l1)?, slice(s2, l2)?);
-        let (plane, image) = (self.plane, bias.len() * self.plane);
+        let image = bias.len() * self.plane;
         if image == 0 || z.len() % image != 0 {
             return Err(candle_core::Error::msg(format!(
                 "a bias of {} values does not fit an output of {:?}",
@@ -93,41 +93,71 @@ impl CustomOp2 for Bias {
                 l1.dims()
             )));
         }
-        // Without a rectifier the slope 1 below zero keeps every value as it is.
-        let slope = self.rectifier.map_or(1.0, Rectifier::negative_slope);
-        let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
         let mut y = unwritten(z.len());
-        crate::threads::in_spans(&mut y, image, move |at, y| {
-            for (y, z) in y.chunks_exact_mut(image).zip(z[at..].chunks_exact(image)) {
-                if plane == 1 {
-                    for ((y, z), b) in y.iter_mut().zip(z).zip(bias) {
-                        *y = activate(z + b);
-                    }
-                } else {
-                    for ((y, z), b) in y.chunks_exact_mut(plane).zip(z.chunks_exact(plane)).zip(bias) {
-                        for (y, z) in y.iter_mut().zip(z) {
-                            *y = activate(z + b);
-                        }
-                    }
-                }
-            }
-        });
+        bias_and_rectify(&mut y, Some(z), Some(bias), self.rectifier, bias.len(), self.plane);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
     fn bwd(&self, _z: &Tensor, bias: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // Both rectifiers keep the sign, so the output says which side of zero the input was on.
         let dz = match self.rectifier {
-            Some(rectifier) => y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))?,
+            Some(rectifier) => gradient_through(rectifier, y, dy)?,
             None => dy.contiguous()?,
         };
-        let sums = ChannelSums {
-            channels: bias.elem_count(),
-            plane: self.plane,
-        };
-        let dbias = dz.apply_op1_no_bwd(&sums)?;
+        let dbias = channel_sums(&dz, bias.elem_count(), self.plane)?;
         Ok((Some(dz), Some(dbias)))
     }
+}
+
+/// Writes `rectifier(z + bias)` over (batch, channels, plane) values into `y`, `z` being `input` or, without
+/// one, `y`'s own values (in place); without a bias nothing is added, without a rectifier every value kept.
+pub(super) fn bias_and_rectify(
+    y: &mut [f32],
+    input: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    rectifier: Option<Rectifier>,
+    channels: usize,
+    plane: usize,
+) {
+    // Without a rectifier the slope 1 below zero keeps every value as it is.
+    let slope = rectifier.map_or(1.0, Rectifier::negative_slope);
+    let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
+    let image = channels * plane;
+    if image == 0 {
+        return;
+    }
+    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    crate::threads::in_spans(y, image, move |at, y| {
+        for (i, y) in y.chunks_exact_mut(image).enumerate() {
+            let z = input.map(|z| &z[at + i * image..][..image]);
+            if plane == 1 {
+                for (c, y) in y.iter_mut().enumerate() {
+                    *y = activate(z.map_or(*y, |z| z[c]) + bias_of(c));
+                }
+                continue;
+            }
+            for (c, y) in y.chunks_exact_mut(plane).enumerate() {
+                let b = bias_of(c);
+                match z {
+                    Some(z) => y
+                        .iter_mut()
+                        .zip(&z[c * plane..])
+                        .for_each(|(y, z)| *y = activate(z + b)),
+                    None => y.iter_mut().for_each(|y| *y = activate(*y + b)),
+                }
+            }
+        }
+    });
+}
+
+/// The gradient through a rectifier from its output `y` and the output's gradient `dy`.
+pub(super) fn gradient_through(rectifier: Rectifier, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))
+}
+
+/// Per channel, the sum over the batch and the plane of `values`, (batch, channels, plane): a bias's
+/// gradient.
+pub(super) fn channel_sums(values: &Tensor, channels: usize, plane: usize) -> Result<Tensor> {
+    values.apply_op1_no_bwd(&ChannelSums { channels, plane })
 }
 
 /// Per channel, the sum over the batch and the plane of a (batch, channels, plane) tensor.
@@ -159,7 +189,7 @@ impl CustomOp1 for ChannelSums {
 }
 
 /// dz = dy where y > 0, else slope * dy: the gradient through a rectifier, from its output (y, dy).
-pub(super) struct RectifierGradient(pub(super) Rectifier);
+struct RectifierGradient(Rectifier);
 
 impl CustomOp2 for RectifierGradient {
     fn name(&self) -> &'static str {
