@@ -146,15 +146,14 @@ impl Autoencoder {
 
     /// The encoder's output: the code, or (mu, logvar) concatenated for a VAE.
     pub fn encode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let n = x.dim(0)?;
         match &self.encoder {
-            Encoder::Mlp { blocks, head } => head.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode),
+            Encoder::Mlp { blocks, head } => head.forward(&run_stack(blocks, x, mode)?, mode),
             Encoder::Conv { convs, head } => {
                 let mut h = x.clone();
                 for (conv, norm) in convs {
                     h = conv.forward_activated(&h, norm, self.config.activation, mode)?;
                 }
-                head.forward(&h.reshape((n, ()))?, mode)
+                head.forward(&h, mode)
             }
         }
     }

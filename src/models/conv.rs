@@ -9,7 +9,7 @@
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
-use super::rectifier::{self, Rectifier};
+use super::rectifier::{self, Epilogue, Gradients, Rectifier};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -492,7 +492,7 @@ impl Convolution {
         }
     }
 
-    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> (CpuStorage, Shape) {
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
         let product = match self.transposed {
             true => Product::BackwardInput,
             false => Product::Forward,
@@ -502,24 +502,15 @@ impl Convolution {
             geometry: self.geometry,
         }
         .compute(x, w);
-        if bias.is_some() || self.rectifier.is_some() {
-            let (channels, plane) = self.output_planes();
-            rectifier::bias_and_rectify(&mut y, None, bias, self.rectifier, channels, plane);
-        }
-        (CpuStorage::F32(y), shape)
+        let (channels, plane) = self.output_planes();
+        rectifier::finish_product(&mut y, bias, self.rectifier, channels, plane)?;
+        Ok((CpuStorage::F32(y), shape))
     }
 
     /// The gradients of x, w and the bias (where each is tracked) from the output y and its gradient.
     fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
         let g = self.geometry;
-        let dy = match self.rectifier {
-            Some(rectifier) => rectifier::gradient_through(rectifier, y, dy)?,
-            None => dy.clone(),
-        };
-        let db = match bias.filter(|b| b.track_op()) {
-            Some(bias) => Some(rectifier::channel_sums(&dy, bias.elem_count(), self.output_planes().1)?),
-            None => None,
-        };
+        let (dy, db) = rectifier::finish_product_backward(self.rectifier, bias, y, dy, self.output_planes().1)?;
         if self.transposed && x.track_op() && w.track_op() {
             // Both gradients come from the patches of dy: made once.
             let both = dy
@@ -551,9 +542,6 @@ impl Convolution {
     }
 }
 
-/// The gradients of a convolution's input, weight and bias.
-type Gradients = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
-
 /// Without a bias.
 impl CustomOp2 for Convolution {
     fn name(&self) -> &'static str {
@@ -561,7 +549,7 @@ impl CustomOp2 for Convolution {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok(self.forward(slice(s1, l1)?, slice(s2, l2)?, None))
+        self.forward(slice(s1, l1)?, slice(s2, l2)?, None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -585,15 +573,7 @@ impl CustomOp3 for Convolution {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let bias = slice(s3, l3)?;
-        if bias.len() != self.output_planes().0 {
-            return Err(candle_core::Error::msg(format!(
-                "a bias of {} values for {} output channels",
-                bias.len(),
-                self.output_planes().0
-            )));
-        }
-        Ok(self.forward(slice(s1, l1)?, slice(s2, l2)?, Some(bias)))
+        self.forward(slice(s1, l1)?, slice(s2, l2)?, Some(slice(s3, l3)?))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
@@ -624,16 +604,6 @@ impl CustomOp3 for WeightAndInput {
         let len = both.len();
         Ok((CpuStorage::F32(both), Shape::from(len)))
     }
-}
-
-/// What a convolution layer does to its output in the same op: add a bias per output channel, then
-/// rectify. As ops of their own each costs a pass over the output each way, and candle's backward pass a
-/// zeroed gradient and a sum for every tensor between two ops (a fifth of a conv AE step, on the calling
-/// thread alone).
-#[derive(Clone, Copy, Default)]
-pub(super) struct Epilogue<'a> {
-    pub bias: Option<&'a Tensor>,
-    pub rectifier: Option<Rectifier>,
 }
 
 /// `rectifier(x.conv2d(w, padding, stride, 1, 1) + bias)` for NCHW f32 tensors on the CPU.

@@ -209,7 +209,7 @@ impl Discriminator {
     pub fn forward(&self, x: &Tensor, classes: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
         let n = x.dim(0)?;
         let scores = match self {
-            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, &x.reshape((n, ()))?, mode)?, mode)?,
+            Discriminator::Mlp { blocks, out } => out.forward(&run_stack(blocks, x, mode)?, mode)?,
             Discriminator::Conv { stages } => {
                 let last = stages.len() - 1;
                 let mut h = x.clone();

@@ -149,15 +149,6 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// x · wᵀ, without the bias.
-    fn product(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let weight = mode.weight(&self.weight);
-        match (self.kernels, x.rank()) {
-            (Kernels::Fast, 2) => super::product::linear(x, &weight),
-            _ => x.broadcast_matmul(&weight.t()?),
-        }
-    }
-
     pub fn new(b: &mut Builder, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
         let weight = b.trainable(&format!("{name}.weight"), &[outputs, inputs], Init::FanIn(inputs))?;
         let bias = Some(b.trainable(&format!("{name}.bias"), &[outputs], Init::FanIn(inputs))?);
@@ -168,22 +159,32 @@ impl Linear {
         })
     }
 
-    /// `activation(x · wᵀ + b)`, with the bias and a rectifier as one op where the kernels allow.
+    /// `activation(x · wᵀ + b)`, `x` (batch, ...) flattened to (batch, inputs): one op with a rectifier and
+    /// the fast kernels.
     pub fn forward_activated(&self, x: &Tensor, activation: Activation, mode: Mode) -> Result<Tensor> {
-        match (self.kernels, &self.bias, Rectifier::of(activation)) {
-            (Kernels::Fast, Some(bias), Some(rectifier)) => {
-                rectifier::add_bias(&self.product(x, mode)?, &mode.weight(bias), Some(rectifier))
-            }
+        match (self.kernels, Rectifier::of(activation)) {
+            (Kernels::Fast, Some(rectifier)) => self.forward_rectified(x, Some(rectifier), mode),
             _ => activate(&self.forward(x, mode)?, activation, self.kernels),
         }
     }
 
+    /// `x · wᵀ + b`, `x` (batch, ...) flattened to (batch, inputs).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let bias = self.bias.as_ref().map(|b| mode.weight(b));
-        match (self.kernels, bias) {
-            (Kernels::Fast, Some(bias)) => rectifier::add_bias(&self.product(x, mode)?, &bias, None),
-            (Kernels::Fast, None) => self.product(x, mode),
-            (Kernels::Candle, bias) => candle_nn::Linear::new(mode.weight(&self.weight), bias).forward(x),
+        self.forward_rectified(x, None, mode)
+    }
+
+    /// `rectifier(x · wᵀ + b)` (`rectifier` only with the fast kernels).
+    fn forward_rectified(&self, x: &Tensor, rectifier: Option<Rectifier>, mode: Mode) -> Result<Tensor> {
+        let (weight, bias) = (mode.weight(&self.weight), self.bias.as_ref().map(|b| mode.weight(b)));
+        match self.kernels {
+            Kernels::Fast => {
+                let then = rectifier::Epilogue {
+                    bias: bias.as_ref(),
+                    rectifier,
+                };
+                super::product::linear(x, &weight, then)
+            }
+            Kernels::Candle => candle_nn::Linear::new(weight, bias).forward(&x.flatten_from(1)?),
         }
     }
 }
@@ -289,7 +290,7 @@ impl Conv {
         let bias = self.bias.as_ref().map(|b| mode.weight(b));
         match self.kernels {
             Kernels::Fast => {
-                let then = super::conv::Epilogue {
+                let then = rectifier::Epilogue {
                     bias: bias.as_ref(),
                     rectifier,
                 };

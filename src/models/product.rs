@@ -2,8 +2,9 @@
 //! convolutions, and a linear layer's product as an op whose backward pass computes only the gradients
 //! something needs (candle's matmul always computes both, including the data input's).
 
+use super::rectifier::{self, Epilogue, Gradients, Rectifier};
 use super::{slice, unwritten};
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 /// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
@@ -148,35 +149,100 @@ pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&
     out
 }
 
-/// `x · wᵀ` for `x` (batch x inputs) and `w` (outputs x inputs): a linear layer without its bias.
-pub(super) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
+/// `rectifier(x · wᵀ + bias)` for `x` (batch x inputs, or batch x any dimensions that flatten to the
+/// inputs) and `w` (outputs x inputs): a linear layer, its bias and rectifier in the product's own op.
+pub(super) fn linear(x: &Tensor, w: &Tensor, then: Epilogue) -> Result<Tensor> {
+    let op = Linear {
+        rectifier: then.rectifier,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match then.bias {
+        Some(bias) => x.apply_op3(&w, &bias.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
 }
 
-/// `x · wᵀ` with its backward pass.
-struct Linear;
+/// `x · wᵀ` (then the bias, a third operand, and the rectifier) with its backward pass.
+struct Linear {
+    rectifier: Option<Rectifier>,
+}
 
+impl Linear {
+    fn forward(
+        &self,
+        x: &[f32],
+        lx: &Layout,
+        w: &[f32],
+        lw: &Layout,
+        bias: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (outputs, inputs) = lw.shape().dims2()?;
+        let batch = lx.dims().first().copied().unwrap_or(0);
+        if batch * inputs != x.len() {
+            return Err(candle_core::Error::msg(format!(
+                "a linear layer of {inputs} inputs given {:?}",
+                lx.dims()
+            )));
+        }
+        let mut y = product((batch, outputs, inputs), (x, false), (w, true));
+        rectifier::finish_product(&mut y, bias, self.rectifier, outputs, 1)?;
+        Ok((CpuStorage::F32(y), Shape::from((batch, outputs))))
+    }
+
+    fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
+        let (dy, dbias) = rectifier::finish_product_backward(self.rectifier, bias, y, dy, 1)?;
+        // dx = dy · w, dw = dyᵀ · x (x as the matrix it is to the product)
+        let dx = x
+            .track_op()
+            .then(|| {
+                dy.apply_op2_no_bwd(w, &Transposed { lhs: false, rhs: false })?
+                    .reshape(x.shape())
+            })
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| dy.apply_op2_no_bwd(&x.flatten_from(1)?, &Transposed { lhs: true, rhs: false }))
+            .transpose()?;
+        Ok((dx, dw, dbias))
+    }
+}
+
+/// Without a bias.
 impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
         "gantry-linear"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Transposed { lhs: false, rhs: true }.cpu_fwd(s1, l1, s2, l2)
+        self.forward(slice(s1, l1)?, l1, slice(s2, l2)?, l2, None)
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        // dx = dy · w, dw = dyᵀ · x
-        let dx = x
-            .track_op()
-            .then(|| dy.apply_op2_no_bwd(w, &Transposed { lhs: false, rhs: false }))
-            .transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| dy.apply_op2_no_bwd(x, &Transposed { lhs: true, rhs: false }))
-            .transpose()?;
+    fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, None, y, dy)?;
         Ok((dx, dw))
+    }
+}
+
+/// With a bias.
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "gantry-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward(slice(s1, l1)?, l1, slice(s2, l2)?, l2, Some(slice(s3, l3)?))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
+        self.backward(x, w, Some(b), y, dy)
     }
 }
 
@@ -229,7 +295,8 @@ mod tests {
         }
     }
 
-    /// Forward and both gradients against candle's matmul, on odd shapes and batch 1; an input nothing
+    /// Forward and the gradients against candle's ops, on odd shapes and batch 1, without and with the bias
+    /// and a leaky ReLU in the op, from a matrix and from images (flattened to the inputs); an input nothing
     /// tracks (the data) gets no gradient.
     #[test]
     fn linear_matches_candle_and_skips_untracked_inputs() {
@@ -237,28 +304,55 @@ mod tests {
         for (batch, inputs, outputs) in [(1, 3, 2), (7, 13, 5), (64, 100, 33), (129, 784, 20)] {
             let x = Var::from_vec(random(&mut rng, (batch, inputs)), (batch, inputs), &Device::Cpu).unwrap();
             let w = Var::from_vec(random(&mut rng, (outputs, inputs)), (outputs, inputs), &Device::Cpu).unwrap();
+            let b = Var::from_vec(random(&mut rng, (1, outputs)), outputs, &Device::Cpu).unwrap();
             let probe = Tensor::from_vec(random(&mut rng, (batch, outputs)), (batch, outputs), &Device::Cpu).unwrap();
-            let ours = linear(&x, &w).unwrap();
-            let theirs = x.matmul(&w.t().unwrap()).unwrap();
-            let what = format!("{batch}x{inputs} -> {outputs}");
-            close(&values(&ours), &values(&theirs), &what);
             let grads = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let (g1, g2) = (grads(&ours), grads(&theirs));
-            close(
-                &values(g1.get(&x).unwrap()),
-                &values(g2.get(&x).unwrap()),
-                &format!("{what} dx"),
-            );
-            close(
-                &values(g1.get(&w).unwrap()),
-                &values(g2.get(&w).unwrap()),
-                &format!("{what} dw"),
-            );
+            let leaky = Epilogue {
+                bias: Some(b.as_tensor()),
+                rectifier: Some(Rectifier::Leaky),
+            };
+            let slope = Rectifier::Leaky.negative_slope() as f64;
+            // Images of `inputs` values: one channel, one row.
+            let images = x.reshape((batch, 1, 1, inputs)).unwrap();
+            let cases = [
+                (
+                    "plain",
+                    linear(&x, &w, Epilogue::default()),
+                    x.matmul(&w.t().unwrap()),
+                    false,
+                ),
+                (
+                    "plain, from images",
+                    linear(&images, &w, Epilogue::default()),
+                    x.matmul(&w.t().unwrap()),
+                    false,
+                ),
+                (
+                    "bias + leaky",
+                    linear(&x, &w, leaky),
+                    candle_nn::ops::leaky_relu(&x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap(), slope),
+                    true,
+                ),
+            ];
+            for (case, ours, theirs, with_bias) in cases {
+                let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+                let what = format!("{case} {batch}x{inputs} -> {outputs}");
+                close(&values(&ours), &values(&theirs), &what);
+                let (g1, g2) = (grads(&ours), grads(&theirs));
+                let mut vars = vec![("dx", &x), ("dw", &w)];
+                if with_bias {
+                    vars.push(("dbias", &b));
+                }
+                for (name, var) in vars {
+                    let ours = g1.get(var).unwrap_or_else(|| panic!("{what}: no {name}"));
+                    close(&values(ours), &values(g2.get(var).unwrap()), &format!("{what} {name}"));
+                }
+            }
 
             let data = x.as_detached_tensor();
-            let grads = grads(&linear(&data, &w).unwrap());
-            assert!(grads.get(&data).is_none(), "{what}: the data got a gradient");
-            assert!(grads.get(&w).is_some());
+            let grads = grads(&linear(&data, &w, leaky).unwrap());
+            assert!(grads.get(&data).is_none(), "{batch}x{inputs}: the data got a gradient");
+            assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
         }
     }
 }

@@ -1,6 +1,7 @@
-//! ReLU and leaky ReLU as fused ops, alone or after a dense layer's bias: one pass forward and one
-//! backward, where candle's tensor ops take a broadcast add, the activation (leaky ReLU alone is five ops)
-//! and about five more passes for their gradients.
+//! ReLU and leaky ReLU as fused ops, alone or with a layer's bias inside its product's op (the epilogue of
+//! a linear layer or a convolution): one pass forward and one backward, where candle's tensor ops take a
+//! broadcast add, the activation (leaky ReLU alone is five ops) and about five more passes for their
+//! gradients.
 
 use super::{lane_sum, slice, unwritten};
 use crate::config::Activation;
@@ -34,6 +35,79 @@ impl Rectifier {
     }
 }
 
+/// What a layer does to its product in the product's own op: add a bias per output channel (feature),
+/// then rectify. As ops of their own each costs a pass over the output each way, and candle's backward pass
+/// a zeroed gradient and a sum for every tensor between two ops (a fifth of a conv AE step, on the calling
+/// thread alone).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Epilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub rectifier: Option<Rectifier>,
+}
+
+/// The gradients of a layer's input, weight and bias.
+pub(super) type Gradients = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// `rectifier(y + bias)` in place over a product `y` of `channels` channels of `plane` values per image:
+/// an `Epilogue` inside the product's op, the bias checked to have one value per channel.
+pub(super) fn finish_product(
+    y: &mut [f32],
+    bias: Option<&[f32]>,
+    rectifier: Option<Rectifier>,
+    channels: usize,
+    plane: usize,
+) -> Result<()> {
+    if let Some(bias) = bias.filter(|b| b.len() != channels) {
+        return Err(candle_core::Error::msg(format!(
+            "a bias of {} values for {channels} output channels",
+            bias.len()
+        )));
+    }
+    let image = channels * plane;
+    if image == 0 || (bias.is_none() && rectifier.is_none()) {
+        return Ok(());
+    }
+    // Without a rectifier the slope 1 below zero keeps every value as it is.
+    let slope = rectifier.map_or(1.0, Rectifier::negative_slope);
+    let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
+    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    crate::threads::in_spans(y, image, move |_, y| {
+        for y in y.chunks_exact_mut(image) {
+            if plane == 1 {
+                y.iter_mut()
+                    .enumerate()
+                    .for_each(|(c, y)| *y = activate(*y + bias_of(c)));
+            } else {
+                for (c, y) in y.chunks_exact_mut(plane).enumerate() {
+                    let b = bias_of(c);
+                    y.iter_mut().for_each(|y| *y = activate(*y + b));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The backward pass of `finish_product` from its output `y` and the output's gradient: the gradient at the
+/// product, and the bias's where it is tracked (`plane` values per channel and image).
+pub(super) fn finish_product_backward(
+    rectifier: Option<Rectifier>,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    dy: &Tensor,
+    plane: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let dz = match rectifier {
+        Some(rectifier) => gradient_through(rectifier, y, dy)?,
+        None => dy.contiguous()?,
+    };
+    let dbias = match bias.filter(|b| b.track_op()) {
+        Some(bias) => Some(channel_sums(&dz, bias.elem_count(), plane)?),
+        None => None,
+    };
+    Ok((dz, dbias))
+}
+
 /// `rectifier(x)` as one op.
 pub(super) fn rectify(x: &Tensor, rectifier: Rectifier) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Rectify(rectifier))
@@ -63,100 +137,14 @@ impl CustomOp1 for Rectify {
     }
 }
 
-/// `rectifier(z + bias)` as one op (just the bias without a rectifier), the bias broadcast over every
-/// dimension of `z` but the second: (batch, features) for dense layers, (batch, channels, height, width) for
-/// convolutions. Its gradient sums in one pass where candle reduces over strided dimensions slowly.
-pub(super) fn add_bias(z: &Tensor, bias: &Tensor, rectifier: Option<Rectifier>) -> Result<Tensor> {
-    let plane = z.dims().iter().skip(2).product();
-    z.contiguous()?
-        .apply_op2(&bias.contiguous()?, Bias { rectifier, plane })
-}
-
-struct Bias {
-    rectifier: Option<Rectifier>,
-    /// Values per channel and image (1 for dense layers).
-    plane: usize,
-}
-
-impl CustomOp2 for Bias {
-    fn name(&self) -> &'static str {
-        "gantry-bias"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (z, bias) = (slice(s1, l1)?, slice(s2, l2)?);
-        let image = bias.len() * self.plane;
-        if image == 0 || z.len() % image != 0 {
-            return Err(candle_core::Error::msg(format!(
-                "a bias of {} values does not fit an output of {:?}",
-                bias.len(),
-                l1.dims()
-            )));
-        }
-        let mut y = unwritten(z.len());
-        bias_and_rectify(&mut y, Some(z), Some(bias), self.rectifier, bias.len(), self.plane);
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(&self, _z: &Tensor, bias: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dz = match self.rectifier {
-            Some(rectifier) => gradient_through(rectifier, y, dy)?,
-            None => dy.contiguous()?,
-        };
-        let dbias = channel_sums(&dz, bias.elem_count(), self.plane)?;
-        Ok((Some(dz), Some(dbias)))
-    }
-}
-
-/// Writes `rectifier(z + bias)` over (batch, channels, plane) values into `y`, `z` being `input` or, without
-/// one, `y`'s own values (in place); without a bias nothing is added, without a rectifier every value kept.
-pub(super) fn bias_and_rectify(
-    y: &mut [f32],
-    input: Option<&[f32]>,
-    bias: Option<&[f32]>,
-    rectifier: Option<Rectifier>,
-    channels: usize,
-    plane: usize,
-) {
-    // Without a rectifier the slope 1 below zero keeps every value as it is.
-    let slope = rectifier.map_or(1.0, Rectifier::negative_slope);
-    let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
-    let image = channels * plane;
-    if image == 0 {
-        return;
-    }
-    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    crate::threads::in_spans(y, image, move |at, y| {
-        for (i, y) in y.chunks_exact_mut(image).enumerate() {
-            let z = input.map(|z| &z[at + i * image..][..image]);
-            if plane == 1 {
-                for (c, y) in y.iter_mut().enumerate() {
-                    *y = activate(z.map_or(*y, |z| z[c]) + bias_of(c));
-                }
-                continue;
-            }
-            for (c, y) in y.chunks_exact_mut(plane).enumerate() {
-                let b = bias_of(c);
-                match z {
-                    Some(z) => y
-                        .iter_mut()
-                        .zip(&z[c * plane..])
-                        .for_each(|(y, z)| *y = activate(z + b)),
-                    None => y.iter_mut().for_each(|y| *y = activate(*y + b)),
-                }
-            }
-        }
-    });
-}
-
 /// The gradient through a rectifier from its output `y` and the output's gradient `dy`.
-pub(super) fn gradient_through(rectifier: Rectifier, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+fn gradient_through(rectifier: Rectifier, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))
 }
 
 /// Per channel, the sum over the batch and the plane of `values`, (batch, channels, plane): a bias's
 /// gradient.
-pub(super) fn channel_sums(values: &Tensor, channels: usize, plane: usize) -> Result<Tensor> {
+fn channel_sums(values: &Tensor, channels: usize, plane: usize) -> Result<Tensor> {
     values.apply_op1_no_bwd(&ChannelSums { channels, plane })
 }
 
@@ -216,7 +204,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     #[test]
-    fn fused_bias_and_rectifiers_match_the_tensor_ops_in_value_and_gradients() {
+    fn epilogues_and_rectifiers_match_the_tensor_ops_in_value_and_gradients() {
         // Inputs and biases on different grids (1009ths and 1013ths) never sum to exactly zero, where the
         // rectifiers' gradient is a matter of convention.
         let values = |n: usize, seed: usize, grid: usize| -> Vec<f32> {
@@ -243,15 +231,23 @@ mod tests {
                 };
                 (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), grad(&z), grad(&b))
             };
-            let mut pairs = vec![("bias", run(add_bias(&z, &b, None).unwrap()), run(z_plus_b.clone()))];
+            let plane = n / dims[0] / features;
+            // A product's epilogue: forward in place, backward from the output and the probe.
+            let finished = |rectifier: Option<Rectifier>| {
+                let mut y = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let bias = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                finish_product(&mut y, Some(&bias), rectifier, features, plane).unwrap();
+                let output = Tensor::from_vec(y.clone(), dims, &Device::Cpu).unwrap();
+                let (dz, dbias) =
+                    finish_product_backward(rectifier, Some(b.as_tensor()), &output, &probe, plane).unwrap();
+                let flat = |t: Tensor| Some(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                (y, flat(dz), dbias.and_then(flat))
+            };
+            let mut pairs = vec![("bias", finished(None), run(z_plus_b.clone()))];
             for activation in [Activation::Relu, Activation::LeakyRelu] {
                 let rectifier = Rectifier::of(activation).unwrap();
                 let candle = |x: &Tensor| activate(x, activation, Kernels::Candle).unwrap();
-                pairs.push((
-                    "bias + rectifier",
-                    run(add_bias(&z, &b, Some(rectifier)).unwrap()),
-                    run(candle(&z_plus_b)),
-                ));
+                pairs.push(("bias + rectifier", finished(Some(rectifier)), run(candle(&z_plus_b))));
                 pairs.push(("rectifier", run(rectify(&z, rectifier).unwrap()), run(candle(&z))));
             }
             for (op, fused, reference) in pairs {
