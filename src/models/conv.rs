@@ -9,7 +9,7 @@
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
-use super::rectifier::{self, Epilogue, Gradients, Rectifier};
+use super::rectifier::{self, Epilogue, FusedActivation, Gradients};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -474,12 +474,12 @@ fn kernel(product: Product, geometry: Geometry, a: &Tensor, b: &Tensor) -> Resul
 /// A convolution (weight: outputs x channels x k x k) or a transposed convolution (weight: inputs x outputs
 /// x k x k), with its backward pass. A transposed convolution is the adjoint of the convolution from its
 /// output back to its input (`geometry` is that convolution's), so the same kernels serve with their roles
-/// swapped. With a bias (a third operand) and a rectifier it also adds the bias per output channel and
-/// rectifies, in the same op.
+/// swapped. With a bias (a third operand) and an activation it also adds the bias per output channel and
+/// activates, in the same op.
 struct Convolution {
     geometry: Geometry,
     transposed: bool,
-    rectifier: Option<Rectifier>,
+    activation: Option<FusedActivation>,
 }
 
 impl Convolution {
@@ -503,14 +503,14 @@ impl Convolution {
         }
         .compute(x, w);
         let (channels, plane) = self.output_planes();
-        rectifier::finish_product(&mut y, bias, self.rectifier, channels, plane)?;
+        rectifier::finish_product(&mut y, bias, self.activation, channels, plane)?;
         Ok((CpuStorage::F32(y), shape))
     }
 
     /// The gradients of x, w and the bias (where each is tracked) from the output y and its gradient.
     fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
         let g = self.geometry;
-        let (dy, db) = rectifier::finish_product_backward(self.rectifier, bias, y, dy, self.output_planes().1)?;
+        let (dy, db) = rectifier::finish_product_backward(self.activation, bias, y, dy, self.output_planes().1)?;
         if self.transposed && x.track_op() && w.track_op() {
             // Both gradients come from the patches of dy: made once.
             let both = dy
@@ -606,7 +606,7 @@ impl CustomOp3 for WeightAndInput {
     }
 }
 
-/// `rectifier(x.conv2d(w, padding, stride, 1, 1) + bias)` for NCHW f32 tensors on the CPU.
+/// `activation(x.conv2d(w, padding, stride, 1, 1) + bias)` for NCHW f32 tensors on the CPU.
 pub(super) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, then: Epilogue) -> Result<Tensor> {
     let (outputs, channels, k, k2) = w.dims4()?;
     let input = x.dims4()?;
@@ -621,7 +621,7 @@ pub(super) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, then
     apply(x, w, geometry, false, then)
 }
 
-/// `rectifier(x.conv_transpose2d(w, padding, 0, stride, 1) + bias)` for NCHW f32 tensors on the CPU.
+/// `activation(x.conv_transpose2d(w, padding, 0, stride, 1) + bias)` for NCHW f32 tensors on the CPU.
 pub(super) fn conv_transpose2d(
     x: &Tensor,
     w: &Tensor,
@@ -651,7 +651,7 @@ fn apply(x: &Tensor, w: &Tensor, geometry: Geometry, transposed: bool, then: Epi
     let op = Convolution {
         geometry,
         transposed,
-        rectifier: then.rectifier,
+        activation: then.activation,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match then.bias {
@@ -663,6 +663,7 @@ fn apply(x: &Tensor, w: &Tensor, geometry: Geometry, transposed: bool, then: Epi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::rectifier::Rectifier;
     use candle_core::{Device, Var};
     use rand::{Rng, SeedableRng};
 
@@ -718,8 +719,9 @@ mod tests {
             agree(ours, theirs, &[&x, &w], &mut rng, &format!("conv2d {what}"));
             // With a bias and a leaky ReLU in the same op.
             let b = random(&mut rng, &[o]);
-            let ours = conv2d(&x, &w, stride, pad, fused(&b, Rectifier::Leaky)).unwrap();
-            let theirs = reference(x.conv2d(&w, pad, stride, 1, 1).unwrap(), &b, Rectifier::Leaky);
+            let leaky = FusedActivation::Rectifier(Rectifier::Leaky);
+            let ours = conv2d(&x, &w, stride, pad, fused(&b, leaky)).unwrap();
+            let theirs = reference(x.conv2d(&w, pad, stride, 1, 1).unwrap(), &b, leaky);
             agree(
                 ours,
                 theirs,
@@ -736,15 +738,12 @@ mod tests {
             let theirs = x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap();
             agree(ours, theirs, &[&x, &wt], &mut rng, &format!("conv_transpose2d {what}"));
             let b = random(&mut rng, &[o]);
-            let ours = conv_transpose2d(&x, &wt, stride, pad, fused(&b, Rectifier::Relu)).unwrap();
-            let theirs = reference(x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap(), &b, Rectifier::Relu);
-            agree(
-                ours,
-                theirs,
-                &[&x, &wt, &b],
-                &mut rng,
-                &format!("conv_transpose2d + bias + relu {what}"),
-            );
+            for activation in [FusedActivation::Rectifier(Rectifier::Relu), FusedActivation::Tanh] {
+                let ours = conv_transpose2d(&x, &wt, stride, pad, fused(&b, activation)).unwrap();
+                let theirs = reference(x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap(), &b, activation);
+                let what = format!("conv_transpose2d + bias + {activation:?} {what}");
+                agree(ours, theirs, &[&x, &wt, &b], &mut rng, &what);
+            }
         }
         // A kernel as large as the image (one output pixel), and a transposed one from a single pixel: the
         // whole batch in one GEMM.
@@ -773,21 +772,22 @@ mod tests {
         }
     }
 
-    fn fused(bias: &Var, rectifier: Rectifier) -> Epilogue<'_> {
+    fn fused(bias: &Var, activation: FusedActivation) -> Epilogue<'_> {
         Epilogue {
             bias: Some(bias.as_tensor()),
-            rectifier: Some(rectifier),
+            activation: Some(activation),
         }
     }
 
-    /// `rectifier(y + bias)` with candle's tensor ops.
-    fn reference(y: Tensor, bias: &Var, rectifier: Rectifier) -> Tensor {
+    /// `activation(y + bias)` with candle's tensor ops.
+    fn reference(y: Tensor, bias: &Var, activation: FusedActivation) -> Tensor {
         let y = y
             .broadcast_add(&bias.reshape((1, bias.dim(0).unwrap(), 1, 1)).unwrap())
             .unwrap();
-        match rectifier {
-            Rectifier::Relu => y.relu().unwrap(),
-            Rectifier::Leaky => candle_nn::ops::leaky_relu(&y, rectifier.negative_slope() as f64).unwrap(),
+        match activation {
+            FusedActivation::Rectifier(Rectifier::Relu) => y.relu().unwrap(),
+            FusedActivation::Rectifier(leaky) => candle_nn::ops::leaky_relu(&y, leaky.negative_slope() as f64).unwrap(),
+            FusedActivation::Tanh => y.tanh().unwrap(),
         }
     }
 

@@ -135,8 +135,11 @@ impl Generator {
     pub fn forward(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         match self {
             Generator::Mlp { blocks, out, shape } => {
-                let y = out.forward(&run_stack(blocks, z, mode)?, mode)?;
-                let y = if shape.is_image() { y.tanh()? } else { y };
+                let h = run_stack(blocks, z, mode)?;
+                let y = match shape.is_image() {
+                    true => out.forward_tanh(&h, mode)?,
+                    false => out.forward(&h, mode)?,
+                };
                 y.reshape(shape.batch_dims(z.dim(0)?))
             }
             Generator::Conv { stages, latent } => {
@@ -144,7 +147,7 @@ impl Generator {
                 let last = stages.len() - 1;
                 for (i, (conv, norm)) in stages.iter().enumerate() {
                     if i == last {
-                        return conv.forward(&h, mode)?.tanh();
+                        return conv.forward_tanh(&h, mode);
                     }
                     h = match norm {
                         Some(bn) => bn.forward_activated(&conv.forward(&h, mode)?, mode, Activation::Relu)?,

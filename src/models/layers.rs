@@ -1,7 +1,7 @@
 //! The layers the model builders use, written over candle tensor ops so that every weight is a named,
 //! seeded `Var` we own (for checkpoints, gradient norms and our own optimisers).
 
-use super::rectifier::{self, Rectifier};
+use super::rectifier::{self, FusedActivation, Rectifier};
 use crate::config::{Activation, Norm};
 use crate::rng::normal_vec;
 use candle_core::{Device, Module, Result, Tensor, Var, D};
@@ -163,24 +163,34 @@ impl Linear {
     /// the fast kernels.
     pub fn forward_activated(&self, x: &Tensor, activation: Activation, mode: Mode) -> Result<Tensor> {
         match (self.kernels, Rectifier::of(activation)) {
-            (Kernels::Fast, Some(rectifier)) => self.forward_rectified(x, Some(rectifier), mode),
+            (Kernels::Fast, Some(rectifier)) => {
+                self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode)
+            }
             _ => activate(&self.forward(x, mode)?, activation, self.kernels),
+        }
+    }
+
+    /// `tanh(x · wᵀ + b)` (a generator's last layer): one op with the fast kernels.
+    pub fn forward_tanh(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self.kernels {
+            Kernels::Fast => self.forward_fused(x, Some(FusedActivation::Tanh), mode),
+            Kernels::Candle => self.forward(x, mode)?.tanh(),
         }
     }
 
     /// `x · wᵀ + b`, `x` (batch, ...) flattened to (batch, inputs).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward_rectified(x, None, mode)
+        self.forward_fused(x, None, mode)
     }
 
-    /// `rectifier(x · wᵀ + b)` (`rectifier` only with the fast kernels).
-    fn forward_rectified(&self, x: &Tensor, rectifier: Option<Rectifier>, mode: Mode) -> Result<Tensor> {
+    /// `activation(x · wᵀ + b)` (`activation` only with the fast kernels).
+    fn forward_fused(&self, x: &Tensor, activation: Option<FusedActivation>, mode: Mode) -> Result<Tensor> {
         let (weight, bias) = (mode.weight(&self.weight), self.bias.as_ref().map(|b| mode.weight(b)));
         match self.kernels {
             Kernels::Fast => {
                 let then = rectifier::Epilogue {
                     bias: bias.as_ref(),
-                    rectifier,
+                    activation,
                 };
                 super::product::linear(x, &weight, then)
             }
@@ -267,7 +277,15 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward_rectified(x, None, mode)
+        self.forward_fused(x, None, mode)
+    }
+
+    /// `tanh(conv(x) + bias)` (a generator's last layer): one op with the fast kernels.
+    pub fn forward_tanh(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self.kernels {
+            Kernels::Fast => self.forward_fused(x, Some(FusedActivation::Tanh), mode),
+            Kernels::Candle => self.forward(x, mode)?.tanh(),
+        }
     }
 
     /// `activation(norm(conv(x) + bias))`: one op with no norm, a rectifier and the fast kernels.
@@ -279,20 +297,22 @@ impl Conv {
         mode: Mode,
     ) -> Result<Tensor> {
         match (norm, self.kernels, Rectifier::of(activation)) {
-            (NormLayer::None, Kernels::Fast, Some(rectifier)) => self.forward_rectified(x, Some(rectifier), mode),
+            (NormLayer::None, Kernels::Fast, Some(rectifier)) => {
+                self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode)
+            }
             _ => norm.forward_activated(&self.forward(x, mode)?, mode, activation, self.kernels),
         }
     }
 
-    /// `rectifier(conv(x) + bias)` (`rectifier` only with the fast kernels).
-    fn forward_rectified(&self, x: &Tensor, rectifier: Option<Rectifier>, mode: Mode) -> Result<Tensor> {
+    /// `activation(conv(x) + bias)` (`activation` only with the fast kernels).
+    fn forward_fused(&self, x: &Tensor, activation: Option<FusedActivation>, mode: Mode) -> Result<Tensor> {
         let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
         let bias = self.bias.as_ref().map(|b| mode.weight(b));
         match self.kernels {
             Kernels::Fast => {
                 let then = rectifier::Epilogue {
                     bias: bias.as_ref(),
-                    rectifier,
+                    activation,
                 };
                 match self.transposed {
                     true => super::conv::conv_transpose2d(x, &weight, stride, padding, then),

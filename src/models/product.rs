@@ -2,7 +2,7 @@
 //! convolutions, and a linear layer's product as an op whose backward pass computes only the gradients
 //! something needs (candle's matmul always computes both, including the data input's).
 
-use super::rectifier::{self, Epilogue, Gradients, Rectifier};
+use super::rectifier::{self, Epilogue, FusedActivation, Gradients};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -149,11 +149,11 @@ pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&
     out
 }
 
-/// `rectifier(x · wᵀ + bias)` for `x` (batch x inputs, or batch x any dimensions that flatten to the
-/// inputs) and `w` (outputs x inputs): a linear layer, its bias and rectifier in the product's own op.
+/// `activation(x · wᵀ + bias)` for `x` (batch x inputs, or batch x any dimensions that flatten to the
+/// inputs) and `w` (outputs x inputs): a linear layer, its bias and activation in the product's own op.
 pub(super) fn linear(x: &Tensor, w: &Tensor, then: Epilogue) -> Result<Tensor> {
     let op = Linear {
-        rectifier: then.rectifier,
+        activation: then.activation,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match then.bias {
@@ -162,9 +162,9 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, then: Epilogue) -> Result<Tensor> {
     }
 }
 
-/// `x · wᵀ` (then the bias, a third operand, and the rectifier) with its backward pass.
+/// `x · wᵀ` (then the bias, a third operand, and the activation) with its backward pass.
 struct Linear {
-    rectifier: Option<Rectifier>,
+    activation: Option<FusedActivation>,
 }
 
 impl Linear {
@@ -185,12 +185,12 @@ impl Linear {
             )));
         }
         let mut y = product((batch, outputs, inputs), (x, false), (w, true));
-        rectifier::finish_product(&mut y, bias, self.rectifier, outputs, 1)?;
+        rectifier::finish_product(&mut y, bias, self.activation, outputs, 1)?;
         Ok((CpuStorage::F32(y), Shape::from((batch, outputs))))
     }
 
     fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
-        let (dy, dbias) = rectifier::finish_product_backward(self.rectifier, bias, y, dy, 1)?;
+        let (dy, dbias) = rectifier::finish_product_backward(self.activation, bias, y, dy, 1)?;
         // dx = dy · w, dw = dyᵀ · x (x as the matrix it is to the product)
         let dx = x
             .track_op()
@@ -276,6 +276,7 @@ impl CustomOp2 for Transposed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::rectifier::Rectifier;
     use candle_core::{Device, Var};
     use rand::{Rng, SeedableRng};
 
@@ -309,7 +310,7 @@ mod tests {
             let grads = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let leaky = Epilogue {
                 bias: Some(b.as_tensor()),
-                rectifier: Some(Rectifier::Leaky),
+                activation: Some(FusedActivation::Rectifier(Rectifier::Leaky)),
             };
             let slope = Rectifier::Leaky.negative_slope() as f64;
             // Images of `inputs` values: one channel, one row.

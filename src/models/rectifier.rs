@@ -35,25 +35,33 @@ impl Rectifier {
     }
 }
 
+/// An activation a product's op applies itself (`Epilogue`): one whose gradient follows from its output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum FusedActivation {
+    Rectifier(Rectifier),
+    /// A generator's last layer (images in -1..1).
+    Tanh,
+}
+
 /// What a layer does to its product in the product's own op: add a bias per output channel (feature),
-/// then rectify. As ops of their own each costs a pass over the output each way, and candle's backward pass
+/// then an activation. As ops of their own each costs a pass over the output each way, and candle's backward pass
 /// a zeroed gradient and a sum for every tensor between two ops (a fifth of a conv AE step, on the calling
 /// thread alone).
 #[derive(Clone, Copy, Default)]
 pub(super) struct Epilogue<'a> {
     pub bias: Option<&'a Tensor>,
-    pub rectifier: Option<Rectifier>,
+    pub activation: Option<FusedActivation>,
 }
 
 /// The gradients of a layer's input, weight and bias.
 pub(super) type Gradients = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
-/// `rectifier(y + bias)` in place over a product `y` of `channels` channels of `plane` values per image:
+/// `activation(y + bias)` in place over a product `y` of `channels` channels of `plane` values per image:
 /// an `Epilogue` inside the product's op, the bias checked to have one value per channel.
 pub(super) fn finish_product(
     y: &mut [f32],
     bias: Option<&[f32]>,
-    rectifier: Option<Rectifier>,
+    activation: Option<FusedActivation>,
     channels: usize,
     plane: usize,
 ) -> Result<()> {
@@ -64,41 +72,59 @@ pub(super) fn finish_product(
         )));
     }
     let image = channels * plane;
-    if image == 0 || (bias.is_none() && rectifier.is_none()) {
+    if image == 0 || (bias.is_none() && activation.is_none()) {
         return Ok(());
     }
-    // Without a rectifier the slope 1 below zero keeps every value as it is.
-    let slope = rectifier.map_or(1.0, Rectifier::negative_slope);
-    let activate = move |pre: f32| if pre > 0.0 { pre } else { slope * pre };
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    let finish = |y: &mut [f32], b: f32| match activation {
+        Some(FusedActivation::Tanh) => crate::cpu::widest(|| y.iter_mut().for_each(|y| *y = tanh(*y + b))),
+        // Without a rectifier the slope 1 below zero keeps every value as it is.
+        rectifier => {
+            let slope = match rectifier {
+                Some(FusedActivation::Rectifier(r)) => r.negative_slope(),
+                _ => 1.0,
+            };
+            y.iter_mut().for_each(|y| {
+                let pre = *y + b;
+                *y = if pre > 0.0 { pre } else { slope * pre };
+            })
+        }
+    };
     crate::threads::in_spans(y, image, move |_, y| {
         for y in y.chunks_exact_mut(image) {
             if plane == 1 {
                 y.iter_mut()
                     .enumerate()
-                    .for_each(|(c, y)| *y = activate(*y + bias_of(c)));
+                    .for_each(|(c, y)| finish(std::slice::from_mut(y), bias_of(c)));
             } else {
-                for (c, y) in y.chunks_exact_mut(plane).enumerate() {
-                    let b = bias_of(c);
-                    y.iter_mut().for_each(|y| *y = activate(*y + b));
-                }
+                y.chunks_exact_mut(plane)
+                    .enumerate()
+                    .for_each(|(c, y)| finish(y, bias_of(c)));
             }
         }
     });
     Ok(())
 }
 
+/// tanh over the vectorisable `exp` (libm's `tanhf` is a call per value): 1 - 2 / (e^2x + 1), within a
+/// few units of 1e-7 of it.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    let t = super::elementary::exp(-2.0 * x.abs());
+    ((1.0 - t) / (1.0 + t)).copysign(x)
+}
+
 /// The backward pass of `finish_product` from its output `y` and the output's gradient: the gradient at the
 /// product, and the bias's where it is tracked (`plane` values per channel and image).
 pub(super) fn finish_product_backward(
-    rectifier: Option<Rectifier>,
+    activation: Option<FusedActivation>,
     bias: Option<&Tensor>,
     y: &Tensor,
     dy: &Tensor,
     plane: usize,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let dz = match rectifier {
-        Some(rectifier) => gradient_through(rectifier, y, dy)?,
+    let dz = match activation {
+        Some(activation) => gradient_through(activation, y, dy)?,
         None => dy.contiguous()?,
     };
     let dbias = match bias.filter(|b| b.track_op()) {
@@ -133,13 +159,13 @@ impl CustomOp1 for Rectify {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(gradient_through(self.0, y, dy)?))
+        Ok(Some(gradient_through(FusedActivation::Rectifier(self.0), y, dy)?))
     }
 }
 
-/// The gradient through a rectifier from its output `y` and the output's gradient `dy`.
-fn gradient_through(rectifier: Rectifier, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    y.apply_op2_no_bwd(&dy.contiguous()?, &RectifierGradient(rectifier))
+/// The gradient through an activation from its output `y` and the output's gradient `dy`.
+fn gradient_through(activation: FusedActivation, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    y.apply_op2_no_bwd(&dy.contiguous()?, &ActivationGradient(activation))
 }
 
 /// Per channel, the sum over the batch and the plane of `values`, (batch, channels, plane): a bias's
@@ -176,21 +202,27 @@ impl CustomOp1 for ChannelSums {
     }
 }
 
-/// dz = dy where y > 0, else slope * dy: the gradient through a rectifier, from its output (y, dy).
-struct RectifierGradient(Rectifier);
+/// dz from an activation's output and its gradient (y, dy): dy where y > 0, else slope * dy, through a
+/// rectifier; (1 - y²) dy through tanh.
+struct ActivationGradient(FusedActivation);
 
-impl CustomOp2 for RectifierGradient {
+impl CustomOp2 for ActivationGradient {
     fn name(&self) -> &'static str {
-        "gantry-rectifier-backward"
+        "gantry-activation-backward"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, dy) = (slice(s1, l1)?, slice(s2, l2)?);
-        let slope = self.0.negative_slope();
+        let activation = self.0;
         let mut dz = unwritten(y.len());
         crate::threads::in_spans(&mut dz, 1, move |at, dz| {
-            for ((dz, y), dy) in dz.iter_mut().zip(&y[at..]).zip(&dy[at..]) {
-                *dz = if *y > 0.0 { *dy } else { slope * dy };
+            let values = dz.iter_mut().zip(&y[at..]).zip(&dy[at..]);
+            match activation {
+                FusedActivation::Rectifier(rectifier) => {
+                    let slope = rectifier.negative_slope();
+                    values.for_each(|((dz, y), dy)| *dz = if *y > 0.0 { *dy } else { slope * dy });
+                }
+                FusedActivation::Tanh => values.for_each(|((dz, y), dy)| *dz = (1.0 - y * y) * dy),
             }
         });
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
@@ -233,21 +265,29 @@ mod tests {
             };
             let plane = n / dims[0] / features;
             // A product's epilogue: forward in place, backward from the output and the probe.
-            let finished = |rectifier: Option<Rectifier>| {
+            let finished = |activation: Option<FusedActivation>| {
                 let mut y = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let bias = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                finish_product(&mut y, Some(&bias), rectifier, features, plane).unwrap();
+                finish_product(&mut y, Some(&bias), activation, features, plane).unwrap();
                 let output = Tensor::from_vec(y.clone(), dims, &Device::Cpu).unwrap();
                 let (dz, dbias) =
-                    finish_product_backward(rectifier, Some(b.as_tensor()), &output, &probe, plane).unwrap();
+                    finish_product_backward(activation, Some(b.as_tensor()), &output, &probe, plane).unwrap();
                 let flat = |t: Tensor| Some(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
                 (y, flat(dz), dbias.and_then(flat))
             };
-            let mut pairs = vec![("bias", finished(None), run(z_plus_b.clone()))];
+            let mut pairs = vec![
+                ("bias", finished(None), run(z_plus_b.clone())),
+                (
+                    "bias + tanh",
+                    finished(Some(FusedActivation::Tanh)),
+                    run(z_plus_b.tanh().unwrap()),
+                ),
+            ];
             for activation in [Activation::Relu, Activation::LeakyRelu] {
                 let rectifier = Rectifier::of(activation).unwrap();
                 let candle = |x: &Tensor| activate(x, activation, Kernels::Candle).unwrap();
-                pairs.push(("bias + rectifier", finished(Some(rectifier)), run(candle(&z_plus_b))));
+                let fused = Some(FusedActivation::Rectifier(rectifier));
+                pairs.push(("bias + rectifier", finished(fused), run(candle(&z_plus_b))));
                 pairs.push(("rectifier", run(rectify(&z, rectifier).unwrap()), run(candle(&z))));
             }
             for (op, fused, reference) in pairs {
