@@ -75,35 +75,53 @@ pub(super) fn finish_product(
     if image == 0 || (bias.is_none() && activation.is_none()) {
         return Ok(());
     }
-    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    let finish = |y: &mut [f32], b: f32| match activation {
-        Some(FusedActivation::Tanh) => crate::cpu::widest(|| y.iter_mut().for_each(|y| *y = tanh(*y + b))),
-        // Without a rectifier the slope 1 below zero keeps every value as it is.
+    match activation {
+        Some(FusedActivation::Tanh) => per_channel(y, bias, channels, plane, tanh),
         rectifier => {
+            // Without a rectifier the slope 1 below zero keeps every value as it is.
             let slope = match rectifier {
                 Some(FusedActivation::Rectifier(r)) => r.negative_slope(),
                 _ => 1.0,
             };
-            y.iter_mut().for_each(|y| {
-                let pre = *y + b;
-                *y = if pre > 0.0 { pre } else { slope * pre };
-            })
+            per_channel(
+                y,
+                bias,
+                channels,
+                plane,
+                move |pre| if pre > 0.0 { pre } else { slope * pre },
+            );
         }
-    };
-    crate::threads::in_spans(y, image, move |_, y| {
-        for y in y.chunks_exact_mut(image) {
-            if plane == 1 {
-                y.iter_mut()
-                    .enumerate()
-                    .for_each(|(c, y)| finish(std::slice::from_mut(y), bias_of(c)));
-            } else {
-                y.chunks_exact_mut(plane)
-                    .enumerate()
-                    .for_each(|(c, y)| finish(y, bias_of(c)));
-            }
-        }
-    });
+    }
     Ok(())
+}
+
+/// `y = f(y + bias)` over (batch, channels, plane) values, the images shared over the threads, each span
+/// built for the widest vectors.
+#[inline(always)]
+fn per_channel(
+    y: &mut [f32],
+    bias: Option<&[f32]>,
+    channels: usize,
+    plane: usize,
+    f: impl Fn(f32) -> f32 + Copy + Sync + Send,
+) {
+    let image = channels * plane;
+    crate::threads::in_spans(y, image, move |_, y| {
+        crate::cpu::widest(|| {
+            for y in y.chunks_exact_mut(image) {
+                match (bias, plane) {
+                    (Some(bias), 1) => y.iter_mut().zip(bias).for_each(|(y, b)| *y = f(*y + b)),
+                    (None, 1) => y.iter_mut().for_each(|y| *y = f(*y)),
+                    _ => {
+                        for (c, y) in y.chunks_exact_mut(plane).enumerate() {
+                            let b = bias.map_or(0.0, |b| b[c]);
+                            y.iter_mut().for_each(|y| *y = f(*y + b));
+                        }
+                    }
+                }
+            }
+        })
+    });
 }
 
 /// tanh over the vectorisable `exp` (libm's `tanhf` is a call per value): 1 - 2 / (e^2x + 1), within a
