@@ -305,13 +305,17 @@ mod tests {
         }
     }
 
-    /// A thread held up in one part leaves the other parts to the others, instead of owning a fixed share.
+    /// A thread held up in one part leaves the other parts to the others, instead of owning a fixed share;
+    /// each thread that runs parts has a number of its own.
     #[test]
     fn a_thread_held_up_leaves_the_remaining_parts_to_the_others() {
         let done = AtomicUsize::new(0);
-        let threads_seen = Mutex::new(std::collections::BTreeSet::new());
+        let numbers = Mutex::new(std::collections::HashMap::new());
         let waited_for_the_rest = map_parts_on_threads((0..8).collect(), |thread, _, part: usize| {
-            lock(&threads_seen).insert(thread);
+            lock(&numbers)
+                .entry(std::thread::current().id())
+                .or_insert_with(std::collections::BTreeSet::new)
+                .insert(thread);
             assert!(thread < count().max(1), "thread {thread} of {}", count());
             if part > 0 {
                 done.fetch_add(1, Ordering::SeqCst);
@@ -324,8 +328,15 @@ mod tests {
             }
             done.load(Ordering::SeqCst) == 7
         });
-        // Where the pass ran on one thread alone (one core, or another test set one thread), nothing to check.
-        if lock(&threads_seen).len() > 1 {
+        let numbers = lock(&numbers);
+        let distinct: std::collections::BTreeSet<usize> = numbers.values().flatten().copied().collect();
+        assert!(
+            numbers.values().all(|n| n.len() == 1) && distinct.len() == numbers.len(),
+            "threads and their numbers: {numbers:?}"
+        );
+        // Where the pass ran on one thread alone (one core, or another test set one thread), nothing more to
+        // check.
+        if numbers.len() > 1 {
             assert!(waited_for_the_rest[0], "parts waited behind the held-up one");
         }
     }

@@ -9,7 +9,7 @@
 //! from one set of patches). The input gradient is skipped when nothing needs it (the data).
 
 use super::product::{matmul, product};
-use super::rectifier::{self, Epilogue, FusedActivation, Gradients};
+use super::rectifier::{self, Epilogue, FusedActivation, FusedProduct, Gradients};
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -491,8 +491,23 @@ impl Convolution {
             false => (g.outputs, g.out_pixels()),
         }
     }
+}
 
-    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+impl FusedProduct for Convolution {
+    fn name(&self) -> &'static str {
+        if self.transposed {
+            "gantry-conv-transpose2d"
+        } else {
+            "gantry-conv2d"
+        }
+    }
+
+    fn forward(
+        &self,
+        (x, _): (&[f32], &Layout),
+        (w, _): (&[f32], &Layout),
+        bias: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
         let product = match self.transposed {
             true => Product::BackwardInput,
             false => Product::Forward,
@@ -507,7 +522,6 @@ impl Convolution {
         Ok((CpuStorage::F32(y), shape))
     }
 
-    /// The gradients of x, w and the bias (where each is tracked) from the output y and its gradient.
     fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
         let g = self.geometry;
         let (dy, db) = rectifier::finish_product_backward(self.activation, bias, y, dy, self.output_planes().1)?;
@@ -531,53 +545,6 @@ impl Convolution {
             .then(|| kernel(Product::BackwardWeight, g, conv_input, conv_grad))
             .transpose()?;
         Ok((dx, dw, db))
-    }
-
-    fn name(&self) -> &'static str {
-        if self.transposed {
-            "gantry-conv-transpose2d"
-        } else {
-            "gantry-conv2d"
-        }
-    }
-}
-
-/// Without a bias.
-impl CustomOp2 for Convolution {
-    fn name(&self) -> &'static str {
-        Convolution::name(self)
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(slice(s1, l1)?, slice(s2, l2)?, None)
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.backward(x, w, None, y, dy)?;
-        Ok((dx, dw))
-    }
-}
-
-/// With a bias.
-impl CustomOp3 for Convolution {
-    fn name(&self) -> &'static str {
-        Convolution::name(self)
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward(slice(s1, l1)?, slice(s2, l2)?, Some(slice(s3, l3)?))
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
-        self.backward(x, w, Some(b), y, dy)
     }
 }
 
@@ -653,11 +620,7 @@ fn apply(x: &Tensor, w: &Tensor, geometry: Geometry, transposed: bool, then: Epi
         transposed,
         activation: then.activation,
     };
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    match then.bias {
-        Some(bias) => x.apply_op3(&w, &bias.contiguous()?, op),
-        None => x.apply_op2(&w, op),
-    }
+    rectifier::apply_fused(x, w, then.bias, op)
 }
 
 #[cfg(test)]

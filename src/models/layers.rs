@@ -162,20 +162,15 @@ impl Linear {
     /// `activation(x · wᵀ + b)`, `x` (batch, ...) flattened to (batch, inputs): one op with a rectifier and
     /// the fast kernels.
     pub fn forward_activated(&self, x: &Tensor, activation: Activation, mode: Mode) -> Result<Tensor> {
-        match (self.kernels, Rectifier::of(activation)) {
-            (Kernels::Fast, Some(rectifier)) => {
-                self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode)
-            }
-            _ => activate(&self.forward(x, mode)?, activation, self.kernels),
+        match Rectifier::of(activation) {
+            Some(rectifier) => self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode),
+            None => activate(&self.forward(x, mode)?, activation, self.kernels),
         }
     }
 
     /// `tanh(x · wᵀ + b)` (a generator's last layer): one op with the fast kernels.
     pub fn forward_tanh(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        match self.kernels {
-            Kernels::Fast => self.forward_fused(x, Some(FusedActivation::Tanh), mode),
-            Kernels::Candle => self.forward(x, mode)?.tanh(),
-        }
+        self.forward_fused(x, Some(FusedActivation::Tanh), mode)
     }
 
     /// `x · wᵀ + b`, `x` (batch, ...) flattened to (batch, inputs).
@@ -183,7 +178,7 @@ impl Linear {
         self.forward_fused(x, None, mode)
     }
 
-    /// `activation(x · wᵀ + b)` (`activation` only with the fast kernels).
+    /// `activation(x · wᵀ + b)`: one op with the fast kernels, candle's ops with its own.
     fn forward_fused(&self, x: &Tensor, activation: Option<FusedActivation>, mode: Mode) -> Result<Tensor> {
         let (weight, bias) = (mode.weight(&self.weight), self.bias.as_ref().map(|b| mode.weight(b)));
         match self.kernels {
@@ -194,7 +189,13 @@ impl Linear {
                 };
                 super::product::linear(x, &weight, then)
             }
-            Kernels::Candle => candle_nn::Linear::new(weight, bias).forward(&x.flatten_from(1)?),
+            Kernels::Candle => {
+                let y = candle_nn::Linear::new(weight, bias).forward(&x.flatten_from(1)?)?;
+                match activation {
+                    Some(activation) => activation.with_tensor_ops(&y),
+                    None => Ok(y),
+                }
+            }
         }
     }
 }
@@ -282,10 +283,7 @@ impl Conv {
 
     /// `tanh(conv(x) + bias)` (a generator's last layer): one op with the fast kernels.
     pub fn forward_tanh(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        match self.kernels {
-            Kernels::Fast => self.forward_fused(x, Some(FusedActivation::Tanh), mode),
-            Kernels::Candle => self.forward(x, mode)?.tanh(),
-        }
+        self.forward_fused(x, Some(FusedActivation::Tanh), mode)
     }
 
     /// `activation(norm(conv(x) + bias))`: one op with no norm, a rectifier and the fast kernels.
@@ -296,15 +294,15 @@ impl Conv {
         activation: Activation,
         mode: Mode,
     ) -> Result<Tensor> {
-        match (norm, self.kernels, Rectifier::of(activation)) {
-            (NormLayer::None, Kernels::Fast, Some(rectifier)) => {
+        match (norm, Rectifier::of(activation)) {
+            (NormLayer::None, Some(rectifier)) => {
                 self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode)
             }
             _ => norm.forward_activated(&self.forward(x, mode)?, mode, activation, self.kernels),
         }
     }
 
-    /// `activation(conv(x) + bias)` (`activation` only with the fast kernels).
+    /// `activation(conv(x) + bias)`: one op with the fast kernels, candle's ops with its own.
     fn forward_fused(&self, x: &Tensor, activation: Option<FusedActivation>, mode: Mode) -> Result<Tensor> {
         let (stride, padding, weight) = (self.spec.stride, self.spec.padding, mode.weight(&self.weight));
         let bias = self.bias.as_ref().map(|b| mode.weight(b));
@@ -324,8 +322,12 @@ impl Conv {
                     true => x.conv_transpose2d(&weight, padding, 0, stride, 1)?,
                     false => x.conv2d(&weight, padding, stride, 1, 1)?,
                 };
-                match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+                let y = match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+                    None => y,
+                };
+                match activation {
+                    Some(activation) => activation.with_tensor_ops(&y),
                     None => Ok(y),
                 }
             }

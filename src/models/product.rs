@@ -2,9 +2,9 @@
 //! convolutions, and a linear layer's product as an op whose backward pass computes only the gradients
 //! something needs (candle's matmul always computes both, including the data input's).
 
-use super::rectifier::{self, Epilogue, FusedActivation, Gradients};
+use super::rectifier::{self, Epilogue, FusedActivation, FusedProduct, Gradients};
 use super::{slice, unwritten};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 /// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
@@ -155,11 +155,7 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, then: Epilogue) -> Result<Tensor> {
     let op = Linear {
         activation: then.activation,
     };
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    match then.bias {
-        Some(bias) => x.apply_op3(&w, &bias.contiguous()?, op),
-        None => x.apply_op2(&w, op),
-    }
+    rectifier::apply_fused(x, w, then.bias, op)
 }
 
 /// `x · wᵀ` (then the bias, a third operand, and the activation) with its backward pass.
@@ -167,13 +163,15 @@ struct Linear {
     activation: Option<FusedActivation>,
 }
 
-impl Linear {
+impl FusedProduct for Linear {
+    fn name(&self) -> &'static str {
+        "gantry-linear"
+    }
+
     fn forward(
         &self,
-        x: &[f32],
-        lx: &Layout,
-        w: &[f32],
-        lw: &Layout,
+        (x, lx): (&[f32], &Layout),
+        (w, lw): (&[f32], &Layout),
         bias: Option<&[f32]>,
     ) -> Result<(CpuStorage, Shape)> {
         let (outputs, inputs) = lw.shape().dims2()?;
@@ -204,45 +202,6 @@ impl Linear {
             .then(|| dy.apply_op2_no_bwd(&x.flatten_from(1)?, &Transposed { lhs: true, rhs: false }))
             .transpose()?;
         Ok((dx, dw, dbias))
-    }
-}
-
-/// Without a bias.
-impl CustomOp2 for Linear {
-    fn name(&self) -> &'static str {
-        "gantry-linear"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(slice(s1, l1)?, l1, slice(s2, l2)?, l2, None)
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.backward(x, w, None, y, dy)?;
-        Ok((dx, dw))
-    }
-}
-
-/// With a bias.
-impl CustomOp3 for Linear {
-    fn name(&self) -> &'static str {
-        "gantry-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward(slice(s1, l1)?, l1, slice(s2, l2)?, l2, Some(slice(s3, l3)?))
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
-        self.backward(x, w, Some(b), y, dy)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::{lane_sum, slice, unwritten};
 use crate::config::Activation;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// The slope of leaky ReLU below zero (PyTorch's DCGAN and GAN examples use 0.2).
 pub const LEAKY_SLOPE: f32 = 0.2;
@@ -43,6 +43,17 @@ pub(super) enum FusedActivation {
     Tanh,
 }
 
+impl FusedActivation {
+    /// The activation as candle's own tensor ops (the reference kernels).
+    pub(super) fn with_tensor_ops(self, y: &Tensor) -> Result<Tensor> {
+        match self {
+            FusedActivation::Rectifier(Rectifier::Relu) => y.relu(),
+            FusedActivation::Rectifier(Rectifier::Leaky) => candle_nn::ops::leaky_relu(y, LEAKY_SLOPE as f64),
+            FusedActivation::Tanh => y.tanh(),
+        }
+    }
+}
+
 /// What a layer does to its product in the product's own op: add a bias per output channel (feature),
 /// then an activation. As ops of their own each costs a pass over the output each way, and candle's backward pass
 /// a zeroed gradient and a sum for every tensor between two ops (a fifth of a conv AE step, on the calling
@@ -55,6 +66,71 @@ pub(super) struct Epilogue<'a> {
 
 /// The gradients of a layer's input, weight and bias.
 pub(super) type Gradients = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// A product with its epilogue (a linear layer's, a convolution's), made one op of (x, w), or (x, w, bias)
+/// with a bias, by `apply_fused`.
+pub(super) trait FusedProduct: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// The product of `x` and `w`, then the epilogue with the bias's values (`finish_product`).
+    fn forward(&self, x: (&[f32], &Layout), w: (&[f32], &Layout), bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)>;
+
+    /// The gradients of x, w and the bias (where each is tracked) from the output y and its gradient.
+    fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, dy: &Tensor) -> Result<Gradients>;
+}
+
+/// `product` of `x` and `w` with `bias` as one op: candle's op traits take two or three operands, so a
+/// bias makes it a three-operand op.
+pub(super) fn apply_fused(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, product: impl FusedProduct) -> Result<Tensor> {
+    let (x, w, op) = (x.contiguous()?, w.contiguous()?, AsOp(product));
+    match bias {
+        Some(bias) => x.apply_op3(&w, &bias.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
+}
+
+/// A `FusedProduct` as candle's op.
+struct AsOp<P>(P);
+
+/// Without a bias.
+impl<P: FusedProduct> CustomOp2 for AsOp<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.0.forward((slice(s1, l1)?, l1), (slice(s2, l2)?, l2), None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.0.backward(x, w, None, y, dy)?;
+        Ok((dx, dw))
+    }
+}
+
+/// With a bias.
+impl<P: FusedProduct> CustomOp3 for AsOp<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0
+            .forward((slice(s1, l1)?, l1), (slice(s2, l2)?, l2), Some(slice(s3, l3)?))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Gradients> {
+        self.0.backward(x, w, Some(b), y, dy)
+    }
+}
 
 /// `activation(y + bias)` in place over a product `y` of `channels` channels of `plane` values per image:
 /// an `Epilogue` inside the product's op, the bias checked to have one value per channel.
