@@ -575,17 +575,8 @@ impl CustomOp3 for WeightAndInput {
 
 /// `activation(x.conv2d(w, padding, stride, 1, 1) + bias)` for NCHW f32 tensors on the CPU.
 pub(super) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize, then: Epilogue) -> Result<Tensor> {
-    let (outputs, channels, k, k2) = w.dims4()?;
-    let input = x.dims4()?;
-    if input.1 != channels || k != k2 {
-        return Err(candle_core::Error::msg(format!(
-            "conv2d: input {:?} does not match weight {:?}",
-            x.dims(),
-            w.dims()
-        )));
-    }
-    let geometry = Geometry::new(input, outputs, k, stride, padding)?;
-    apply(x, w, geometry, false, then)
+    let op = convolution(x, w, (stride, padding), false, then.activation)?;
+    rectifier::apply_fused(x, w, then.bias, op)
 }
 
 /// `activation(x.conv_transpose2d(w, padding, 0, stride, 1) + bias)` for NCHW f32 tensors on the CPU.
@@ -596,31 +587,58 @@ pub(super) fn conv_transpose2d(
     padding: usize,
     then: Epilogue,
 ) -> Result<Tensor> {
-    let (inputs, outputs, k, k2) = w.dims4()?;
-    let (images, channels, height, width) = x.dims4()?;
-    let side = |size: usize| ((size - 1) * stride + k).checked_sub(2 * padding).filter(|s| *s > 0);
-    let (Some(out_height), Some(out_width), true, true) = (side(height), side(width), channels == inputs, k == k2)
-    else {
-        return Err(candle_core::Error::msg(format!(
-            "conv_transpose2d: input {:?} does not match weight {:?} (stride {stride}, padding {padding})",
-            x.dims(),
-            w.dims()
-        )));
-    };
-    let geometry = Geometry::new((images, outputs, out_height, out_width), inputs, k, stride, padding)?;
-    if (geometry.out_height, geometry.out_width) != (height, width) {
-        return Err(candle_core::Error::msg("conv_transpose2d: geometry does not invert"));
-    }
-    apply(x, w, geometry, true, then)
+    let op = convolution(x, w, (stride, padding), true, then.activation)?;
+    rectifier::apply_fused(x, w, then.bias, op)
 }
 
-fn apply(x: &Tensor, w: &Tensor, geometry: Geometry, transposed: bool, then: Epilogue) -> Result<Tensor> {
-    let op = Convolution {
+/// The convolution (or with `transposed` the transposed convolution) of `x` with `w` at (stride, padding),
+/// then `activation`, as a product for `rectifier::apply_fused` or `norm::normalised_product`; checks that
+/// the shapes fit.
+pub(super) fn convolution(
+    x: &Tensor,
+    w: &Tensor,
+    (stride, padding): (usize, usize),
+    transposed: bool,
+    activation: Option<FusedActivation>,
+) -> Result<impl FusedProduct> {
+    let geometry = match transposed {
+        false => {
+            let (outputs, channels, k, k2) = w.dims4()?;
+            let input = x.dims4()?;
+            if input.1 != channels || k != k2 {
+                return Err(candle_core::Error::msg(format!(
+                    "conv2d: input {:?} does not match weight {:?}",
+                    x.dims(),
+                    w.dims()
+                )));
+            }
+            Geometry::new(input, outputs, k, stride, padding)?
+        }
+        true => {
+            let (inputs, outputs, k, k2) = w.dims4()?;
+            let (images, channels, height, width) = x.dims4()?;
+            let side = |size: usize| ((size - 1) * stride + k).checked_sub(2 * padding).filter(|s| *s > 0);
+            let (Some(out_height), Some(out_width), true, true) =
+                (side(height), side(width), channels == inputs, k == k2)
+            else {
+                return Err(candle_core::Error::msg(format!(
+                    "conv_transpose2d: input {:?} does not match weight {:?} (stride {stride}, padding {padding})",
+                    x.dims(),
+                    w.dims()
+                )));
+            };
+            let geometry = Geometry::new((images, outputs, out_height, out_width), inputs, k, stride, padding)?;
+            if (geometry.out_height, geometry.out_width) != (height, width) {
+                return Err(candle_core::Error::msg("conv_transpose2d: geometry does not invert"));
+            }
+            geometry
+        }
+    };
+    Ok(Convolution {
         geometry,
         transposed,
-        activation: then.activation,
-    };
-    rectifier::apply_fused(x, w, then.bias, op)
+        activation,
+    })
 }
 
 #[cfg(test)]

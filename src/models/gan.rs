@@ -150,7 +150,7 @@ impl Generator {
                         return conv.forward_tanh(&h, mode);
                     }
                     h = match norm {
-                        Some(bn) => bn.forward_activated(&conv.forward(&h, mode)?, mode, Activation::Relu)?,
+                        Some(bn) => conv.forward_normalised(&h, bn, Activation::Relu, mode)?,
                         None => conv.forward_activated(&h, &NormLayer::None, Activation::Relu, mode)?,
                     };
                 }

@@ -1,7 +1,8 @@
 //! The layers the model builders use, written over candle tensor ops so that every weight is a named,
 //! seeded `Var` we own (for checkpoints, gradient norms and our own optimisers).
 
-use super::rectifier::{self, FusedActivation, Rectifier};
+use super::norm::Stats;
+use super::rectifier::{self, FusedActivation, FusedProduct, Rectifier};
 use crate::config::{Activation, Norm};
 use crate::rng::normal_vec;
 use candle_core::{Device, Module, Result, Tensor, Var, D};
@@ -298,7 +299,21 @@ impl Conv {
             (NormLayer::None, Some(rectifier)) => {
                 self.forward_fused(x, Some(FusedActivation::Rectifier(rectifier)), mode)
             }
+            (NormLayer::Batch(bn), _) => self.forward_normalised(x, bn, activation, mode),
             _ => norm.forward_activated(&self.forward(x, mode)?, mode, activation, self.kernels),
+        }
+    }
+
+    /// `activation(batch_norm(conv(x) + bias))`: one op with a rectifier, no bias and the fast kernels.
+    pub fn forward_normalised(&self, x: &Tensor, bn: &BatchNorm, activation: Activation, mode: Mode) -> Result<Tensor> {
+        match (self.kernels, &self.bias, Rectifier::of(activation)) {
+            (Kernels::Fast, None, Some(rectifier)) => {
+                let weight = mode.weight(&self.weight);
+                let at = (self.spec.stride, self.spec.padding);
+                let product = super::conv::convolution(x, &weight, at, self.transposed, None)?;
+                bn.forward_after(x, &weight, product, mode, rectifier)
+            }
+            _ => bn.forward_activated(&self.forward(x, mode)?, mode, activation),
         }
     }
 
@@ -389,16 +404,41 @@ impl BatchNorm {
     }
 
     fn forward_fused(&self, x: &Tensor, mode: Mode, rectifier: Option<Rectifier>) -> Result<Tensor> {
+        self.normalise(mode, |running, gamma, beta| {
+            super::norm::batch_norm(x, gamma, beta, running, NORM_EPS, rectifier)
+        })
+    }
+
+    /// `rectifier(batch_norm(product(x, w)))` as one op (`norm::normalised_product`).
+    fn forward_after(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        product: impl FusedProduct,
+        mode: Mode,
+        rectifier: Rectifier,
+    ) -> Result<Tensor> {
+        self.normalise(mode, |running, gamma, beta| {
+            super::norm::normalised_product(x, w, product, (gamma, beta), running, NORM_EPS, rectifier)
+        })
+    }
+
+    /// The fused norm `op` given the running statistics where `mode` uses them (and gamma and beta), its
+    /// batch statistics blended into the running ones where `mode` updates them.
+    fn normalise(
+        &self,
+        mode: Mode,
+        op: impl FnOnce(Option<Stats>, &Tensor, &Tensor) -> Result<(Tensor, Option<Stats>)>,
+    ) -> Result<Tensor> {
         let running = if mode.batch_statistics() {
             None
         } else {
             Some((self.running_mean.to_vec1::<f32>()?, self.running_var.to_vec1::<f32>()?))
         };
-        let (weight, bias) = (mode.weight(&self.weight), mode.weight(&self.bias));
-        let (y, batch) = super::norm::batch_norm(x, &weight, &bias, running, NORM_EPS, rectifier)?;
+        let (y, batch) = op(running, &mode.weight(&self.weight), &mode.weight(&self.bias))?;
         if let (true, Some((mean, var))) = (mode.updates_running(), batch) {
             let features = mean.len();
-            let per_feature = x.elem_count() / features;
+            let per_feature = y.elem_count() / features;
             self.update_running(tensor(mean, &[features])?, tensor(var, &[features])?, per_feature)?;
         }
         Ok(y)

@@ -3,9 +3,9 @@
 //! Written with tensor ops, batch norm over NCHW costs several strided reductions and broadcasts per call
 //! (and as many in backward), which candle runs slowly; here statistics, normalisation and the three
 //! gradients are each a single pass over the data. A ReLU or leaky ReLU after the norm is applied in the same
-//! pass.
+//! pass, and a convolution before the norm can be in the same op (`normalised_product`).
 
-use super::rectifier::Rectifier;
+use super::rectifier::{self, FusedProduct, Rectifier};
 use super::{lane_sum, slice, unwritten};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -233,18 +233,51 @@ pub(super) fn batch_norm(
     rectifier: Option<Rectifier>,
 ) -> Result<(Tensor, Option<Stats>)> {
     let x = x.contiguous()?;
+    let (op, batch) = prepare(&x, beta, running, eps, rectifier)?;
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, batch))
+}
+
+/// `rectifier(batch_norm(product(x, w)))` as one op of (x, w, gamma and beta concatenated), with the
+/// statistics as `batch_norm`'s. Between two ops candle's backward pass zeroes the product's gradient and adds
+/// into it on the calling thread alone; here the norm's backward hands it straight to the product's.
+pub(super) fn normalised_product(
+    x: &Tensor,
+    w: &Tensor,
+    product: impl FusedProduct,
+    (gamma, beta): (&Tensor, &Tensor),
+    running: Option<Stats>,
+    eps: f64,
+    rectifier: Rectifier,
+) -> Result<(Tensor, Option<Stats>)> {
+    let product_out = rectifier::product_alone(x, w, &product)?;
+    let (norm, batch) = prepare(&product_out, beta, running, eps, Some(rectifier))?;
+    let op = NormalisedProduct {
+        product,
+        norm,
+        product_out,
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&w.contiguous()?, &Tensor::cat(&[gamma, beta], 0)?, op)?;
+    Ok((y, batch))
+}
+
+/// The norm's op for the contiguous `x`, with the batch's statistics unless `running` gives them (then
+/// returned too, for the running averages).
+fn prepare(
+    x: &Tensor,
+    beta: &Tensor,
+    running: Option<Stats>,
+    eps: f64,
+    rectifier: Option<Rectifier>,
+) -> Result<(BatchNormOp, Option<Stats>)> {
     let channels = x.dim(1)?;
     let plane = x.dims()[2..].iter().product::<usize>();
     let batch_stats = running.is_none();
     let (mean, var) = match running {
         Some(stats) => stats,
-        None => {
-            let (storage, layout) = x.storage_and_layout();
-            match &*storage {
-                candle_core::Storage::Cpu(values) => channel_stats(slice(values, layout)?, channels, plane),
-                _ => return Err(candle_core::Error::msg("gantry's batch norm runs on the CPU")),
-            }
-        }
+        None => with_values(x, |x| channel_stats(x, channels, plane))?,
     };
     let invstd = var.iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect();
     let op = BatchNormOp {
@@ -260,8 +293,63 @@ pub(super) fn batch_norm(
             Vec::new()
         },
     };
-    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
-    Ok((y, batch_stats.then_some((mean, var))))
+    Ok((op, batch_stats.then_some((mean, var))))
+}
+
+/// `f` of the values of a contiguous tensor on the CPU, read in place.
+fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = x.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(values) => Ok(f(slice(values, layout)?)),
+        _ => Err(candle_core::Error::msg("gantry's batch norm runs on the CPU")),
+    }
+}
+
+/// A product, its batch norm and rectifier as one op (`normalised_product`); the product's output, made
+/// before the op for its statistics, is kept for the backward pass.
+struct NormalisedProduct<P> {
+    product: P,
+    norm: BatchNormOp,
+    product_out: Tensor,
+}
+
+impl<P: FusedProduct> CustomOp3 for NormalisedProduct<P> {
+    fn name(&self) -> &'static str {
+        "gantry-normalised-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (gamma, beta) = slice(s3, l3)?.split_at(self.norm.channels);
+        let y = with_values(&self.product_out, |z| self.norm.normalise(z, gamma, beta))?;
+        Ok((CpuStorage::F32(y), self.product_out.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gamma_beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (z, c) = (&self.product_out, self.norm.channels);
+        let gamma = gamma_beta.narrow(0, 0, c)?;
+        let grads = z.apply_op3_no_bwd(&gamma, &dy.contiguous()?, &Gradients(&self.norm))?;
+        let n = z.elem_count();
+        let dz = grads.narrow(0, 0, n)?.reshape(z.shape())?;
+        let (dx, dw, _) = self.product.backward(x, w, None, z, &dz)?;
+        // The norm's gradients are dgamma then dbeta, as gamma and beta are concatenated.
+        let dgamma_beta = gamma_beta.track_op().then(|| grads.narrow(0, n, 2 * c)).transpose()?;
+        Ok((dx, dw, dgamma_beta))
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +436,70 @@ mod tests {
                         (u - v).abs() <= 1e-4 * v.abs().max(1.0),
                         "{dims:?} {rectifier:?} {what}: {u} vs {v}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The product, norm and rectifier in one op give what the convolution and the norm give as two ops
+    /// (each checked against candle's above and in conv.rs): values, all four gradients and the statistics.
+    #[test]
+    fn a_convolution_and_its_norm_in_one_op_match_the_two_ops() {
+        use crate::models::conv::{conv2d, conv_transpose2d, convolution};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut var = |dims: &[usize]| {
+            let n = dims.iter().product();
+            Var::from_vec(
+                (0..n).map(|_| rng.random_range(-1f32..1.0)).collect(),
+                dims,
+                &Device::Cpu,
+            )
+            .unwrap()
+        };
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let running = (vec![0.3, -0.2, 0.1, 0.0, 0.5], vec![0.8, 1.5, 0.6, 1.0, 2.0]);
+        for transposed in [false, true] {
+            let (x, w) = match transposed {
+                false => (var(&[4, 3, 6, 6]), var(&[5, 3, 4, 4])),
+                true => (var(&[4, 3, 3, 3]), var(&[3, 5, 4, 4])),
+            };
+            let (gamma, beta) = (var(&[5]), var(&[5]));
+            for (rectifier, running) in [
+                (Rectifier::Relu, None),
+                (Rectifier::Leaky, None),
+                (Rectifier::Leaky, Some(running.clone())),
+            ] {
+                let product = convolution(&x, &w, (2, 1), transposed, None).unwrap();
+                let (ours, our_stats) =
+                    normalised_product(&x, &w, product, (&gamma, &beta), running.clone(), 1e-5, rectifier).unwrap();
+                let conv = match transposed {
+                    false => conv2d(&x, &w, 2, 1, Default::default()),
+                    true => conv_transpose2d(&x, &w, 2, 1, Default::default()),
+                }
+                .unwrap();
+                let (theirs, their_stats) =
+                    batch_norm(&conv, &gamma, &beta, running.clone(), 1e-5, Some(rectifier)).unwrap();
+                assert_eq!(our_stats, their_stats, "statistics");
+                let probe = Tensor::from_vec(
+                    (0..theirs.elem_count()).map(|i| ((i * 7) % 11) as f32 - 5.0).collect(),
+                    theirs.shape(),
+                    &Device::Cpu,
+                )
+                .unwrap();
+                let g1 = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (&theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut pairs = vec![("y", values(&ours), values(&theirs))];
+                for (what, v) in [("dx", &x), ("dw", &w), ("dgamma", &gamma), ("dbeta", &beta)] {
+                    pairs.push((what, values(g1.get(v).unwrap()), values(g2.get(v).unwrap())));
+                }
+                for (what, a, b) in pairs {
+                    assert_eq!(a.len(), b.len(), "{what}");
+                    for (u, v) in a.iter().zip(&b) {
+                        assert!(
+                            (u - v).abs() <= 1e-4 * v.abs().max(1.0),
+                            "transposed {transposed} {rectifier:?} {what}: {u} vs {v}"
+                        );
+                    }
                 }
             }
         }

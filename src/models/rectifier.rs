@@ -89,6 +89,24 @@ pub(super) fn apply_fused(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, product
     }
 }
 
+/// The product of `x` and `w` alone (no bias, no activation) as a tensor outside the graph: the first part
+/// of an op that goes on from it and differentiates through the product itself (`norm::normalised_product`).
+pub(super) fn product_alone(x: &Tensor, w: &Tensor, product: &impl FusedProduct) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Alone(product))
+}
+
+struct Alone<'a, P>(&'a P);
+
+impl<P: FusedProduct> CustomOp2 for Alone<'_, P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.0.forward((slice(s1, l1)?, l1), (slice(s2, l2)?, l2), None)
+    }
+}
+
 /// A `FusedProduct` as candle's op.
 struct AsOp<P>(P);
 
@@ -99,7 +117,7 @@ impl<P: FusedProduct> CustomOp2 for AsOp<P> {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.0.forward((slice(s1, l1)?, l1), (slice(s2, l2)?, l2), None)
+        Alone(&self.0).cpu_fwd(s1, l1, s2, l2)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
