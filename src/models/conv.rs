@@ -257,6 +257,45 @@ fn channels_first(images: &[f32], rows: usize, pixels: usize, out: &mut [f32]) {
     }
 }
 
+/// The convolution's output `y` of a chunk of images from their `patches`: yᵀ (columns x outputs) = patches
+/// (columns x rows) · wᵀ. Where the patches are short (a network's first layer, of few input channels) and
+/// an image has rows enough for a GEMM of its own, the GEMM writes straight into each image (whose channels
+/// over its pixels are its part of the product stored transposed): rearranging a product of so few
+/// multiply-adds per value costs nearly as much as the product. Else the chunk's product in one GEMM, then
+/// rearranged into the images: with long patches gemm packs them more slowly as its left operand than the
+/// rearranging costs.
+fn product_into_images(g: &Geometry, patches: &[f32], w: &[f32], y: &mut [f32], parallelism: Parallelism) {
+    let (pixels, rows, outputs) = (g.out_pixels(), g.patch_rows(), g.outputs);
+    if pixels >= IMAGE_GEMM_PIXELS && rows <= outputs {
+        for (y, patches) in y.chunks_exact_mut(g.out_len()).zip(patches.chunks_exact(pixels * rows)) {
+            matmul(
+                (pixels, outputs, rows),
+                (y, true),
+                (patches, false),
+                (w, true),
+                false,
+                parallelism,
+            );
+        }
+        return;
+    }
+    let columns = y.len() / g.out_len() * pixels;
+    with_scratch(outputs * columns, |product| {
+        matmul(
+            (columns, outputs, rows),
+            (product, false),
+            (patches, false),
+            (w, true),
+            false,
+            parallelism,
+        );
+        images_from_columns(product, outputs, pixels, y);
+    });
+}
+
+/// Output pixels of one image that make a GEMM of its own (`product_into_images`).
+const IMAGE_GEMM_PIXELS: usize = 128;
+
 /// `(images * pixels, rows)` (one row per output pixel) to `(images, rows, pixels)` images.
 fn images_from_columns(columns: &[f32], rows: usize, pixels: usize, images: &mut [f32]) {
     for (image, columns) in images
@@ -295,20 +334,7 @@ fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
             for (i, patches) in patches.chunks_exact_mut(pixels * rows).enumerate() {
                 g.im2row(&x[(first + i) * g.in_len()..][..g.in_len()], patches);
             }
-            // yᵀ (columns x outputs) = patches (columns x rows) · wᵀ, then into the images.
-            with_scratch(g.outputs * columns, |product| {
-                matmul(
-                    (columns, g.outputs, rows),
-                    product,
-                    patches,
-                    false,
-                    w,
-                    true,
-                    false,
-                    parallelism,
-                );
-                images_from_columns(product, g.outputs, pixels, y);
-            });
+            product_into_images(g, patches, w, y, parallelism);
         });
     });
     y
@@ -331,11 +357,11 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
             // patches (columns x rows) = dyᵀ (columns x outputs) · w (outputs x rows)
             let shape = (columns, rows, g.outputs);
             if n == 1 {
-                matmul(shape, patches, dy, true, w, false, false, parallelism);
+                matmul(shape, (patches, false), (dy, true), (w, false), false, parallelism);
             } else {
                 with_scratch(g.outputs * columns, |dy_rows| {
                     channels_first(dy, g.outputs, pixels, dy_rows);
-                    matmul(shape, patches, dy_rows, true, w, false, false, parallelism);
+                    matmul(shape, (patches, false), (dy_rows, true), (w, false), false, parallelism);
                 });
             }
             for (dx, patches) in dx.chunks_exact_mut(g.in_len()).zip(patches.chunks_exact(pixels * rows)) {
@@ -397,12 +423,16 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
                 );
                 // dw (outputs x rows) += dy (outputs x columns) · patches (columns x rows)
                 let shape = (g.outputs, rows, columns);
-                matmul(shape, dw, dy_rows, false, patches, false, *written, parallelism);
+                matmul(
+                    shape,
+                    (dw, false),
+                    (dy_rows, false),
+                    (patches, false),
+                    *written,
+                    parallelism,
+                );
                 if let Some(w) = w {
-                    // yᵀ (columns x outputs) = patches · wᵀ, in the same scratch, then into the images.
-                    let shape = (columns, g.outputs, rows);
-                    matmul(shape, dy_rows, patches, false, w, true, false, parallelism);
-                    images_from_columns(dy_rows, g.outputs, pixels, y);
+                    product_into_images(g, patches, w, y, parallelism);
                 }
             });
         });
@@ -685,6 +715,10 @@ mod tests {
             // Batches split into chunks of several images (uneven at the end) that share one GEMM.
             (37, 3, 7, 4, 3, 2, 1),
             (9, 2, 6, 3, 4, 2, 1),
+            // Images of pixels enough, with patches shorter than the outputs, for the GEMM to write into each
+            // image itself (`product_into_images`): the convolution's output, and the transposed one's dx.
+            (3, 1, 24, 20, 4, 2, 1),
+            (2, 20, 12, 1, 4, 2, 1),
         ];
         for (n, c, size, o, k, stride, pad) in cases {
             if size + 2 * pad < k {

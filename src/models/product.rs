@@ -7,21 +7,19 @@ use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
-/// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `*_t` means
-/// the operand is stored transposed.
-#[allow(clippy::too_many_arguments)]
+/// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `(values,
+/// true)` is a matrix stored transposed (for `dst`: column by column, as an image holds a product over its
+/// pixels channel by channel).
 pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
+    (dst, dst_t): (&mut [f32], bool),
+    (lhs, lhs_t): (&[f32], bool),
+    (rhs, rhs_t): (&[f32], bool),
     accumulate: bool,
     parallelism: Parallelism,
 ) {
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let operands = Operands::new((m, n, k), lhs_t, rhs_t);
+    let operands = Operands::new((m, n, k), dst_t, lhs_t, rhs_t);
     // SAFETY: the slices hold the m x k, k x n and m x n elements the strides address.
     unsafe {
         operands.band(
@@ -36,8 +34,7 @@ pub(super) fn matmul(
     }
 }
 
-/// The element strides of a product's three row-major matrices (rows, columns), `*_t` operands stored
-/// transposed.
+/// The element strides of a product's three matrices (rows, columns), row-major unless stored transposed.
 #[derive(Clone, Copy)]
 struct Operands {
     k: usize,
@@ -47,11 +44,11 @@ struct Operands {
 }
 
 impl Operands {
-    fn new((m, n, k): (usize, usize, usize), lhs_t: bool, rhs_t: bool) -> Operands {
+    fn new((m, n, k): (usize, usize, usize), dst_t: bool, lhs_t: bool, rhs_t: bool) -> Operands {
         let (m, n, k) = (m as isize, n as isize, k as isize);
         Operands {
             k: k as usize,
-            dst: (n, 1),
+            dst: if dst_t { (1, m) } else { (n, 1) },
             lhs: if lhs_t { (1, m) } else { (k, 1) },
             rhs: if rhs_t { (1, k) } else { (n, 1) },
         }
@@ -120,7 +117,7 @@ pub(super) fn product(shape: (usize, usize, usize), lhs: (&[f32], bool), rhs: (&
     let (m, n, k) = shape;
     assert!(lhs.0.len() >= m * k && rhs.0.len() >= k * n);
     let mut out = unwritten(m * n);
-    let operands = Operands::new(shape, lhs.1, rhs.1);
+    let operands = Operands::new(shape, false, lhs.1, rhs.1);
     let side = m.max(n);
     let bands = if m * n * k < PARALLEL_MIN {
         1
