@@ -201,20 +201,24 @@ fn per_channel(
 ) {
     let image = channels * plane;
     crate::threads::in_spans(y, image, move |_, y| {
-        crate::cpu::widest(|| {
-            for y in y.chunks_exact_mut(image) {
-                match (bias, plane) {
-                    (Some(bias), 1) => y.iter_mut().zip(bias).for_each(|(y, b)| *y = f(*y + b)),
-                    (None, 1) => y.iter_mut().for_each(|y| *y = f(*y)),
-                    _ => {
-                        for (c, y) in y.chunks_exact_mut(plane).enumerate() {
-                            let b = bias.map_or(0.0, |b| b[c]);
-                            y.iter_mut().for_each(|y| *y = f(*y + b));
+        crate::cpu::widest(
+            // Inlined, or the loop is compiled without the wider instructions (and `floor` is a call).
+            #[inline(always)]
+            || {
+                for y in y.chunks_exact_mut(image) {
+                    match (bias, plane) {
+                        (Some(bias), 1) => y.iter_mut().zip(bias).for_each(|(y, b)| *y = f(*y + b)),
+                        (None, 1) => y.iter_mut().for_each(|y| *y = f(*y)),
+                        _ => {
+                            for (c, y) in y.chunks_exact_mut(plane).enumerate() {
+                                let b = bias.map_or(0.0, |b| b[c]);
+                                y.iter_mut().for_each(|y| *y = f(*y + b));
+                            }
                         }
                     }
                 }
-            }
-        })
+            },
+        )
     });
 }
 
