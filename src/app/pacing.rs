@@ -43,8 +43,9 @@ const FASTEST: Duration = Duration::from_millis(50);
 /// The longest: a run's progress still moves every second.
 const SLOWEST: Duration = Duration::from_secs(1);
 /// Frames for training news take at most this share of the time, as eframe measures frames (on the UI
-/// thread; a software renderer's own threads take about twice as much again, BENCHMARKS.md, Window).
-const FRAME_SHARE: f64 = 0.03;
+/// thread; a software renderer's own threads take about twice as much again, BENCHMARKS.md, Window). At 3 %
+/// the window on a 2-core Intel host took training to 85 % of its headless speed, on the target's edge.
+const FRAME_SHARE: f64 = 0.02;
 /// Weight of the newest frame in the running mean of frame costs (a few frames smooth one slow frame).
 const NEWEST_WEIGHT: f64 = 0.2;
 
@@ -100,9 +101,9 @@ mod tests {
     fn expensive_frames_are_drawn_less_often() {
         let mut pacer = FramePacer::default();
         assert_eq!(pacer.wait(LiveRefresh::Auto), FASTEST, "no frame measured yet");
-        // Frames of a GPU-drawn window (1 ms) keep 20 frames a second.
+        // Frames of a GPU-drawn window (under 1 ms) keep 20 frames a second.
         for _ in 0..20 {
-            pacer.record(0.001);
+            pacer.record(0.0008);
         }
         assert_eq!(pacer.wait(LiveRefresh::Auto), FASTEST);
         // Software-rendered frames (15 ms) are drawn at most 1/FRAME_SHARE of their cost apart.
@@ -110,7 +111,7 @@ mod tests {
             pacer.record(0.015);
         }
         let wait = pacer.wait(LiveRefresh::Auto).as_secs_f64();
-        assert!((0.48..=0.52).contains(&wait), "{wait}");
+        assert!((0.72..=0.78).contains(&wait), "{wait}");
         // However slow the frames, the run's progress is drawn every second.
         pacer.record(5.0);
         assert_eq!(pacer.wait(LiveRefresh::Auto), SLOWEST);
