@@ -250,16 +250,16 @@ pub(super) fn normalised_product(
     eps: f64,
     rectifier: Rectifier,
 ) -> Result<(Tensor, Option<Stats>)> {
-    let product_out = rectifier::product_alone(x, w, &product)?;
+    // Made contiguous once for both the product and the op (copies where they are not).
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let product_out = rectifier::product_alone(&x, &w, &product)?;
     let (norm, batch) = prepare(&product_out, beta, running, eps, Some(rectifier))?;
     let op = NormalisedProduct {
         product,
         norm,
         product_out,
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&w.contiguous()?, &Tensor::cat(&[gamma, beta], 0)?, op)?;
+    let y = x.apply_op3(&w, &Tensor::cat(&[gamma, beta], 0)?, op)?;
     Ok((y, batch))
 }
 

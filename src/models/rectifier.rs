@@ -89,10 +89,11 @@ pub(super) fn apply_fused(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, product
     }
 }
 
-/// The product of `x` and `w` alone (no bias, no activation) as a tensor outside the graph: the first part
-/// of an op that goes on from it and differentiates through the product itself (`norm::normalised_product`).
+/// The product of the contiguous `x` and `w` alone (no bias, no activation) as a tensor outside the graph:
+/// the first part of an op that goes on from it and differentiates through the product itself
+/// (`norm::normalised_product`, which passes the operands it then gives that op).
 pub(super) fn product_alone(x: &Tensor, w: &Tensor, product: &impl FusedProduct) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Alone(product))
+    x.apply_op2_no_bwd(w, &Alone(product))
 }
 
 struct Alone<'a, P>(&'a P);
