@@ -190,8 +190,8 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
         let bench = || {
             let steps = config.train.steps;
-            let (batch, seconds) = gantry::cli::bench_one(name, steps, Kernels::Fast).expect("the bench runs");
-            (steps as usize * batch) as f64 / seconds
+            let run = gantry::cli::bench_one(name, steps, Kernels::Fast, false).expect("the bench runs");
+            (steps as usize * run.batch) as f64 / run.seconds
         };
         let (mut train, mut bare) = (Vec::new(), Vec::new());
         for round in 0..rounds {

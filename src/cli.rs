@@ -5,7 +5,7 @@ use crate::config::{OnTrouble, RunConfig};
 use crate::data;
 use crate::footprint::{available_memory, machine_speed, Footprint};
 use crate::models::layers::Kernels;
-use crate::models::preflight;
+use crate::models::{preflight, product_tally, tally_products, ProductTally};
 use crate::presets::{self, PRESETS};
 use crate::runs::{self, RunDir};
 use crate::sweep::{self, Axis};
@@ -192,6 +192,10 @@ pub struct BenchArgs {
     /// own ops (to compare against).
     #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
     pub kernels: String,
+    /// Also tally the timed steps' matrix products: their multiply-adds, their share of the threads' time,
+    /// the time they alone would take at this machine's large-product speed, and the slowest shapes.
+    #[arg(long)]
+    pub products: bool,
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -453,21 +457,30 @@ fn bench(args: BenchArgs) -> i32 {
         } else {
             Kernels::Fast
         };
-        match bench_one(preset, args.steps, kernels) {
-            Ok((batch, seconds)) => {
-                let steps_per_s = args.steps as f64 / seconds;
+        match bench_one(preset, args.steps, kernels, args.products) {
+            Ok(run) => {
+                let steps_per_s = args.steps as f64 / run.seconds;
                 let (threads, vectors) = (crate::threads::count(), crate::cpu::vector_instructions());
+                let products = args.products.then(|| ProductSummary::of(&run, args.steps, threads));
                 if !args.json {
                     println!(
-                        "{model:8} batch {batch:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads, \
+                        "{model:8} batch {:4}  {steps_per_s:8.2} steps/s  {:9.1} images/s  ({threads} threads, \
                          {vectors})",
-                        steps_per_s * batch as f64
+                        run.batch,
+                        steps_per_s * run.batch as f64
                     );
+                    if let Some(products) = &products {
+                        print!("{}", products.describe());
+                    }
                 }
-                results.push(serde_json::json!({
-                    "model": model, "batch": batch, "steps": args.steps, "steps_per_s": steps_per_s,
-                    "images_per_s": steps_per_s * batch as f64, "threads": threads, "vectors": vectors,
-                }));
+                let mut row = serde_json::json!({
+                    "model": model, "batch": run.batch, "steps": args.steps, "steps_per_s": steps_per_s,
+                    "images_per_s": steps_per_s * run.batch as f64, "threads": threads, "vectors": vectors,
+                });
+                if let Some(products) = &products {
+                    row["products"] = products.json();
+                }
+                results.push(row);
             }
             Err(message) => {
                 eprintln!("error: {model}: {message}");
@@ -481,8 +494,16 @@ fn bench(args: BenchArgs) -> i32 {
     0
 }
 
-/// Times `steps` training steps of a preset's model after a warm-up; returns (batch size, seconds).
-pub fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f64), String> {
+/// One benchmark model's timed steps.
+pub struct BenchRun {
+    pub batch: usize,
+    pub seconds: f64,
+    /// The timed steps' matrix products by shape, when asked for.
+    pub products: Vec<((usize, usize, usize), ProductTally)>,
+}
+
+/// Times `steps` training steps of a preset's model after a warm-up, tallying their products when `products`.
+pub fn bench_one(preset: &str, steps: u64, kernels: Kernels, products: bool) -> Result<BenchRun, String> {
     let mut config = presets::preset(preset)?;
     config.data.count = 1024;
     config.data.holdout = 0.0;
@@ -492,11 +513,86 @@ pub fn bench_one(preset: &str, steps: u64, kernels: Kernels) -> Result<(usize, f
     for _ in 0..BENCH_WARMUP {
         session.step().map_err(|e| e.to_string())?;
     }
+    tally_products(products);
     let started = Instant::now();
     for _ in 0..steps {
         session.step().map_err(|e| e.to_string())?;
     }
-    Ok((session.config().train.batch_size, started.elapsed().as_secs_f64()))
+    let seconds = started.elapsed().as_secs_f64();
+    let products = if products { product_tally() } else { Vec::new() };
+    tally_products(false);
+    Ok(BenchRun {
+        batch: session.config().train.batch_size,
+        seconds,
+        products,
+    })
+}
+
+/// Where a benchmark step's time goes in its matrix products, per step.
+struct ProductSummary {
+    multiply_adds: f64,
+    thread_seconds: f64,
+    step_seconds: f64,
+    threads: usize,
+    /// The shapes that took the most time: (rows, columns, depth), calls and thread seconds a step.
+    slowest: Vec<((usize, usize, usize), f64, f64)>,
+}
+
+impl ProductSummary {
+    fn of(run: &BenchRun, steps: u64, threads: usize) -> ProductSummary {
+        let steps = steps.max(1) as f64;
+        ProductSummary {
+            multiply_adds: run.products.iter().map(|(_, t)| t.multiply_adds as f64).sum::<f64>() / steps,
+            thread_seconds: run.products.iter().map(|(_, t)| t.thread_seconds).sum::<f64>() / steps,
+            step_seconds: run.seconds / steps,
+            threads,
+            slowest: (run.products.iter().take(8))
+                .map(|(shape, t)| (*shape, t.calls as f64 / steps, t.thread_seconds / steps))
+                .collect(),
+        }
+    }
+
+    /// The products' share of all the threads' time in a step: a step made of products alone, split evenly
+    /// over the threads, would take this share of the time.
+    fn share(&self) -> f64 {
+        self.thread_seconds / (self.step_seconds * self.threads as f64)
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!(
+            "  products: {:.2} G multiply-adds a step in {:.1} ms of the {} threads' time ({:.1} G/s a thread), \
+             {:.0} % of it:\n  alone they would take {:.1} ms of the step's {:.1} ms\n  slowest shapes (rows x \
+             columns x depth of a part on one thread):\n",
+            self.multiply_adds / 1e9,
+            self.thread_seconds * 1e3,
+            self.threads,
+            self.multiply_adds / self.thread_seconds.max(1e-12) / 1e9,
+            100.0 * self.share(),
+            self.thread_seconds / self.threads as f64 * 1e3,
+            self.step_seconds * 1e3,
+        );
+        for ((rows, columns, depth), calls, seconds) in &self.slowest {
+            let speed = (rows * columns * depth) as f64 * calls / seconds.max(1e-12) / 1e9;
+            text += &format!(
+                "    {rows:5} x {columns:5} x {depth:5}  {calls:7.1} a step  {:7.2} ms  {speed:6.1} G/s\n",
+                seconds * 1e3
+            );
+        }
+        text
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let shapes: Vec<_> = (self.slowest.iter())
+            .map(|((rows, columns, depth), calls, seconds)| {
+                serde_json::json!({"rows": rows, "columns": columns, "depth": depth, "calls_per_step": calls,
+                    "thread_seconds_per_step": seconds})
+            })
+            .collect();
+        serde_json::json!({
+            "multiply_adds_per_step": self.multiply_adds, "thread_seconds_per_step": self.thread_seconds,
+            "share_of_thread_time": self.share(), "slowest": shapes,
+        })
+    }
 }
 
 fn sweep(args: SweepArgs) -> i32 {

@@ -159,6 +159,42 @@ fn bench_prints_json_with_torch_references_fields() {
     assert_eq!(row["threads"], 1, "--threads sets the training threads");
 }
 
+#[test]
+fn bench_tallies_every_product_of_a_step() {
+    let out = gantry(&[
+        "bench",
+        "--model",
+        "mlpgan",
+        "--steps",
+        "2",
+        "--json",
+        "--threads",
+        "1",
+        "--products",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let products = &rows[0]["products"];
+    // The MLP GAN's multiply-adds a step, batch 64: G 100-256-512-784, D 784-512-256-1.
+    let (g, d) = (100 * 256 + 256 * 512 + 512 * 784, 784 * 512 + 512 * 256 + 256);
+    let d_inner_inputs = 512 * 256 + 256; // D's layers whose input gradient something needs
+    let g_inner_inputs = 256 * 512 + 512 * 784;
+    // D step: G makes a batch; D judges it and a real batch and takes both batches' weight gradients, and
+    // the input gradients of its inner layers. G step: D judges the same batch again, with weights held, back
+    // to its input; G takes its weight gradients and its inner layers' input gradients.
+    let d_step = g + 2 * d + 2 * d + 2 * d_inner_inputs;
+    let g_step = d + d + g + g_inner_inputs;
+    assert_eq!(
+        products["multiply_adds_per_step"],
+        f64::from(64 * (d_step + g_step)),
+        "{products}"
+    );
+    let share = products["share_of_thread_time"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0, "{products}");
+    let slowest = products["slowest"].as_array().unwrap();
+    assert!(!slowest.is_empty() && slowest.iter().all(|s| s["calls_per_step"].as_f64().unwrap() > 0.0));
+}
+
 fn status_of(run: &Path) -> gantry::runs::RunStatus {
     gantry::runs::RunMeta::read(run).unwrap().status
 }

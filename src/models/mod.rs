@@ -16,6 +16,7 @@ use crate::rng::{derive_seed, seeded};
 use ae::Autoencoder;
 use gan::{Discriminator, Generator};
 use layers::{Builder, Kernels, Params};
+pub use product::{product_tally, tally_products, ProductTally};
 
 /// Seed streams for the initial weights of each network.
 const SEED_INIT_G: u64 = 10;

@@ -6,6 +6,50 @@ use super::rectifier::{self, Epilogue, FusedActivation, FusedProduct, Gradients}
 use super::{slice, unwritten};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What the products of one shape took while [`tally_products`] was on.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProductTally {
+    /// Products (or parts of one, each on its own thread) of this shape.
+    pub calls: u64,
+    /// Their time on the threads that ran them.
+    pub thread_seconds: f64,
+    /// Their multiply-adds.
+    pub multiply_adds: u64,
+}
+
+/// Whether products are being tallied: off (one relaxed load a product) unless `gantry bench --products`
+/// asks where a step's time goes.
+static TALLYING: AtomicBool = AtomicBool::new(false);
+/// The tally by (rows, columns, depth) of each part as one thread ran it.
+static TALLY: Mutex<BTreeMap<(usize, usize, usize), ProductTally>> = Mutex::new(BTreeMap::new());
+
+/// Starts tallying every product this process runs, from nothing (`false` stops).
+pub fn tally_products(on: bool) {
+    TALLY.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    TALLYING.store(on, Ordering::Relaxed);
+}
+
+/// The products tallied since [`tally_products`]: (rows, columns, depth) and what they took, most time first.
+pub fn product_tally() -> Vec<((usize, usize, usize), ProductTally)> {
+    let tally = TALLY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shapes: Vec<_> = tally.iter().map(|(shape, t)| (*shape, *t)).collect();
+    shapes.sort_by(|a, b| b.1.thread_seconds.total_cmp(&a.1.thread_seconds));
+    shapes
+}
+
+/// Adds one product of `shape` that took `seconds` on each of `threads` threads.
+fn tally(shape: (usize, usize, usize), seconds: f64, threads: usize) {
+    let mut tally = TALLY.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = tally.entry(shape).or_default();
+    entry.calls += 1;
+    entry.thread_seconds += seconds * threads as f64;
+    entry.multiply_adds += (shape.0 * shape.1 * shape.2) as u64;
+}
 
 /// `dst (m x n) = lhs (m x k) · rhs (k x n)` (plus `dst` when `accumulate`), row-major, where `(values,
 /// true)` is a matrix stored transposed (for `dst`: column by column, as an image holds a product over its
@@ -70,6 +114,7 @@ impl Operands {
         parallelism: Parallelism,
     ) {
         let (r, c) = (r0 as isize, c0 as isize);
+        let started = TALLYING.load(Ordering::Relaxed).then(Instant::now);
         gemm::gemm(
             r1 - r0,
             c1 - c0,
@@ -90,7 +135,15 @@ impl Operands {
             false,
             false,
             parallelism,
-        )
+        );
+        if let Some(started) = started {
+            let threads = match parallelism {
+                Parallelism::None => 1,
+                Parallelism::Rayon(0) => rayon::current_num_threads(),
+                Parallelism::Rayon(n) => n,
+            };
+            tally((r1 - r0, c1 - c0, self.k), started.elapsed().as_secs_f64(), threads);
+        }
     }
 }
 
