@@ -542,8 +542,12 @@ impl ProductSummary {
     fn of(run: &BenchRun, steps: u64, threads: usize) -> ProductSummary {
         let steps = steps.max(1) as f64;
         ProductSummary {
-            multiply_adds: run.products.iter().map(|(_, t)| t.multiply_adds as f64).sum::<f64>() / steps,
-            thread_seconds: run.products.iter().map(|(_, t)| t.thread_seconds).sum::<f64>() / steps,
+            multiply_adds: run
+                .products
+                .iter()
+                .fold(0.0, |sum, (_, t)| sum + t.multiply_adds as f64)
+                / steps,
+            thread_seconds: run.products.iter().fold(0.0, |sum, (_, t)| sum + t.thread_seconds) / steps,
             step_seconds: run.seconds / steps,
             threads,
             slowest: (run.products.iter().take(8))
@@ -559,6 +563,9 @@ impl ProductSummary {
     }
 
     fn describe(&self) -> String {
+        if self.slowest.is_empty() {
+            return "  products: none tallied (those of `--kernels candle` are candle's, not tallied)\n".to_string();
+        }
         let mut text = format!(
             "  products: {:.2} G multiply-adds a step in {:.1} ms of the {} threads' time ({:.1} G/s a thread), \
              {:.0} % of it:\n  alone they would take {:.1} ms of the step's {:.1} ms\n  slowest shapes (rows x \
