@@ -372,7 +372,7 @@ fn conv_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     dx
 }
 
-/// dw = Σ over chunks of dy · patchesᵀ: the weight gradient, summed in one partial per thread.
+/// dw = Σ over chunks of dy · patchesᵀ: the weight gradient, its chunks' parts added in chunk order.
 fn conv_backward_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     weight_and_forward(g, x, dy, None)
 }
@@ -392,24 +392,35 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let (chunk_images, parallelism) = g.plan();
     let mut out = unwritten(len + if w.is_some() { g.images * g.out_len() } else { 0 });
-    // Each thread sums the chunks it takes into a partial of its own, the first thread's the output itself;
-    // each partial notes whether it has been written.
-    let mut partials = unwritten((crate::threads::count() - 1) * len);
     let (dw, y) = out.split_at_mut(len);
-    let sums: Vec<Mutex<(bool, &mut [f32])>> = std::iter::once(dw)
-        .chain(partials.chunks_mut(len))
-        .map(|sum| Mutex::new((false, sum)))
-        .collect();
     let chunks: Vec<&mut [f32]> = match w {
         Some(_) => y.chunks_mut(chunk_images * g.out_len()).collect(),
         None => (0..g.images.div_ceil(chunk_images)).map(|_| &mut [][..]).collect(),
     };
-    crate::threads::map_parts_on_threads(chunks, |thread, c, y| {
+    // The first chunk writes dw itself; the others' parts are added to it in chunk order, whichever thread
+    // finishes first, so that the sum (and the run) comes out the same every time.
+    let first_chunk = Mutex::new(Some(dw));
+    let sum = Mutex::new(OrderedSum {
+        dw: None,
+        next: 0,
+        waiting: std::collections::BTreeMap::new(),
+    });
+    crate::threads::map_parts(chunks, |c, y| {
         let first = c * chunk_images;
         let n = chunk_images.min(g.images - first);
         let columns = n * pixels;
-        let mut sum = crate::threads::lock(&sums[thread % sums.len()]);
-        let (written, dw) = &mut *sum;
+        let mut taken = match c {
+            0 => crate::threads::lock(&first_chunk).take(),
+            _ => None,
+        };
+        let mut own = Vec::new();
+        let part: &mut [f32] = match taken.as_deref_mut() {
+            Some(dw) => dw,
+            None => {
+                own = unwritten(len);
+                &mut own
+            }
+        };
         with_scratch(rows * columns, |patches| {
             for (i, patches) in patches.chunks_exact_mut(pixels * rows).enumerate() {
                 g.im2row(&x[(first + i) * g.in_len()..][..g.in_len()], patches);
@@ -421,14 +432,14 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
                     pixels,
                     dy_rows,
                 );
-                // dw (outputs x rows) += dy (outputs x columns) · patches (columns x rows)
+                // part (outputs x rows) = dy (outputs x columns) · patches (columns x rows)
                 let shape = (g.outputs, rows, columns);
                 matmul(
                     shape,
-                    (dw, false),
+                    (part, false),
                     (dy_rows, false),
                     (patches, false),
-                    *written,
+                    false,
                     parallelism,
                 );
                 if let Some(w) = w {
@@ -436,19 +447,42 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
                 }
             });
         });
-        *written = true;
+        let mut sum = crate::threads::lock(&sum);
+        match taken {
+            Some(dw) => sum.dw = Some(dw),
+            None => {
+                sum.waiting.insert(c, own);
+            }
+        }
+        sum.fold();
     });
-    let mut sums = sums
-        .into_iter()
-        .map(|sum| sum.into_inner().unwrap_or_else(|e| e.into_inner()));
-    let (written, dw) = sums.next().expect("the first thread's sum");
-    if !written {
+    // No images, no chunks: the gradient is zero.
+    if let Some(dw) = first_chunk.into_inner().unwrap_or_else(|e| e.into_inner()) {
         dw.fill(0.0);
     }
-    for (_, partial) in sums.filter(|(written, _)| *written) {
-        dw.iter_mut().zip(partial.iter()).for_each(|(a, b)| *a += b);
-    }
     out
+}
+
+/// A weight gradient's chunk parts, added to the first chunk's in chunk order as they become ready.
+struct OrderedSum<'a> {
+    /// The first chunk's part (the output), once it is written.
+    dw: Option<&'a mut [f32]>,
+    /// The next chunk to add.
+    next: usize,
+    /// Parts written before their turn.
+    waiting: std::collections::BTreeMap<usize, Vec<f32>>,
+}
+
+impl OrderedSum<'_> {
+    /// Adds every part whose turn has come.
+    fn fold(&mut self) {
+        let Some(dw) = self.dw.as_deref_mut() else { return };
+        self.next = self.next.max(1);
+        while let Some(part) = self.waiting.remove(&self.next) {
+            dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            self.next += 1;
+        }
+    }
 }
 
 /// Which product of a convolution a kernel op computes; the first operand is the one named first.
@@ -698,6 +732,24 @@ mod tests {
                 (x - y).abs() <= 1e-4 * scale,
                 "{what}[{i}]: {x} vs candle's {y} (scale {scale})"
             );
+        }
+    }
+
+    /// A weight gradient summed over many chunks (taken by whichever thread is free) is the same to the bit
+    /// every time, so that a run and a fork of it agree exactly.
+    #[test]
+    fn a_weight_gradient_over_many_chunks_is_the_same_every_time() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        // A DCGAN discriminator's second layer: 14x14x64 -> 7x7x128, 64 images in several chunks.
+        let g = Geometry::new((64, 64, 14, 14), 128, 4, 2, 1).unwrap();
+        assert!(g.images.div_ceil(g.plan().0) > 2, "several chunks");
+        let values = |n: usize, rng: &mut rand::rngs::StdRng| (0..n).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let x: Vec<f32> = values(g.images * g.in_len(), &mut rng);
+        let dy: Vec<f32> = values(g.images * g.out_len(), &mut rng);
+        let first = conv_backward_weight(&g, &x, &dy);
+        for _ in 0..30 {
+            let again = conv_backward_weight(&g, &x, &dy);
+            assert!(again.iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 
