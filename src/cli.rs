@@ -192,8 +192,8 @@ pub struct BenchArgs {
     /// own ops (to compare against).
     #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
     pub kernels: String,
-    /// Also tally the timed steps' matrix products: their multiply-adds, their share of the threads' time,
-    /// the time they alone would take at this machine's large-product speed, and the slowest shapes.
+    /// Also tally the timed steps' matrix products: their multiply-adds, their share of the threads' time
+    /// (what a step would take if it were its products alone), and the slowest shapes.
     #[arg(long)]
     pub products: bool,
 }

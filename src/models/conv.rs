@@ -402,10 +402,10 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
     let first_chunk = Mutex::new(Some(dw));
     let sum = Mutex::new(OrderedSum {
         dw: None,
-        next: 0,
+        next: 1,
         waiting: std::collections::BTreeMap::new(),
     });
-    crate::threads::map_parts(chunks, |c, y| {
+    crate::threads::for_each_part(chunks, |c, y| {
         let first = c * chunk_images;
         let n = chunk_images.min(g.images - first);
         let columns = n * pixels;
@@ -467,7 +467,7 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
 struct OrderedSum<'a> {
     /// The first chunk's part (the output), once it is written.
     dw: Option<&'a mut [f32]>,
-    /// The next chunk to add.
+    /// The next chunk to add (the first is `dw` itself).
     next: usize,
     /// Parts written before their turn.
     waiting: std::collections::BTreeMap<usize, Vec<f32>>,
@@ -477,7 +477,6 @@ impl OrderedSum<'_> {
     /// Adds every part whose turn has come.
     fn fold(&mut self) {
         let Some(dw) = self.dw.as_deref_mut() else { return };
-        self.next = self.next.max(1);
         while let Some(part) = self.waiting.remove(&self.next) {
             dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
             self.next += 1;
@@ -747,6 +746,13 @@ mod tests {
         let x: Vec<f32> = values(g.images * g.in_len(), &mut rng);
         let dy: Vec<f32> = values(g.images * g.out_len(), &mut rng);
         let first = conv_backward_weight(&g, &x, &dy);
+        // The gradient itself, against candle's: d/dw of sum(conv(x, w) * dy).
+        let tensor = |v: &[f32], dims: &[usize]| Tensor::from_slice(v, dims, &Device::Cpu).unwrap();
+        let (xt, dyt) = (tensor(&x, &[64, 64, 14, 14]), tensor(&dy, &[64, 128, 7, 7]));
+        let w = Var::zeros((128, 64, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let loss = (xt.conv2d(&w, 1, 2, 1, 1).unwrap() * dyt).unwrap().sum_all().unwrap();
+        let theirs = loss.backward().unwrap().get(&w).unwrap().clone();
+        close(&tensor(&first, &[128, 64, 4, 4]), &theirs, "dw");
         for _ in 0..30 {
             let again = conv_backward_weight(&g, &x, &dy);
             assert!(again.iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
