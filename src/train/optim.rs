@@ -3,7 +3,7 @@
 
 use crate::config::{OptimizerConfig, OptimizerKind};
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var};
 use std::cell::{Cell, RefCell};
 
 /// The hyperparameters one optimiser uses; the learning rate differs between G and D.
@@ -36,7 +36,10 @@ pub struct Optimizer {
     kind: OptimizerKind,
     pub hyper: Hyper,
     vars: Vec<Var>,
-    /// Per variable: Adam (m, v), SGD (momentum buffer), RMSprop (square average, momentum buffer).
+    /// State slots per variable: Adam (m, v), SGD (momentum buffer), RMSprop (square average, momentum buffer).
+    slots: usize,
+    /// Per variable, its slots; empty (all zeros) until its first update, so that a session that never trains
+    /// (the quality metric's shadow) holds no optimiser state.
     state: Vec<Vec<Vec<f32>>>,
     steps: u64,
     /// Per variable, the sum of squared gradients of the last step (before any clipping).
@@ -214,13 +217,13 @@ impl Optimizer {
             OptimizerKind::Adam | OptimizerKind::AdamW | OptimizerKind::Rmsprop => 2,
             OptimizerKind::Sgd => 1,
         };
-        let state = vars.iter().map(|v| vec![vec![0f32; v.elem_count()]; slots]).collect();
         Ok(Optimizer {
             kind,
             hyper,
             grad_sq: vec![0.0; vars.len()],
+            state: vec![Vec::new(); vars.len()],
             vars,
-            state,
+            slots,
             steps: 0,
             max_grad_norm: 0.0,
         })
@@ -250,6 +253,9 @@ impl Optimizer {
         for ((var, state), grad_sq) in self.vars.iter().zip(self.state.iter_mut()).zip(&mut self.grad_sq) {
             *grad_sq = 0.0;
             let Some(grad) = grads.get(var) else { continue };
+            if state.is_empty() {
+                *state = vec![vec![0f32; var.elem_count()]; self.slots];
+            }
             let update = Update {
                 rule: Rule {
                     kind: self.kind,
@@ -278,11 +284,12 @@ impl Optimizer {
             Tensor::new(&[self.steps as i64], &Device::Cpu)?,
         )];
         for (i, (slots, var)) in self.state.iter().zip(&self.vars).enumerate() {
-            for (j, slot) in slots.iter().enumerate() {
-                out.push((
-                    format!("{prefix}/{i}/{j}"),
-                    Tensor::from_slice(slot, var.dims(), &Device::Cpu)?,
-                ));
+            for j in 0..self.slots {
+                let values = match slots.get(j) {
+                    Some(slot) => Tensor::from_slice(slot, var.dims(), &Device::Cpu)?,
+                    None => Tensor::zeros(var.dims(), DType::F32, &Device::Cpu)?,
+                };
+                out.push((format!("{prefix}/{i}/{j}"), values));
             }
         }
         Ok(out)
@@ -295,6 +302,7 @@ impl Optimizer {
         let steps = get(&steps_name).ok_or_else(|| missing(&steps_name))?;
         self.steps = steps.to_vec1::<i64>()?[0] as u64;
         for (i, (slots, var)) in self.state.iter_mut().zip(&self.vars).enumerate() {
+            slots.resize(self.slots, Vec::new());
             for (j, slot) in slots.iter_mut().enumerate() {
                 let name = format!("{prefix}/{i}/{j}");
                 let t = get(&name).ok_or_else(|| missing(&name))?;
@@ -317,6 +325,7 @@ mod tests {
     use super::*;
     use crate::config::OptimizerConfig;
     use candle_core::Device;
+    use std::collections::HashMap;
 
     /// Minimises Σ (x - 3)² over `size` values from x = 0 and returns x after `steps` updates, with the
     /// gradient norm the last update reported.
@@ -411,5 +420,38 @@ mod tests {
         // With bias correction the first Adam step is lr * sign(grad).
         let x = descend(OptimizerKind::Adam, 0.1, 1);
         assert!((x - 0.1).abs() < 1e-5, "{x}");
+    }
+
+    #[test]
+    fn state_is_held_only_once_a_variable_is_updated_and_checkpoints_the_same_either_way() {
+        let config = OptimizerConfig::default();
+        let (x, y) = (
+            Var::new(&[1f32, 2.0], &Device::Cpu).unwrap(),
+            Var::new(&[5f32], &Device::Cpu).unwrap(),
+        );
+        let mut opt = Optimizer::new(OptimizerKind::Adam, Hyper::new(&config, 0.1), vec![x.clone(), y]).unwrap();
+        // A session that never trains (the quality metric's shadow) holds no state.
+        assert!(opt.state.iter().all(Vec::is_empty));
+        let fresh: HashMap<String, Tensor> = opt.state_tensors("o").unwrap().into_iter().collect();
+        // Only x gets a gradient: y's state stays unheld.
+        let loss = x.as_tensor().sqr().unwrap().sum_all().unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        assert_eq!(opt.state.iter().map(|s| s.len()).collect::<Vec<_>>(), [2, 0]);
+        let saved: HashMap<String, Tensor> = opt.state_tensors("o").unwrap().into_iter().collect();
+        let values = |t: &HashMap<String, Tensor>, name: &str| t[name].to_vec1::<f32>().unwrap();
+        // An unheld slot saves as the zeros it stands for, in the shape of its variable.
+        assert_eq!(
+            (values(&fresh, "o/0/1"), values(&saved, "o/1/0")),
+            (vec![0.0, 0.0], vec![0.0])
+        );
+        assert_ne!(values(&saved, "o/0/0"), [0.0, 0.0]);
+        // Loaded into an optimiser that never stepped, the state is all there.
+        let mut other = Optimizer::new(OptimizerKind::Adam, Hyper::new(&config, 0.1), opt.vars.clone()).unwrap();
+        other.load_state("o", &|name| saved.get(name).cloned()).unwrap();
+        let reloaded: HashMap<String, Tensor> = other.state_tensors("o").unwrap().into_iter().collect();
+        assert_eq!(other.steps, 1);
+        for name in ["o/0/0", "o/0/1", "o/1/0", "o/1/1"] {
+            assert_eq!(values(&reloaded, name), values(&saved, name), "{name}");
+        }
     }
 }

@@ -916,13 +916,13 @@ impl Worker {
             self.snapshots.clear();
             return;
         }
+        // Room first, so that the ring holds at most `keep` copies of the weights and optimiser state even while
+        // the new one is gathered.
+        while self.snapshots.len() >= keep {
+            self.snapshots.pop_front();
+        }
         match session.checkpoint_tensors() {
-            Ok(tensors) => {
-                while self.snapshots.len() >= keep {
-                    self.snapshots.pop_front();
-                }
-                self.snapshots.push_back((session.step_count(), tensors));
-            }
+            Ok(tensors) => self.snapshots.push_back((session.step_count(), tensors)),
             Err(e) => self.emit(Event::Problem(Problem::Warning(format!("cannot keep a snapshot: {e}")))),
         }
     }
