@@ -192,8 +192,9 @@ impl CustomOp3 for BatchNormOp {
         let (n, c) = (x.elem_count(), self.channels);
         Ok((
             Some(grads.narrow(0, 0, n)?.reshape(x.shape())?),
-            Some(grads.narrow(0, n, c)?),
-            Some(grads.narrow(0, n + c, c)?),
+            // Copied out: views would keep the whole buffer (dx too) alive until the optimiser step.
+            Some(grads.narrow(0, n, c)?.copy()?),
+            Some(grads.narrow(0, n + c, c)?.copy()?),
         ))
     }
 }
@@ -347,7 +348,8 @@ impl<P: FusedProduct> CustomOp3 for NormalisedProduct<P> {
         let dz = grads.narrow(0, 0, n)?.reshape(z.shape())?;
         let (dx, dw, _) = self.product.backward(x, w, None, z, &dz)?;
         // The norm's gradients are dgamma then dbeta, as gamma and beta are concatenated.
-        let dgamma_beta = gamma_beta.track_op().then(|| grads.narrow(0, n, 2 * c)).transpose()?;
+        // Copied out: a view would keep the whole buffer (dz too) alive until the optimiser step.
+        let dgamma_beta = gamma_beta.track_op().then(|| grads.narrow(0, n, 2 * c)?.copy()).transpose()?;
         Ok((dx, dw, dgamma_beta))
     }
 }
