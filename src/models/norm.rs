@@ -349,7 +349,10 @@ impl<P: FusedProduct> CustomOp3 for NormalisedProduct<P> {
         let (dx, dw, _) = self.product.backward(x, w, None, z, &dz)?;
         // The norm's gradients are dgamma then dbeta, as gamma and beta are concatenated.
         // Copied out: a view would keep the whole buffer (dz too) alive until the optimiser step.
-        let dgamma_beta = gamma_beta.track_op().then(|| grads.narrow(0, n, 2 * c)?.copy()).transpose()?;
+        let dgamma_beta = gamma_beta
+            .track_op()
+            .then(|| grads.narrow(0, n, 2 * c)?.copy())
+            .transpose()?;
         Ok((dx, dw, dgamma_beta))
     }
 }
