@@ -542,12 +542,8 @@ impl ProductSummary {
     fn of(run: &BenchRun, steps: u64, threads: usize) -> ProductSummary {
         let steps = steps.max(1) as f64;
         ProductSummary {
-            multiply_adds: run
-                .products
-                .iter()
-                .fold(0.0, |sum, (_, t)| sum + t.multiply_adds as f64)
-                / steps,
-            thread_seconds: run.products.iter().fold(0.0, |sum, (_, t)| sum + t.thread_seconds) / steps,
+            multiply_adds: run.products.iter().map(|(_, t)| t.multiply_adds as f64).sum::<f64>() / steps,
+            thread_seconds: run.products.iter().map(|(_, t)| t.thread_seconds).sum::<f64>() / steps,
             step_seconds: run.seconds / steps,
             threads,
             slowest: (run.products.iter().take(8))
