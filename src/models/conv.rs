@@ -595,7 +595,9 @@ impl FusedProduct for Convolution {
                 .apply_op3_no_bwd(&x.contiguous()?, &w.contiguous()?, &WeightAndInput(g))?;
             let (dw_len, dx_len) = (w.elem_count(), x.elem_count());
             let dx = both.narrow(0, dw_len, dx_len)?.reshape(x.shape())?;
-            return Ok((Some(dx), Some(both.narrow(0, 0, dw_len)?.reshape(w.shape())?), db));
+            // dw copied out: as a view it would keep dx's values alive until the optimiser step.
+            let dw = both.narrow(0, 0, dw_len)?.force_contiguous()?.reshape(w.shape())?;
+            return Ok((Some(dx), Some(dw), db));
         }
         let (dx_product, (conv_input, conv_grad)) = if self.transposed {
             (Product::Forward, (&dy, x))
@@ -878,6 +880,22 @@ mod tests {
                 &format!("{what} gradient {i}"),
             );
         }
+    }
+
+    /// A transposed convolution makes both gradients in one buffer; the weight's is copied out of it, so that
+    /// the input's (the larger) is freed once the layer below has used it, not at the optimiser step.
+    #[test]
+    fn a_transposed_convolutions_weight_gradient_holds_only_its_own_values() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let x = random(&mut rng, &[4, 6, 5, 5]);
+        let w = random(&mut rng, &[6, 3, 4, 4]);
+        let y = conv_transpose2d(&x, &w, 2, 1, Epilogue::default()).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let (storage, _) = grads.get(&w).unwrap().storage_and_layout();
+        let candle_core::Storage::Cpu(values) = &*storage else {
+            panic!("a CPU tensor")
+        };
+        assert_eq!(values.as_slice::<f32>().unwrap().len(), w.elem_count());
     }
 
     #[test]

@@ -193,8 +193,8 @@ impl CustomOp3 for BatchNormOp {
         Ok((
             Some(grads.narrow(0, 0, n)?.reshape(x.shape())?),
             // Copied out: views would keep the whole buffer (dx too) alive until the optimiser step.
-            Some(grads.narrow(0, n, c)?.copy()?),
-            Some(grads.narrow(0, n + c, c)?.copy()?),
+            Some(grads.narrow(0, n, c)?.force_contiguous()?),
+            Some(grads.narrow(0, n + c, c)?.force_contiguous()?),
         ))
     }
 }
@@ -351,7 +351,7 @@ impl<P: FusedProduct> CustomOp3 for NormalisedProduct<P> {
         // Copied out: a view would keep the whole buffer (dz too) alive until the optimiser step.
         let dgamma_beta = gamma_beta
             .track_op()
-            .then(|| grads.narrow(0, n, 2 * c)?.copy())
+            .then(|| grads.narrow(0, n, 2 * c)?.force_contiguous())
             .transpose()?;
         Ok((dx, dw, dgamma_beta))
     }
@@ -425,6 +425,19 @@ mod tests {
             let theirs = rectify(reference(&x, &gamma, &beta, &reduce, &view), rectifier);
             let g1 = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (&theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            // The small gradients hold buffers of their own: as views of the op's one output they would keep
+            // dx's values alive as long as they live (until the optimiser step).
+            for (what, grad) in [("dgamma", g1.get(&gamma)), ("dbeta", g1.get(&beta))] {
+                let (storage, _) = grad.unwrap().storage_and_layout();
+                let candle_core::Storage::Cpu(values) = &*storage else {
+                    panic!("a CPU tensor")
+                };
+                assert_eq!(
+                    values.as_slice::<f32>().unwrap().len(),
+                    c,
+                    "{dims:?} {what}: values held"
+                );
+            }
             let pairs = [
                 (ours, theirs),
                 (g1.get(&x).unwrap().clone(), g2.get(&x).unwrap().clone()),
