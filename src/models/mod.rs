@@ -56,6 +56,16 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The values the buffer under `t` holds: more than `t`'s own when `t` is a view of a larger one.
+#[cfg(test)]
+fn values_held(t: &candle_core::Tensor) -> usize {
+    let (storage, _) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(values) => values.as_slice::<f32>().map_or(0, |v| v.len()),
+        _ => panic!("a CPU tensor"),
+    }
+}
+
 pub struct Gan {
     pub generator: Generator,
     pub discriminator: Discriminator,
