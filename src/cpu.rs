@@ -51,6 +51,11 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether this CPU has AVX-512F, for kernels written for it alone.
+pub fn has_avx512() -> bool {
+    vectors() == Vectors::Avx512
+}
+
 /// The widest vector instructions `widest` uses on this CPU, for the benchmark's report.
 pub fn vector_instructions() -> &'static str {
     match vectors() {

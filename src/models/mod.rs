@@ -2,6 +2,7 @@
 
 pub mod ae;
 pub mod conv;
+mod direct;
 mod elementary;
 pub mod gan;
 pub mod layers;

@@ -42,6 +42,16 @@ pub fn product_tally() -> Vec<((usize, usize, usize), ProductTally)> {
     shapes
 }
 
+/// Runs `product` (of `shape`, on `threads` threads), tallying what it took when products are tallied.
+pub(super) fn tallied<R>(shape: (usize, usize, usize), threads: usize, product: impl FnOnce() -> R) -> R {
+    let started = TALLYING.load(Ordering::Relaxed).then(Instant::now);
+    let result = product();
+    if let Some(started) = started {
+        tally(shape, started.elapsed().as_secs_f64(), threads);
+    }
+    result
+}
+
 /// Adds one product of `shape` that took `seconds` on each of `threads` threads.
 fn tally(shape: (usize, usize, usize), seconds: f64, threads: usize) {
     let mut tally = TALLY.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,36 +124,34 @@ impl Operands {
         parallelism: Parallelism,
     ) {
         let (r, c) = (r0 as isize, c0 as isize);
-        let started = TALLYING.load(Ordering::Relaxed).then(Instant::now);
-        gemm::gemm(
-            r1 - r0,
-            c1 - c0,
-            self.k,
-            dst.offset(r * self.dst.0 + c * self.dst.1),
-            self.dst.1,
-            self.dst.0,
-            accumulate,
-            lhs.offset(r * self.lhs.0),
-            self.lhs.1,
-            self.lhs.0,
-            rhs.offset(c * self.rhs.1),
-            self.rhs.1,
-            self.rhs.0,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        if let Some(started) = started {
-            let threads = match parallelism {
-                Parallelism::None => 1,
-                Parallelism::Rayon(0) => rayon::current_num_threads(),
-                Parallelism::Rayon(n) => n,
-            };
-            tally((r1 - r0, c1 - c0, self.k), started.elapsed().as_secs_f64(), threads);
-        }
+        let threads = match parallelism {
+            Parallelism::None => 1,
+            Parallelism::Rayon(0) => rayon::current_num_threads(),
+            Parallelism::Rayon(n) => n,
+        };
+        tallied((r1 - r0, c1 - c0, self.k), threads, || {
+            gemm::gemm(
+                r1 - r0,
+                c1 - c0,
+                self.k,
+                dst.offset(r * self.dst.0 + c * self.dst.1),
+                self.dst.1,
+                self.dst.0,
+                accumulate,
+                lhs.offset(r * self.lhs.0),
+                self.lhs.1,
+                self.lhs.0,
+                rhs.offset(c * self.rhs.1),
+                self.rhs.1,
+                self.rhs.0,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        });
     }
 }
 

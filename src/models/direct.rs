@@ -1,0 +1,256 @@
+//! Convolutions computed straight from the padded images on AVX-512 (direct convolutions), where im2row +
+//! gemm first write every patch out (16 values per input value for a 4x4 kernel at stride 2), then gemm packs
+//! them again before its kernels read them. `conv` uses them for a convolution's forward product and, split
+//! into the stride's phases, for its input gradient (a transposed convolution's forward pass).
+//!
+//! Every output pixel's patch is the same set of taps, each at one offset from the pixel's corner in the
+//! padded image. So a tile of output channels by output pixels is gemm's product with the patches read in
+//! place: per tap, four 16-wide vectors of weights (64 output channels, packed once per call) times one value
+//! from each of six pixels' patches, broadcast: gemm's own 4x6 AVX-512 tile, without the copies. The weight
+//! gradient stays with im2row and gemm: the same tiles summing over the pixels instead ran at 0.6-0.9x
+//! gemm's speed (each tap's values, broadcast, came from pixels spread over the chunk).
+
+/// Output channels a tile holds: four 16-wide vectors.
+const PANEL: usize = 64;
+
+/// Output pixels a tile holds: 4 x 6 accumulators and the four weight vectors fill the 32 vector registers
+/// with room for the broadcasts.
+const TILE: usize = 6;
+
+/// Patches shorter than this (a first layer of 1 or 3 channels) stay with im2row and gemm: a tile's few taps
+/// would not pay for rearranging its outputs into candle's layout.
+const MIN_PATCH: usize = 128;
+
+/// Where a patch's taps lie in the padded images: tap (channel, kernel row, kernel column) of the pixel whose
+/// patch starts at `corner` is at `corner + channel * plane + kernel_row * row + kernel_column`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Taps {
+    pub channels: usize,
+    pub kernel: usize,
+    /// Values of one padded channel plane.
+    pub plane: usize,
+    /// Values of one padded row.
+    pub row: usize,
+}
+
+impl Taps {
+    pub(super) fn len(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// The offset of a patch's last tap from its corner.
+    fn last(&self) -> usize {
+        let k = self.kernel.max(1);
+        self.channels.max(1) * self.plane - self.plane + (k - 1) * (self.row + 1)
+    }
+}
+
+/// Whether this CPU computes a convolution to `outputs` channels over `taps` directly.
+pub(super) fn applies(outputs: usize, taps: &Taps) -> bool {
+    outputs.is_multiple_of(PANEL) && taps.len() >= MIN_PATCH && crate::cpu::has_avx512()
+}
+
+/// A convolution's weights as the tiles read them: panels of `PANEL` outputs, each tap's `PANEL` weights
+/// contiguous, starting on a cache line (each vector load then reads one line, not parts of two).
+pub(super) struct PackedWeights {
+    values: Vec<f32>,
+    start: usize,
+}
+
+impl PackedWeights {
+    /// Packs the weights `weight(output, tap)`.
+    pub(super) fn new(outputs: usize, taps: &Taps, weight: impl Fn(usize, usize) -> f32 + Sync) -> PackedWeights {
+        let len = taps.len();
+        let mut values = super::unwritten(outputs * len + LINE);
+        let start = values
+            .as_ptr()
+            .align_offset(LINE * std::mem::size_of::<f32>())
+            .min(LINE);
+        let panels = values[start..][..outputs * len].chunks_mut(PANEL * len).collect();
+        crate::threads::for_each_part(panels, |p, panel: &mut [f32]| {
+            for (t, weights) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (r, value) in weights.iter_mut().enumerate() {
+                    *value = weight(p * PANEL + r, t);
+                }
+            }
+        });
+        values.truncate(start + outputs * len);
+        PackedWeights { values, start }
+    }
+
+    fn panels(&self) -> &[f32] {
+        &self.values[self.start..]
+    }
+}
+
+/// Values in a 64-byte cache line.
+const LINE: usize = 16;
+
+/// The outputs of the pixels whose patches start at `corners` in `padded`, from the packed weights, pixel by
+/// pixel: pixel j's outputs go to `out[slots[j] * outputs..][..outputs]` (`channels_first` then lays them out
+/// as candle's images: written there straight from the tiles, each pixel's 64 values went to 64 cache lines,
+/// and the stores waited on them).
+///
+/// A panel's weights go through the tiles a block of channels at a time (`BLOCK_TAPS` taps, 32 KiB), each
+/// tile adding the block's part to its pixels' sums: the block's weights stay in the first-level cache while
+/// every tile reads them, where a panel's whole 256-512 KiB came from the second level for each tile.
+pub(super) fn forward(
+    taps: &Taps,
+    padded: &[f32],
+    corners: &[usize],
+    slots: &[usize],
+    weights: &PackedWeights,
+    out: &mut [f32],
+) {
+    let packed = weights.panels();
+    let outputs = packed.len() / taps.len();
+    assert!(
+        slots.len() == corners.len()
+            && slots.iter().all(|s| (s + 1) * outputs <= out.len())
+            && corners.iter().all(|c| c + taps.last() < padded.len())
+            && crate::cpu::has_avx512()
+    );
+    super::product::tallied((corners.len(), outputs, taps.len()), 1, || {
+        add_tiles(taps, padded, corners, slots, packed, out)
+    });
+}
+
+/// `forward`'s tiles, panel by panel and block by block.
+fn add_tiles(taps: &Taps, padded: &[f32], corners: &[usize], slots: &[usize], packed: &[f32], out: &mut [f32]) {
+    let outputs = packed.len() / taps.len();
+    let per_channel = taps.kernel * taps.kernel;
+    let block = (BLOCK_TAPS / per_channel.max(1)).max(1);
+    for (p, panel) in packed.chunks_exact(PANEL * taps.len()).enumerate() {
+        for first in (0..taps.channels).step_by(block) {
+            let channels = first..(first + block).min(taps.channels);
+            let weights = &panel[first * per_channel * PANEL..];
+            for (group, slots) in corners.chunks(TILE).zip(slots.chunks(TILE)) {
+                // A short last group repeats its last pixel, which writes the same sums twice.
+                let last = group.len() - 1;
+                let starts = std::array::from_fn(|i| group[i.min(last)]);
+                let rows = std::array::from_fn(|i| out[slots[i.min(last)] * outputs + p * PANEL..].as_mut_ptr());
+                // SAFETY: the CPU has AVX-512F (asserted); every tap of every corner lies inside `padded`, the
+                // panel holds PANEL weights for each of the channels' taps, and each row PANEL sums (asserted).
+                unsafe {
+                    match taps.kernel {
+                        4 => add_tile::<4>(taps, channels.clone(), padded.as_ptr(), starts, weights.as_ptr(), rows),
+                        3 => add_tile::<3>(taps, channels.clone(), padded.as_ptr(), starts, weights.as_ptr(), rows),
+                        2 => add_tile::<2>(taps, channels.clone(), padded.as_ptr(), starts, weights.as_ptr(), rows),
+                        _ => add_tile::<0>(taps, channels.clone(), padded.as_ptr(), starts, weights.as_ptr(), rows),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `pixels` (images x pixels x outputs, as `forward` writes them) as candle's images (images x outputs x
+/// pixels): each output's run of pixels gathered 16 at a time and written in order.
+pub(super) fn channels_first(pixels: &[f32], outputs: usize, plane: usize, images: &mut [f32]) {
+    assert!(
+        pixels.len() == images.len()
+            && images.len().is_multiple_of((outputs * plane).max(1))
+            && crate::cpu::has_avx512()
+    );
+    for (image, pixels) in images
+        .chunks_exact_mut(outputs * plane)
+        .zip(pixels.chunks_exact(outputs * plane))
+    {
+        // SAFETY: the CPU has AVX-512F (asserted); both hold one image of outputs x plane values.
+        unsafe { transpose(pixels, outputs, plane, image) }
+    }
+}
+
+/// `image[o * plane + p] = pixels[p * outputs + o]`: a matrix (plane x outputs) transposed.
+///
+/// # Safety
+/// The CPU must have AVX-512F; both slices must hold `outputs * plane` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose(pixels: &[f32], outputs: usize, plane: usize, image: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let lanes = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(outputs as i32),
+    );
+    for (o, values) in image.chunks_exact_mut(plane).enumerate() {
+        for first in (0..plane).step_by(16) {
+            let count = (plane - first).min(16);
+            let mask = ((1u32 << count) - 1) as u16;
+            let from = pixels.as_ptr().add(first * outputs + o);
+            let run = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lanes, from);
+            _mm512_mask_storeu_ps(values.as_mut_ptr().add(first), mask, run);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transpose(_: &[f32], _: usize, _: usize, _: &mut [f32]) {
+    unreachable!("direct convolutions run on x86-64 with AVX-512 only")
+}
+
+/// Taps of a block of channels whose weights `forward` passes through all the tiles before the next.
+const BLOCK_TAPS: usize = 128;
+
+/// Adds the `channels`' part of one tile to its sums (`PANEL` outputs at `rows[j]` for each of the `TILE`
+/// pixels j whose patches start at `starts`), or writes it for the first channel. `K` is the kernel's size, known when
+/// compiled for the usual kernels (0: read from `taps`).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `weights` must hold `PANEL` weights for each tap of the channels, every
+/// tap of every start must lie inside the buffer `padded` points into, and each row must hold `PANEL` sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_tile<const K: usize>(
+    taps: &Taps,
+    channels: std::ops::Range<usize>,
+    padded: *const f32,
+    starts: [usize; TILE],
+    weights: *const f32,
+    rows: [*mut f32; TILE],
+) {
+    use std::arch::x86_64::*;
+    let kernel = if K == 0 { taps.kernel } else { K };
+    let mut tile = [[_mm512_setzero_ps(); TILE]; 4];
+    if channels.start > 0 {
+        for (j, row) in rows.iter().enumerate() {
+            for (i, sum) in tile.iter_mut().enumerate() {
+                sum[j] = _mm512_loadu_ps(row.add(16 * i));
+            }
+        }
+    }
+    let corners = starts.map(|s| padded.add(s));
+    let mut weights = weights;
+    for channel in channels {
+        for row in 0..kernel {
+            let offset = channel * taps.plane + row * taps.row;
+            for column in 0..kernel {
+                let w = [0, 16, 32, 48].map(|i| _mm512_loadu_ps(weights.add(i)));
+                for (j, corner) in corners.iter().enumerate() {
+                    let x = _mm512_set1_ps(*corner.add(offset + column));
+                    for (sum, w) in tile.iter_mut().zip(&w) {
+                        sum[j] = _mm512_fmadd_ps(*w, x, sum[j]);
+                    }
+                }
+                weights = weights.add(PANEL);
+            }
+        }
+    }
+    for (j, row) in rows.iter().enumerate() {
+        for (i, sum) in tile.iter().enumerate() {
+            _mm512_storeu_ps(row.add(16 * i), sum[j]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn add_tile<const K: usize>(
+    _: &Taps,
+    _: std::ops::Range<usize>,
+    _: *const f32,
+    _: [usize; TILE],
+    _: *const f32,
+    _: [*mut f32; TILE],
+) {
+    unreachable!("direct convolutions run on x86-64 with AVX-512 only")
+}
