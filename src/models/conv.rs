@@ -143,7 +143,8 @@ impl Geometry {
     /// `w` (outputs x patch_rows) as the direct convolution reads it.
     fn packed_weights(&self, w: &[f32]) -> direct::PackedWeights {
         let len = self.patch_rows();
-        direct::PackedWeights::new(self.outputs, &self.taps(), |o, t| w[o * len + t])
+        let taps: Vec<usize> = (0..len).collect();
+        direct::PackedWeights::new(w, (&taps, len), self.outputs)
     }
 
     /// y = conv(x, w) of the images in `padded` (their patches at `corners`), computed directly.
@@ -481,11 +482,17 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
     let weights: Vec<direct::PackedWeights> = phases
         .iter()
         .map(|&(a, b)| {
-            direct::PackedWeights::new(g.channels, &taps, |c, tap| {
-                let (output, i, j) = (tap / (t * t), tap / t % t, tap % t);
-                let (ky, kx) = (a + s * (t - 1 - i), b + s * (t - 1 - j));
-                w[((output * g.channels + c) * k + ky) * k + kx]
-            })
+            let mut sources = Vec::with_capacity(taps.len());
+            for output in 0..g.outputs {
+                for i in 0..t {
+                    for j in 0..t {
+                        let (ky, kx) = (a + s * (t - 1 - i), b + s * (t - 1 - j));
+                        sources.push((output * g.channels * k + ky) * k + kx);
+                    }
+                }
+            }
+            // Input channel c's weight of a tap is k x k values on from channel 0's.
+            direct::PackedWeights::new(w, (&sources, k * k), g.channels)
         })
         .collect();
     let mut dx = unwritten(g.images * g.in_len());
@@ -929,12 +936,14 @@ mod tests {
             // image itself (`product_into_images`): the convolution's output, and the transposed one's dx.
             (3, 1, 24, 20, 4, 2, 1),
             (2, 20, 12, 1, 4, 2, 1),
-            // Channels in whole panels (`direct`): both products computed from the padded images where the
+            // Outputs in whole panels (`direct`): both products computed from the padded images where the
             // CPU has AVX-512, the input gradient's four phases at stride 2; at stride 1 one phase; and a
             // kernel that is no whole number of strides, whose input gradient stays with the patches.
             (3, 64, 6, 64, 4, 2, 1),
             (2, 64, 5, 128, 3, 1, 1),
             (2, 128, 7, 64, 3, 2, 1),
+            // A first layer's short patches (one channel, 16 taps), computed directly too.
+            (2, 1, 8, 64, 4, 2, 1),
         ];
         for (n, c, size, o, k, stride, pad) in cases {
             if size + 2 * pad < k {
