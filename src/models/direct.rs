@@ -112,7 +112,7 @@ pub(super) fn forward(
             && corners.iter().all(|c| c + taps.last() < padded.len())
             && crate::cpu::has_avx512()
     );
-    super::product::tallied((corners.len(), outputs, taps.len()), 1, || {
+    super::product::tallied((corners.len(), outputs, taps.len()), gemm::Parallelism::None, || {
         add_tiles(taps, padded, corners, slots, packed, out)
     });
 }

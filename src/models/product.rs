@@ -42,11 +42,16 @@ pub fn product_tally() -> Vec<((usize, usize, usize), ProductTally)> {
     shapes
 }
 
-/// Runs `product` (of `shape`, on `threads` threads), tallying what it took when products are tallied.
-pub(super) fn tallied<R>(shape: (usize, usize, usize), threads: usize, product: impl FnOnce() -> R) -> R {
+/// Runs `product` (of `shape`, with `parallelism`), tallying what it took when products are tallied.
+pub(super) fn tallied<R>(shape: (usize, usize, usize), parallelism: Parallelism, product: impl FnOnce() -> R) -> R {
     let started = TALLYING.load(Ordering::Relaxed).then(Instant::now);
     let result = product();
     if let Some(started) = started {
+        let threads = match parallelism {
+            Parallelism::None => 1,
+            Parallelism::Rayon(0) => rayon::current_num_threads(),
+            Parallelism::Rayon(n) => n,
+        };
         tally(shape, started.elapsed().as_secs_f64(), threads);
     }
     result
@@ -124,12 +129,7 @@ impl Operands {
         parallelism: Parallelism,
     ) {
         let (r, c) = (r0 as isize, c0 as isize);
-        let threads = match parallelism {
-            Parallelism::None => 1,
-            Parallelism::Rayon(0) => rayon::current_num_threads(),
-            Parallelism::Rayon(n) => n,
-        };
-        tallied((r1 - r0, c1 - c0, self.k), threads, || {
+        tallied((r1 - r0, c1 - c0, self.k), parallelism, || {
             gemm::gemm(
                 r1 - r0,
                 c1 - c0,
