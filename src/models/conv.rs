@@ -88,18 +88,7 @@ impl Geometry {
     /// reads inside it.
     fn pad(&self, image: &[f32], padded: &mut [f32]) {
         let (p, h, w) = (self.padding, self.height, self.width);
-        let wp = w + 2 * p;
-        for (plane, padded) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut((h + 2 * p) * wp)) {
-            let (top, rest) = padded.split_at_mut(p * wp);
-            let (middle, bottom) = rest.split_at_mut(h * wp);
-            top.fill(0.0);
-            bottom.fill(0.0);
-            for (row, values) in middle.chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
-                row[..p].fill(0.0);
-                row[p..p + w].copy_from_slice(values);
-                row[p + w..].fill(0.0);
-            }
-        }
+        pad_planes(image, (h, w), (h + 2 * p, w + 2 * p), (p, p), padded);
     }
 
     /// Where each patch's taps lie in an image padded by `pad`.
@@ -152,7 +141,7 @@ impl Geometry {
         let slots: Vec<usize> = (0..corners.len()).collect();
         with_scratch(y.len(), |by_pixel| {
             direct::forward(&self.taps(), padded, corners, &slots, w, by_pixel);
-            direct::channels_first(by_pixel, self.outputs, self.out_pixels(), y);
+            images_from_columns(by_pixel, self.outputs, self.out_pixels(), y);
         });
     }
 
@@ -288,6 +277,31 @@ impl Geometry {
 /// pixels (9 or 16 in DCGAN's middle layers) gemm falls back to its narrowest, slowest kernels.
 const COLUMNS: usize = 512;
 
+/// Copies each `height` x `width` plane of `planes` into a `rows` x `columns` plane of `padded`, `top` rows
+/// down and `left` columns in, zeros around it.
+fn pad_planes(
+    planes: &[f32],
+    (height, width): (usize, usize),
+    (rows, columns): (usize, usize),
+    (top, left): (usize, usize),
+    padded: &mut [f32],
+) {
+    for (plane, padded) in planes
+        .chunks_exact(height * width)
+        .zip(padded.chunks_exact_mut(rows * columns))
+    {
+        let (above, rest) = padded.split_at_mut(top * columns);
+        let (middle, below) = rest.split_at_mut(height * columns);
+        above.fill(0.0);
+        below.fill(0.0);
+        for (row, values) in middle.chunks_exact_mut(columns).zip(plane.chunks_exact(width)) {
+            row[..left].fill(0.0);
+            row[left..left + width].copy_from_slice(values);
+            row[left + width..].fill(0.0);
+        }
+    }
+}
+
 /// Runs `f` with a scratch buffer of `len` values kept between calls on this thread; its contents are
 /// whatever the last user left there.
 pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
@@ -353,6 +367,9 @@ const IMAGE_GEMM_PIXELS: usize = 128;
 
 /// `(images * pixels, rows)` (one row per output pixel) to `(images, rows, pixels)` images.
 fn images_from_columns(columns: &[f32], rows: usize, pixels: usize, images: &mut [f32]) {
+    if crate::cpu::has_avx512() {
+        return direct::images_from_columns(columns, rows, pixels, images);
+    }
     for (image, columns) in images
         .chunks_exact_mut(rows * pixels)
         .zip(columns.chunks_exact(pixels * rows))
@@ -499,19 +516,8 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
     per_direct_chunk(g, &mut dx, g.in_len(), |first, dx| {
         let n = dx.len() / g.in_len();
         with_scratch(n * padded_len, |padded| {
-            padded.fill(0.0);
-            for (plane, values) in padded.chunks_exact_mut(rows * columns).zip(
-                dy[first * g.out_len()..]
-                    .chunks_exact(g.out_pixels())
-                    .take(n * g.outputs),
-            ) {
-                for (row, values) in plane[(t - 1) * columns..]
-                    .chunks_mut(columns)
-                    .zip(values.chunks_exact(g.out_width))
-                {
-                    row[t - 1..][..g.out_width].copy_from_slice(values);
-                }
-            }
+            let dy = &dy[first * g.out_len()..][..n * g.out_len()];
+            pad_planes(dy, (g.out_height, g.out_width), (rows, columns), (t - 1, t - 1), padded);
             let plane = g.height * g.width;
             with_scratch(dx.len(), |by_pixel| {
                 for (&(a, b), weights) in phases.iter().zip(&weights) {
@@ -526,7 +532,7 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
                     }
                     direct::forward(&taps, padded, &corners, &slots, weights, by_pixel);
                 }
-                direct::channels_first(by_pixel, g.channels, plane, dx);
+                images_from_columns(by_pixel, g.channels, plane, dx);
             });
         });
     });

@@ -88,9 +88,8 @@ impl PackedWeights {
 const LINE: usize = 16;
 
 /// The outputs of the pixels whose patches start at `corners` in `padded`, from the packed weights, pixel by
-/// pixel: pixel j's outputs go to `out[slots[j] * outputs..][..outputs]` (`channels_first` then lays them out
-/// as candle's images: written there straight from the tiles, each pixel's 64 values went to 64 cache lines,
-/// and the stores waited on them).
+/// pixel: pixel j's outputs go to `out[slots[j] * outputs..][..outputs]` (`images_from_columns` then lays
+/// them out as candle's images).
 ///
 /// A panel's weights go through the tiles a block of channels at a time (`BLOCK_TAPS` taps, 32 KiB), each
 /// tile adding the block's part to its pixels' sums, so that the block's weights can stay in the first-level
@@ -146,20 +145,22 @@ fn add_tiles(taps: &Taps, padded: &[f32], corners: &[usize], slots: &[usize], pa
     }
 }
 
-/// `pixels` (images x pixels x outputs, as `forward` writes them) as candle's images (images x outputs x
-/// pixels): each output's run of pixels gathered 16 at a time and written in order.
-pub(super) fn channels_first(pixels: &[f32], outputs: usize, plane: usize, images: &mut [f32]) {
+/// `columns` (images x pixels x rows, one row of outputs per pixel, as `forward` writes them) as candle's
+/// images (images x rows x pixels): each row's run of pixels gathered 16 at a time and written in order
+/// (`conv::images_from_columns` on AVX-512 CPUs; written value by value, each pixel's outputs went to as many
+/// cache lines, and the stores waited on them).
+pub(super) fn images_from_columns(columns: &[f32], rows: usize, pixels: usize, images: &mut [f32]) {
     assert!(
-        pixels.len() == images.len()
-            && images.len().is_multiple_of((outputs * plane).max(1))
+        columns.len() == images.len()
+            && images.len().is_multiple_of((rows * pixels).max(1))
             && crate::cpu::has_avx512()
     );
-    for (image, pixels) in images
-        .chunks_exact_mut(outputs * plane)
-        .zip(pixels.chunks_exact(outputs * plane))
+    for (image, columns) in images
+        .chunks_exact_mut(rows * pixels)
+        .zip(columns.chunks_exact(rows * pixels))
     {
-        // SAFETY: the CPU has AVX-512F (asserted); both hold one image of outputs x plane values.
-        unsafe { transpose(pixels, outputs, plane, image) }
+        // SAFETY: the CPU has AVX-512F (asserted); both hold one image of rows x pixels values.
+        unsafe { transpose(columns, rows, pixels, image) }
     }
 }
 
