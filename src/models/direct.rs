@@ -257,3 +257,69 @@ unsafe fn add_tile<const K: usize>(
 ) {
     unreachable!("direct convolutions run on x86-64 with AVX-512 only")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_direct_convolution_computes_every_output_of_every_pixel() {
+        if !crate::cpu::has_avx512() {
+            return; // The direct kernels are built for AVX-512 only; elsewhere the patches path runs.
+        }
+        // Three padded 20-channel 7x8 images, a 3x3 kernel at stride 2 to 128 outputs: two panels, 3 x 3
+        // pixels an image (27: the last tile short), 180 taps in two blocks of channels (14 and 6).
+        let (images, channels, rows, columns, kernel, stride, outputs) = (3, 20, 7, 8, 3, 2, 128);
+        let taps = Taps {
+            channels,
+            kernel,
+            plane: rows * columns,
+            row: columns,
+        };
+        let padded = values(images * channels * rows * columns, 1);
+        let w = values(outputs * taps.len(), 2);
+        let (out_rows, out_columns) = ((rows - kernel) / stride + 1, (columns - kernel) / stride + 1);
+        let mut corners = Vec::new();
+        for image in 0..images {
+            for y in 0..out_rows {
+                for x in 0..out_columns {
+                    corners.push(image * channels * rows * columns + y * stride * columns + x * stride);
+                }
+            }
+        }
+        let sources: Vec<usize> = (0..taps.len()).collect();
+        let packed = PackedWeights::new(&w, (&sources, taps.len()), outputs);
+        let slots: Vec<usize> = (0..corners.len()).collect();
+        let mut by_pixel = vec![f32::NAN; corners.len() * outputs];
+        forward(&taps, &padded, &corners, &slots, &packed, &mut by_pixel);
+        let pixels = out_rows * out_columns;
+        let mut y = vec![f32::NAN; by_pixel.len()];
+        images_from_columns(&by_pixel, outputs, pixels, &mut y);
+        for (j, corner) in corners.iter().enumerate() {
+            for o in 0..outputs {
+                let mut expected = 0.0f64;
+                for c in 0..channels {
+                    for ky in 0..kernel {
+                        for kx in 0..kernel {
+                            let tap = (c * kernel + ky) * kernel + kx;
+                            let x = padded[corner + c * taps.plane + ky * taps.row + kx];
+                            expected += (w[o * taps.len() + tap] * x) as f64;
+                        }
+                    }
+                }
+                let got = y[(j / pixels * outputs + o) * pixels + j % pixels];
+                assert!(
+                    (got as f64 - expected).abs() < 1e-4,
+                    "pixel {j} output {o}: {got} where {expected}"
+                );
+            }
+        }
+    }
+}
