@@ -334,13 +334,16 @@ impl CustomOp2 for ActivationGradient {
         let mut dz = unwritten(y.len());
         crate::threads::in_spans(&mut dz, 1, move |at, dz| {
             let values = dz.iter_mut().zip(&y[at..]).zip(&dy[at..]);
-            match activation {
-                FusedActivation::Rectifier(rectifier) => {
-                    let slope = rectifier.negative_slope();
-                    values.for_each(|((dz, y), dy)| *dz = if *y > 0.0 { *dy } else { slope * dy });
-                }
-                FusedActivation::Tanh => values.for_each(|((dz, y), dy)| *dz = (1.0 - y * y) * dy),
-            }
+            crate::cpu::widest(
+                #[inline(always)]
+                || match activation {
+                    FusedActivation::Rectifier(rectifier) => {
+                        let slope = rectifier.negative_slope();
+                        values.for_each(|((dz, y), dy)| *dz = if *y > 0.0 { *dy } else { slope * dy });
+                    }
+                    FusedActivation::Tanh => values.for_each(|((dz, y), dy)| *dz = (1.0 - y * y) * dy),
+                },
+            )
         });
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
     }
