@@ -286,6 +286,16 @@ fn pad_planes(
     (top, left): (usize, usize),
     padded: &mut [f32],
 ) {
+    if crate::cpu::has_avx512() {
+        assert!(
+            planes.len() / (height * width).max(1) * rows * columns == padded.len()
+                && top + height <= rows
+                && left + width <= columns
+        );
+        // SAFETY: the CPU has AVX-512F; the planes fit inside the padded planes (asserted).
+        unsafe { pad_rows(planes, (height, width), (rows, columns), (top, left), padded) };
+        return;
+    }
     for (plane, padded) in planes
         .chunks_exact(height * width)
         .zip(padded.chunks_exact_mut(rows * columns))
@@ -300,6 +310,54 @@ fn pad_planes(
             row[left + width..].fill(0.0);
         }
     }
+}
+
+/// `pad_planes` a padded row 16 values at a time, each a masked load of the plane's values that fall in it
+/// (none above and below the plane) and a store: the per-row copies and fills of a few values each were libc
+/// calls, 4 % of a DCGAN's step.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `padded` must hold a `rows` x `columns` plane for each `height` x `width`
+/// plane of `planes`, with `top + height <= rows` and `left + width <= columns`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pad_rows(
+    planes: &[f32],
+    (height, width): (usize, usize),
+    (rows, columns): (usize, usize),
+    (top, left): (usize, usize),
+    padded: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let lanes = |count: usize| ((1u32 << count) - 1) as u16;
+    for (plane, padded) in planes
+        .chunks_exact(height * width)
+        .zip(padded.chunks_exact_mut(rows * columns))
+    {
+        for (r, row) in padded.chunks_exact_mut(columns).enumerate() {
+            let source = r.checked_sub(top).filter(|y| *y < height);
+            for first in (0..columns).step_by(16) {
+                let end = (first + 16).min(columns);
+                let values = match source {
+                    Some(y) => {
+                        // Lanes first.. whose columns lie in left..left + width, read from the plane's row y
+                        // (the pointer to the lane before the row's start is never read through).
+                        let (from, to) = (left.clamp(first, end), (left + width).clamp(first, end));
+                        let mask = lanes(to - first) & !lanes(from - first);
+                        let at = plane.as_ptr().add(y * width).wrapping_add(first).wrapping_sub(left);
+                        _mm512_maskz_loadu_ps(mask, at)
+                    }
+                    None => _mm512_setzero_ps(),
+                };
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(first), lanes(end - first), values);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn pad_rows(_: &[f32], _: (usize, usize), _: (usize, usize), _: (usize, usize), _: &mut [f32]) {
+    unreachable!("the masked rows are built for x86-64 with AVX-512 only")
 }
 
 /// Runs `f` with a scratch buffer of `len` values kept between calls on this thread; its contents are
@@ -896,6 +954,35 @@ mod tests {
                 (x - y).abs() <= 1e-4 * scale,
                 "{what}[{i}]: {x} vs candle's {y} (scale {scale})"
             );
+        }
+    }
+
+    #[test]
+    fn padding_places_each_plane_inside_zeros() {
+        // A 3 x 5 plane in 8 x 9 (two rows above, three columns in: no 16-wide run crosses the plane's
+        // edges the same way twice), a 2 x 20 plane in 4 x 37 (runs of 16 wholly inside, across the right
+        // edge and past it) and planes that fill their padded planes.
+        for ((height, width), (rows, columns), (top, left)) in [
+            ((3, 5), (8, 9), (2, 3)),
+            ((2, 20), (4, 37), (1, 14)),
+            ((7, 7), (7, 7), (0, 0)),
+            ((1, 16), (3, 18), (1, 1)),
+        ] {
+            let planes: Vec<f32> = (0..3 * height * width).map(|i| i as f32 + 1.0).collect();
+            let mut padded = vec![f32::NAN; 3 * rows * columns];
+            pad_planes(&planes, (height, width), (rows, columns), (top, left), &mut padded);
+            for (i, value) in padded.iter().enumerate() {
+                let (plane, r, c) = (i / (rows * columns), i / columns % rows, i % columns);
+                let inside = (top..top + height).contains(&r) && (left..left + width).contains(&c);
+                let expected = match inside {
+                    true => planes[(plane * height + r - top) * width + c - left],
+                    false => 0.0,
+                };
+                assert_eq!(
+                    *value, expected,
+                    "{height}x{width} in {rows}x{columns}: plane {plane} ({r}, {c})"
+                );
+            }
         }
     }
 
