@@ -472,7 +472,8 @@ mod tests {
     fn matches_tensor_ops_forward_and_backward() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let rectifiers = [None, Some(Rectifier::Relu), Some(Rectifier::Leaky)];
-        let cases = [vec![4, 3, 5, 2], vec![7, 6], vec![1, 2, 3, 3]]
+        // 19 images: the per-channel sums in three parts, the last short.
+        let cases = [vec![4, 3, 5, 2], vec![7, 6], vec![1, 2, 3, 3], vec![19, 3, 4, 4]]
             .into_iter()
             .flat_map(|dims| rectifiers.map(|r| (dims.clone(), r)));
         for (dims, rectifier) in cases {
