@@ -84,8 +84,8 @@ impl Geometry {
         self.channels * (self.height + p2) * (self.width + p2)
     }
 
-    /// Copies `image` into `padded` with `padding` zeros around each channel, so that every tap of the kernel
-    /// reads inside it.
+    /// Copies `image` (or consecutive images) into `padded` with `padding` zeros around each channel, so that
+    /// every tap of the kernel reads inside it.
     fn pad(&self, image: &[f32], padded: &mut [f32]) {
         let (p, h, w) = (self.padding, self.height, self.width);
         pad_planes(image, (h, w), (h + 2 * p, w + 2 * p), (p, p), padded);
@@ -119,12 +119,7 @@ impl Geometry {
     /// Runs `f` with `images` (consecutive images) padded by `pad`, one after another.
     fn with_padded<R>(&self, images: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
         with_scratch(images.len() / self.in_len().max(1) * self.padded_len(), |padded| {
-            for (image, padded) in images
-                .chunks_exact(self.in_len())
-                .zip(padded.chunks_exact_mut(self.padded_len()))
-            {
-                self.pad(image, padded);
-            }
+            self.pad(images, padded);
             f(padded)
         })
     }
@@ -329,7 +324,7 @@ unsafe fn pad_rows(
     padded: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let lanes = |count: usize| ((1u32 << count) - 1) as u16;
+    let lanes = direct::first_lanes;
     for (plane, padded) in planes
         .chunks_exact(height * width)
         .zip(padded.chunks_exact_mut(rows * columns))

@@ -186,13 +186,17 @@ unsafe fn transpose(pixels: &[f32], outputs: usize, plane: usize, image: &mut [f
     );
     for (o, values) in image.chunks_exact_mut(plane).enumerate() {
         for first in (0..plane).step_by(16) {
-            let count = (plane - first).min(16);
-            let mask = ((1u32 << count) - 1) as u16;
+            let mask = first_lanes((plane - first).min(16));
             let from = pixels.as_ptr().add(first * outputs + o);
             let run = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lanes, from);
             _mm512_mask_storeu_ps(values.as_mut_ptr().add(first), mask, run);
         }
     }
+}
+
+/// The mask of a 16-lane vector's first `count` lanes (`count` at most 16).
+pub(super) fn first_lanes(count: usize) -> u16 {
+    ((1u32 << count) - 1) as u16
 }
 
 #[cfg(not(target_arch = "x86_64"))]
