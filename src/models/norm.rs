@@ -16,37 +16,36 @@ pub type Stats = (Vec<f32>, Vec<f32>);
 
 /// Per-channel statistics of a (N, C, P) tensor.
 pub fn channel_stats(x: &[f32], channels: usize, plane: usize) -> Stats {
+    let mean = channel_means(x, channels, plane, (&vec![0.0; channels], |v, _| v));
+    let var = channel_means(x, channels, plane, (&mean, |v, mean| (v - mean) * (v - mean)));
+    (mean, var)
+}
+
+/// Per channel, the mean of `f(v, c)` over its values `v` in a (N, C, P) tensor, with `c` the channel's
+/// value in `centres`.
+#[inline(always)]
+fn channel_means(
+    x: &[f32],
+    channels: usize,
+    plane: usize,
+    (centres, f): (&[f32], impl Fn(f32, f32) -> f32 + Sync),
+) -> Vec<f32> {
     let count = (x.len() / channels.max(1)) as f64;
     let image_len = channels * plane;
-    let images = x.len() / image_len.max(1);
-    let planes = |image: usize| x[image * image_len..][..image_len].chunks_exact(plane);
-    let mean: Vec<f32> = per_channel_sums(
-        images,
+    per_channel_sums(
+        x.len() / image_len.max(1),
         channels,
         #[inline(always)]
         |image, sums: &mut [[f64; 1]]| {
-            for (sum, values) in sums.iter_mut().zip(planes(image)) {
-                sum[0] += lane_sum(values, |v| v) as f64;
+            let planes = x[image * image_len..][..image_len].chunks_exact(plane);
+            for ((sum, values), centre) in sums.iter_mut().zip(planes).zip(centres) {
+                sum[0] += lane_sum(values, |v| f(v, *centre)) as f64;
             }
         },
     )
     .into_iter()
     .map(|[sum]| (sum / count) as f32)
-    .collect();
-    let var = per_channel_sums(
-        images,
-        channels,
-        #[inline(always)]
-        |image, sums: &mut [[f64; 1]]| {
-            for ((sum, values), mean) in sums.iter_mut().zip(planes(image)).zip(&mean) {
-                sum[0] += lane_sum(values, |v| (v - mean) * (v - mean)) as f64;
-            }
-        },
-    )
-    .into_iter()
-    .map(|[sum]| (sum / count) as f32)
-    .collect();
-    (mean, var)
+    .collect()
 }
 
 /// Images whose per-channel sums one part of `per_channel_sums` adds up: a fixed number, so that the sums
