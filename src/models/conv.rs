@@ -4,9 +4,11 @@
 //! candle's CPU `conv_transpose2d` is a direct loop of dot products, and it also computes `conv2d`'s input
 //! gradient; both dominate a DCGAN step. Here all three products a convolution needs — forward, input
 //! gradient, weight gradient — are GEMMs over the patches of a chunk of images at a time, the threads
-//! taking the chunks in turn (`threads::map_parts`). A transposed convolution is the adjoint of
-//! a convolution, so it reuses the same three kernels with their roles swapped (and makes both its gradients
-//! from one set of patches). The input gradient is skipped when nothing needs it (the data).
+//! taking the chunks in turn (`threads::map_parts`); on AVX-512 CPUs, where the outputs fill whole panels,
+//! they are computed from the padded images in place instead (`direct`). A transposed convolution is the
+//! adjoint of a convolution, so it reuses the same three kernels with their roles swapped (and makes both
+//! its gradients from one set of patches, or one padded batch). The input gradient is skipped when nothing
+//! needs it (the data).
 
 use super::direct;
 use super::product::{matmul, product};
@@ -609,6 +611,9 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         }
         return out;
     }
+    if let Some(out) = direct_weight_and_forward(g, x, dy, w) {
+        return out;
+    }
     let (pixels, rows, len) = (g.out_pixels(), g.patch_rows(), g.outputs * g.patch_rows());
     let (chunk_images, parallelism) = g.plan();
     let mut out = unwritten(len + if w.is_some() { g.images * g.out_len() } else { 0 });
@@ -677,6 +682,42 @@ fn weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) ->
         dw.fill(0.0);
     }
     out
+}
+
+/// `weight_and_forward` computed directly (`direct::weight_gradient`, `direct::forward`) from the whole batch
+/// padded once, where the CPU and the shapes allow.
+fn direct_weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f32]>) -> Option<Vec<f32>> {
+    let taps = g.taps();
+    if !direct::gradient_applies(g.outputs, &taps) {
+        return None;
+    }
+    let len = g.outputs * g.patch_rows();
+    let mut out = unwritten(len + if w.is_some() { g.images * g.out_len() } else { 0 });
+    let (dw, y) = out.split_at_mut(len);
+    with_scratch(g.images * g.padded_len(), |padded| {
+        let mut dy_columns = direct::PanelColumns::new(g.images, g.outputs, g.out_pixels());
+        let chunk_images = g.images.div_ceil(crate::threads::count() * DIRECT_CHUNKS).max(1);
+        let chunks = padded
+            .chunks_mut(chunk_images * g.padded_len())
+            .zip(dy_columns.chunks(chunk_images))
+            .collect();
+        crate::threads::for_each_part(chunks, |c, (padded, mut columns): (&mut [f32], Vec<&mut [f32]>)| {
+            let (first, n) = (c * chunk_images, padded.len() / g.padded_len());
+            g.pad(&x[first * g.in_len()..][..n * g.in_len()], padded);
+            let dy = &dy[first * g.out_len()..][..n * g.out_len()];
+            direct::fill_panel_columns(dy, (g.outputs, g.out_pixels()), &mut columns);
+        });
+        direct::weight_gradient(&taps, padded, &g.corners(g.images), &dy_columns, dw);
+        if let Some(w) = w {
+            let packed = g.packed_weights(w);
+            per_direct_chunk(g, y, g.out_len(), |first, y| {
+                let n = y.len() / g.out_len();
+                let padded = &padded[first * g.padded_len()..][..n * g.padded_len()];
+                g.forward_padded(padded, &g.corners(n), &packed, y);
+            });
+        }
+    });
+    Some(out)
 }
 
 /// A weight gradient's chunk parts, added to the first chunk's in chunk order as they become ready.
@@ -1024,8 +1065,8 @@ mod tests {
             // image itself (`product_into_images`): the convolution's output, and the transposed one's dx.
             (3, 1, 24, 20, 4, 2, 1),
             (2, 20, 12, 1, 4, 2, 1),
-            // Outputs in whole panels (`direct`): both products computed from the padded images where the
-            // CPU has AVX-512, the input gradient's four phases at stride 2; at stride 1 one phase; and a
+            // Outputs in whole panels (`direct`): the three products computed from the padded images where
+            // the CPU has AVX-512, the input gradient's four phases at stride 2; at stride 1 one phase; and a
             // kernel that is no whole number of strides, whose input gradient stays with the patches.
             (3, 64, 6, 64, 4, 2, 1),
             (2, 64, 5, 128, 3, 1, 1),

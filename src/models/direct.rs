@@ -1,14 +1,15 @@
 //! Convolutions computed straight from the padded images on AVX-512 (direct convolutions), where im2row +
 //! gemm first write every patch out (16 values per input value for a 4x4 kernel at stride 2), then gemm packs
-//! them again before its kernels read them. `conv` uses them for a convolution's forward product and, split
-//! into the stride's phases, for its input gradient (a transposed convolution's forward pass).
+//! them again before its kernels read them. `conv` uses them for a convolution's forward product, split into
+//! the stride's phases for its input gradient (a transposed convolution's forward pass), and for its weight
+//! gradient.
 //!
 //! Every output pixel's patch is the same set of taps, each at one offset from the pixel's corner in the
 //! padded image. So a tile of output channels by output pixels is gemm's product with the patches read in
 //! place: per tap, four 16-wide vectors of weights (64 output channels, packed once per call) times one value
 //! from each of six pixels' patches, broadcast: gemm's own 4x6 AVX-512 tile, without the copies. The weight
-//! gradient stays with im2row and gemm: the same tiles summing over the pixels instead ran at 0.6-0.9x
-//! gemm's speed (each tap's values, broadcast, came from pixels spread over the chunk).
+//! gradient's tile is 64 outputs by six taps, summing over the pixels: per pixel, four vectors of its output
+//! gradient (laid out panel by panel, `PanelColumns`) times six of its taps, broadcast.
 
 /// Output channels a tile holds: four 16-wide vectors.
 const PANEL: usize = 64;
@@ -49,6 +50,13 @@ impl Taps {
 /// Whether this CPU computes a convolution to `outputs` channels over `taps` directly.
 pub(super) fn applies(outputs: usize, taps: &Taps) -> bool {
     outputs.is_multiple_of(PANEL) && taps.len() >= MIN_PATCH && crate::cpu::has_avx512()
+}
+
+/// Whether this CPU computes the weight gradient of a convolution to `outputs` channels over `taps` directly:
+/// where there are parts enough for every thread to take a few (a first layer's 16 taps make one).
+pub(super) fn gradient_applies(outputs: usize, taps: &Taps) -> bool {
+    let parts = outputs / PANEL * taps.len().div_ceil(GRADIENT_TAPS);
+    applies(outputs, taps) && parts >= 2 * crate::threads::count()
 }
 
 /// A convolution's weights as the tiles read them: panels of `PANEL` outputs, each tap's `PANEL` weights
@@ -168,28 +176,88 @@ pub(super) fn images_from_columns(columns: &[f32], rows: usize, pixels: usize, i
         .zip(columns.chunks_exact(rows * pixels))
     {
         // SAFETY: the CPU has AVX-512F (asserted); both hold one image of rows x pixels values.
-        unsafe { transpose(columns, rows, pixels, image) }
+        unsafe { transpose(columns, rows, pixels, (image.as_mut_ptr(), pixels)) }
     }
 }
 
-/// `image[o * plane + p] = pixels[p * outputs + o]`: a matrix (plane x outputs) transposed.
+/// An output gradient as `weight_gradient` reads it: for each panel of `PANEL` outputs, each pixel's values in
+/// one run, the pixels one after another (a block of pixels is then one run: with all of a pixel's outputs
+/// in one run, a block's reads lay 512 or 1024 bytes apart, in a quarter of the first-level cache's sets).
+pub(super) struct PanelColumns {
+    values: Vec<f32>,
+    /// Pixels of all the images.
+    pixels: usize,
+    /// Pixels of one image.
+    image_pixels: usize,
+}
+
+impl PanelColumns {
+    /// Room for the gradient of `images` of `image_pixels` pixels to `outputs` (a multiple of `PANEL`).
+    pub(super) fn new(images: usize, outputs: usize, image_pixels: usize) -> PanelColumns {
+        assert!(outputs.is_multiple_of(PANEL));
+        PanelColumns {
+            values: super::unwritten(images * outputs * image_pixels),
+            pixels: images * image_pixels,
+            image_pixels,
+        }
+    }
+
+    /// The room of each chunk of `chunk_images` consecutive images (the last may be shorter), panel by panel,
+    /// for `fill_panel_columns` to fill in parallel.
+    pub(super) fn chunks(&mut self, chunk_images: usize) -> Vec<Vec<&mut [f32]>> {
+        let chunk = (chunk_images * self.image_pixels * PANEL).max(1);
+        let panels = self.values.chunks_mut((self.pixels * PANEL).max(1));
+        let mut panels: Vec<_> = panels.map(|panel| panel.chunks_mut(chunk)).collect();
+        let chunks = (self.pixels * PANEL).div_ceil(chunk);
+        (0..chunks)
+            .map(|_| {
+                panels
+                    .iter_mut()
+                    .map(|panel| panel.next().expect("as many chunks in every panel"))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Writes `images` (images x outputs x pixels, candle's layout) into their chunk of a `PanelColumns`.
+pub(super) fn fill_panel_columns(images: &[f32], (outputs, pixels): (usize, usize), chunk: &mut [&mut [f32]]) {
+    assert!(
+        chunk.len() * PANEL == outputs
+            && chunk.iter().all(|panel| panel.len() * outputs == images.len() * PANEL)
+            && crate::cpu::has_avx512()
+    );
+    for (i, image) in images.chunks_exact(outputs * pixels).enumerate() {
+        for (panel, rows) in chunk.iter_mut().zip(image.chunks_exact(PANEL * pixels)) {
+            // SAFETY: the CPU has AVX-512F (asserted); `rows` holds the panel's outputs for the image's pixels
+            // and the panel's chunk PANEL values for each of them (asserted).
+            unsafe { transpose(rows, pixels, PANEL, (panel[i * pixels * PANEL..].as_mut_ptr(), PANEL)) }
+        }
+    }
+}
+
+/// `image[o * stride + p] = pixels[p * outputs + o]` for p below `plane`: a matrix (plane x outputs)
+/// transposed, its rows `stride` values apart.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; both slices must hold `outputs * plane` values.
+/// The CPU must have AVX-512F; `pixels` must hold `outputs * plane` values and `image` point to `outputs`
+/// rows of `plane` values, `stride` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose(pixels: &[f32], outputs: usize, plane: usize, image: &mut [f32]) {
+unsafe fn transpose(pixels: &[f32], outputs: usize, plane: usize, (image, stride): (*mut f32, usize)) {
     use std::arch::x86_64::*;
+    debug_assert!(pixels.len() >= outputs * plane);
     let lanes = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(outputs as i32),
     );
-    for (o, values) in image.chunks_exact_mut(plane).enumerate() {
+    for o in 0..outputs {
+        let values = image.add(o * stride);
         for first in (0..plane).step_by(16) {
             let mask = first_lanes((plane - first).min(16));
             let from = pixels.as_ptr().add(first * outputs + o);
             let run = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lanes, from);
-            _mm512_mask_storeu_ps(values.as_mut_ptr().add(first), mask, run);
+            _mm512_mask_storeu_ps(values.add(first), mask, run);
         }
     }
 }
@@ -200,7 +268,135 @@ pub(super) fn first_lanes(count: usize) -> u16 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transpose(_: &[f32], _: usize, _: usize, _: &mut [f32]) {
+unsafe fn transpose(_: &[f32], _: usize, _: usize, _: (*mut f32, usize)) {
+    unreachable!("direct convolutions run on x86-64 with AVX-512 only")
+}
+
+/// The weight gradient `dw` (outputs x taps, as the weights lie) of a convolution whose output gradient is
+/// `dy_columns` (one run of `outputs` values per output pixel, `columns_from_images`) over the pixels whose
+/// patches start at `corners` in `padded`: dw[o][t] = sum over pixels p of dy[p][o] times tap t of p's patch.
+///
+/// Gemm's tile with the patches read in place: per pixel, four 16-wide vectors of its gradient (64 outputs)
+/// times six of its taps, broadcast. The pixels go through the tiles `GRADIENT_PIXELS` at a time, so that
+/// their gradients stay in the first-level cache while every tile of a part reads them; a part is a panel of
+/// outputs by `GRADIENT_TAPS` taps, its sums over all the pixels (in order: the same on any thread count),
+/// written into its rectangle of `dw` when done. im2row wrote 16 values per input value for a 4x4 kernel at
+/// stride 2, and gemm packed them again.
+pub(super) fn weight_gradient(taps: &Taps, padded: &[f32], corners: &[usize], dy: &PanelColumns, dw: &mut [f32]) {
+    let len = taps.len();
+    let outputs = dw.len() / len.max(1);
+    assert!(
+        dw.len() == outputs * len
+            && outputs.is_multiple_of(PANEL)
+            && dy.pixels == corners.len()
+            && dy.values.len() == corners.len() * outputs
+            && corners.iter().all(|c| c + taps.last() < padded.len())
+            && crate::cpu::has_avx512()
+    );
+    let offsets: Vec<usize> = (0..taps.channels)
+        .flat_map(|c| (0..taps.kernel).flat_map(move |i| (0..taps.kernel).map(move |j| (c, i, j))))
+        .map(|(c, i, j)| c * taps.plane + i * taps.row + j)
+        .collect();
+    let parts: Vec<(usize, usize)> = (0..outputs / PANEL)
+        .flat_map(|panel| (0..len).step_by(GRADIENT_TAPS).map(move |first| (panel, first)))
+        .collect();
+    if corners.is_empty() {
+        return dw.fill(0.0);
+    }
+    let dw_at = super::product::Shared::new(dw.as_mut_ptr());
+    super::product::tallied((outputs, len, corners.len()), gemm::Parallelism::Rayon(0), || {
+        crate::threads::for_each_part(parts, |_, (panel, first)| {
+            let offsets = &offsets[first..(first + GRADIENT_TAPS).min(len)];
+            super::conv::with_scratch(offsets.len() * PANEL, |sums| {
+                for (block, corners) in corners.chunks(GRADIENT_PIXELS).enumerate() {
+                    let dy = &dy.values[(panel * dy.pixels + block * GRADIENT_PIXELS) * PANEL..];
+                    for (tile, offsets) in offsets.chunks(TILE).enumerate() {
+                        // A short last tile repeats its last tap, which writes the same sums twice.
+                        let last = offsets.len() - 1;
+                        let offsets = std::array::from_fn(|j| offsets[j.min(last)]);
+                        let sums = std::array::from_fn(|j| sums[(tile * TILE + j.min(last)) * PANEL..].as_mut_ptr());
+                        // SAFETY: the CPU has AVX-512F, every tap of every corner lies inside `padded` and each
+                        // pixel's gradient holds the panel's outputs (asserted); each tap's sums hold PANEL.
+                        unsafe {
+                            add_gradient_tile(padded.as_ptr(), corners, offsets, (dy.as_ptr(), PANEL), sums, block > 0)
+                        };
+                    }
+                }
+                // SAFETY: this part alone writes the panel's rows at its taps, inside `dw` (asserted).
+                unsafe {
+                    transpose(
+                        sums,
+                        PANEL,
+                        offsets.len(),
+                        (dw_at.get().add(panel * PANEL * len + first), len),
+                    )
+                };
+            });
+        });
+    });
+}
+
+/// Pixels whose gradients (a panel's: 256 bytes each) `weight_gradient`'s tiles read before the next.
+const GRADIENT_PIXELS: usize = 128;
+
+/// Taps of one part of `weight_gradient`: 16 tiles.
+const GRADIENT_TAPS: usize = 16 * TILE;
+
+/// Adds the pixels at `corners` to one tile of a weight gradient: for each of the `TILE` taps j (at
+/// `offsets[j]` from a pixel's corner in `padded`), `PANEL` sums at `sums[j]`, each plus the pixel's
+/// gradient (`PANEL` values at `dy`, the next pixel's `stride` on) times the tap's value; `add` says whether
+/// the sums hold earlier pixels' parts (else they are written).
+///
+/// # Safety
+/// The CPU must have AVX-512F; every tap of every corner must lie inside the buffer `padded` points into,
+/// `dy` must hold `PANEL` values `stride` apart for each corner and each `sums[j]` `PANEL` sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_gradient_tile(
+    padded: *const f32,
+    corners: &[usize],
+    offsets: [usize; TILE],
+    (dy, stride): (*const f32, usize),
+    sums: [*mut f32; TILE],
+    add: bool,
+) {
+    use std::arch::x86_64::*;
+    let mut tile = [[_mm512_setzero_ps(); TILE]; 4];
+    if add {
+        for (j, sums) in sums.iter().enumerate() {
+            for (i, sum) in tile.iter_mut().enumerate() {
+                sum[j] = _mm512_loadu_ps(sums.add(16 * i));
+            }
+        }
+    }
+    let mut dy = dy;
+    for corner in corners {
+        let patch = padded.add(*corner);
+        let g = [0, 16, 32, 48].map(|i| _mm512_loadu_ps(dy.add(i)));
+        for (j, offset) in offsets.iter().enumerate() {
+            let x = _mm512_set1_ps(*patch.add(*offset));
+            for (sum, g) in tile.iter_mut().zip(&g) {
+                sum[j] = _mm512_fmadd_ps(*g, x, sum[j]);
+            }
+        }
+        dy = dy.add(stride);
+    }
+    for (j, sums) in sums.iter().enumerate() {
+        for (i, sum) in tile.iter().enumerate() {
+            _mm512_storeu_ps(sums.add(16 * i), sum[j]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn add_gradient_tile(
+    _: *const f32,
+    _: &[usize],
+    _: [usize; TILE],
+    _: (*const f32, usize),
+    _: [*mut f32; TILE],
+    _: bool,
+) {
     unreachable!("direct convolutions run on x86-64 with AVX-512 only")
 }
 
@@ -279,6 +475,64 @@ mod tests {
         (0..n)
             .map(|i| ((i * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0)
             .collect()
+    }
+
+    #[test]
+    fn a_direct_weight_gradient_sums_every_pixel_into_every_tap() {
+        if !crate::cpu::has_avx512() {
+            return; // The direct kernels are built for AVX-512 only; elsewhere the patches path runs.
+        }
+        // Fifteen padded 19-channel 7x8 images, a 3x3 kernel at stride 2 to 128 outputs: two panels, 171 taps
+        // (two parts a panel, the second's last tile short), 135 pixels (two blocks), filled in two chunks.
+        let (images, channels, rows, columns, kernel, stride, outputs) = (15, 19, 7, 8, 3, 2, 128);
+        let taps = Taps {
+            channels,
+            kernel,
+            plane: rows * columns,
+            row: columns,
+        };
+        let padded = values(images * channels * rows * columns, 3);
+        let (out_rows, out_columns) = ((rows - kernel) / stride + 1, (columns - kernel) / stride + 1);
+        let pixels = out_rows * out_columns;
+        let corners: Vec<usize> = (0..images * pixels)
+            .map(|j| {
+                let (image, pixel) = (j / pixels, j % pixels);
+                image * channels * rows * columns
+                    + pixel / out_columns * stride * columns
+                    + pixel % out_columns * stride
+            })
+            .collect();
+        let dy = values(images * outputs * pixels, 4);
+        let mut dy_columns = PanelColumns::new(images, outputs, pixels);
+        for (c, mut chunk) in dy_columns.chunks(8).into_iter().enumerate() {
+            let images = &dy[c * 8 * outputs * pixels..][..chunk[0].len() / PANEL * outputs];
+            fill_panel_columns(images, (outputs, pixels), &mut chunk);
+        }
+        let mut dw = vec![f32::NAN; outputs * taps.len()];
+        weight_gradient(&taps, &padded, &corners, &dy_columns, &mut dw);
+        for o in 0..outputs {
+            for c in 0..channels {
+                for ky in 0..kernel {
+                    for kx in 0..kernel {
+                        let tap = (c * kernel + ky) * kernel + kx;
+                        let expected: f64 = corners
+                            .iter()
+                            .enumerate()
+                            .map(|(j, corner)| {
+                                let x = padded[corner + c * taps.plane + ky * taps.row + kx];
+                                let g = dy[(j / pixels * outputs + o) * pixels + j % pixels];
+                                (x * g) as f64
+                            })
+                            .sum();
+                        let got = dw[o * taps.len() + tap];
+                        assert!(
+                            (got as f64 - expected).abs() < 1e-3,
+                            "output {o} tap {tap}: {got} where {expected}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

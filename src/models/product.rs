@@ -160,14 +160,18 @@ const PARALLEL_MIN: usize = 1 << 18;
 
 /// A pointer that parts of one product on other threads may write through (each to its own band).
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(super) struct Shared(*mut f32);
 // SAFETY: the parts of `product` write disjoint bands of one buffer that outlives them.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    pub(super) fn new(values: *mut f32) -> Shared {
+        Shared(values)
+    }
+
     /// The pointer (a method, so that closures capture the `Shared`, not its field).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
