@@ -75,9 +75,17 @@ impl PackedWeights {
             .as_ptr()
             .align_offset(LINE * std::mem::size_of::<f32>())
             .min(LINE);
-        let panels = values[start..][..outputs * len].chunks_mut(PANEL * len).collect();
-        crate::threads::for_each_part(panels, |p, panel: &mut [f32]| {
-            for (block, sources) in panel.chunks_mut(PANEL * PACK_TAPS).zip(sources.chunks(PACK_TAPS)) {
+        // Parts of a few blocks each: with a panel a part, a layer of one or two panels left threads idle.
+        let per_part = len.div_ceil(PACK_TAPS).div_ceil(PACK_PARTS).max(1) * PACK_TAPS;
+        let parts = values[start..][..outputs * len]
+            .chunks_mut(PANEL * len)
+            .enumerate()
+            .flat_map(|(p, panel)| {
+                (panel.chunks_mut(PANEL * per_part).zip(sources.chunks(per_part))).map(move |part| (p, part))
+            })
+            .collect();
+        crate::threads::for_each_part(parts, |_, (p, (part, sources)): (usize, (&mut [f32], &[usize]))| {
+            for (block, sources) in part.chunks_mut(PANEL * PACK_TAPS).zip(sources.chunks(PACK_TAPS)) {
                 for r in 0..PANEL {
                     let from = &w[(p * PANEL + r) * stride..];
                     for (value, source) in block[r..].iter_mut().step_by(PANEL).zip(sources) {
@@ -99,6 +107,9 @@ impl PackedWeights {
 /// block they fill (16 KiB) stays in the first-level cache. Tap by tap, the 64 outputs' weights lay whole
 /// rows apart, 4 or 8 KiB in a DCGAN: each went to the same few cache sets, and most reads missed.
 const PACK_TAPS: usize = 64;
+
+/// Parts a panel's packing is cut into.
+const PACK_PARTS: usize = 4;
 
 /// Values in a 64-byte cache line.
 const LINE: usize = 16;
