@@ -372,14 +372,7 @@ unsafe fn add_gradient_tile(
     add: bool,
 ) {
     use std::arch::x86_64::*;
-    let mut tile = [[_mm512_setzero_ps(); TILE]; 4];
-    if add {
-        for (j, sums) in sums.iter().enumerate() {
-            for (i, sum) in tile.iter_mut().enumerate() {
-                sum[j] = _mm512_loadu_ps(sums.add(16 * i));
-            }
-        }
-    }
+    let mut tile = load_tile(&sums, add);
     let mut dy = dy;
     for corner in corners {
         let patch = padded.add(*corner);
@@ -392,11 +385,7 @@ unsafe fn add_gradient_tile(
         }
         dy = dy.add(stride);
     }
-    for (j, sums) in sums.iter().enumerate() {
-        for (i, sum) in tile.iter().enumerate() {
-            _mm512_storeu_ps(sums.add(16 * i), sum[j]);
-        }
-    }
+    store_tile(&tile, &sums);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -433,14 +422,7 @@ unsafe fn add_tile<const K: usize>(
 ) {
     use std::arch::x86_64::*;
     let kernel = if K == 0 { taps.kernel } else { K };
-    let mut tile = [[_mm512_setzero_ps(); TILE]; 4];
-    if channels.start > 0 {
-        for (j, row) in rows.iter().enumerate() {
-            for (i, sum) in tile.iter_mut().enumerate() {
-                sum[j] = _mm512_loadu_ps(row.add(16 * i));
-            }
-        }
-    }
+    let mut tile = load_tile(&rows, channels.start > 0);
     let corners = starts.map(|s| padded.add(s));
     let mut weights = weights;
     for channel in channels {
@@ -458,9 +440,42 @@ unsafe fn add_tile<const K: usize>(
             }
         }
     }
-    for (j, row) in rows.iter().enumerate() {
+    store_tile(&tile, &rows);
+}
+
+/// A tile's sums (`PANEL` for each of its `TILE` columns, at `sums[j]`) as four vectors a column, or zeros
+/// where `add` is false.
+///
+/// # Safety
+/// The CPU must have AVX-512F; with `add`, each `sums[j]` must hold `PANEL` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_tile(sums: &[*mut f32; TILE], add: bool) -> [[std::arch::x86_64::__m512; TILE]; 4] {
+    use std::arch::x86_64::*;
+    let mut tile = [[_mm512_setzero_ps(); TILE]; 4];
+    if add {
+        for (j, sums) in sums.iter().enumerate() {
+            for (i, sum) in tile.iter_mut().enumerate() {
+                sum[j] = _mm512_loadu_ps(sums.add(16 * i));
+            }
+        }
+    }
+    tile
+}
+
+/// Writes a tile's sums back where `load_tile` read them.
+///
+/// # Safety
+/// The CPU must have AVX-512F; each `sums[j]` must have room for `PANEL` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_tile(tile: &[[std::arch::x86_64::__m512; TILE]; 4], sums: &[*mut f32; TILE]) {
+    use std::arch::x86_64::*;
+    for (j, sums) in sums.iter().enumerate() {
         for (i, sum) in tile.iter().enumerate() {
-            _mm512_storeu_ps(row.add(16 * i), sum[j]);
+            _mm512_storeu_ps(sums.add(16 * i), sum[j]);
         }
     }
 }
@@ -488,6 +503,40 @@ mod tests {
             .collect()
     }
 
+    /// `images` padded `channels` x `rows` x `columns` images of deterministic values (from `seed`), and the
+    /// corners of a `kernel` x `kernel` kernel's patches at `stride`, image by image: (taps, padded images,
+    /// corners, pixels an image).
+    fn strided_patches(
+        (images, channels, rows, columns): (usize, usize, usize, usize),
+        (kernel, stride): (usize, usize),
+        seed: usize,
+    ) -> (Taps, Vec<f32>, Vec<usize>, usize) {
+        let taps = Taps {
+            channels,
+            kernel,
+            plane: rows * columns,
+            row: columns,
+        };
+        let padded = values(images * channels * rows * columns, seed);
+        let (out_rows, out_columns) = ((rows - kernel) / stride + 1, (columns - kernel) / stride + 1);
+        let pixels = out_rows * out_columns;
+        let corners = (0..images * pixels)
+            .map(|j| {
+                let (image, pixel) = (j / pixels, j % pixels);
+                image * channels * taps.plane + pixel / out_columns * stride * columns + pixel % out_columns * stride
+            })
+            .collect();
+        (taps, padded, corners, pixels)
+    }
+
+    /// Tap (channel, kernel row, kernel column) of each tap index, in the weights' order.
+    fn tap_places(taps: &Taps) -> Vec<(usize, usize, usize)> {
+        let k = taps.kernel;
+        (0..taps.channels)
+            .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+            .collect()
+    }
+
     #[test]
     fn a_direct_weight_gradient_sums_every_pixel_into_every_tap() {
         if !crate::cpu::has_avx512() {
@@ -495,24 +544,8 @@ mod tests {
         }
         // Fifteen padded 19-channel 7x8 images, a 3x3 kernel at stride 2 to 128 outputs: two panels, 171 taps
         // (two parts a panel, the second's last tile short), 135 pixels (two blocks), filled in two chunks.
-        let (images, channels, rows, columns, kernel, stride, outputs) = (15, 19, 7, 8, 3, 2, 128);
-        let taps = Taps {
-            channels,
-            kernel,
-            plane: rows * columns,
-            row: columns,
-        };
-        let padded = values(images * channels * rows * columns, 3);
-        let (out_rows, out_columns) = ((rows - kernel) / stride + 1, (columns - kernel) / stride + 1);
-        let pixels = out_rows * out_columns;
-        let corners: Vec<usize> = (0..images * pixels)
-            .map(|j| {
-                let (image, pixel) = (j / pixels, j % pixels);
-                image * channels * rows * columns
-                    + pixel / out_columns * stride * columns
-                    + pixel % out_columns * stride
-            })
-            .collect();
+        let (images, outputs) = (15, 128);
+        let (taps, padded, corners, pixels) = strided_patches((images, 19, 7, 8), (3, 2), 3);
         let dy = values(images * outputs * pixels, 4);
         let mut dy_columns = PanelColumns::new(images, outputs, pixels);
         for (c, mut chunk) in dy_columns.chunks(8).into_iter().enumerate() {
@@ -522,26 +555,18 @@ mod tests {
         let mut dw = vec![f32::NAN; outputs * taps.len()];
         weight_gradient(&taps, &padded, &corners, &dy_columns, &mut dw);
         for o in 0..outputs {
-            for c in 0..channels {
-                for ky in 0..kernel {
-                    for kx in 0..kernel {
-                        let tap = (c * kernel + ky) * kernel + kx;
-                        let expected: f64 = corners
-                            .iter()
-                            .enumerate()
-                            .map(|(j, corner)| {
-                                let x = padded[corner + c * taps.plane + ky * taps.row + kx];
-                                let g = dy[(j / pixels * outputs + o) * pixels + j % pixels];
-                                (x * g) as f64
-                            })
-                            .sum();
-                        let got = dw[o * taps.len() + tap];
-                        assert!(
-                            (got as f64 - expected).abs() < 1e-3,
-                            "output {o} tap {tap}: {got} where {expected}"
-                        );
-                    }
-                }
+            for (tap, (c, ky, kx)) in tap_places(&taps).into_iter().enumerate() {
+                let expected: f64 = (corners.iter().enumerate())
+                    .map(|(j, corner)| {
+                        let x = padded[corner + c * taps.plane + ky * taps.row + kx];
+                        (x * dy[(j / pixels * outputs + o) * pixels + j % pixels]) as f64
+                    })
+                    .sum();
+                let got = dw[o * taps.len() + tap];
+                assert!(
+                    (got as f64 - expected).abs() < 1e-3,
+                    "output {o} tap {tap}: {got} where {expected}"
+                );
             }
         }
     }
@@ -553,44 +578,24 @@ mod tests {
         }
         // Three padded 20-channel 7x8 images, a 3x3 kernel at stride 2 to 128 outputs: two panels, 3 x 3
         // pixels an image (27: the last tile short), 180 taps in two blocks of channels (14 and 6).
-        let (images, channels, rows, columns, kernel, stride, outputs) = (3, 20, 7, 8, 3, 2, 128);
-        let taps = Taps {
-            channels,
-            kernel,
-            plane: rows * columns,
-            row: columns,
-        };
-        let padded = values(images * channels * rows * columns, 1);
+        let outputs = 128;
+        let (taps, padded, corners, pixels) = strided_patches((3, 20, 7, 8), (3, 2), 1);
         let w = values(outputs * taps.len(), 2);
-        let (out_rows, out_columns) = ((rows - kernel) / stride + 1, (columns - kernel) / stride + 1);
-        let mut corners = Vec::new();
-        for image in 0..images {
-            for y in 0..out_rows {
-                for x in 0..out_columns {
-                    corners.push(image * channels * rows * columns + y * stride * columns + x * stride);
-                }
-            }
-        }
         let sources: Vec<usize> = (0..taps.len()).collect();
         let packed = PackedWeights::new(&w, (&sources, taps.len()), outputs);
         let slots: Vec<usize> = (0..corners.len()).collect();
         let mut by_pixel = vec![f32::NAN; corners.len() * outputs];
         forward(&taps, &padded, &corners, &slots, &packed, &mut by_pixel);
-        let pixels = out_rows * out_columns;
         let mut y = vec![f32::NAN; by_pixel.len()];
         images_from_columns(&by_pixel, outputs, pixels, &mut y);
         for (j, corner) in corners.iter().enumerate() {
             for o in 0..outputs {
-                let mut expected = 0.0f64;
-                for c in 0..channels {
-                    for ky in 0..kernel {
-                        for kx in 0..kernel {
-                            let tap = (c * kernel + ky) * kernel + kx;
-                            let x = padded[corner + c * taps.plane + ky * taps.row + kx];
-                            expected += (w[o * taps.len() + tap] * x) as f64;
-                        }
-                    }
-                }
+                let expected: f64 = (tap_places(&taps).into_iter().enumerate())
+                    .map(|(tap, (c, ky, kx))| {
+                        let x = padded[corner + c * taps.plane + ky * taps.row + kx];
+                        (w[o * taps.len() + tap] * x) as f64
+                    })
+                    .sum();
                 let got = y[(j / pixels * outputs + o) * pixels + j % pixels];
                 assert!(
                     (got as f64 - expected).abs() < 1e-4,
