@@ -448,8 +448,8 @@ fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usiz
 /// As `per_chunk` for a direct convolution, whose chunks cost nothing to start (the weights are packed once
 /// for all of them, where each GEMM packs its own): `DIRECT_CHUNKS` a thread, so that a thread that falls
 /// behind leaves more of them to the others, and smaller towards the end (at most a quarter of a thread's
-/// share of the images left), so that the threads finish together: with equal chunks one thread waited for the other's
-/// last one, half a chunk on average, 4 % of the two threads' time in these passes.
+/// share of the images left), so that the threads finish together: with equal chunks one thread waited for
+/// the other's last one, half a chunk on average, 4 % of the two threads' time in these passes.
 fn per_direct_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
     let threads = crate::threads::count();
     let most = g.images.div_ceil(threads * DIRECT_CHUNKS).max(1);

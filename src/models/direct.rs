@@ -284,8 +284,8 @@ unsafe fn transpose(_: &[f32], _: usize, _: usize, _: (*mut f32, usize)) {
 }
 
 /// The weight gradient `dw` (outputs x taps, as the weights lie) of a convolution whose output gradient is
-/// `dy_columns` (one run of `outputs` values per output pixel, `columns_from_images`) over the pixels whose
-/// patches start at `corners` in `padded`: dw[o][t] = sum over pixels p of dy[p][o] times tap t of p's patch.
+/// `dy` over the pixels whose patches start at `corners` in `padded`: dw[o][t] = sum over pixels p of
+/// dy[p][o] times tap t of p's patch.
 ///
 /// Gemm's tile with the patches read in place: per pixel, four 16-wide vectors of its gradient (64 outputs)
 /// times six of its taps, broadcast. The pixels go through the tiles `GRADIENT_PIXELS` at a time, so that
@@ -328,9 +328,7 @@ pub(super) fn weight_gradient(taps: &Taps, padded: &[f32], corners: &[usize], dy
                         let sums = std::array::from_fn(|j| sums[(tile * TILE + j.min(last)) * PANEL..].as_mut_ptr());
                         // SAFETY: the CPU has AVX-512F, every tap of every corner lies inside `padded` and each
                         // pixel's gradient holds the panel's outputs (asserted); each tap's sums hold PANEL.
-                        unsafe {
-                            add_gradient_tile(padded.as_ptr(), corners, offsets, (dy.as_ptr(), PANEL), sums, block > 0)
-                        };
+                        unsafe { add_gradient_tile(padded.as_ptr(), corners, offsets, dy.as_ptr(), sums, block > 0) };
                     }
                 }
                 // SAFETY: this part alone writes the panel's rows at its taps, inside `dw` (asserted).
@@ -355,19 +353,19 @@ const GRADIENT_TAPS: usize = 16 * TILE;
 
 /// Adds the pixels at `corners` to one tile of a weight gradient: for each of the `TILE` taps j (at
 /// `offsets[j]` from a pixel's corner in `padded`), `PANEL` sums at `sums[j]`, each plus the pixel's
-/// gradient (`PANEL` values at `dy`, the next pixel's `stride` on) times the tap's value; `add` says whether
+/// gradient (`PANEL` values at `dy`, the next pixel's right after) times the tap's value; `add` says whether
 /// the sums hold earlier pixels' parts (else they are written).
 ///
 /// # Safety
 /// The CPU must have AVX-512F; every tap of every corner must lie inside the buffer `padded` points into,
-/// `dy` must hold `PANEL` values `stride` apart for each corner and each `sums[j]` `PANEL` sums.
+/// `dy` must hold `PANEL` values for each corner and each `sums[j]` `PANEL` sums.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn add_gradient_tile(
     padded: *const f32,
     corners: &[usize],
     offsets: [usize; TILE],
-    (dy, stride): (*const f32, usize),
+    dy: *const f32,
     sums: [*mut f32; TILE],
     add: bool,
 ) {
@@ -383,20 +381,13 @@ unsafe fn add_gradient_tile(
                 sum[j] = _mm512_fmadd_ps(*g, x, sum[j]);
             }
         }
-        dy = dy.add(stride);
+        dy = dy.add(PANEL);
     }
     store_tile(&tile, &sums);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn add_gradient_tile(
-    _: *const f32,
-    _: &[usize],
-    _: [usize; TILE],
-    _: (*const f32, usize),
-    _: [*mut f32; TILE],
-    _: bool,
-) {
+unsafe fn add_gradient_tile(_: *const f32, _: &[usize], _: [usize; TILE], _: *const f32, _: [*mut f32; TILE], _: bool) {
     unreachable!("direct convolutions run on x86-64 with AVX-512 only")
 }
 
