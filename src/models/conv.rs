@@ -126,6 +126,11 @@ impl Geometry {
         })
     }
 
+    /// Images in a chunk of a direct convolution's pass: `DIRECT_CHUNKS` chunks a thread.
+    fn direct_chunk_images(&self) -> usize {
+        self.images.div_ceil(crate::threads::count() * DIRECT_CHUNKS).max(1)
+    }
+
     /// `w` (outputs x patch_rows) as the direct convolution reads it.
     fn packed_weights(&self, w: &[f32]) -> direct::PackedWeights {
         let len = self.patch_rows();
@@ -451,8 +456,7 @@ fn per_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usiz
 /// share of the images left), so that the threads finish together: with equal chunks one thread waited for
 /// the other's last one, half a chunk on average, 4 % of the two threads' time in these passes.
 fn per_direct_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
-    let threads = crate::threads::count();
-    let most = g.images.div_ceil(threads * DIRECT_CHUNKS).max(1);
+    let (most, threads) = (g.direct_chunk_images(), crate::threads::count());
     let mut chunks = Vec::new();
     let (mut first, mut rest) = (0, out);
     while first < g.images {
@@ -706,7 +710,7 @@ fn direct_weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f3
     let (dw, y) = out.split_at_mut(len);
     with_scratch(g.images * g.padded_len(), |padded| {
         let mut dy_columns = direct::PanelColumns::new(g.images, g.outputs, g.out_pixels());
-        let chunk_images = g.images.div_ceil(crate::threads::count() * DIRECT_CHUNKS).max(1);
+        let chunk_images = g.direct_chunk_images();
         let chunks = padded
             .chunks_mut(chunk_images * g.padded_len())
             .zip(dy_columns.chunks(chunk_images))

@@ -304,6 +304,9 @@ pub(super) fn weight_gradient(taps: &Taps, padded: &[f32], corners: &[usize], dy
             && corners.iter().all(|c| c + taps.last() < padded.len())
             && crate::cpu::has_avx512()
     );
+    if corners.is_empty() {
+        return dw.fill(0.0);
+    }
     let offsets: Vec<usize> = (0..taps.channels)
         .flat_map(|c| (0..taps.kernel).flat_map(move |i| (0..taps.kernel).map(move |j| (c, i, j))))
         .map(|(c, i, j)| c * taps.plane + i * taps.row + j)
@@ -311,11 +314,9 @@ pub(super) fn weight_gradient(taps: &Taps, padded: &[f32], corners: &[usize], dy
     let parts: Vec<(usize, usize)> = (0..outputs / PANEL)
         .flat_map(|panel| (0..len).step_by(GRADIENT_TAPS).map(move |first| (panel, first)))
         .collect();
-    if corners.is_empty() {
-        return dw.fill(0.0);
-    }
     let dw_at = super::product::Shared::new(dw.as_mut_ptr());
-    super::product::tallied((outputs, len, corners.len()), gemm::Parallelism::Rayon(0), || {
+    let threads = gemm::Parallelism::Rayon(crate::threads::count());
+    super::product::tallied((outputs, len, corners.len()), threads, || {
         crate::threads::for_each_part(parts, |_, (panel, first)| {
             let offsets = &offsets[first..(first + GRADIENT_TAPS).min(len)];
             super::conv::with_scratch(offsets.len() * PANEL, |sums| {

@@ -161,7 +161,8 @@ const PARALLEL_MIN: usize = 1 << 18;
 /// A pointer that parts of one product on other threads may write through (each to its own band).
 #[derive(Clone, Copy)]
 pub(super) struct Shared(*mut f32);
-// SAFETY: the parts of `product` write disjoint bands of one buffer that outlives them.
+// SAFETY: the parts that share it (`product`'s bands, `direct::weight_gradient`'s rectangles) write disjoint
+// values of one buffer that outlives them.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
