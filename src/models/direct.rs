@@ -248,7 +248,9 @@ pub(super) fn fill_panel_columns(images: &[f32], (outputs, pixels): (usize, usiz
 }
 
 /// `image[o * stride + p] = pixels[p * outputs + o]` for p below `plane`: a matrix (plane x outputs)
-/// transposed, its rows `stride` values apart.
+/// transposed, its rows `stride` values apart. 16 x 16 blocks, each read as 16 runs, transposed in registers
+/// and written as 16 runs: gathering each run of 16 took a fifth of the time of a DCGAN's direct kernels on
+/// a Zen 5, whose gathers load value by value.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `pixels` must hold `outputs * plane` values and `image` point to `outputs`
@@ -258,19 +260,70 @@ pub(super) fn fill_panel_columns(images: &[f32], (outputs, pixels): (usize, usiz
 unsafe fn transpose(pixels: &[f32], outputs: usize, plane: usize, (image, stride): (*mut f32, usize)) {
     use std::arch::x86_64::*;
     debug_assert!(pixels.len() >= outputs * plane);
-    let lanes = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(outputs as i32),
-    );
-    for o in 0..outputs {
-        let values = image.add(o * stride);
-        for first in (0..plane).step_by(16) {
-            let mask = first_lanes((plane - first).min(16));
-            let from = pixels.as_ptr().add(first * outputs + o);
-            let run = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lanes, from);
-            _mm512_mask_storeu_ps(values.add(first), mask, run);
+    for first_output in (0..outputs).step_by(16) {
+        let columns = (outputs - first_output).min(16);
+        for first_pixel in (0..plane).step_by(16) {
+            let rows = (plane - first_pixel).min(16);
+            let from = pixels.as_ptr().add(first_pixel * outputs + first_output);
+            // Sixteen runs each way, whatever the block's size, so that the block stays in registers.
+            let block = transpose_block(std::array::from_fn(|i| match i < rows {
+                true => _mm512_maskz_loadu_ps(first_lanes(columns), from.add(i * outputs)),
+                false => _mm512_setzero_ps(),
+            }));
+            let to = image.add(first_output * stride + first_pixel);
+            for (j, run) in block.into_iter().enumerate() {
+                if j < columns {
+                    _mm512_mask_storeu_ps(to.add(j * stride), first_lanes(rows), run);
+                }
+            }
         }
     }
+}
+
+/// A 16 x 16 block transposed: value j of `rows[i]` becomes value i of row j. Pairs of values interleaved,
+/// then pairs of pairs, then the 4-value quarters twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose_block(rows: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // Rows 2i and 2i + 1 interleaved: values 0 1 4 5 8 9 12 13 of their columns (lo), 2 3 6 7 ... (hi).
+    let pairs: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
+        match i % 2 {
+            0 => _mm512_unpacklo_ps(a, b),
+            _ => _mm512_unpackhi_ps(a, b),
+        }
+    });
+    // quads[4g + k]: columns k, k + 4, k + 8, k + 12 of rows 4g..4g + 4, a quarter each.
+    let quads: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, k) = (i / 4, i % 4);
+        let (a, b) = (pairs[4 * g + k / 2], pairs[4 * g + 2 + k / 2]);
+        let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
+        _mm512_castpd_ps(match k % 2 {
+            0 => _mm512_unpacklo_pd(a, b),
+            _ => _mm512_unpackhi_pd(a, b),
+        })
+    });
+    // halves[8h + k]: columns k, k + 8 (even quarters of two quads) or k + 4, k + 12 (odd quarters), of rows
+    // 8h..8h + 4 and then 8h + 4..8h + 8.
+    let halves: [__m512; 16] = std::array::from_fn(|i| {
+        let (h, k) = (i / 8, i % 8);
+        let (a, b) = (quads[8 * h + k % 4], quads[8 * h + 4 + k % 4]);
+        match k / 4 {
+            0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+            _ => _mm512_shuffle_f32x4::<0xdd>(a, b),
+        }
+    });
+    std::array::from_fn(|j| {
+        // Column j: k = j % 4 and which of its half's two columns (j / 4: 0 for k, 1 for k + 4, 2 for k + 8,
+        // 3 for k + 12).
+        let (k, which) = (j % 4, j / 4);
+        let (a, b) = (halves[k + 4 * (which % 2)], halves[8 + k + 4 * (which % 2)]);
+        match which / 2 {
+            0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+            _ => _mm512_shuffle_f32x4::<0xdd>(a, b),
+        }
+    })
 }
 
 /// The mask of a 16-lane vector's first `count` lanes (`count` at most 16).
@@ -527,6 +580,28 @@ mod tests {
         (0..taps.channels)
             .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
             .collect()
+    }
+
+    #[test]
+    fn a_transpose_moves_every_value_and_writes_nothing_else() {
+        if !crate::cpu::has_avx512() {
+            return; // The direct kernels are built for AVX-512 only; elsewhere the patches path runs.
+        }
+        // Whole 16 x 16 blocks, blocks cut short in either direction and both, and a one-value matrix.
+        for (outputs, plane) in [(32, 48), (20, 37), (64, 9), (7, 16), (1, 1)] {
+            let pixels = values(outputs * plane, outputs + plane);
+            let stride = plane + 3;
+            let mut image = vec![f32::NAN; outputs * stride];
+            // SAFETY: `pixels` holds plane x outputs values and `image` outputs rows of `stride` >= plane.
+            unsafe { transpose(&pixels, outputs, plane, (image.as_mut_ptr(), stride)) };
+            for (i, value) in image.iter().enumerate() {
+                let (o, p) = (i / stride, i % stride);
+                match p < plane {
+                    true => assert_eq!(*value, pixels[p * outputs + o], "{outputs}x{plane}: ({o}, {p})"),
+                    false => assert!(value.is_nan(), "{outputs}x{plane}: ({o}, {p}) written past the row"),
+                }
+            }
+        }
     }
 
     #[test]
