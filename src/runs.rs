@@ -438,6 +438,31 @@ impl RunDir {
         }
     }
 
+    /// Where this run's grids and checkpoints go, for a thread that writes them.
+    pub fn files(&self) -> RunFiles {
+        RunFiles {
+            path: self.path.clone(),
+        }
+    }
+
+    pub fn save_grid(&self, kind: GridKind, step: u64, grid: &ImageGrid) -> Result<PathBuf, String> {
+        self.files().save_grid(kind, step, grid)
+    }
+
+    /// Writes the checkpoint of `step` crash-safely: a crash mid-write never leaves a broken checkpoint.
+    pub fn save_checkpoint(&self, step: u64, tensors: &HashMap<String, Tensor>) -> Result<PathBuf, String> {
+        self.files().save_checkpoint(step, tensors)
+    }
+}
+
+/// A run directory's grids and checkpoints, apart from its metrics file: what the thread that writes them
+/// while the run trains holds.
+#[derive(Clone, Debug)]
+pub struct RunFiles {
+    path: PathBuf,
+}
+
+impl RunFiles {
     pub fn save_grid(&self, kind: GridKind, step: u64, grid: &ImageGrid) -> Result<PathBuf, String> {
         let path = grid_path(&self.path, kind, step);
         let folder = path.parent().expect("grid paths have a folder");

@@ -199,6 +199,39 @@ fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it()
     assert_eq!(steps, [1, 2, 3, 4, 5, 6], "no row is lost or repeated");
 }
 
+/// The last step's checkpoint cannot be written: the run pauses instead of finishing without it, and Resume
+/// writes it and finishes without training further.
+#[test]
+fn a_last_checkpoint_that_cannot_be_written_is_written_on_resume() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("run");
+    let mut config = small("mlp-gan-digits");
+    config.set("train.steps=3").unwrap();
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
+    trainer.send(Command::Start);
+    let halted = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
+    assert!(halted.contains("checkpoints"), "{halted}");
+    assert_eq!(next_state(&trainer), RunState::Paused);
+    std::fs::remove_file(dir.join("checkpoints")).unwrap();
+    trainer.send(Command::Resume);
+    let saved = wait_for(&trainer, |e| match e {
+        Event::CheckpointSaved { step, .. } => Some(*step),
+        _ => None,
+    });
+    assert_eq!(saved, 3);
+    assert_eq!(next_state(&trainer), RunState::Finished);
+    drop(trainer);
+    assert_eq!(gantry::runs::checkpoint_steps(&dir), [3]);
+    let rows = gantry::runs::read_metrics(&dir).unwrap().rows;
+    assert_eq!(rows.last().map(|r| r.step), Some(3), "no step trained past the budget");
+}
+
 #[test]
 fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on() {
     let runs = tempfile::tempdir().unwrap();

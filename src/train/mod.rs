@@ -7,6 +7,7 @@ pub mod optim;
 pub mod session;
 pub mod toy_views;
 pub mod worker;
+mod writer;
 
 /// One step's measurements. `values` holds only what was measured at this step (held-out losses appear every
 /// few steps), keyed by metric name.

@@ -6,6 +6,7 @@
 use super::health::{HealthEvent, HealthReport, Monitor, Rule};
 use super::latent_views::LatentMap;
 use super::session::{Interpolation, LatentWalk, Session};
+use super::writer::{Job, Writer, Written};
 use super::{MetricRow, PointCloud};
 use crate::config::{OnTrouble, RunConfig};
 use crate::data::{self, DatasetSummary};
@@ -252,6 +253,7 @@ impl Trainer {
             latest: latest.clone(),
             waker: waker.unwrap_or_else(|| Arc::new(|| {})),
             run_dir: None,
+            writer: None,
             last_checkpoint: None,
             state: RunState::Loading,
             steps_done: 0,
@@ -365,6 +367,9 @@ struct Worker {
     latest: Arc<Mutex<Option<Snapshot>>>,
     waker: Waker,
     run_dir: Option<RunDir>,
+    /// Writes the run directory's grids and checkpoints while training goes on.
+    writer: Option<Writer>,
+    /// The step of the newest checkpoint on disk.
     last_checkpoint: Option<u64>,
     state: RunState,
     /// The session's step count, kept here for `run.toml`.
@@ -456,6 +461,9 @@ impl Worker {
     fn set_state(&mut self, state: RunState) {
         if state != RunState::Running {
             self.settle();
+            if let Err(message) = self.written(true) {
+                self.emit(Event::Problem(Problem::Warning(message)));
+            }
         }
         let status = match state {
             RunState::Loading | RunState::Ready => None,
@@ -616,7 +624,7 @@ impl Worker {
         self.steps_done = session.step_count();
         self.take_snapshot(&session);
         // Unsaved grids cannot fail to write.
-        let _ = self.publish(&session, false);
+        self.publish(&session, false);
         self.emit(Event::State(RunState::Ready));
         let mut mode = Mode::Idle;
         let mut stepped_at = Instant::now();
@@ -647,6 +655,12 @@ impl Worker {
                 match command {
                     Command::Start | Command::Resume => {
                         if session.step_count() >= session.config().train.steps {
+                            // A run paused at its last step because its checkpoint could not be written.
+                            if self.last_checkpoint != Some(session.step_count()) {
+                                if let Err(message) = self.checkpoint_now(&session) {
+                                    self.emit(Event::Problem(Problem::Warning(message)));
+                                }
+                            }
                             self.set_state(RunState::Finished);
                         } else {
                             mode = Mode::Running;
@@ -672,28 +686,28 @@ impl Worker {
                     }
                     // Unsaved grids cannot fail to write.
                     Command::RequestSamples => {
-                        let _ = self.publish(&session, false);
+                        self.publish(&session, false);
                     }
                     Command::Interpolate(from, to) => {
                         self.interpolation_ends = (from, to);
-                        let _ = self.publish(&session, false);
+                        self.publish(&session, false);
                     }
                     Command::DecodeLatent(at) => {
                         self.decode_at = Some(at);
-                        let _ = self.publish(&session, false);
+                        self.publish(&session, false);
                     }
                     Command::WalkLatent(sample, values) => {
                         self.walk = (sample, Some(values));
-                        let _ = self.publish(&session, false);
+                        self.publish(&session, false);
                     }
                     Command::LatentViews(on) => {
                         self.latent_views = on;
                         if on {
-                            let _ = self.publish(&session, false);
+                            self.publish(&session, false);
                         }
                     }
                     Command::SaveCheckpoint => {
-                        if let Err(message) = self.checkpoint(&session) {
+                        if let Err(message) = self.checkpoint_now(&session) {
                             self.emit(Event::Problem(Problem::Warning(message)));
                         }
                     }
@@ -716,8 +730,11 @@ impl Worker {
             stepped_at = Instant::now();
             mode = self.train_one(&mut session, mode);
         }
+        if let Err(message) = self.written(true) {
+            self.emit(Event::Problem(Problem::Warning(message)));
+        }
         if self.last_checkpoint != Some(session.step_count()) {
-            if let Err(message) = self.checkpoint(&session) {
+            if let Err(message) = self.checkpoint_now(&session) {
                 self.emit(Event::Problem(Problem::Warning(message)));
             }
         }
@@ -764,6 +781,7 @@ impl Worker {
                 let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
                 RunDir::create(dir, session.config(), &columns)?
             });
+            self.writer = self.run_dir.as_ref().map(|dir| Writer::spawn(dir.files()));
         }
         self.emit(Event::Loaded(Box::new(RunInfo {
             data: summary,
@@ -806,7 +824,7 @@ impl Worker {
                 Trouble::Handled => {}
                 Trouble::RolledBack => return mode,
                 Trouble::Paused(message) => {
-                    let _ = self.publish(session, true);
+                    self.publish(session, true);
                     let cause = bad.as_ref().map(|b| format!("{b}. ")).unwrap_or_default();
                     return self.halt(format!("{cause}{message}"));
                 }
@@ -815,7 +833,7 @@ impl Worker {
         let train = &session.config().train;
         if let Some(message) = bad {
             // The pictures of the broken step are worth seeing; whether they could be saved matters less.
-            let _ = self.publish(session, true);
+            self.publish(session, true);
             return self.halt(format!("{message}; the run is paused"));
         }
         let (sample_due, checkpoint_due) = (step % train.sample_every == 0, step % train.checkpoint_every == 0);
@@ -824,21 +842,22 @@ impl Worker {
         let sample_due = sample_due
             && (session.data().shape.is_image() || self.published_at.is_none_or(|t| t.elapsed() >= LIVE_VIEW_INTERVAL));
         let finished = step >= train.steps && mode == Mode::Running;
+        if appended.is_ok() && (sample_due || finished) {
+            self.published_at = Some(Instant::now());
+            self.publish(session, true);
+        }
         let written = appended
-            .and_then(|()| match sample_due || finished {
-                true => {
-                    self.published_at = Some(Instant::now());
-                    self.publish(session, true)
-                }
-                false => Ok(()),
-            })
             .and_then(
                 |()| match checkpoint_due || (finished && self.last_checkpoint != Some(step)) {
                     true => self.checkpoint(session),
                     false => Ok(()),
                 },
-            );
+            )
+            // The last step's files are on disk before the run counts as finished.
+            .and_then(|()| self.written(finished));
         if let Err(message) = written {
+            // The writes still under way failed for the same reason, most likely: one message.
+            let _ = self.written(true);
             return self.halt(format!(
                 "{message}. The run is paused and keeps its state; free space or fix the folder, then Resume"
             ));
@@ -853,7 +872,7 @@ impl Worker {
         match mode {
             Mode::Stepping(1) => {
                 // Unsaved grids cannot fail to write.
-                let _ = self.publish(session, false);
+                self.publish(session, false);
                 self.set_state(RunState::Paused);
                 Mode::Idle
             }
@@ -862,9 +881,9 @@ impl Worker {
         }
     }
 
-    /// Makes the grids, keeps them as the newest snapshot and (when `save`) writes them to the run directory;
-    /// the error is a grid that could not be written.
-    fn publish(&self, session: &Session, save: bool) -> Result<(), String> {
+    /// Makes the grids, keeps them as the newest snapshot and (when `save`) gives them to the writer for the
+    /// run directory (`written` reports a grid that could not be written).
+    fn publish(&mut self, session: &Session, save: bool) {
         let snapshot = (|| -> candle_core::Result<Snapshot> {
             Ok(Snapshot {
                 step: session.step_count(),
@@ -886,18 +905,18 @@ impl Worker {
             Ok(s) => s,
             Err(e) => {
                 self.emit(Event::Problem(Problem::Warning(format!("cannot draw samples: {e}"))));
-                return Ok(());
+                return;
             }
         };
-        let mut written = Ok(());
-        if let (true, Some(dir)) = (save, &self.run_dir) {
+        if let (true, Some(writer)) = (save, &mut self.writer) {
             let grids = [
                 (GridKind::Samples, &snapshot.samples),
                 (GridKind::Reconstructions, &snapshot.reconstructions),
             ];
             for (kind, grid) in grids {
                 if let Some(grid) = grid {
-                    written = written.and(dir.save_grid(kind, snapshot.step, grid).map(drop));
+                    let (step, grid) = (snapshot.step, grid.clone());
+                    writer.submit(Job::Grid { kind, step, grid });
                 }
             }
         }
@@ -906,7 +925,6 @@ impl Worker {
             *latest = Some(snapshot);
         }
         self.emit(Event::Snapshot { step });
-        written
     }
 
     /// Keeps the session's state in the ring of in-memory snapshots.
@@ -1054,6 +1072,10 @@ impl Worker {
         };
         restored.map_err(|e| format!("cannot go back to step {to}: {e}"))?;
         self.snapshots.retain(|(s, _)| *s <= to);
+        // Files of the steps given up are removed only once none is still being written.
+        if let Err(message) = self.written(true) {
+            self.emit(Event::Problem(Problem::Warning(message)));
+        }
         if let Some(dir) = &mut self.run_dir {
             dir.rewind(to)?;
         }
@@ -1066,24 +1088,46 @@ impl Worker {
         self.steps_done = to;
         self.monitor.rewind();
         self.record(event);
-        let _ = self.publish(session, false);
+        self.publish(session, false);
         self.report_health(session);
         Ok(())
     }
 
+    /// Gives the writer a checkpoint of this step (`written` reports it once it is on disk).
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
         // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
         self.settle();
-        let Some(dir) = &self.run_dir else { return Ok(()) };
-        let path = session
+        let Some(writer) = &mut self.writer else { return Ok(()) };
+        let tensors = session
             .checkpoint_tensors()
-            .map_err(|e| format!("cannot gather the checkpoint: {e}"))
-            .and_then(|t| dir.save_checkpoint(session.step_count(), &t))?;
-        self.last_checkpoint = Some(session.step_count());
-        self.emit(Event::CheckpointSaved {
+            .map_err(|e| format!("cannot gather the checkpoint: {e}"))?;
+        writer.submit(Job::Checkpoint {
             step: session.step_count(),
-            path,
+            tensors,
         });
         Ok(())
+    }
+
+    /// `checkpoint`, and waits until it is on disk.
+    fn checkpoint_now(&mut self, session: &Session) -> Result<(), String> {
+        self.checkpoint(session).and_then(|()| self.written(true))
+    }
+
+    /// Announces the grids and checkpoints the writer has put on disk since the last call (with `wait`, all
+    /// given to it); the error is the first that could not be written.
+    fn written(&mut self, wait: bool) -> Result<(), String> {
+        let Some(writer) = &mut self.writer else { return Ok(()) };
+        let mut first_error = Ok(());
+        for report in writer.reports(wait) {
+            match report {
+                Ok(Written::Grid) => {}
+                Ok(Written::Checkpoint { step, path }) => {
+                    self.last_checkpoint = Some(step);
+                    self.emit(Event::CheckpointSaved { step, path });
+                }
+                Err(message) => first_error = first_error.and(Err(message)),
+            }
+        }
+        first_error
     }
 }
