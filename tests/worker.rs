@@ -159,25 +159,32 @@ fn a_panic_in_training_fails_the_run_with_its_message() {
     );
 }
 
-#[test]
-fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it() {
+/// An MLP GAN run with `settings` whose checkpoint folder has a file in its place (as a full disk or a folder
+/// made read-only, writes fail), started and paused by that: the runs' folder, the run's and its handle.
+fn run_halted_by_a_blocked_folder(settings: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Trainer) {
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().join("run");
     let mut config = small("mlp-gan-digits");
-    config.set("train.steps=6").unwrap();
-    config.set("train.checkpoint_every=3").unwrap();
+    for setting in settings {
+        config.set(setting).unwrap();
+    }
     let options = RunOptions {
         out_dir: Some(dir.clone()),
         ..RunOptions::default()
     };
     let trainer = Trainer::spawn(config, options, None);
     wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
-    // A file where the checkpoint folder belongs: as a full disk or a folder made read-only, writes fail.
     std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
     trainer.send(Command::Start);
     let halted = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
     assert!(halted.contains("checkpoints") && halted.contains("Resume"), "{halted}");
     assert_eq!(next_state(&trainer), RunState::Paused);
+    (runs, dir, trainer)
+}
+
+#[test]
+fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it() {
+    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=6", "train.checkpoint_every=3"]);
     let more: Vec<Event> = std::iter::from_fn(|| trainer.try_recv()).collect();
     assert!(
         more.iter().all(|e| e.problem().is_none()),
@@ -203,21 +210,7 @@ fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it()
 /// writes it and finishes without training further.
 #[test]
 fn a_last_checkpoint_that_cannot_be_written_is_written_on_resume() {
-    let runs = tempfile::tempdir().unwrap();
-    let dir = runs.path().join("run");
-    let mut config = small("mlp-gan-digits");
-    config.set("train.steps=3").unwrap();
-    let options = RunOptions {
-        out_dir: Some(dir.clone()),
-        ..RunOptions::default()
-    };
-    let trainer = Trainer::spawn(config, options, None);
-    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
-    std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
-    trainer.send(Command::Start);
-    let halted = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
-    assert!(halted.contains("checkpoints"), "{halted}");
-    assert_eq!(next_state(&trainer), RunState::Paused);
+    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=3"]);
     std::fs::remove_file(dir.join("checkpoints")).unwrap();
     trainer.send(Command::Resume);
     let saved = wait_for(&trainer, |e| match e {
