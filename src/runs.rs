@@ -444,15 +444,6 @@ impl RunDir {
             path: self.path.clone(),
         }
     }
-
-    pub fn save_grid(&self, kind: GridKind, step: u64, grid: &ImageGrid) -> Result<PathBuf, String> {
-        self.files().save_grid(kind, step, grid)
-    }
-
-    /// Writes the checkpoint of `step` crash-safely: a crash mid-write never leaves a broken checkpoint.
-    pub fn save_checkpoint(&self, step: u64, tensors: &HashMap<String, Tensor>) -> Result<PathBuf, String> {
-        self.files().save_checkpoint(step, tensors)
-    }
 }
 
 /// A run directory's grids and checkpoints, apart from its metrics file: what the thread that writes them
@@ -1143,9 +1134,11 @@ mod tests {
             unwritten: Vec::new(),
             columns: Vec::new(),
         };
-        run.save_checkpoint(10, &HashMap::from([("w".to_string(), tensor(1.0))]))
+        run.files()
+            .save_checkpoint(10, &HashMap::from([("w".to_string(), tensor(1.0))]))
             .unwrap();
-        run.save_checkpoint(20, &HashMap::from([("w".to_string(), tensor(2.0))]))
+        run.files()
+            .save_checkpoint(20, &HashMap::from([("w".to_string(), tensor(2.0))]))
             .unwrap();
         fs::write(checkpoint_path(dir.path(), 30), b"\x08\0\0\0\0\0\0\0{garbage").unwrap();
         let mut restored = None;

@@ -1214,7 +1214,7 @@ fn scored_run(root: &std::path::Path, name: &str, fd: f64) {
         width: 4,
     };
     let grid = gantry::grid::make_grid(&[0.0; 16], shape, 1, 1);
-    run.save_grid(GridKind::Samples, 10, &grid).unwrap();
+    run.files().save_grid(GridKind::Samples, 10, &grid).unwrap();
     run.set_status(RunStatus::Finished, 10).unwrap();
 }
 
