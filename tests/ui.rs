@@ -633,7 +633,7 @@ fn finished_snapshot(preset_name: &str, name: &str) {
     train_to_budget(&mut harness);
     harness.run_steps(2);
     harness.remove_cursor();
-    harness.run_steps(3);
+    harness.run_steps(30);
     mask_run_list_and_status(&mut harness);
     harness.snapshot_options(name, &snapshot_options());
 }
@@ -908,9 +908,11 @@ fn fork_starts_a_child_run_that_the_browser_lists() {
 
 #[test]
 fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
+    // Long enough that the first run still trains when the browser has listed both (ten steps could finish
+    // before that on a busy machine, leaving nothing queued to see).
     let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
-        s.config.train.steps = 10;
-        s.config.train.sample_every = 5;
+        s.config.train.steps = 150;
+        s.config.train.sample_every = 75;
         s.browser.parallel = 1;
     });
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
@@ -922,15 +924,17 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
         .type_text("optimizer.lr=1e-3,1e-4");
     harness.run_steps(2);
     harness.get_by_label("Queue 2 runs").click();
-    harness.run_steps(2);
+    // One trains at a time; the other waits in the queue (looked for before the folder settles, which it
+    // does only once the training run stops changing it).
+    wait_until(&mut harness, "the browser to show the second run queued", |h| {
+        h.query_by_label("queued").is_some()
+    });
     settle(&mut harness);
     let listed = harness.state().listed_runs();
     assert_eq!(listed.len(), 2, "one run per value");
     assert!(listed
         .iter()
         .all(|r| r.meta.tags.iter().any(|t| t.starts_with("sweep-"))));
-    // One trains at a time; the other waits in the queue.
-    assert!(harness.query_by_label("queued").is_some());
     wait_until(&mut harness, "both runs to finish", |_| {
         gantry::runs::list_runs(runs.path())
             .0
@@ -949,13 +953,11 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
     harness.run_steps(2);
     // The sort choice, not the browser's column of the same name (the popup is drawn last).
     harness.query_all_by_label("lr").last().unwrap().click();
-    harness.run_steps(3);
-    assert!(
-        harness
-            .query_by_label_contains("1. lr=0.0001 (step 10)   2. lr=0.001 (step 10)")
-            .is_some(),
-        "the newest grids, ordered by learning rate"
-    );
+    // The grids load off the UI thread.
+    wait_until(&mut harness, "the newest grids, ordered by learning rate", |h| {
+        h.query_by_label_contains("1. lr=0.0001 (step 150)   2. lr=0.001 (step 150)")
+            .is_some()
+    });
     harness.get_by_label("A/B compare").click();
     harness.run_steps(2);
     harness.get_by_label("difference").click();
