@@ -130,14 +130,19 @@ type Job = &'static (dyn Fn(usize) + Sync);
 /// A waiting thread spins a little, then yields its core, then (a helper between passes) sleeps: when more
 /// threads want the cores than there are, the waiting one hands its core to the one it waits for instead of
 /// spinning through that one's time slice.
+///
+/// The caller waits only for helpers that took up the pass: one that has not by the time the caller has
+/// claimed every part (another thread has its core: the run's file writer, the quality metric) finds the pass
+/// withdrawn, instead of holding the caller until it arrives to find nothing left (BENCHMARKS.md).
 struct Helpers {
     threads: std::sync::OnceLock<Vec<std::thread::Thread>>,
     /// Serialises callers (several runs training at once).
     call: Mutex<()>,
-    /// The current pass and its number of threads; `generation` counts the passes.
-    job: Mutex<Option<(Job, usize)>>,
+    /// The current pass, its number of threads and its generation; `None` once withdrawn.
+    job: Mutex<Option<(Job, usize, usize)>>,
+    /// Counts the passes.
     generation: AtomicUsize,
-    /// Helpers that have not finished the current pass.
+    /// Helpers that took up the current pass and have not finished it.
     running: AtomicUsize,
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
@@ -176,20 +181,23 @@ impl Helpers {
         self.threads.get().map_or(&[], Vec::as_slice)
     }
 
-    /// Runs `job(thread)` on threads 0..threads, 0 being the caller, and returns when all have finished.
+    /// Runs `job(thread)` on the caller (thread 0) and on those of threads 1..threads that take it up before
+    /// the caller's part is done; returns when all of them have finished. `job` must claim its work as it
+    /// goes, as `map_parts_on_threads` does: any thread may end up with all of it.
     fn run(&self, threads: usize, job: &(dyn Fn(usize) + Sync)) {
         let _call = lock(&self.call);
-        // SAFETY: the helpers use the job only between the generation bump below and their decrement of
-        // `running`, and this function does not return (nor unwind, when `job` panics here) before
-        // `running` is 0.
+        // SAFETY: a helper uses the job only after taking it from `self.job` (counting itself in `running`
+        // under that lock) and until its decrement of `running`; this function withdraws the job under the
+        // same lock and does not return (nor unwind, when `job` panics here) before `running` is 0.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(job) };
-        self.running.store(self.threads().len(), Ordering::Release);
-        *lock(&self.job) = Some((job, threads));
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        *lock(&self.job) = Some((job, threads, generation));
+        self.generation.store(generation, Ordering::Release);
         self.threads().iter().for_each(std::thread::Thread::unpark);
         struct WaitForHelpers<'a>(&'a Helpers);
         impl Drop for WaitForHelpers<'_> {
             fn drop(&mut self) {
+                *lock(&self.0.job) = None;
                 wait_until(|| self.0.running.load(Ordering::Acquire) == 0);
             }
         }
@@ -218,13 +226,23 @@ impl Helpers {
                 }
             }
             seen = self.generation.load(Ordering::Acquire);
-            let current = *lock(&self.job);
-            if let Some((job, _)) = current.filter(|(_, threads)| thread < *threads) {
+            let taken = {
+                let current = lock(&self.job);
+                let job = current.filter(|(_, threads, _)| thread < *threads);
+                if let Some((_, _, generation)) = job {
+                    // Counted while the caller cannot withdraw the pass; a pass newer than the one that woke
+                    // this thread is the one to take up.
+                    self.running.fetch_add(1, Ordering::AcqRel);
+                    seen = generation;
+                }
+                job
+            };
+            if let Some((job, _, _)) = taken {
                 if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(thread))) {
                     lock(&self.panic).get_or_insert(payload);
                 }
+                self.running.fetch_sub(1, Ordering::AcqRel);
             }
-            self.running.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -342,6 +360,33 @@ mod tests {
         if numbers.len() > 1 {
             assert!(waited_for_the_rest[0], "parts waited behind the held-up one");
         }
+    }
+
+    #[test]
+    fn a_pass_does_not_wait_for_a_helper_that_never_takes_it_up() {
+        // A helper whose core another thread holds all the while: here one that never serves at all.
+        let helpers: &'static Helpers = Box::leak(Box::new(Helpers {
+            threads: std::sync::OnceLock::from(vec![std::thread::current()]),
+            call: Mutex::new(()),
+            job: Mutex::new(None),
+            generation: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+        }));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ran_on = Mutex::new(Vec::new());
+            helpers.run(2, &|thread| lock(&ran_on).push(thread));
+            helpers.run(2, &|thread| lock(&ran_on).push(thread));
+            done.send(ran_on.into_inner().unwrap()).unwrap();
+        });
+        let ran_on = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(
+            ran_on,
+            Ok(vec![0, 0]),
+            "each pass ran on the caller alone, without waiting"
+        );
+        assert!(lock(&helpers.job).is_none(), "the pass is withdrawn");
     }
 
     #[test]
