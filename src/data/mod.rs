@@ -362,11 +362,11 @@ fn from_raw(name: String, raw: Result<RawImages, raw::DataError>) -> Result<Data
     })
 }
 
-/// Streams of the run's random numbers; each gets its own derived seed so they never overlap.
 /// Below this many values a batch is gathered on the calling thread (2D points, small images): handing a
 /// copy of a few tens of kilobytes to the helpers costs about what it saves.
 const GATHER_PARALLEL_MIN: usize = 1 << 14;
 
+/// Streams of the run's random numbers; each gets its own derived seed so they never overlap.
 pub const SEED_DATA: u64 = 1;
 pub const SEED_SPLIT: u64 = 2;
 pub const SEED_EPOCH: u64 = 3;
