@@ -472,7 +472,8 @@ impl Worker {
     fn set_state(&mut self, state: RunState) {
         if state != RunState::Running {
             self.settle();
-            if let Err(message) = self.written(true) {
+            let rows = self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows);
+            if let Err(message) = rows.and(self.written(true)) {
                 self.emit(Event::Problem(Problem::Warning(message)));
             }
         }
@@ -1108,6 +1109,7 @@ impl Worker {
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
         // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
         self.settle();
+        self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows)?;
         let Some(writer) = &mut self.writer else { return Ok(()) };
         let tensors = session
             .checkpoint_tensors()
