@@ -1164,21 +1164,24 @@ mod tests {
             "once the interval has passed, the next row takes them all"
         );
         run.append(&row(5)).unwrap();
-        run.write_rows().unwrap();
-        assert_eq!(on_disk(), [1, 2, 3, 4, 5]);
         run.append(&row(6)).unwrap();
+        assert_eq!(on_disk(), [1, 2, 3, 4]);
         run.rewind(5).unwrap();
         assert_eq!(
             on_disk(),
             [1, 2, 3, 4, 5],
-            "a rewind drops the rows after its step, written or not"
+            "a rewind keeps the rows up to its step, written or not"
         );
         run.append(&row(6)).unwrap();
+        run.append(&row(7)).unwrap();
+        run.write_rows().unwrap();
+        assert_eq!(on_disk(), [1, 2, 3, 4, 5, 6, 7], "all of them when asked");
+        run.append(&row(8)).unwrap();
         drop(run);
         assert_eq!(
             on_disk(),
-            [1, 2, 3, 4, 5, 6],
-            "the rows left go to disk when the run's folder is closed"
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            "the rows left go to disk when the folder is closed"
         );
     }
 
