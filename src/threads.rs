@@ -134,6 +134,7 @@ type Job = &'static (dyn Fn(usize) + Sync);
 /// The caller waits only for helpers that took up the pass: one that has not by the time the caller has
 /// claimed every part (another thread has its core: the run's file writer, the quality metric) finds the pass
 /// withdrawn, instead of holding the caller until it arrives to find nothing left (BENCHMARKS.md).
+#[derive(Default)]
 struct Helpers {
     threads: std::sync::OnceLock<Vec<std::thread::Thread>>,
     /// Serialises callers (several runs training at once).
@@ -154,14 +155,7 @@ const YIELDS: usize = 200;
 
 fn helpers() -> &'static Helpers {
     static HELPERS: std::sync::OnceLock<Helpers> = std::sync::OnceLock::new();
-    let helpers = HELPERS.get_or_init(|| Helpers {
-        threads: std::sync::OnceLock::new(),
-        call: Mutex::new(()),
-        job: Mutex::new(None),
-        generation: AtomicUsize::new(0),
-        running: AtomicUsize::new(0),
-        panic: Mutex::new(None),
-    });
+    let helpers = HELPERS.get_or_init(Helpers::default);
     helpers.threads.get_or_init(|| {
         (1..pool_size())
             .filter_map(|thread| {
@@ -365,14 +359,8 @@ mod tests {
     #[test]
     fn a_pass_does_not_wait_for_a_helper_that_never_takes_it_up() {
         // A helper whose core another thread holds all the while: here one that never serves at all.
-        let helpers: &'static Helpers = Box::leak(Box::new(Helpers {
-            threads: std::sync::OnceLock::from(vec![std::thread::current()]),
-            call: Mutex::new(()),
-            job: Mutex::new(None),
-            generation: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-            panic: Mutex::new(None),
-        }));
+        let helpers: &'static Helpers = Box::leak(Box::default());
+        helpers.threads.set(vec![std::thread::current()]).unwrap();
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let ran_on = Mutex::new(Vec::new());

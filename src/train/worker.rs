@@ -472,7 +472,7 @@ impl Worker {
     fn set_state(&mut self, state: RunState) {
         if state != RunState::Running {
             self.settle();
-            let rows = self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows);
+            let rows = self.write_rows();
             if let Err(message) = rows.and(self.written(true)) {
                 self.emit(Event::Problem(Problem::Warning(message)));
             }
@@ -574,6 +574,11 @@ impl Worker {
             }
         }
         written
+    }
+
+    /// Puts the metric rows appended so far on disk (`RunDir::append` otherwise writes them on a timer).
+    fn write_rows(&mut self) -> Result<(), String> {
+        self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows)
     }
 
     /// Writes and sends the rows held for a quality score.
@@ -1109,7 +1114,7 @@ impl Worker {
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
         // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
         self.settle();
-        self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows)?;
+        self.write_rows()?;
         let Some(writer) = &mut self.writer else { return Ok(()) };
         let tensors = session
             .checkpoint_tensors()
