@@ -159,9 +159,24 @@ fn a_panic_in_training_fails_the_run_with_its_message() {
     );
 }
 
-/// An MLP GAN run with `settings` whose checkpoint folder has a file in its place (as a full disk or a folder
-/// made read-only, writes fail), started and paused by that: the runs' folder, the run's and its handle.
-fn run_halted_by_a_blocked_folder(settings: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Trainer) {
+/// Puts something in the way of `path`: a folder where a file is, a file where there is none (or a folder).
+/// Writes to it then fail, as on a full disk or in a folder made read-only.
+fn block(path: &std::path::Path) {
+    if path.is_file() {
+        std::fs::remove_file(path).unwrap();
+        std::fs::create_dir(path).unwrap();
+    } else {
+        std::fs::write(path, "in the way").unwrap();
+    }
+}
+
+/// An MLP GAN run with `settings` whose checkpoint folder (and the other files of `blocked`) cannot be
+/// written, started and paused by that: the runs' folder, the run's and its handle. The pause is reported
+/// once: what else cannot be written then is not reported again.
+fn run_halted_by_a_blocked_folder(
+    settings: &[&str],
+    blocked: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, Trainer) {
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().join("run");
     let mut config = small("mlp-gan-digits");
@@ -174,17 +189,35 @@ fn run_halted_by_a_blocked_folder(settings: &[&str]) -> (tempfile::TempDir, std:
     };
     let trainer = Trainer::spawn(config, options, None);
     wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
-    std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
+    for name in [gantry::runs::CHECKPOINT_DIR].iter().chain(blocked) {
+        block(&dir.join(name));
+    }
     trainer.send(Command::Start);
-    let halted = wait_for_problem(&trainer, |p| matches!(p, Problem::Halted(_)));
-    assert!(halted.contains("checkpoints") && halted.contains("Resume"), "{halted}");
-    assert_eq!(next_state(&trainer), RunState::Paused);
+    expect_halted_once(&trainer);
     (runs, dir, trainer)
+}
+
+/// Waits for the run to pause because a file cannot be written, and checks that nothing else is reported
+/// from the halt to the pause.
+fn expect_halted_once(trainer: &Trainer) {
+    let halted = wait_for_problem(trainer, |p| matches!(p, Problem::Halted(_)));
+    assert!(halted.contains("checkpoints") && halted.contains("Resume"), "{halted}");
+    let mut more = Vec::new();
+    let state = wait_for(trainer, |e| match e {
+        Event::State(state) => Some(*state),
+        Event::Problem(problem) => {
+            more.push(problem.clone());
+            None
+        }
+        _ => None,
+    });
+    assert_eq!(state, RunState::Paused);
+    assert!(more.is_empty(), "one message: {more:?}");
 }
 
 #[test]
 fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it() {
-    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=6", "train.checkpoint_every=3"]);
+    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=6", "train.checkpoint_every=3"], &[]);
     let more: Vec<Event> = std::iter::from_fn(|| trainer.try_recv()).collect();
     assert!(
         more.iter().all(|e| e.problem().is_none()),
@@ -206,11 +239,25 @@ fn a_folder_that_cannot_be_written_pauses_the_run_once_and_resume_continues_it()
     assert_eq!(steps, [1, 2, 3, 4, 5, 6], "no row is lost or repeated");
 }
 
-/// The last step's checkpoint cannot be written: the run pauses instead of finishing without it, and Resume
-/// writes it and finishes without training further.
+/// A folder that takes no writes at all: besides the checkpoint, the pause cannot be recorded in `run.toml`
+/// either. The halt names the checkpoint and nothing more is reported.
+#[test]
+fn a_run_halted_by_its_folder_reports_what_else_fails_no_more() {
+    let (_runs, _dir, trainer) = run_halted_by_a_blocked_folder(
+        &["train.steps=6", "train.checkpoint_every=3"],
+        &[gantry::runs::META_FILE],
+    );
+    drop(trainer);
+}
+
+/// The last step's checkpoint cannot be written: the run pauses instead of finishing without it, pauses
+/// again on Resume while the folder still takes no writes, and once it does, Resume writes the checkpoint
+/// and finishes without training further.
 #[test]
 fn a_last_checkpoint_that_cannot_be_written_is_written_on_resume() {
-    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=3"]);
+    let (_runs, dir, trainer) = run_halted_by_a_blocked_folder(&["train.steps=3"], &[]);
+    trainer.send(Command::Resume);
+    expect_halted_once(&trainer);
     std::fs::remove_file(dir.join("checkpoints")).unwrap();
     trainer.send(Command::Resume);
     let saved = wait_for(&trainer, |e| match e {

@@ -467,15 +467,23 @@ impl Worker {
         (self.waker)();
     }
 
-    /// Announces a state and records it in the run directory's `run.toml`; a run that stops training
-    /// first writes the rows it held for a quality score.
+    /// Records a state (`record_state`) and announces it; a file that could not be written is a warning.
     fn set_state(&mut self, state: RunState) {
+        if let Err(message) = self.record_state(state) {
+            self.emit(Event::Problem(Problem::Warning(message)));
+        }
+        self.emit(Event::State(state));
+    }
+
+    /// Takes up a state and records it in the run directory's `run.toml`; a run that stops training first
+    /// puts on disk what it holds (rows held for a quality score, rows in memory, the writer's queue). The
+    /// error is the first file that could not be written.
+    fn record_state(&mut self, state: RunState) -> Result<(), String> {
+        let mut written = Ok(());
         if state != RunState::Running {
-            self.settle();
+            let scores = self.collect_scores(true);
             let rows = self.write_rows();
-            if let Err(message) = rows.and(self.written(true)) {
-                self.emit(Event::Problem(Problem::Warning(message)));
-            }
+            written = scores.and(rows).and(self.written(true));
         }
         let status = match state {
             RunState::Loading | RunState::Ready => None,
@@ -489,11 +497,9 @@ impl Worker {
         };
         self.state = state;
         if let (Some(status), Some(dir)) = (status, &mut self.run_dir) {
-            if let Err(message) = dir.set_status(status, self.steps_done) {
-                self.emit(Event::Problem(Problem::Warning(message)));
-            }
+            written = written.and(dir.set_status(status, self.steps_done));
         }
-        self.emit(Event::State(state));
+        written
     }
 
     /// Writes `row` to the run directory and sends it, or holds it back while a quality score of an earlier
@@ -610,6 +616,18 @@ impl Worker {
         Mode::Idle
     }
 
+    /// Pauses the run because a file of its folder could not be written (`message` names it). What is
+    /// still to be written most likely fails for the same reason, so that is not reported again: Resume
+    /// writes it all once the folder takes writes.
+    fn halt_unwritten(&mut self, message: String) -> Mode {
+        let _ = self.record_state(RunState::Paused);
+        self.emit(Event::Problem(Problem::Halted(format!(
+            "{message}. The run is paused and keeps its state; free space or fix the folder, then Resume"
+        ))));
+        self.emit(Event::State(RunState::Paused));
+        Mode::Idle
+    }
+
     /// Runs the thread; a panic anywhere in it fails the run with the panic's message.
     fn run_caught(mut self, config: RunConfig, options: RunOptions) {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.run(config, options)));
@@ -672,13 +690,16 @@ impl Worker {
                 match command {
                     Command::Start | Command::Resume => {
                         if session.step_count() >= session.config().train.steps {
-                            // A run paused at its last step because its checkpoint could not be written.
-                            if self.last_checkpoint != Some(session.step_count()) {
-                                if let Err(message) = self.checkpoint_now(&session) {
-                                    self.emit(Event::Problem(Problem::Warning(message)));
-                                }
+                            // A run paused at its last step because its checkpoint could not be written
+                            // finishes once it is, and pauses again while it cannot be.
+                            let checkpointed = match self.last_checkpoint == Some(session.step_count()) {
+                                true => Ok(()),
+                                false => self.checkpoint_now(&session),
+                            };
+                            match checkpointed {
+                                Ok(()) => self.set_state(RunState::Finished),
+                                Err(message) => mode = self.halt_unwritten(message),
                             }
-                            self.set_state(RunState::Finished);
                         } else {
                             mode = Mode::Running;
                             self.set_state(RunState::Running);
@@ -873,11 +894,7 @@ impl Worker {
             // The last step's files are on disk before the run counts as finished.
             .and_then(|()| self.written(finished));
         if let Err(message) = written {
-            // The writes still under way failed for the same reason, most likely: one message.
-            let _ = self.written(true);
-            return self.halt(format!(
-                "{message}. The run is paused and keeps its state; free space or fix the folder, then Resume"
-            ));
+            return self.halt_unwritten(message);
         }
         if step.is_multiple_of(session.config().health.snapshot_every) {
             self.take_snapshot(session);
@@ -1113,7 +1130,7 @@ impl Worker {
     /// Gives the writer a checkpoint of this step (`written` reports it once it is on disk).
     fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
         // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
-        self.settle();
+        self.collect_scores(true)?;
         self.write_rows()?;
         let Some(writer) = &mut self.writer else { return Ok(()) };
         let tensors = session
