@@ -8,7 +8,7 @@ pub mod features;
 pub mod frechet;
 
 use features::FeatureNet;
-use frechet::{frechet_distance, Gaussian};
+use frechet::{Anchor, Gaussian};
 
 use crate::data::Dataset;
 use crate::models::layers::tensor;
@@ -58,14 +58,17 @@ const REAL_ITEMS: usize = 2048;
 /// The feature network and the statistics of the real items the samples are compared with.
 pub struct Reference {
     pub net: FeatureNet,
-    real: Gaussian,
+    real: Anchor,
 }
 
 impl Reference {
     /// `real`: items in the data's range, `[n, ...]` in the data's layout.
     pub fn new(net: FeatureNet, real: &Tensor) -> Result<Reference> {
         let (features, _) = features_of(&net, real)?;
-        Ok(Reference { real: features, net })
+        Ok(Reference {
+            real: Anchor::new(features),
+            net,
+        })
     }
 
     /// The reference cached at `path`, or one built on `data()` now (a network trained on it, the statistics
@@ -100,11 +103,11 @@ impl Reference {
 
     fn save(&self, path: &Path) -> std::result::Result<(), String> {
         let mut tensors = self.net.tensors().map_err(|e| e.to_string())?;
-        let mean = Tensor::new(self.real.mean.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?;
+        let mean = Tensor::new(self.real.gaussian.mean.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?;
         tensors.insert("real/mean".into(), mean);
         tensors.insert(
             "real/cov".into(),
-            Tensor::new(self.real.cov.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?,
+            Tensor::new(self.real.gaussian.cov.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?,
         );
         crate::fsio::replace_with(path, |temp| {
             candle_core::safetensors::save(&tensors, temp).map_err(|e| crate::fsio::io_error(path, "write", e))
@@ -127,14 +130,14 @@ impl Reference {
         }
         Ok(Reference {
             net,
-            real: Gaussian { mean, cov, dims },
+            real: Anchor::new(Gaussian { mean, cov, dims }),
         })
     }
 
     /// `fd` of `outputs` against the real items, and for classifiers `confident` and `classes`.
     pub fn score(&self, outputs: &Tensor) -> Result<Vec<(String, f64)>> {
         let (generated, probabilities) = features_of(&self.net, outputs)?;
-        let mut values = vec![(FD.to_string(), frechet_distance(&self.real, &generated))];
+        let mut values = vec![(FD.to_string(), self.real.distance(&generated))];
         if let Some((probabilities, classes)) = probabilities {
             let (share, covered) = confidence(&probabilities, classes);
             values.push((CONFIDENT.to_string(), share));
