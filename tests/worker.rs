@@ -159,7 +159,7 @@ fn a_panic_in_training_fails_the_run_with_its_message() {
     );
 }
 
-/// Puts something in the way of `path`: a folder where a file is, a file where there is none (or a folder).
+/// Puts something in the way of `path`: a folder where a file is, a file where there is nothing yet.
 /// Writes to it then fail, as on a full disk or in a folder made read-only.
 fn block(path: &std::path::Path) {
     if path.is_file() {
