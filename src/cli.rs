@@ -341,7 +341,7 @@ fn train(args: TrainArgs) -> i32 {
         out_dir: Some(out_dir),
         resume,
         panic_at_step: args.panic_at_step,
-        cache_dir: None,
+        ..RunOptions::default()
     };
     train_with_progress(config, options)
 }
@@ -350,6 +350,10 @@ fn train(args: TrainArgs) -> i32 {
 fn train_with_progress(config: RunConfig, options: RunOptions) -> i32 {
     let budget = config.train.steps;
     let out_dir = options.out_dir.clone().expect("CLI runs have a directory");
+    let options = RunOptions {
+        headless: true,
+        ..options
+    };
     let trainer = Trainer::spawn(config, options, None);
     let bar = ProgressBar::new(budget);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").expect("a valid template"));
@@ -705,8 +709,7 @@ fn fork(args: ForkArgs) -> i32 {
             RunOptions {
                 out_dir: Some(args.out),
                 resume: true,
-                panic_at_step: None,
-                cache_dir: None,
+                ..RunOptions::default()
             },
         ),
         Err(message) => {

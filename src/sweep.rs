@@ -137,6 +137,7 @@ fn train_point(point: Point, out: &Path, stop: &Receiver<()>) -> Outcome {
     let dir = out.join(point.name());
     let options = RunOptions {
         out_dir: Some(dir.clone()),
+        headless: true,
         ..RunOptions::default()
     };
     let trainer = Trainer::spawn(point.config.clone(), options, None);

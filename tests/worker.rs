@@ -46,6 +46,34 @@ fn step_does_exactly_the_steps_asked_then_pauses() {
     );
 }
 
+/// The snapshot published after one step of `config`, trained with or without a window.
+fn snapshot_after_a_step(config: gantry::config::RunConfig, headless: bool) -> gantry::train::worker::Snapshot {
+    let options = RunOptions {
+        headless,
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    trainer.send(Command::Step(1));
+    steps_until_paused(&trainer);
+    trainer.take_snapshot().expect("pausing after a step publishes")
+}
+
+#[test]
+fn a_headless_run_makes_only_the_pictures_it_saves() {
+    let windowed = snapshot_after_a_step(small("vae-digits"), false);
+    assert!(windowed.samples.is_some() && windowed.interpolation.is_some());
+    let headless = snapshot_after_a_step(small("vae-digits"), true);
+    assert!(
+        headless.samples.is_some() && headless.reconstructions.is_some(),
+        "the grids it saves"
+    );
+    assert!(headless.interpolation.is_none(), "the strip only a window shows");
+
+    assert!(snapshot_after_a_step(small("mlp-gan-ring"), false).points.is_some());
+    assert!(snapshot_after_a_step(small("mlp-gan-ring"), true).points.is_none());
+}
+
 #[test]
 fn start_pause_resume_and_finish_at_the_budget() {
     let mut config = small("mlp-gan-digits");

@@ -10,6 +10,7 @@ use std::path::Path;
 pub fn train_headless(config: RunConfig, dir: &Path) {
     let options = RunOptions {
         out_dir: Some(dir.to_path_buf()),
+        headless: true,
         ..RunOptions::default()
     };
     let trainer = Trainer::spawn(config, options, None);

@@ -77,7 +77,7 @@ impl Lifecycle {
             out_dir: Some(dir.clone()),
             resume,
             panic_at_step: self.crash_training_at_step,
-            cache_dir: None,
+            ..RunOptions::default()
         };
         // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
         let notice = fleet.launch(config.clone(), options, first, tags).err();

@@ -350,7 +350,8 @@ impl Monitor {
         let h = &config.health;
         let step = row.step;
         let spike = self.spike(row, config);
-        let recon_median = self.median("recon");
+        // Only the held-out loss, every `eval_every` steps, is held against it.
+        let recon_median = row.get("holdout_recon").and_then(|_| self.median("recon"));
         let mut turned = Vec::new();
         for state in &mut self.states {
             if !state.rule.applies_to(config) {
@@ -569,9 +570,9 @@ fn watched_for_spikes(name: &str, config: &RunConfig) -> bool {
 }
 
 fn median(values: &VecDeque<f64>) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().collect();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
+    let mut values: Vec<f64> = values.iter().copied().collect();
+    let middle = values.len() / 2;
+    *values.select_nth_unstable_by(middle, f64::total_cmp).1
 }
 
 /// Sample diversity: the mean pairwise distance of `generated` items over that of `real` ones (each a row

@@ -213,6 +213,9 @@ pub struct RunOptions {
     pub panic_at_step: Option<u64>,
     /// Where the quality metric's feature networks are cached; the user's cache folder when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// No window shows the run (`gantry train`, sweeps): its snapshots carry only the pictures it saves,
+    /// none of the views only a window shows (the interpolation strip, 2D points), which cost model passes.
+    pub headless: bool,
 }
 
 /// How often [`Trainer::run_to_end`] takes the events that have arrived.
@@ -261,6 +264,7 @@ impl Trainer {
             state: RunState::Loading,
             steps_done: 0,
             panic_at_step: options.panic_at_step,
+            headless: options.headless,
             monitor: Monitor::new(),
             changes: Vec::new(),
             published_at: None,
@@ -386,6 +390,8 @@ struct Worker {
     /// The session's step count, kept here for `run.toml`.
     steps_done: u64,
     panic_at_step: Option<u64>,
+    /// `RunOptions::headless`.
+    headless: bool,
     monitor: Monitor,
     /// The settings changed so far (as in the run's `changes.csv`), so a rollback can tell those in force
     /// at its step.
@@ -878,16 +884,22 @@ impl Worker {
         // 2D runs save no pictures: their snapshots (points and the views of D and G) only feed a window,
         // which draws a few a second, while a small model can take thousands of steps a second.
         let sample_due = sample_due
-            && (session.data().shape.is_image() || self.published_at.is_none_or(|t| t.elapsed() >= LIVE_VIEW_INTERVAL));
+            && (session.data().shape.is_image()
+                || !self.headless && self.published_at.is_none_or(|t| t.elapsed() >= LIVE_VIEW_INTERVAL));
         let finished = step >= train.steps && mode == Mode::Running;
         if appended.is_ok() && (sample_due || finished) {
             self.published_at = Some(Instant::now());
             self.publish(session, true);
         }
+        // Before the checkpoint, which then writes the snapshot's copy of the state instead of making another.
+        let snapshot = match step.is_multiple_of(session.config().health.snapshot_every) {
+            true => self.take_snapshot(session),
+            false => None,
+        };
         let written = appended
             .and_then(
                 |()| match checkpoint_due || (finished && self.last_checkpoint != Some(step)) {
-                    true => self.checkpoint(session),
+                    true => self.checkpoint(session, snapshot),
                     false => Ok(()),
                 },
             )
@@ -895,9 +907,6 @@ impl Worker {
             .and_then(|()| self.written(finished));
         if let Err(message) = written {
             return self.halt_unwritten(message);
-        }
-        if step.is_multiple_of(session.config().health.snapshot_every) {
-            self.take_snapshot(session);
         }
         if finished {
             self.set_state(RunState::Finished);
@@ -922,9 +931,15 @@ impl Worker {
             Ok(Snapshot {
                 step: session.step_count(),
                 samples: session.samples()?,
-                interpolation: session.interpolation(self.interpolation_ends)?,
+                interpolation: match self.headless {
+                    true => None,
+                    false => session.interpolation(self.interpolation_ends)?,
+                },
                 reconstructions: session.reconstructions()?,
-                points: session.points()?,
+                points: match self.headless {
+                    true => None,
+                    false => session.points()?,
+                },
                 latent: match self.latent_views {
                     true => session.latent_map(self.decode_at)?,
                     false => None,
@@ -961,12 +976,13 @@ impl Worker {
         self.emit(Event::Snapshot { step });
     }
 
-    /// Keeps the session's state in the ring of in-memory snapshots.
-    fn take_snapshot(&mut self, session: &Session) {
+    /// Keeps the session's state in the ring of in-memory snapshots, and gives it back (its tensors are shared
+    /// and never changed in place) for a checkpoint of the same step.
+    fn take_snapshot(&mut self, session: &Session) -> Option<HashMap<String, Tensor>> {
         let keep = session.config().health.snapshots;
         if keep == 0 {
             self.snapshots.clear();
-            return;
+            return None;
         }
         // Room first, so that the ring holds at most `keep` copies of the weights and optimiser state even while
         // the new one is gathered.
@@ -974,8 +990,14 @@ impl Worker {
             self.snapshots.pop_front();
         }
         match session.checkpoint_tensors() {
-            Ok(tensors) => self.snapshots.push_back((session.step_count(), tensors)),
-            Err(e) => self.emit(Event::Problem(Problem::Warning(format!("cannot keep a snapshot: {e}")))),
+            Ok(tensors) => {
+                self.snapshots.push_back((session.step_count(), tensors.clone()));
+                Some(tensors)
+            }
+            Err(e) => {
+                self.emit(Event::Problem(Problem::Warning(format!("cannot keep a snapshot: {e}"))));
+                None
+            }
         }
     }
 
@@ -1127,15 +1149,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Gives the writer a checkpoint of this step (`written` reports it once it is on disk).
-    fn checkpoint(&mut self, session: &Session) -> Result<(), String> {
+    /// Gives the writer a checkpoint of this step (`written` reports it once it is on disk): `state` when the
+    /// caller has just gathered it, else gathered now.
+    fn checkpoint(&mut self, session: &Session, state: Option<HashMap<String, Tensor>>) -> Result<(), String> {
         // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
         self.collect_scores(true)?;
         self.write_rows()?;
         let Some(writer) = &mut self.writer else { return Ok(()) };
-        let tensors = session
-            .checkpoint_tensors()
-            .map_err(|e| format!("cannot gather the checkpoint: {e}"))?;
+        let tensors = match state {
+            Some(tensors) => tensors,
+            None => session
+                .checkpoint_tensors()
+                .map_err(|e| format!("cannot gather the checkpoint: {e}"))?,
+        };
         writer.submit(Job::Checkpoint {
             step: session.step_count(),
             tensors,
@@ -1145,7 +1171,7 @@ impl Worker {
 
     /// `checkpoint`, and waits until it is on disk.
     fn checkpoint_now(&mut self, session: &Session) -> Result<(), String> {
-        self.checkpoint(session).and_then(|()| self.written(true))
+        self.checkpoint(session, None).and_then(|()| self.written(true))
     }
 
     /// Announces the grids and checkpoints the writer has put on disk since the last call (with `wait`, all
