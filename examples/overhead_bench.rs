@@ -17,9 +17,10 @@
 //!
 //! - `train`: each `gantry bench` model trained as `gantry train` trains it (its preset as shipped: grids,
 //!   checkpoints, health checks, quality metric, metrics.csv, into a run directory), by the clock from the
-//!   first step to the last, against `gantry bench`'s loop of bare steps, with the median of each round's own
-//!   ratio beside the ratio of the medians, the run timed to its end (its last checkpoint, grids and
-//!   quality score), and the share of the run's clock its steps themselves took (their rows' `wall_s`; read
+//!   end of the warm-up steps `gantry bench` leaves out of its time to the last step, against `gantry
+//!   bench`'s loop of bare steps, with the median of each round's own ratio beside the ratio of the medians,
+//!   the run timed from its first step to its end (its last checkpoint, grids and quality score), and the
+//!   share of the run's clock its steps themselves took (their rows' `wall_s`; read
 //!   within one run, so the machine's drift between runs cannot move it, and what the run does besides
 //!   steps is the rest). Target: within 5 %. Settings after the model (`quality.every=0 health.every=0`)
 //!   change the trained side, to find what costs.
@@ -29,6 +30,7 @@
 //! cargo run --release --example overhead_bench -- train [ROUNDS [MODEL [KEY=VALUE...]]]
 //! ```
 
+use gantry::cli::BENCH_WARMUP;
 use gantry::config::RunConfig;
 use gantry::models::layers::Kernels;
 use gantry::presets::preset;
@@ -119,13 +121,14 @@ fn without(what: &str, config: &RunConfig) -> RunConfig {
 
 /// What one run as `gantry train` reads.
 struct Trained {
-    /// Images/s by the clock from its first step to its last step's row.
+    /// Images/s by the clock from the row of the last warm-up step (`gantry bench` times none of them) to the
+    /// last step's row.
     images_per_s: f64,
-    /// Images/s to its end (the last checkpoint, grids and quality score written: a fixed cost that a longer
-    /// run spreads thinner).
+    /// Images/s from the first step's row to its end (the last checkpoint, grids and quality score written:
+    /// a fixed cost that a longer run spreads thinner).
     to_end: f64,
-    /// The share of the clock from the first step's row to the last one's that the steps themselves took (the
-    /// rows' `wall_s`): read within one run, so the machine's drift between runs cannot move it.
+    /// The share of the clock between the two rows `images_per_s` is timed by that the steps themselves took
+    /// (the rows' `wall_s`): read within one run, so the machine's drift between runs cannot move it.
     steps_share: f64,
 }
 
@@ -135,14 +138,18 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
     let runs = tempfile::tempdir().expect("a temporary directory");
     let options = RunOptions {
         out_dir: Some(runs.path().join("run")),
+        headless: true,
         ..RunOptions::default()
     };
     let trainer = Trainer::spawn(config.clone(), options, None);
-    let (mut first_step, mut last_step) = (None, None);
+    let (mut first_step, mut warm, mut last_step) = (None, None, None);
     let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
         if let Event::Metrics(row) = event {
             if row.step == 1 {
-                first_step = Some((Instant::now(), row.wall_s));
+                first_step = Some(Instant::now());
+            }
+            if row.step == BENCH_WARMUP {
+                warm = Some((Instant::now(), row.wall_s));
             }
             if row.step == config.train.steps {
                 last_step = Some((Instant::now(), row.wall_s));
@@ -150,14 +157,15 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
         }
     });
     assert_eq!(ending, Ending::Finished);
-    let (first, first_wall) = first_step.expect("a first step");
+    let first = first_step.expect("a first step");
+    let (warm, warm_wall) = warm.expect("the warm-up steps");
     let (last, last_wall) = last_step.expect("a last step");
-    let images = ((config.train.steps - 1) as usize * config.train.batch_size) as f64;
-    let to_last_step = (last - first).as_secs_f64();
+    let timed = (config.train.steps - BENCH_WARMUP) as usize * config.train.batch_size;
+    let to_last_step = (last - warm).as_secs_f64();
     Trained {
-        images_per_s: images / to_last_step,
-        to_end: images / first.elapsed().as_secs_f64(),
-        steps_share: (last_wall - first_wall) / to_last_step,
+        images_per_s: timed as f64 / to_last_step,
+        to_end: ((config.train.steps - 1) as usize * config.train.batch_size) as f64 / first.elapsed().as_secs_f64(),
+        steps_share: (last_wall - warm_wall) / to_last_step,
     }
 }
 
