@@ -89,7 +89,9 @@ fn measure(index: usize) -> (u64, f64) {
 }
 
 fn main() {
-    // As `gantry` does: without it candle's barrier pool adds a thread that spins for the same cores.
+    // As `gantry` does: freed memory kept for reuse on every thread (a run trains on the worker thread,
+    // `gantry bench` on the main one), and no candle barrier pool adding a thread that spins for the same cores.
+    gantry::memory::keep_freed_memory();
     gantry::threads::configure_pools(None);
     if let Some(index) = std::env::args().nth(1) {
         return train(index.parse().expect("a case number"));

@@ -22,7 +22,8 @@
 //!   the run timed from its first step to its end (its last checkpoint, grids and quality score), and the
 //!   share of the run's clock its steps themselves took (their rows' `wall_s`; read
 //!   within one run, so the machine's drift between runs cannot move it, and what the run does besides
-//!   steps is the rest). Target: within 5 %. Settings after the model (`quality.every=0 health.every=0`)
+//!   steps is the rest), and the page faults a step of each side (a buffer the allocator gave back to the
+//!   system and took again: a count, which the machine's speed does not move). Target: within 5 %. Settings after the model (`quality.every=0 health.every=0`)
 //!   change the trained side, to find what costs.
 //!
 //! ```text
@@ -49,6 +50,15 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Page faults this process has taken so far that the kernel served from memory (a fresh page mapped in and
+/// zeroed: what a buffer the allocator gave back to the system costs when it is taken again).
+fn minor_faults() -> f64 {
+    let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
+    // SAFETY: fills the struct passed in.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt as f64
 }
 
 /// CPU seconds the quality metric's thread has used so far (0 when it is not running).
@@ -130,6 +140,8 @@ struct Trained {
     /// The share of the clock between the two rows `images_per_s` is timed by that the steps themselves took
     /// (the rows' `wall_s`): read within one run, so the machine's drift between runs cannot move it.
     steps_share: f64,
+    /// Page faults a step between the same two rows.
+    faults_per_step: f64,
 }
 
 /// `config` trained through the worker into a run directory, as `gantry train` does; loading, building and
@@ -149,30 +161,31 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
                 first_step = Some(Instant::now());
             }
             if row.step == BENCH_WARMUP {
-                warm = Some((Instant::now(), row.wall_s));
+                warm = Some((Instant::now(), row.wall_s, minor_faults()));
             }
             if row.step == config.train.steps {
-                last_step = Some((Instant::now(), row.wall_s));
+                last_step = Some((Instant::now(), row.wall_s, minor_faults()));
             }
         }
     });
     assert_eq!(ending, Ending::Finished);
     let first = first_step.expect("a first step");
-    let (warm, warm_wall) = warm.expect("the warm-up steps");
-    let (last, last_wall) = last_step.expect("a last step");
+    let (warm, warm_wall, warm_faults) = warm.expect("the warm-up steps");
+    let (last, last_wall, last_faults) = last_step.expect("a last step");
     let timed = (config.train.steps - BENCH_WARMUP) as usize * config.train.batch_size;
     let to_last_step = (last - warm).as_secs_f64();
     Trained {
         images_per_s: timed as f64 / to_last_step,
         to_end: ((config.train.steps - 1) as usize * config.train.batch_size) as f64 / first.elapsed().as_secs_f64(),
         steps_share: (last_wall - warm_wall) / to_last_step,
+        faults_per_step: (last_faults - warm_faults) / (config.train.steps - BENCH_WARMUP) as f64,
     }
 }
 
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
 fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
     println!(
-        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}",
+        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}  {}",
         "model",
         "preset",
         "steps",
@@ -182,7 +195,8 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         "paired (IQR)",
         "to end im/s",
         "ratio",
-        "steps' share"
+        "steps' share",
+        "faults a step (train / bench)"
     );
     for &(model, name) in gantry::cli::bench_models(only) {
         let mut config = preset(name).expect("a shipped preset");
@@ -196,10 +210,13 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
             config.set(assignment).expect("a valid KEY=VALUE");
         }
         trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
+                                          // Faults read around the whole call: its loading and warm-up steps count against the bench.
         let bench = || {
             let steps = config.train.steps;
+            let faults = minor_faults();
             let run = gantry::cli::bench_one(name, steps, Kernels::Fast, false).expect("the bench runs");
-            (steps as usize * run.batch) as f64 / run.seconds
+            let faults_per_step = (minor_faults() - faults) / steps as f64;
+            ((steps as usize * run.batch) as f64 / run.seconds, faults_per_step)
         };
         let (mut train, mut bare) = (Vec::new(), Vec::new());
         for round in 0..rounds {
@@ -212,25 +229,33 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
             }
         }
         // Each round's two runs meet the same machine: their ratio spreads far less than the runs do.
-        let [low, middle, high] = quartiles(train.iter().zip(&bare).map(|(t, b)| t.images_per_s / b).collect());
+        let [low, middle, high] = quartiles(train.iter().zip(&bare).map(|(t, b)| t.images_per_s / b.0).collect());
+        let faults = (
+            median(train.iter().map(|t| t.faults_per_step).collect()),
+            median(bare.iter().map(|b| b.1).collect()),
+        );
         let to_end = median(train.iter().map(|t| t.to_end).collect());
         let steps_share = median(train.iter().map(|t| t.steps_share).collect());
         let (train, bare) = (
             median(train.into_iter().map(|t| t.images_per_s).collect()),
-            median(bare),
+            median(bare.into_iter().map(|b| b.0).collect()),
         );
         let paired = format!("{middle:.3} ({low:.3}-{high:.3})");
         println!(
-            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3}",
+            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3}  {:.0} / {:.0}",
             config.train.steps,
             train / bare,
-            to_end / bare
+            to_end / bare,
+            faults.0,
+            faults.1
         );
     }
 }
 
 fn main() {
-    // As `gantry` does: without it candle's barrier pool adds a thread that spins for the same cores.
+    // As `gantry` does: freed memory kept for reuse on every thread (a run trains on the worker thread,
+    // `gantry bench` on the main one), and no candle barrier pool adding a thread that spins for the same cores.
+    gantry::memory::keep_freed_memory();
     gantry::threads::configure_pools(None);
     let what = std::env::args().nth(1).unwrap_or_else(|| "health".into());
     let rounds: usize = std::env::args().nth(2).map_or(3, |n| n.parse().expect("a round count"));

@@ -146,7 +146,8 @@ fn with_window() -> (f64, usize, Duration) {
 }
 
 fn main() {
-    // The thread setup `gantry` (the workbench's binary) makes first thing.
+    // The allocator and thread setup `gantry` (the workbench's binary) makes first thing.
+    gantry::memory::keep_freed_memory();
     gantry::threads::configure_pools(None);
     println!(
         "loss curves, 7 metrics x 1,000,000 steps: median frame {:?}",

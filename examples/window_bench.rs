@@ -134,6 +134,8 @@ fn with_window(renderer: &str, runs: &Path) -> (f64, u64, f64, f64) {
 }
 
 fn main() {
+    // The allocator and thread setup `gantry` makes first thing.
+    gantry::memory::keep_freed_memory();
     gantry::threads::configure_pools(None);
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--window") {

@@ -5,6 +5,13 @@
 //! several threads every unmap also costs a TLB shootdown on the other cores. Measured on the 2-core
 //! benchmark machine that churn took about 40 % of a DCGAN step (BENCHMARKS.md). Keeping freed memory in the
 //! process for reuse removes it; the cost is that memory freed after a peak stays with the process.
+//!
+//! The thresholds hold for the main heap only. Every other thread that allocates gets its own arena, made of
+//! heaps of at most 64 MB that glibc unmaps whole as soon as they empty, whatever the thresholds say: a run
+//! trained on the worker thread (`gantry train`, the workbench) faulted its buffers in again every step, where
+//! `gantry bench`, on the main thread, did not (a DCGAN: 3,900 page faults a step, against 70, and a tenth of
+//! the CPU in the kernel). So all threads share the main heap; the training threads allocate a few hundred
+//! times a step, too rarely to queue for its lock.
 
 /// Blocks up to this size come from the heap instead of their own mapping.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -13,13 +20,15 @@ const MMAP_THRESHOLD: i32 = 64 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 1 << 30;
 
-/// Makes the allocator keep freed memory for reuse; call once, first thing in `main`. Elsewhere than
+/// Makes the allocator keep freed memory for reuse, on every thread; call once, first thing in `main`, before
+/// any other thread starts (a thread takes its arena when it first allocates). Elsewhere than
 /// glibc (whose allocators do not unmap this eagerly, or are tuned otherwise) it does nothing.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; both values are in the ranges glibc documents.
+    // SAFETY: mallopt only changes allocator parameters; the values are in the ranges glibc documents.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
