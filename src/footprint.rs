@@ -194,6 +194,10 @@ fn networks(config: &RunConfig, shape: ItemShape) -> Result<(NetCost, NetCost), 
 pub struct Footprint {
     /// The data set in memory (`None` for an image folder, whose size is known once it is read).
     pub data_bytes: Option<u64>,
+    /// The items a generated data set's quality reference is drawn from, held while its feature network
+    /// trains: by the first run on these data settings only (later ones read it from the cache), but the
+    /// estimate cannot know which run that is, and errs on the side of the machine.
+    pub reference_bytes: u64,
     /// Trainable parameters of all networks.
     pub params: u64,
     /// Weights, gradients, optimiser state, a checkpoint's and the health checks' copies of them, and the
@@ -255,12 +259,21 @@ impl Footprint {
         };
         let items = data_items(config);
         let data_bytes = items.map(|n| n * shape.len() as u64 * 4);
+        let generated = matches!(
+            DataSpec::parse(&config.data.source),
+            Ok(DataSpec::Digits | DataSpec::Shapes)
+        );
+        let reference_bytes = match config.quality.every > 0 && generated {
+            true => crate::quality::evaluator::REFERENCE_COUNT as u64 * shape.len() as u64 * 4,
+            false => 0,
+        };
         let steps_per_epoch = items.map(|n| {
             let train = n - (n as f64 * config.data.holdout).round() as u64;
             train.div_ceil(batch).max(1)
         });
         Ok(Footprint {
             data_bytes,
+            reference_bytes,
             params,
             param_bytes,
             activation_bytes,
@@ -281,7 +294,7 @@ impl Footprint {
 
     /// Everything the run holds at its peak, the process's own baseline included.
     pub fn total_bytes(&self) -> u64 {
-        BASELINE_BYTES + self.data_bytes.unwrap_or(0) + self.param_bytes + self.activation_bytes
+        BASELINE_BYTES + self.data_bytes.unwrap_or(0) + self.reference_bytes + self.param_bytes + self.activation_bytes
     }
 
     /// Seconds per training step on a machine doing `multiply_adds_per_s` in large matrix products.
@@ -312,29 +325,31 @@ impl Footprint {
         if needed <= available {
             return Ok(());
         }
-        let data = self.data_bytes.unwrap_or(0);
-        let (largest, what) = [
-            (data, "the data set"),
-            (self.param_bytes, "parameters with gradients and optimiser state"),
-            (self.activation_bytes, "one step's activations"),
+        let data_setting = match DataSpec::parse(&config.data.source) {
+            Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) | DataSpec::Drawn) => "data.count",
+            _ => "data.image_size or the data set's size",
+        };
+        let width_setting = match config.model.kind.is_conv() {
+            true => "model.base_width",
+            false => "model.hidden",
+        };
+        let (largest, what, lower) = [
+            (self.data_bytes.unwrap_or(0), "the data set", data_setting),
+            (
+                self.reference_bytes,
+                "the quality metric's reference items",
+                "data.image_size or set quality.every = 0",
+            ),
+            (
+                self.param_bytes,
+                "parameters with gradients and optimiser state",
+                width_setting,
+            ),
+            (self.activation_bytes, "one step's activations", "train.batch_size"),
         ]
         .into_iter()
-        .max_by_key(|(b, _)| *b)
-        .expect("three parts");
-        let lower = if largest == data {
-            match DataSpec::parse(&config.data.source) {
-                Ok(DataSpec::Digits | DataSpec::Shapes | DataSpec::Toy(_) | DataSpec::Drawn) => "data.count",
-                _ => "data.image_size or the data set's size",
-            }
-        } else if largest == self.param_bytes {
-            if config.model.kind.is_conv() {
-                "model.base_width"
-            } else {
-                "model.hidden"
-            }
-        } else {
-            "train.batch_size"
-        };
+        .max_by_key(|(b, _, _)| *b)
+        .expect("four parts");
         Err(format!(
             "this run needs ≈ {} of memory but {} is available: lower {lower} ({what}: ≈ {})",
             bytes(needed),
@@ -510,6 +525,26 @@ mod tests {
         unscored.quality.every = 0;
         let c = Footprint::of(&unscored).unwrap();
         assert_eq!((base.train.ema, a.param_bytes - c.param_bytes), (0.0, 4 * 2 * a.params));
+        // On generated data it also draws its reference's 10,000 items (a first run on these settings does).
+        assert_eq!((a.reference_bytes, c.reference_bytes), (10_000 * 28 * 28 * 4, 0));
+        let mut colour = base.clone();
+        colour.data.source = "shapes".into();
+        (colour.data.image_size, colour.data.channels, colour.model.base_width) = (64, 3, 16);
+        let message = Footprint::of(&colour)
+            .unwrap()
+            .check_fits(&colour, 1 << 30)
+            .unwrap_err();
+        assert!(
+            message.contains("quality.every = 0 (the quality metric's reference items: ≈ 469 MiB)"),
+            "{message}"
+        );
+        let mut mnist = base.clone();
+        mnist.data.source = "mnist".into();
+        assert_eq!(
+            Footprint::of(&mnist).unwrap().reference_bytes,
+            0,
+            "scored against the run's own data"
+        );
     }
 
     #[test]

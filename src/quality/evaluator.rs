@@ -105,7 +105,7 @@ impl Drop for Evaluator {
 }
 
 /// Items of generated data sets' reference instance, and its seed.
-const REFERENCE_COUNT: usize = 10_000;
+pub const REFERENCE_COUNT: usize = 10_000;
 const REFERENCE_SEED: u64 = 0x7265_6665;
 
 /// What runs of `config` on `data` are scored against: the feature network and real statistics of the data
