@@ -185,7 +185,7 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
 fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
     println!(
-        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}  {}",
+        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}  faults a step (train / bench)",
         "model",
         "preset",
         "steps",
@@ -195,8 +195,7 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         "paired (IQR)",
         "to end im/s",
         "ratio",
-        "steps' share",
-        "faults a step (train / bench)"
+        "steps' share"
     );
     for &(model, name) in gantry::cli::bench_models(only) {
         let mut config = preset(name).expect("a shipped preset");
