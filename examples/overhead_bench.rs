@@ -20,11 +20,11 @@
 //!   end of the warm-up steps `gantry bench` leaves out of its time to the last step, against `gantry
 //!   bench`'s loop of bare steps, with the median of each round's own ratio beside the ratio of the medians,
 //!   the run timed from its first step to its end (its last checkpoint, grids and quality score), and the
-//!   share of the run's clock its steps themselves took (their rows' `wall_s`; read
-//!   within one run, so the machine's drift between runs cannot move it, and what the run does besides
-//!   steps is the rest), and the page faults a step of each side (a buffer the allocator gave back to the
-//!   system and took again: a count, which the machine's speed does not move). Target: within 5 %. Settings after the model (`quality.every=0 health.every=0`)
-//!   change the trained side, to find what costs.
+//!   share of the run's clock its steps themselves took (their rows' `wall_s`; read within one run, so the
+//!   machine's drift between runs cannot move it, and what the run does besides steps is the rest), and the
+//!   page faults a step of each side (a buffer the allocator gave back to the system and took again: a
+//!   count, which the machine's speed does not move). Target: within 5 %. Settings after the model
+//!   (`quality.every=0 health.every=0`) change the trained side, to find what costs.
 //!
 //! ```text
 //! cargo run --release --example overhead_bench -- health|quality|latent [ROUNDS [PRESET]]
@@ -208,8 +208,9 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         for assignment in sets {
             config.set(assignment).expect("a valid KEY=VALUE");
         }
-        trained_as_gantry_train(&config); // fills the quality metric's feature cache, as any earlier run has
-                                          // Faults read around the whole call: its loading and warm-up steps count against the bench.
+        // Fills the quality metric's feature cache, as any earlier run has.
+        trained_as_gantry_train(&config);
+        // Faults read around the whole call: its loading and warm-up steps count against the bench.
         let bench = || {
             let steps = config.train.steps;
             let faults = minor_faults();
