@@ -43,11 +43,17 @@ mod measure;
 
 use measure::cpu_by_thread_name;
 
-/// CPU seconds this process (all its threads) has used.
-fn cpu_seconds() -> f64 {
+/// What this process (all its threads) has used so far.
+fn own_usage() -> libc::rusage {
     let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
     // SAFETY: fills the struct passed in.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage
+}
+
+/// CPU seconds this process (all its threads) has used.
+fn cpu_seconds() -> f64 {
+    let usage = own_usage();
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
@@ -55,10 +61,7 @@ fn cpu_seconds() -> f64 {
 /// Page faults this process has taken so far that the kernel served from memory (a fresh page mapped in and
 /// zeroed: what a buffer the allocator gave back to the system costs when it is taken again).
 fn minor_faults() -> f64 {
-    let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
-    // SAFETY: fills the struct passed in.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage.ru_minflt as f64
+    own_usage().ru_minflt as f64
 }
 
 /// CPU seconds the quality metric's thread has used so far (0 when it is not running).
