@@ -12,6 +12,7 @@ use crate::config::{ModelKind, Norm, OptimizerKind, RunConfig};
 use crate::data::{self, DataSpec, ItemShape};
 use crate::models::gan::dcgan_plan;
 use crate::models::layers::ConvSpec;
+use crate::quality::evaluator::reference_items_drawn;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -259,12 +260,9 @@ impl Footprint {
         };
         let items = data_items(config);
         let data_bytes = items.map(|n| n * shape.len() as u64 * 4);
-        let generated = matches!(
-            DataSpec::parse(&config.data.source),
-            Ok(DataSpec::Digits | DataSpec::Shapes)
-        );
-        let reference_bytes = match config.quality.every > 0 && generated {
-            true => crate::quality::evaluator::REFERENCE_COUNT as u64 * shape.len() as u64 * 4,
+        let drawn = DataSpec::parse(&config.data.source).map_or(0, |source| reference_items_drawn(&source));
+        let reference_bytes = match config.quality.every > 0 {
+            true => drawn as u64 * shape.len() as u64 * 4,
             false => 0,
         };
         let steps_per_epoch = items.map(|n| {

@@ -105,8 +105,17 @@ impl Drop for Evaluator {
 }
 
 /// Items of generated data sets' reference instance, and its seed.
-pub const REFERENCE_COUNT: usize = 10_000;
+const REFERENCE_COUNT: usize = 10_000;
 const REFERENCE_SEED: u64 = 0x7265_6665;
+
+/// Items a run on `source` draws for its quality reference besides its own (see [`reference`]): a generated
+/// data set's fixed instance; none for data read from disk, scored against the run's own items.
+pub fn reference_items_drawn(source: &DataSpec) -> usize {
+    match source {
+        DataSpec::Digits | DataSpec::Shapes => REFERENCE_COUNT,
+        _ => 0,
+    }
+}
 
 /// What runs of `config` on `data` are scored against: the feature network and real statistics of the data
 /// set, from `cache_dir` or built now. Generated data sets (which the run's seed and item count change) use
@@ -118,10 +127,11 @@ pub fn reference(
     cache_dir: &std::path::Path,
     stop: &AtomicBool,
 ) -> Result<Reference, String> {
-    match DataSpec::parse(&config.data.source)? {
-        DataSpec::Digits | DataSpec::Shapes => {
+    match reference_items_drawn(&DataSpec::parse(&config.data.source)?) {
+        0 => Reference::for_data(data, cache_dir, stop),
+        count => {
             let reference = DataConfig {
-                count: REFERENCE_COUNT,
+                count,
                 holdout: 0.0,
                 ..config.data.clone()
             };
@@ -131,7 +141,6 @@ pub fn reference(
             let draw = || data::load(&reference, REFERENCE_SEED, &|_, _, _| {}).map(Arc::new);
             Reference::cached_or_built(&path, draw, stop)
         }
-        _ => Reference::for_data(data, cache_dir, stop),
     }
 }
 
