@@ -498,9 +498,7 @@ impl RunFiles {
         let path = checkpoint_path(&self.path, step);
         let folder = path.parent().expect("checkpoint paths have a folder");
         fs::create_dir_all(folder).map_err(|e| io_error(folder, "create", e))?;
-        fsio::replace_with(&path, |temp| {
-            candle_core::safetensors::save(tensors, temp).map_err(|e| io_error(&path, "write the checkpoint", e))
-        })?;
+        fsio::write_tensors(&path, tensors)?;
         Ok(path)
     }
 }

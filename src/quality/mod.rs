@@ -109,9 +109,7 @@ impl Reference {
             "real/cov".into(),
             Tensor::new(self.real.gaussian.cov.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?,
         );
-        crate::fsio::replace_with(path, |temp| {
-            candle_core::safetensors::save(&tensors, temp).map_err(|e| crate::fsio::io_error(path, "write", e))
-        })
+        crate::fsio::write_tensors(path, &tensors)
     }
 
     fn load(path: &Path) -> Result<Reference> {
