@@ -81,20 +81,13 @@ pub fn write_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(
 /// where the file system refuses it (tmpfs, some network file systems).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn write_past_cache(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     /// `O_DIRECT` moves whole blocks from block-aligned memory: 4 KiB covers the usual logical block sizes.
     const BLOCK: usize = 4096;
     const BLOCKS_A_WRITE: usize = 256;
     #[repr(C, align(4096))]
     #[derive(Clone, Copy)]
     struct Block([u8; BLOCK]);
-    let opened = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path);
-    let Ok(mut file) = opened else {
+    let Ok(mut file) = create_direct(path) else {
         return fs::write(path, bytes);
     };
     let mut blocks = vec![Block([0; BLOCK]); BLOCKS_A_WRITE];
@@ -112,6 +105,19 @@ fn write_past_cache(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     // The last block's padding off.
     file.set_len(bytes.len() as u64)
+}
+
+/// Creates (or empties) the file at `path` for writing with `O_DIRECT`; an error where the file system
+/// does not take it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn create_direct(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -196,7 +202,6 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn tensors_go_to_disk_past_the_page_cache_and_read_back_whole() {
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("step-000500.safetensors");
         // Over one write's worth of blocks, and not a whole number of blocks.
@@ -212,14 +217,7 @@ mod tests {
             ),
         ]);
         write_tensors(&path, &tensors).unwrap();
-        let direct_io = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(dir.path().join("probe"))
-            .is_ok();
-        if direct_io {
+        if create_direct(&dir.path().join("probe")).is_ok() {
             assert_eq!(cached_pages(&path), 0, "the checkpoint took no page cache");
         }
         let read = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
