@@ -402,6 +402,56 @@ fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
 }
 
 #[test]
+fn a_checkpoint_due_with_a_score_trains_on_and_reaches_disk_after_the_rows_up_to_it() {
+    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dir = out.path().join("run");
+    let mut config = small("mlp-gan-digits");
+    config.train.steps = 100_000;
+    config.quality.every = 40;
+    config.train.checkpoint_every = 40;
+    // A score many steps long, and a snapshot every step to show that training went on meanwhile.
+    config.quality.samples = 4096;
+    config.train.sample_every = 1;
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+    trainer.send(Command::Start);
+    let mut newest_snapshot = 0;
+    let scored = wait_for(&trainer, |e| match e {
+        Event::Snapshot { step } => {
+            newest_snapshot = *step;
+            None
+        }
+        Event::Metrics(row) if row.get(FD).is_some() => Some(row.step),
+        _ => None,
+    });
+    assert!(
+        newest_snapshot > scored,
+        "steps after {scored} were trained while its score was computed (newest snapshot {newest_snapshot})"
+    );
+    wait_for(&trainer, |e| match e {
+        Event::CheckpointSaved { step, .. } if *step == scored => Some(()),
+        _ => None,
+    });
+    let rows = gantry::runs::read_metrics(&dir).unwrap().rows;
+    assert!(
+        rows.len() as u64 >= scored,
+        "{} rows on disk before the checkpoint of step {scored}",
+        rows.len()
+    );
+    assert!(
+        rows[scored as usize - 1].get(FD).is_some(),
+        "the score is in its row on disk"
+    );
+    trainer.send(Command::Pause);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Paused)).then_some(()));
+}
+
+#[test]
 fn a_speed_cap_holds_training_to_that_many_steps_a_second() {
     let mut config = gantry::presets::preset("ganlab-circle").unwrap();
     config.data.count = 600;

@@ -280,6 +280,7 @@ impl Trainer {
                 .unwrap_or_else(crate::quality::default_cache_dir),
             quality: Quality::Off,
             held: VecDeque::new(),
+            held_checkpoint: None,
         };
         let thread = std::thread::Builder::new()
             .name("gantry-trainer".into())
@@ -415,6 +416,9 @@ struct Worker {
     /// Metric rows held back while the quality score of the first of them is computed, so that each score
     /// lands in the row of the step whose weights it measured.
     held: VecDeque<MetricRow>,
+    /// A checkpoint (step, tensors) taken while rows were held: the writer gets it once they are written, so
+    /// that a resumed run has every row up to it without training waiting for the score.
+    held_checkpoint: Option<(u64, HashMap<String, Tensor>)>,
 }
 
 /// The shortest time between two snapshots of a run that saves no pictures.
@@ -482,14 +486,11 @@ impl Worker {
     }
 
     /// Takes up a state and records it in the run directory's `run.toml`; a run that stops training first
-    /// puts on disk what it holds (rows held for a quality score, rows in memory, the writer's queue). The
-    /// error is the first file that could not be written.
+    /// puts on disk what it holds (`flush`). The error is the first file that could not be written.
     fn record_state(&mut self, state: RunState) -> Result<(), String> {
         let mut written = Ok(());
         if state != RunState::Running {
-            let scores = self.collect_scores(true);
-            let rows = self.write_rows();
-            written = scores.and(rows).and(self.written(true));
+            written = self.flush();
         }
         let status = match state {
             RunState::Loading | RunState::Ready => None,
@@ -593,13 +594,25 @@ impl Worker {
         self.run_dir.as_mut().map_or(Ok(()), RunDir::write_rows)
     }
 
-    /// Writes and sends the rows held for a quality score.
+    /// Writes and sends the rows held for a quality score, then gives the writer the checkpoint held behind
+    /// them.
     fn release_held(&mut self) -> Result<(), String> {
         let mut written = Ok(());
         while let Some(row) = self.held.pop_front() {
             written = written.and(self.write_row(row));
         }
-        written
+        match self.held_checkpoint.take() {
+            Some((step, tensors)) => written.and_then(|()| self.submit_checkpoint(step, tensors)),
+            None => written,
+        }
+    }
+
+    /// Puts on disk everything the run holds: rows held for a quality score (and the checkpoint behind them),
+    /// rows in memory, the writer's queue. The error is the first file that could not be written.
+    fn flush(&mut self) -> Result<(), String> {
+        let scores = self.collect_scores(true);
+        let rows = self.write_rows();
+        scores.and(rows).and(self.written(true))
     }
 
     /// Waits for a pending quality score and writes the rows held for it; a row that cannot be written is
@@ -774,7 +787,7 @@ impl Worker {
             stepped_at = Instant::now();
             mode = self.train_one(&mut session, mode);
         }
-        if let Err(message) = self.written(true) {
+        if let Err(message) = self.flush() {
             self.emit(Event::Problem(Problem::Warning(message)));
         }
         if self.last_checkpoint != Some(session.step_count()) {
@@ -904,7 +917,10 @@ impl Worker {
                 },
             )
             // The last step's files are on disk before the run counts as finished.
-            .and_then(|()| self.written(finished));
+            .and_then(|()| match finished {
+                true => self.flush(),
+                false => self.written(false),
+            });
         if let Err(message) = written {
             return self.halt_unwritten(message);
         }
@@ -1150,28 +1166,44 @@ impl Worker {
     }
 
     /// Gives the writer a checkpoint of this step (`written` reports it once it is on disk): `state` when the
-    /// caller has just gathered it, else gathered now.
+    /// caller has just gathered it, else gathered now. While rows wait for a quality score it is held behind
+    /// them (`release_held`).
     fn checkpoint(&mut self, session: &Session, state: Option<HashMap<String, Tensor>>) -> Result<(), String> {
-        // The rows up to the checkpoint go to disk first, so a resumed run has all of them.
-        self.collect_scores(true)?;
-        self.write_rows()?;
-        let Some(writer) = &mut self.writer else { return Ok(()) };
+        if self.writer.is_none() {
+            return Ok(());
+        }
         let tensors = match state {
             Some(tensors) => tensors,
             None => session
                 .checkpoint_tensors()
                 .map_err(|e| format!("cannot gather the checkpoint: {e}"))?,
         };
-        writer.submit(Job::Checkpoint {
-            step: session.step_count(),
-            tensors,
-        });
+        // One checkpoint held at a time: a second one waits for the score.
+        if self.held_checkpoint.is_some() {
+            self.collect_scores(true)?;
+        }
+        match self.held.is_empty() {
+            true => self.submit_checkpoint(session.step_count(), tensors),
+            false => {
+                self.held_checkpoint = Some((session.step_count(), tensors));
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts the rows appended so far on disk, then gives the writer the checkpoint of `step`: a resumed run
+    /// has every row up to it.
+    fn submit_checkpoint(&mut self, step: u64, tensors: HashMap<String, Tensor>) -> Result<(), String> {
+        self.write_rows()?;
+        if let Some(writer) = &mut self.writer {
+            writer.submit(Job::Checkpoint { step, tensors });
+        }
         Ok(())
     }
 
     /// `checkpoint`, and waits until it is on disk.
     fn checkpoint_now(&mut self, session: &Session) -> Result<(), String> {
-        self.checkpoint(session, None).and_then(|()| self.written(true))
+        self.checkpoint(session, None).and_then(|()| self.flush())
     }
 
     /// Announces the grids and checkpoints the writer has put on disk since the last call (with `wait`, all
