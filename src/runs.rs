@@ -426,14 +426,18 @@ impl RunDir {
     /// Appends one row (after any rows not yet written), so the file is readable while training runs: rows
     /// go to disk at most every `ROWS_WRITTEN_EVERY` (the first at once), and all of them on `write_rows`.
     pub fn append(&mut self, row: &MetricRow) -> Result<(), String> {
-        let mut cells = vec![row.step.to_string(), row.epoch.to_string(), row.wall_s.to_string()];
-        cells.extend(
-            self.columns
-                .iter()
-                .map(|column| row.get(column).map(|v| v.to_string()).unwrap_or_default()),
-        );
-        let no_more: [Vec<String>; 0] = [];
-        self.unwritten.extend(csv_bytes(&cells, no_more));
+        use std::io::Write;
+        // Numbers (and empty cells) need no CSV quoting: the line is written as is, without a CSV writer's
+        // buffer and a string per cell on every step.
+        let line = &mut self.unwritten;
+        let _ = write!(line, "{},{},{}", row.step, row.epoch, row.wall_s);
+        for column in &self.columns {
+            line.push(b',');
+            if let Some(value) = row.get(column) {
+                let _ = write!(line, "{value}");
+            }
+        }
+        line.push(b'\n');
         match self.written_at.is_some_and(|at| at.elapsed() < ROWS_WRITTEN_EVERY) {
             true => Ok(()),
             false => self.write_rows(),
