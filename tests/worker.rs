@@ -356,13 +356,18 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
     assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "metrics.csv has each step once");
 }
 
-#[test]
-fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
-    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+/// A started MLP GAN run scored every 40 steps into `out/run` (its feature network cached in `cache`), with
+/// `adjust` applied to its config; the run's handle and folder.
+fn scored_run(
+    cache: &tempfile::TempDir,
+    out: &tempfile::TempDir,
+    adjust: impl FnOnce(&mut gantry::config::RunConfig),
+) -> (Trainer, std::path::PathBuf) {
     let dir = out.path().join("run");
     let mut config = small("mlp-gan-digits");
     config.train.steps = 100_000;
     config.quality.every = 40;
+    adjust(&mut config);
     let options = RunOptions {
         out_dir: Some(dir.clone()),
         cache_dir: Some(cache.path().to_path_buf()),
@@ -371,6 +376,13 @@ fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
     let trainer = Trainer::spawn(config, options, None);
     wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
     trainer.send(Command::Start);
+    (trainer, dir)
+}
+
+#[test]
+fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
+    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (trainer, dir) = scored_run(&cache, &out, |_| {});
     let info = wait_for(&trainer, |e| match e {
         Event::QualityReady(info) => Some(info.clone()),
         _ => None,
@@ -404,22 +416,12 @@ fn quality_scores_land_in_the_rows_of_their_steps_on_disk_and_no_row_is_lost() {
 #[test]
 fn a_checkpoint_due_with_a_score_trains_on_and_reaches_disk_after_the_rows_up_to_it() {
     let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let dir = out.path().join("run");
-    let mut config = small("mlp-gan-digits");
-    config.train.steps = 100_000;
-    config.quality.every = 40;
-    config.train.checkpoint_every = 40;
-    // A score many steps long, and a snapshot every step to show that training went on meanwhile.
-    config.quality.samples = 4096;
-    config.train.sample_every = 1;
-    let options = RunOptions {
-        out_dir: Some(dir.clone()),
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RunOptions::default()
-    };
-    let trainer = Trainer::spawn(config, options, None);
-    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
-    trainer.send(Command::Start);
+    let (trainer, dir) = scored_run(&cache, &out, |config| {
+        config.train.checkpoint_every = 40;
+        // A score many steps long, and a snapshot every step to show that training went on meanwhile.
+        config.quality.samples = 4096;
+        config.train.sample_every = 1;
+    });
     let mut newest_snapshot = 0;
     let scored = wait_for(&trainer, |e| match e {
         Event::Snapshot { step } => {
