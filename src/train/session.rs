@@ -1022,7 +1022,8 @@ fn reconstruction_loss(
     noise_seed: Option<u64>,
     mode: Mode,
 ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
-    let code = net.encode(&encoder_input(input, config.model.recon)?, mode)?;
+    let encoded = encoder_input(input, config.model.recon)?;
+    let code = net.encode(&encoded, mode)?;
     let (z, kl) = if net.variational {
         let (mu, logvar) = net.split_code(&code)?;
         let z = match noise_seed {
@@ -1038,7 +1039,9 @@ fn reconstruction_loss(
     };
     let out = net.decode(&z, mode)?;
     let recon = match config.model.recon {
-        Recon::Bce => bce_sum_per_item(&out, &((target + 1.0)? * 0.5)?)?,
+        // Without corruption the target is the input, already in [0, 1].
+        Recon::Bce if target.id() == input.id() => bce_sum_per_item(&out, &encoded)?,
+        Recon::Bce => bce_sum_per_item(&out, &encoder_input(target, Recon::Bce)?)?,
         Recon::Mse => mse_sum_per_item(&out.tanh()?, target)?,
     };
     Ok((recon, kl, code))
@@ -1048,7 +1051,8 @@ fn reconstruction_loss(
 /// PyTorch's VAE example); with MSE on the data's [-1, 1].
 fn encoder_input(x: &Tensor, recon: Recon) -> Result<Tensor> {
     match recon {
-        Recon::Bce => (x + 1.0)? * 0.5,
+        // One pass over the batch: x * 0.5 + 0.5.
+        Recon::Bce => x.affine(0.5, 0.5),
         Recon::Mse => Ok(x.clone()),
     }
 }
