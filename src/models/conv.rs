@@ -138,11 +138,11 @@ impl Geometry {
         direct::PackedWeights::new(w, (&taps, len), self.outputs)
     }
 
-    /// y = conv(x, w) of the images in `padded` (their patches at `corners`), computed directly.
-    fn forward_padded(&self, padded: &[f32], corners: &[usize], w: &direct::PackedWeights, y: &mut [f32]) {
-        let slots: Vec<usize> = (0..corners.len()).collect();
+    /// y = conv(x, w) of the images in `padded`, computed directly, with `patches` of a chunk as large.
+    fn forward_padded(&self, padded: &[f32], patches: &ChunkPatches, w: &direct::PackedWeights, y: &mut [f32]) {
+        let (corners, slots) = patches.first(y.len() / self.out_len() * self.out_pixels());
         with_scratch(y.len(), |by_pixel| {
-            direct::forward(&self.taps(), padded, corners, &slots, w, by_pixel);
+            direct::forward(&self.taps(), padded, corners, slots, w, by_pixel);
             images_from_columns(by_pixel, self.outputs, self.out_pixels(), y);
         });
     }
@@ -482,6 +482,28 @@ fn per_direct_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl 
     crate::threads::for_each_part(chunks, |_, (first, out)| work(first, out));
 }
 
+/// Where the patches of a chunk's output pixels start in its padded images, and each pixel's place among
+/// them, for the largest chunk of a pass: a smaller chunk's are the first of them. Made once per pass, not per
+/// chunk, where the threads' allocations queued for the allocator's one lock.
+struct ChunkPatches {
+    corners: Vec<usize>,
+    slots: Vec<usize>,
+}
+
+impl ChunkPatches {
+    /// A direct convolution's, in output pixel order.
+    fn of(g: &Geometry) -> ChunkPatches {
+        let corners = g.corners(g.direct_chunk_images());
+        let slots = (0..corners.len()).collect();
+        ChunkPatches { corners, slots }
+    }
+
+    /// Those of the first `pixels` output pixels.
+    fn first(&self, pixels: usize) -> (&[usize], &[usize]) {
+        (&self.corners[..pixels], &self.slots[..pixels])
+    }
+}
+
 /// Chunks a thread for a direct convolution: DCGAN steps were 1-3 % faster at 6 or 8 than at the GEMMs' 3,
 /// and slower again from 16.
 const DIRECT_CHUNKS: usize = 8;
@@ -497,11 +519,11 @@ fn conv_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mut y = unwritten(g.images * g.out_len());
     let taps = g.taps();
     if direct::applies(g.outputs, &taps) {
-        let packed = g.packed_weights(w);
+        let (packed, patches) = (g.packed_weights(w), ChunkPatches::of(g));
         per_direct_chunk(g, &mut y, g.out_len(), |first, y| {
             let n = y.len() / g.out_len();
             g.with_padded(&x[first * g.in_len()..][..n * g.in_len()], |padded| {
-                g.forward_padded(padded, &g.corners(n), &packed, y);
+                g.forward_padded(padded, &patches, &packed, y);
             });
         });
         return y;
@@ -595,25 +617,34 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
             direct::PackedWeights::new(w, (&sources, k * k), g.channels)
         })
         .collect();
+    // Each phase's input pixels in the largest chunk, image by image (a smaller chunk's are the first of them).
+    let plane = g.height * g.width;
+    let patches: Vec<(ChunkPatches, usize)> = phases
+        .iter()
+        .map(|&(a, b)| {
+            let (mut corners, mut slots) = (Vec::new(), Vec::new());
+            for image in 0..g.direct_chunk_images() {
+                for y in (0..g.height).filter(|y| (y + p) % s == a) {
+                    for x in (0..g.width).filter(|x| (x + p) % s == b) {
+                        corners.push(image * padded_len + (y + p) / s * columns + (x + p) / s);
+                        slots.push(image * plane + y * g.width + x);
+                    }
+                }
+            }
+            let per_image = corners.len() / g.direct_chunk_images();
+            (ChunkPatches { corners, slots }, per_image)
+        })
+        .collect();
     let mut dx = unwritten(g.images * g.in_len());
     per_direct_chunk(g, &mut dx, g.in_len(), |first, dx| {
         let n = dx.len() / g.in_len();
         with_scratch(n * padded_len, |padded| {
             let dy = &dy[first * g.out_len()..][..n * g.out_len()];
             pad_planes(dy, (g.out_height, g.out_width), (rows, columns), (t - 1, t - 1), padded);
-            let plane = g.height * g.width;
             with_scratch(dx.len(), |by_pixel| {
-                for (&(a, b), weights) in phases.iter().zip(&weights) {
-                    let (mut corners, mut slots) = (Vec::new(), Vec::new());
-                    for image in 0..n {
-                        for y in (0..g.height).filter(|y| (y + p) % s == a) {
-                            for x in (0..g.width).filter(|x| (x + p) % s == b) {
-                                corners.push(image * padded_len + (y + p) / s * columns + (x + p) / s);
-                                slots.push(image * plane + y * g.width + x);
-                            }
-                        }
-                    }
-                    direct::forward(&taps, padded, &corners, &slots, weights, by_pixel);
+                for ((patches, per_image), weights) in patches.iter().zip(&weights) {
+                    let (corners, slots) = patches.first(n * per_image);
+                    direct::forward(&taps, padded, corners, slots, weights, by_pixel);
                 }
                 images_from_columns(by_pixel, g.channels, plane, dx);
             });
@@ -737,11 +768,11 @@ fn direct_weight_and_forward(g: &Geometry, x: &[f32], dy: &[f32], w: Option<&[f3
         });
         direct::weight_gradient(&taps, padded, &g.corners(g.images), &dy_columns, dw);
         if let Some(w) = w {
-            let packed = g.packed_weights(w);
+            let (packed, patches) = (g.packed_weights(w), ChunkPatches::of(g));
             per_direct_chunk(g, y, g.out_len(), |first, y| {
                 let n = y.len() / g.out_len();
                 let padded = &padded[first * g.padded_len()..][..n * g.padded_len()];
-                g.forward_padded(padded, &g.corners(n), &packed, y);
+                g.forward_padded(padded, &patches, &packed, y);
             });
         }
     });

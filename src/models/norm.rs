@@ -61,16 +61,19 @@ fn per_channel_sums<const N: usize>(
     channels: usize,
     add: impl Fn(usize, &mut [[f64; N]]) + Sync,
 ) -> Vec<[f64; N]> {
-    let parts = crate::threads::map_parts((0..images).step_by(SUM_IMAGES).collect(), |_, first| {
-        let mut sums = vec![[0f64; N]; channels];
+    let firsts: Vec<usize> = (0..images).step_by(SUM_IMAGES).collect();
+    // One buffer for all parts' sums, from this thread: the parts' own allocations queued for the
+    // allocator's one lock.
+    let mut parts = vec![[0f64; N]; firsts.len() * channels];
+    let work: Vec<_> = firsts.into_iter().zip(parts.chunks_mut(channels.max(1))).collect();
+    crate::threads::for_each_part(work, |_, (first, sums)| {
         crate::cpu::widest(
             #[inline(always)]
-            || (first..(first + SUM_IMAGES).min(images)).for_each(|image| add(image, &mut sums)),
+            || (first..(first + SUM_IMAGES).min(images)).for_each(|image| add(image, sums)),
         );
-        sums
     });
     let mut total = vec![[0f64; N]; channels];
-    for part in parts {
+    for part in parts.chunks(channels.max(1)) {
         for (total, part) in total.iter_mut().zip(part) {
             total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
         }
