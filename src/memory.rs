@@ -10,8 +10,10 @@
 //! heaps of at most 64 MB that glibc unmaps whole as soon as they empty, whatever the thresholds say: a run
 //! trained on the worker thread (`gantry train`, the workbench) faulted its buffers in again every step,
 //! where `gantry bench`, on the main thread, did not (a DCGAN: 300 to 3,200 page faults a step, against
-//! none, and up to a tenth of the CPU in the kernel). So all threads share the main heap; the training
-//! threads allocate a few hundred times a step, too rarely to queue for its lock.
+//! none, and up to a tenth of the CPU in the kernel). So all threads share the main heap, and its one lock:
+//! the training threads start each part of a pass at the same moment, so the parts do not allocate (gemm's
+//! packing buffers are kept per thread, vendor/README.md; scratch comes from `conv::with_scratch` or from
+//! the caller), or each allocation would wait for the other thread's.
 
 /// Blocks up to this size come from the heap instead of their own mapping.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
