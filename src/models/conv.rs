@@ -1130,6 +1130,9 @@ mod tests {
             (3, 64, 6, 64, 4, 2, 1),
             (2, 64, 5, 128, 3, 1, 1),
             (2, 128, 7, 64, 3, 2, 1),
+            // Directly, in chunks of several images and smaller ones at the end, which read the first of the
+            // largest chunk's patches.
+            (37, 64, 6, 64, 4, 2, 1),
             // A first layer's short patches (one channel, 16 taps), computed directly too.
             (2, 1, 8, 64, 4, 2, 1),
         ];
