@@ -34,6 +34,9 @@ use std::time::Duration;
 
 /// Longest a frame spends handling worker events; the rest wait for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(4);
+/// How often, and how far apart, the workbench measures this machine's speed (about 20 ms each).
+const SPEED_ROUNDS: usize = 8;
+const SPEED_APART: Duration = Duration::from_millis(400);
 
 /// How the app is set up, apart from the remembered settings.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +57,8 @@ pub struct AppOptions {
 pub struct GantryApp {
     settings: Settings,
     machine_speed: Option<f64>,
+    /// The thread measuring this machine's speed, while it does: the estimate it changes is redrawn.
+    speed_thread: Option<std::thread::JoinHandle<()>>,
     /// Whether paths are asked for with the system's file dialog too (else the path field only).
     system_dialogs: bool,
     /// The path being asked for, if one is.
@@ -125,14 +130,19 @@ impl GantryApp {
             .runs_dir
             .or_else(|| settings.runs_dir.clone())
             .unwrap_or_else(default_runs_dir);
-        // Step times in the pre-flight estimate need this machine's speed; measured once, off the UI thread.
-        if options.machine_speed.is_none() {
-            let _ = std::thread::Builder::new()
+        // Step times in the pre-flight estimate need this machine's speed, measured off the UI thread; a few
+        // times over the first seconds, since the window's own start-up takes the cores at first (one
+        // measurement read a third of the speed and estimated a step at 3x its time).
+        let speed_thread = match options.machine_speed {
+            Some(_) => None,
+            None => std::thread::Builder::new()
                 .name("gantry-speed".into())
-                .spawn(crate::footprint::machine_speed);
-        }
+                .spawn(|| crate::footprint::settle_machine_speed(SPEED_ROUNDS, SPEED_APART))
+                .ok(),
+        };
         GantryApp {
             machine_speed: options.machine_speed,
+            speed_thread,
             system_dialogs: !options.no_system_dialogs,
             path_prompt: None,
             settings,
@@ -233,6 +243,17 @@ impl GantryApp {
         }
         if drained.more {
             ctx.request_repaint();
+        }
+        if let Some(thread) = &self.speed_thread {
+            // Frames are drawn on input only when nothing trains: without these the first, low
+            // measurement would stay on screen until the mouse moved.
+            match thread.is_finished() {
+                true => {
+                    self.speed_thread = None;
+                    ctx.request_repaint();
+                }
+                false => ctx.request_repaint_after(SPEED_APART),
+            }
         }
         crate::threads::set(self.settings.browser.threads);
         self.pacer.update(self.settings.live_refresh);
