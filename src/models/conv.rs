@@ -140,7 +140,7 @@ impl Geometry {
 
     /// y = conv(x, w) of the images in `padded`, computed directly, with `patches` of a chunk as large.
     fn forward_padded(&self, padded: &[f32], patches: &ChunkPatches, w: &direct::PackedWeights, y: &mut [f32]) {
-        let (corners, slots) = patches.first(y.len() / self.out_len() * self.out_pixels());
+        let (corners, slots) = patches.of_images(y.len() / self.out_len());
         with_scratch(y.len(), |by_pixel| {
             direct::forward(&self.taps(), padded, corners, slots, w, by_pixel);
             images_from_columns(by_pixel, self.outputs, self.out_pixels(), y);
@@ -488,19 +488,32 @@ fn per_direct_chunk(g: &Geometry, out: &mut [f32], per_image: usize, work: impl 
 struct ChunkPatches {
     corners: Vec<usize>,
     slots: Vec<usize>,
+    /// Patches an image has (the same for every image: they are laid out image by image).
+    per_image: usize,
 }
 
 impl ChunkPatches {
+    /// Of `corners` and `slots` over the largest chunk's images.
+    fn new(g: &Geometry, corners: Vec<usize>, slots: Vec<usize>) -> ChunkPatches {
+        let per_image = corners.len() / g.direct_chunk_images();
+        ChunkPatches {
+            corners,
+            slots,
+            per_image,
+        }
+    }
+
     /// A direct convolution's, in output pixel order.
     fn of(g: &Geometry) -> ChunkPatches {
         let corners = g.corners(g.direct_chunk_images());
         let slots = (0..corners.len()).collect();
-        ChunkPatches { corners, slots }
+        ChunkPatches::new(g, corners, slots)
     }
 
-    /// Those of the first `pixels` output pixels.
-    fn first(&self, pixels: usize) -> (&[usize], &[usize]) {
-        (&self.corners[..pixels], &self.slots[..pixels])
+    /// Those of a chunk's first `images` images.
+    fn of_images(&self, images: usize) -> (&[usize], &[usize]) {
+        let patches = images * self.per_image;
+        (&self.corners[..patches], &self.slots[..patches])
     }
 }
 
@@ -619,7 +632,7 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
         .collect();
     // Each phase's input pixels in the largest chunk, image by image (a smaller chunk's are the first of them).
     let plane = g.height * g.width;
-    let patches: Vec<(ChunkPatches, usize)> = phases
+    let patches: Vec<ChunkPatches> = phases
         .iter()
         .map(|&(a, b)| {
             let (mut corners, mut slots) = (Vec::new(), Vec::new());
@@ -631,8 +644,7 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
                     }
                 }
             }
-            let per_image = corners.len() / g.direct_chunk_images();
-            (ChunkPatches { corners, slots }, per_image)
+            ChunkPatches::new(g, corners, slots)
         })
         .collect();
     let mut dx = unwritten(g.images * g.in_len());
@@ -642,8 +654,8 @@ fn direct_backward_input(g: &Geometry, dy: &[f32], w: &[f32]) -> Option<Vec<f32>
             let dy = &dy[first * g.out_len()..][..n * g.out_len()];
             pad_planes(dy, (g.out_height, g.out_width), (rows, columns), (t - 1, t - 1), padded);
             with_scratch(dx.len(), |by_pixel| {
-                for ((patches, per_image), weights) in patches.iter().zip(&weights) {
-                    let (corners, slots) = patches.first(n * per_image);
+                for (patches, weights) in patches.iter().zip(&weights) {
+                    let (corners, slots) = patches.of_images(n);
                     direct::forward(&taps, padded, corners, slots, weights, by_pixel);
                 }
                 images_from_columns(by_pixel, g.channels, plane, dx);
