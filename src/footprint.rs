@@ -444,8 +444,9 @@ static SPEED: BestSpeed = BestSpeed::new();
 /// first call (about 20 ms).
 pub fn machine_speed() -> f64 {
     SPEED.get().unwrap_or_else(|| {
-        SPEED.record(crate::models::measure_product_speed());
-        SPEED.get().unwrap_or(1e9)
+        let measured = crate::models::measure_product_speed();
+        SPEED.record(measured);
+        SPEED.get().unwrap_or(measured)
     })
 }
 
