@@ -418,8 +418,10 @@ fn a_checkpoint_due_with_a_score_trains_on_and_reaches_disk_after_the_rows_up_to
     let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (trainer, dir) = scored_run(&cache, &out, |config| {
         config.train.checkpoint_every = 40;
-        // A score many steps long, and a snapshot every step to show that training went on meanwhile.
-        config.quality.samples = 4096;
+        // A score many steps long (the most samples a score takes: with 4,096 a run of the whole suite once
+        // starved the training thread for as long as the score took), and a snapshot every step to show
+        // that training went on meanwhile.
+        config.quality.samples = gantry::config::MAX_QUALITY_SAMPLES;
         config.train.sample_every = 1;
     });
     let mut newest_snapshot = 0;
