@@ -21,7 +21,9 @@
 //!   bench`'s loop of bare steps, with the median of each round's own ratio beside the ratio of the medians,
 //!   the run timed from its first step to its end (its last checkpoint, grids and quality score), and the
 //!   share of the run's clock its steps themselves took (their rows' `wall_s`; read within one run, so the
-//!   machine's drift between runs cannot move it, and what the run does besides steps is the rest), and the
+//!   machine's drift between runs cannot move it, and what the run does besides steps is the rest), the share
+//!   the steps right after periodic work lost against the run's undisturbed steps (its side threads, the
+//!   file writer and the quality metric, and the caches it went through: read within one run too), and the
 //!   page faults a step of each side (a buffer the allocator gave back to the system and took again: a
 //!   count, which the machine's speed does not move). Target: within 5 %. Settings after the model
 //!   (`quality.every=0 health.every=0`) change the trained side, to find what costs.
@@ -143,8 +145,44 @@ struct Trained {
     /// The share of the clock between the two rows `images_per_s` is timed by that the steps themselves took
     /// (the rows' `wall_s`): read within one run, so the machine's drift between runs cannot move it.
     steps_share: f64,
+    /// The share of the same clock the steps right after periodic work lost against the run's undisturbed
+    /// steps (`slowed_after_jobs`): what that work costs besides its own time, read within one run too.
+    after_jobs_share: f64,
     /// Page faults a step between the same two rows.
     faults_per_step: f64,
+}
+
+/// Steps after a step with periodic work (grids, held-out loss, health signals, snapshots, quality score,
+/// checkpoint) that count as slowed by it: the work's side threads (the file writer, the quality metric) and
+/// the caches it went through still hold the cores.
+const AFTER_JOB_STEPS: u64 = 5;
+
+/// Seconds the steps right after periodic work took beyond the run's median undisturbed step, from warm-up
+/// end to the last step (`step_seconds[s]`: step s's own time).
+fn slowed_after_jobs(config: &RunConfig, step_seconds: &[f64]) -> f64 {
+    let (t, h, q) = (&config.train, &config.health, &config.quality);
+    let cadences = [
+        t.sample_every,
+        t.eval_every,
+        t.checkpoint_every,
+        h.every,
+        h.snapshot_every,
+        q.every,
+    ];
+    let job_at = |step: u64| cadences.iter().any(|&every| every > 0 && step.is_multiple_of(every));
+    let after_job = |step: u64| (step.saturating_sub(AFTER_JOB_STEPS)..step).any(|s| s > 0 && job_at(s));
+    let timed = BENCH_WARMUP + 1..=config.train.steps;
+    let quiet = median(
+        timed
+            .clone()
+            .filter(|s| !after_job(*s))
+            .map(|s| step_seconds[s as usize])
+            .collect(),
+    );
+    timed
+        .filter(|s| after_job(*s))
+        .map(|s| step_seconds[s as usize] - quiet)
+        .sum()
 }
 
 /// `config` trained through the worker into a run directory, as `gantry train` does; loading, building and
@@ -158,8 +196,12 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
     };
     let trainer = Trainer::spawn(config.clone(), options, None);
     let (mut first_step, mut warm, mut last_step) = (None, None, None);
+    let mut step_seconds = vec![0.0; config.train.steps as usize + 1];
+    let mut wall_before = 0.0;
     let ending = trainer.run_to_end(&crossbeam_channel::never(), |event| {
         if let Event::Metrics(row) = event {
+            step_seconds[row.step as usize] = row.wall_s - wall_before;
+            wall_before = row.wall_s;
             if row.step == 1 {
                 first_step = Some(Instant::now());
             }
@@ -181,6 +223,7 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
         images_per_s: timed as f64 / to_last_step,
         to_end: ((config.train.steps - 1) as usize * config.train.batch_size) as f64 / first.elapsed().as_secs_f64(),
         steps_share: (last_wall - warm_wall) / to_last_step,
+        after_jobs_share: slowed_after_jobs(config, &step_seconds) / to_last_step,
         faults_per_step: (last_faults - warm_faults) / (config.train.steps - BENCH_WARMUP) as f64,
     }
 }
@@ -188,7 +231,7 @@ fn trained_as_gantry_train(config: &RunConfig) -> Trained {
 /// `gantry train` against `gantry bench` for each benchmark model, alternating which goes first.
 fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
     println!(
-        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12}  faults a step (train / bench)",
+        "{:<8} {:<16} {:>6} {:>12} {:>12} {:>7}  {:<24} {:>12} {:>7} {:>12} {:>10}  faults a step (train / bench)",
         "model",
         "preset",
         "steps",
@@ -198,7 +241,8 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         "paired (IQR)",
         "to end im/s",
         "ratio",
-        "steps' share"
+        "steps' share",
+        "after jobs"
     );
     for &(model, name) in gantry::cli::bench_models(only) {
         let mut config = preset(name).expect("a shipped preset");
@@ -239,13 +283,14 @@ fn train_against_bench(rounds: usize, only: Option<&str>, sets: &[String]) {
         );
         let to_end = median(train.iter().map(|t| t.to_end).collect());
         let steps_share = median(train.iter().map(|t| t.steps_share).collect());
+        let after_jobs = median(train.iter().map(|t| t.after_jobs_share).collect());
         let (train, bare) = (
             median(train.into_iter().map(|t| t.images_per_s).collect()),
             median(bare.into_iter().map(|b| b.0).collect()),
         );
         let paired = format!("{middle:.3} ({low:.3}-{high:.3})");
         println!(
-            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3}  {:.0} / {:.0}",
+            "{model:<8} {name:<16} {:>6} {train:>12.0} {bare:>12.0} {:>7.3}  {paired:<24} {to_end:>12.0} {:>7.3} {steps_share:>12.3} {after_jobs:>10.3}  {:.0} / {:.0}",
             config.train.steps,
             train / bare,
             to_end / bare,
