@@ -1247,6 +1247,32 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
 }
 
 #[test]
+fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
+    use gantry::runs::{GridKind, RunDir};
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2);
+    let mut harness = browser_harness(runs.path());
+    harness.get_by_role_and_label(Role::CheckBox, "a").click();
+    harness.run_steps(2);
+    settle(&mut harness);
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(3);
+    wait_until(&mut harness, "the sheet at step 10", |h| {
+        h.query_by_label_contains("1. a (step 10)").is_some()
+    });
+    // The run saves a newer grid (as one training in a terminal would) and the list is read again.
+    let grid = gantry::grid::ImageGrid::filled(6, 6, 200);
+    let run = RunDir::reopen(&runs.path().join("a"), 10).unwrap();
+    run.files().save_grid(GridKind::Samples, 20, &grid).unwrap();
+    harness.get_by_label("Refresh").click();
+    harness.run_steps(2);
+    settle(&mut harness);
+    wait_until(&mut harness, "the sheet at the newer step", |h| {
+        h.query_by_label_contains("1. a (step 20)").is_some()
+    });
+}
+
+#[test]
 fn live_frames_setting_paces_the_frames_a_training_run_asks_for() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 100_000);
     // Every repaint request's delay: a running trainer asks for frames through the pacer's waker.

@@ -360,7 +360,14 @@ impl ContactSheetView {
         ui.horizontal_wrapped(|ui| {
             kind_choice(ui, &mut self.kind);
             ui.separator();
-            step_slider(ui, "Sheet step", &all_steps, &mut self.step);
+            let mut step = self.step;
+            if step_slider(ui, "Sheet step", &all_steps, &mut step) {
+                // The last position keeps following the newest grids, as before any pick.
+                self.step = match all_steps.last() == Some(&step) {
+                    true => u64::MAX,
+                    false => step,
+                };
+            }
             ui.separator();
             let label = ui.label("Sort by");
             let shown = match self.sort_key.as_str() {
