@@ -1247,6 +1247,37 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
 }
 
 #[test]
+fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
+    use gantry::runs::{GridKind, RunDir};
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2);
+    scored_run(runs.path(), "b", 12.5);
+    // "b" saved reconstructions only, as a plain autoencoder does.
+    let b = runs.path().join("b");
+    std::fs::remove_dir_all(b.join(GridKind::Samples.folder())).unwrap();
+    let grid = gantry::grid::ImageGrid::filled(6, 6, 100);
+    let run = RunDir::reopen(&b, 10).unwrap();
+    run.files().save_grid(GridKind::Reconstructions, 10, &grid).unwrap();
+    let mut harness = browser_harness(runs.path());
+    for name in ["a", "b"] {
+        harness.get_by_role_and_label(Role::CheckBox, name).click();
+        harness.run_steps(2);
+        settle(&mut harness);
+    }
+    harness.get_by_label("A/B compare").click();
+    harness.run_steps(3);
+    for (kind, wanted) in [
+        ("samples", "saved no sample grids"),
+        ("reconstructions", "saved no reconstruction grids"),
+    ] {
+        harness.get_by_label(kind).click();
+        harness.run_steps(2);
+        wait_until(&mut harness, wanted, |h| h.query_by_label_contains(wanted).is_some());
+        assert!(harness.query_by_label_contains("cannot read").is_none());
+    }
+}
+
+#[test]
 fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
     use gantry::runs::{GridKind, RunDir};
     let runs = tempfile::tempdir().unwrap();

@@ -374,6 +374,11 @@ impl Catalog {
         self.grid_lists.get(&key).map_or(&[], |(steps, _)| steps.as_slice())
     }
 
+    /// Whether the steps the run in `dir` saved grids of have been read (`grid_steps` is empty until then).
+    pub fn grid_steps_read(&self, dir: &Path, kind: GridKind) -> bool {
+        self.grid_lists.contains_key(&(dir.to_path_buf(), kind))
+    }
+
     /// The run in `dir` saved new grids: its lists are read again when next asked for.
     pub fn forget_grid_steps(&mut self, dir: &Path) {
         for ((d, kind), (_, stale)) in &mut self.grid_lists {

@@ -121,6 +121,26 @@ impl AbView {
             ui.weak("Pick a run and a step for A and for B: runs with saved grids are listed.");
             return;
         };
+        // A run without grids of this kind (a plain autoencoder's samples) has no step to show.
+        for (name, run) in [("A", run_a), ("B", run_b)] {
+            if catalog.grid_steps(run, self.kind).is_empty() {
+                match catalog.grid_steps_read(run, self.kind) {
+                    true => {
+                        let (kind, other) = match self.kind {
+                            GridKind::Samples => ("sample", "reconstructions"),
+                            GridKind::Reconstructions => ("reconstruction", "samples"),
+                        };
+                        ui.weak(format!(
+                            "Run {name} saved no {kind} grids: pick {other} or another run."
+                        ));
+                    }
+                    false => {
+                        ui.spinner();
+                    }
+                }
+                return;
+            }
+        }
         // Ask for both (read in the background into the catalog's cache), then borrow them from it.
         let mut waiting = false;
         for (run, side) in [(run_a, &self.a), (run_b, &self.b)] {

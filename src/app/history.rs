@@ -509,10 +509,14 @@ impl<T: Copy> Column<T> {
 
 /// TensorBoard's debiased exponential moving average: starting from 0 and dividing by `1 - weight^n` keeps
 /// the first values from being pulled towards zero. Non-finite values pass through unsmoothed.
+///
+/// Kept as the debiased value itself, moved a share of the way to each new value (the same average:
+/// `s_n = s_(n-1) + (1 - w) / (1 - w^n) * (v - s_(n-1))`), so that a value that never changes stays exactly
+/// itself instead of a rounding off, which a plot's fit would zoom into.
 #[derive(Clone)]
 struct Ema {
     weight: f64,
-    average: f64,
+    smoothed: f64,
     weight_power: f64,
 }
 
@@ -520,7 +524,7 @@ impl Ema {
     fn new(weight: f64) -> Ema {
         Ema {
             weight,
-            average: 0.0,
+            smoothed: 0.0,
             weight_power: 1.0,
         }
     }
@@ -529,9 +533,9 @@ impl Ema {
         if !value.is_finite() {
             return value;
         }
-        self.average = self.average * self.weight + (1.0 - self.weight) * value;
         self.weight_power *= self.weight;
-        self.average / (1.0 - self.weight_power)
+        self.smoothed += (1.0 - self.weight) / (1.0 - self.weight_power) * (value - self.smoothed);
+        self.smoothed
     }
 }
 
@@ -608,6 +612,18 @@ mod tests {
         }
         assert_eq!(history.lowest("loss"), Some(1.5));
         assert_eq!(history.lowest("kl"), None, "never recorded");
+    }
+
+    #[test]
+    fn a_constant_series_smooths_to_exactly_itself() {
+        // A curve of a value that never changes (the classes a GAN covers, 10 all run) is drawn flat: a
+        // smoothed value a rounding off made its plot zoom into the rounding.
+        let mut history = RunHistory::new(&["classes".into()], 0.6);
+        for step in 1..=500 {
+            history.push(&row(step, &[("classes", 10.0)]));
+        }
+        let smoothed = history.points("classes", Curve::Smoothed, XAxis::Step, None, 1000);
+        assert!(smoothed.iter().all(|p| p[1] == 10.0), "{smoothed:?}");
     }
 
     #[test]
