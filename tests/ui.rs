@@ -571,6 +571,34 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
 }
 
 #[test]
+fn why_a_run_paused_is_shown_until_it_stops() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+        s.config.set("optimizer.kind=sgd").unwrap();
+        s.config.set("optimizer.lr=1e300").unwrap();
+    });
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    assert!(matches!(harness.state().run().problem(), Some(Problem::Halted(_))));
+    harness
+        .query_all_by_role_and_label(Role::Button, "Stop")
+        .next()
+        .unwrap()
+        .click();
+    wait_until(&mut harness, "the stop", |h| state(h) == Some(RunState::Stopped));
+    harness.run_steps(2);
+    assert!(
+        harness.state().run().problem().is_none(),
+        "{:?}",
+        harness.state().run().problem()
+    );
+    assert!(
+        harness.query_by_label_contains("Paused: ").is_none(),
+        "no banner of a pause that is over"
+    );
+}
+
+#[test]
 fn a_crash_in_training_fails_the_run_frees_its_slot_and_says_why() {
     let runs = tempfile::tempdir().unwrap();
     let mut settings = Settings {

@@ -152,7 +152,13 @@ impl TrainingRun {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::State(state) => self.state = Some(state),
+            Event::State(state) => {
+                // Why the run paused is news only while it stays paused (the Health view keeps the record).
+                if matches!(self.problem, Some(Problem::Halted(_))) && state != RunState::Paused {
+                    self.problem = None;
+                }
+                self.state = Some(state);
+            }
             Event::Loaded(info) => {
                 self.history = RunHistory::new(&info.metric_names, self.history.smoothing());
                 // A resumed or forked run continues its curves from the rows already on disk.
