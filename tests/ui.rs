@@ -262,7 +262,7 @@ fn a_shape_change_asks_for_a_restart_and_restart_applies_it() {
         h.query_by_label("Restart run").is_some()
     });
     assert!(harness
-        .query_by_label_contains("Changing model.latent needs a new run")
+        .query_by_label_contains("Changing Latent size (model.latent) needs a new run: the live run keeps its settings")
         .is_some());
     assert_eq!(
         harness.state().run().applied_config().unwrap().model.latent,

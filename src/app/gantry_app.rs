@@ -495,8 +495,11 @@ impl GantryApp {
         }
         match self.sync {
             ConfigSync::NeedsRestart(key) => banner(ui, ui.visuals().warn_fg_color, |ui| {
+                let running = self.fleet.focused().state() == Some(RunState::Running);
                 ui.label(format!(
-                    "Changing {key} needs a new run: the live run keeps its settings until you restart."
+                    "Changing {} needs a new run: the {} run keeps its settings; Restart run starts a new one with yours.",
+                    setting_name(key),
+                    if running { "live" } else { "shown" }
                 ));
                 let launch = self.launch_check.check(&self.settings.config).is_ok();
                 if ui.add_enabled(launch, egui::Button::new("Restart run")).clicked() {
@@ -1047,4 +1050,26 @@ fn banner(ui: &mut Ui, color: egui::Color32, add: impl FnOnce(&mut Ui)) {
         ui.horizontal_wrapped(add);
     });
     ui.add_space(4.0);
+}
+
+/// A setting that needs a new run, as the side panels label it, with the key config files and `--set` use.
+fn setting_name(key: &str) -> String {
+    let label = match key {
+        "model.kind" => "the model",
+        "model.latent" => "Latent size",
+        "model.hidden" => "the hidden layers",
+        "model.activation" => "Activation",
+        "model.norm" => "Normalisation",
+        "model.base_width" => "Base width",
+        "model.recon" => "Reconstruction loss",
+        "model.corruption" => "Corruption",
+        "model.classes" => "Classes",
+        "data" => "the data",
+        "optimizer.kind" => "Optimiser",
+        "train.batch_size" => "Batch size",
+        "train.seed" => "Seed",
+        "train.grid_size" => "the sample grid's size",
+        other => return other.to_string(),
+    };
+    format!("{label} ({key})")
 }
