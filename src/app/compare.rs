@@ -338,12 +338,14 @@ impl ContactSheetView {
                 false => differences,
             };
             let sort_value = if self.sort_key == quality::FD {
-                // The run's latest score: the sheet ranks runs by how good their samples are.
-                let fd = listed.summary.scored.as_ref().and_then(|row| row.get(quality::FD));
-                if let Some(fd) = fd {
-                    label.push_str(&format!(", fd {}", significant(fd)));
+                // The run's latest score: the sheet ranks runs by how good their samples are (the label says
+                // which step scored it: the tiles may be of another).
+                let scored = listed.summary.scored.as_ref();
+                let fd = scored.and_then(|row| Some((row.get(quality::FD)?, row.step)));
+                if let Some((fd, at)) = fd {
+                    label.push_str(&format!(", fd {} at step {at}", significant(fd)));
                 }
-                fd.map(|fd| fd.to_string())
+                fd.map(|(fd, _)| fd.to_string())
             } else {
                 listed.setting(&self.sort_key).map(str::to_string)
             };
