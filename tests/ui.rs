@@ -66,6 +66,16 @@ fn start(harness: &mut Harness<'_, GantryApp>) {
 }
 
 /// Starts the run and waits until it has trained its whole step budget.
+/// Presses the toolbar's Stop (the run list has one too) and waits for the run to stop.
+fn stop(harness: &mut Harness<'_, GantryApp>) {
+    harness
+        .query_all_by_role_and_label(Role::Button, "Stop")
+        .next()
+        .unwrap()
+        .click();
+    wait_until(harness, "the stop", |h| state(h) == Some(RunState::Stopped));
+}
+
 fn train_to_budget(harness: &mut Harness<'_, GantryApp>) {
     wait_until(harness, "Start enabled", |h| enabled(h, "Start"));
     harness.get_by_label("Start").click();
@@ -170,13 +180,7 @@ fn a_live_change_is_recorded_in_the_run_marked_on_the_curves_and_continue_resume
     assert_eq!((change.key.as_str(), change.new.as_str()), ("optimizer.lr_d", "0.001"));
     let dir = harness.state().run().dir().unwrap().to_path_buf();
     assert_eq!(gantry::runs::read_changes(&dir), [change]);
-    // The toolbar's Stop (the run list has one too).
-    harness
-        .query_all_by_role_and_label(Role::Button, "Stop")
-        .next()
-        .unwrap()
-        .click();
-    wait_until(&mut harness, "the stop", |h| state(h) == Some(RunState::Stopped));
+    stop(&mut harness);
     drop(harness);
 
     // A new workbench lists the run with the changed rate and continues it with that rate.
@@ -539,17 +543,23 @@ fn data_that_cannot_load_is_named_and_blocks_start() {
     assert!(!enabled(&harness, "Start"));
 }
 
-#[test]
-fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+/// A workbench whose run diverged at once, rolled back (each time with the rates halved) until it gave up
+/// and paused.
+fn paused_by_divergence() -> (Harness<'static, GantryApp>, TempDir) {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
         s.config.set("optimizer.kind=sgd").unwrap();
         // So large that the update overflows f32: the weights become infinite and the losses NaN.
         s.config.set("optimizer.lr=1e300").unwrap();
     });
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
     harness.get_by_label("Start").click();
-    // Rolled back (each time with the rates halved) until it gives up and pauses.
     wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    (harness, runs)
+}
+
+#[test]
+fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
+    let (mut harness, _runs) = paused_by_divergence();
     let error = harness.state().run().problem().unwrap().message().to_string();
     assert!(
         error.contains("became") && error.contains("paused"),
@@ -572,20 +582,9 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
 
 #[test]
 fn why_a_run_paused_is_shown_until_it_stops() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
-        s.config.set("optimizer.kind=sgd").unwrap();
-        s.config.set("optimizer.lr=1e300").unwrap();
-    });
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Start").click();
-    wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    let (mut harness, _runs) = paused_by_divergence();
     assert!(matches!(harness.state().run().problem(), Some(Problem::Halted(_))));
-    harness
-        .query_all_by_role_and_label(Role::Button, "Stop")
-        .next()
-        .unwrap()
-        .click();
-    wait_until(&mut harness, "the stop", |h| state(h) == Some(RunState::Stopped));
+    stop(&mut harness);
     harness.run_steps(2);
     assert!(
         harness.state().run().problem().is_none(),
@@ -773,6 +772,15 @@ fn settle(harness: &mut Harness<'_, GantryApp>) {
     harness.run_steps(1);
     wait_until(harness, "the runs folder to be read", |h| h.state().runs_settled());
     harness.run_steps(1);
+}
+
+/// Ticks these runs in the run browser (for overlays, the contact sheet and A/B compare).
+fn tick(harness: &mut Harness<'_, GantryApp>, names: &[&str]) {
+    for name in names {
+        harness.get_by_role_and_label(Role::CheckBox, name).click();
+        harness.run_steps(2);
+        settle(harness);
+    }
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.
@@ -1257,11 +1265,7 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
     for fd in ["41.2", "12.5"] {
         assert!(harness.query_by_label(fd).is_some(), "the Quality column shows fd {fd}");
     }
-    for name in ["a", "b"] {
-        harness.get_by_role_and_label(Role::CheckBox, name).click();
-        harness.run_steps(2);
-        settle(&mut harness);
-    }
+    tick(&mut harness, &["a", "b"]);
     harness.get_by_label("Contact sheet").click();
     harness.run_steps(3);
     harness.get_by_label("Sort by").click();
@@ -1287,11 +1291,7 @@ fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
     let run = RunDir::reopen(&b, 10).unwrap();
     run.files().save_grid(GridKind::Reconstructions, 10, &grid).unwrap();
     let mut harness = browser_harness(runs.path());
-    for name in ["a", "b"] {
-        harness.get_by_role_and_label(Role::CheckBox, name).click();
-        harness.run_steps(2);
-        settle(&mut harness);
-    }
+    tick(&mut harness, &["a", "b"]);
     harness.get_by_label("A/B compare").click();
     harness.run_steps(3);
     for (kind, wanted) in [
@@ -1311,9 +1311,7 @@ fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
     let runs = tempfile::tempdir().unwrap();
     scored_run(runs.path(), "a", 41.2);
     let mut harness = browser_harness(runs.path());
-    harness.get_by_role_and_label(Role::CheckBox, "a").click();
-    harness.run_steps(2);
-    settle(&mut harness);
+    tick(&mut harness, &["a"]);
     harness.get_by_label("Contact sheet").click();
     harness.run_steps(3);
     wait_until(&mut harness, "the sheet at step 10", |h| {
