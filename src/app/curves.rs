@@ -316,6 +316,13 @@ fn curve_plot(
             }
         }
         let overlaid = runs.len() > 1;
+        // The lowest and highest value drawn, and a step drawn at.
+        let mut drawn = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+        let mut extend = |points: &[[f64; 2]]| {
+            for p in points.iter().filter(|p| p[1].is_finite()) {
+                drawn = (drawn.0.min(p[1]), drawn.1.max(p[1]), p[0]);
+            }
+        };
         for (run, (_, history)) in runs.iter().enumerate() {
             for (index, metric) in metrics.iter().enumerate() {
                 // One run: a colour per metric. Several: a colour per run, and metrics told apart by dashes.
@@ -329,6 +336,7 @@ fn curve_plot(
                 let metric = metric.as_str();
                 if history.smoothing() > 0.0 {
                     let raw = scale(history.points(metric, Curve::Raw, axis, view, columns));
+                    extend(&raw);
                     plot.line(
                         Line::new(name.clone(), raw)
                             .id(("raw", run, metric))
@@ -337,6 +345,7 @@ fn curve_plot(
                     );
                 }
                 let smoothed = scale(history.points(metric, Curve::Smoothed, axis, view, columns));
+                extend(&smoothed);
                 plot.line(
                     Line::new(name, smoothed)
                         .id(("smoothed", run, metric))
@@ -346,12 +355,30 @@ fn curve_plot(
                 );
             }
         }
+        // A value that never changed (the classes a GAN covers, 10 all run) would get as tall a range as the
+        // plot is wide (egui_plot's fit for a flat line): 10 drawn on the 0 of a -1000..1000 axis.
+        if let (true, Some([low, high])) = (plot.auto_bounds().y, flat_line_range(drawn.0, drawn.1)) {
+            plot.line(
+                Line::new("", vec![[drawn.2, low], [drawn.2, high]])
+                    .color(Color32::TRANSPARENT)
+                    .allow_hover(false),
+            );
+        }
         plot.response()
             .clicked()
             .then(|| plot.pointer_coordinate().map(|p| p.x))
             .flatten()
     })
     .inner
+}
+
+/// The y range a plot whose values run from `low` to `high` shows when they are all one value (a tenth of it
+/// either side, at least 0.1); `None` when they differ (or there are none).
+fn flat_line_range(low: f64, high: f64) -> Option<[f64; 2]> {
+    (low == high).then(|| {
+        let pad = (low.abs() * 0.1).max(0.1);
+        [low - pad, low + pad]
+    })
 }
 
 /// The hover label: the step and time nearest the pointer, and each metric's value there (per run).
@@ -527,6 +554,16 @@ pub fn clock(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flat_line_gets_a_range_around_its_value_and_others_their_own() {
+        // egui_plot gives a flat line a range as tall as the plot is wide: 10 on the 0 of -1000..1000.
+        assert_eq!(flat_line_range(10.0, 10.0), Some([9.0, 11.0]));
+        assert_eq!(flat_line_range(0.0, 0.0), Some([-0.1, 0.1]));
+        assert_eq!(flat_line_range(-20.0, -20.0), Some([-22.0, -18.0]));
+        assert_eq!(flat_line_range(9.0, 10.0), None);
+        assert_eq!(flat_line_range(f64::INFINITY, f64::NEG_INFINITY), None, "nothing drawn");
+    }
 
     #[test]
     fn log_ticks_read_as_values() {
