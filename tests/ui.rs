@@ -242,19 +242,35 @@ fn where_no_file_dialog_opens_a_path_field_saves_the_metrics() {
     start(&mut harness);
     harness.get_by_label("Pause").click();
     wait_until(&mut harness, "the pause", |h| state(h) == Some(RunState::Paused));
+    let csv = export_csv(&mut harness, &runs.path().join("exported.csv"));
+    assert!(csv.starts_with("step,"), "{csv}");
+    assert!(harness.query_by_label_contains("Saved").is_some());
+}
+
+/// Presses Export CSV..., types `out` into the path field (where no file dialog opens) and returns what was
+/// written there.
+fn export_csv(harness: &mut Harness<'_, GantryApp>, out: &std::path::Path) -> String {
     harness.get_by_label("Export CSV...").click();
     harness.run_steps(4);
     assert!(harness.query_by_label_contains("Type the path").is_some());
-    let out = runs.path().join("exported.csv");
     harness.get_by_label("File").focus();
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
     harness.get_by_label("File").type_text(&out.display().to_string());
     harness.run_steps(1);
     harness.get_by_label("OK").click();
     harness.run_steps(2);
-    let csv = std::fs::read_to_string(&out).expect("the metrics are written where the field said");
-    assert!(csv.starts_with("step,"), "{csv}");
-    assert!(harness.query_by_label_contains("Saved").is_some());
+    std::fs::read_to_string(out).expect("the metrics are written where the field said")
+}
+
+#[test]
+fn a_run_viewed_from_its_folder_exports_its_metrics() {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2);
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "a");
+    wait_until(&mut harness, "its curves read", |h| enabled(h, "Export CSV..."));
+    let csv = export_csv(&mut harness, &runs.path().join("a.csv"));
+    assert!(csv.starts_with("step,") && csv.contains("41.2"), "{csv}");
 }
 
 #[test]

@@ -289,11 +289,13 @@ impl GantryApp {
         let mut controls = Controls::new(self.fleet.focused(), launch.clone(), budget);
         controls.fork = self.fork_point();
         let mut actions = controls.shortcuts(&ctx);
+        // A run viewed from its folder exports the curves read from it.
+        let metrics = self.viewed_history().is_some_and(|history| !history.is_empty());
         let snapshot = self.fleet.focused().snapshot();
         let exportable = Exportable {
             samples: snapshot.is_some_and(|s| s.samples.is_some()),
             reconstructions: snapshot.is_some_and(|s| s.reconstructions.is_some()),
-            metrics: !self.fleet.focused().history().is_empty(),
+            metrics,
         };
         Panel::top("toolbar").show(ui, |ui| {
             let settings = &mut self.settings;
@@ -823,9 +825,13 @@ impl GantryApp {
             }
             Action::SaveGrid(kind) => self.save_grid(kind, ctx),
             Action::ExportCsv => {
-                let name = format!("{}-metrics.csv", self.settings.preset);
-                let bytes = self.fleet.focused().history().to_csv();
-                self.choose_path(PathFor::Csv { bytes, name }, ctx);
+                let name = match self.fleet.focus_dir().and_then(Path::file_name) {
+                    Some(run) => format!("{}-metrics.csv", run.to_string_lossy()),
+                    None => format!("{}-metrics.csv", self.settings.preset),
+                };
+                if let Some(bytes) = self.viewed_history().map(|history| history.to_csv()) {
+                    self.choose_path(PathFor::Csv { bytes, name }, ctx);
+                }
             }
             Action::DismissError => self.fleet.focused_mut().dismiss_problem(),
             Action::Fork => self.fork(),
