@@ -230,16 +230,6 @@ fn curve_plot(
     let mut plot = Plot::new(title)
         .width(size.x)
         .height(size.y - TITLE_HEIGHT)
-        // Overlaid runs share one legend entry per metric (their colours are in the run legend above).
-        .legend(
-            Legend::default()
-                .position(Corner::RightTop)
-                .follow_insertion_order(true)
-                .color_conflict_handling(match runs.len() > 1 {
-                    true => ColorConflictHandling::RemoveColor,
-                    false => ColorConflictHandling::PickLast,
-                }),
-        )
         .x_axis_label(match axis {
             XAxis::Step => "step",
             XAxis::WallTime => "training time",
@@ -252,6 +242,20 @@ fn curve_plot(
             })
         })
         .allow_scroll(false);
+    // More lines than colours (a VAE's KL per latent dimension, 20) get no legend, which would cover the plot
+    // and name lines it cannot tell apart; the hover readout names each value.
+    if metrics.len() <= RUN_PALETTE.len() {
+        // Overlaid runs share one legend entry per metric (their colours are in the run legend above).
+        plot = plot.legend(
+            Legend::default()
+                .position(Corner::RightTop)
+                .follow_insertion_order(true)
+                .color_conflict_handling(match runs.len() > 1 {
+                    true => ColorConflictHandling::RemoveColor,
+                    false => ColorConflictHandling::PickLast,
+                }),
+        );
+    }
     if axis == XAxis::WallTime {
         plot = plot.x_axis_formatter(|mark, _| clock(mark.value));
     }
@@ -330,7 +334,7 @@ fn curve_plot(
                     let style = [LineStyle::Solid, LineStyle::dashed_loose(), LineStyle::dotted_dense()][index % 3];
                     (RUN_PALETTE[run % RUN_PALETTE.len()], style)
                 } else {
-                    (PALETTE[index % PALETTE.len()], LineStyle::Solid)
+                    (metric_color(index, metrics.len()), LineStyle::Solid)
                 };
                 let name = metric.clone();
                 let metric = metric.as_str();
@@ -370,6 +374,15 @@ fn curve_plot(
             .flatten()
     })
     .inner
+}
+
+/// The colour of a plot's `index`th of `count` metrics (one run): the three of `PALETTE` where they suffice,
+/// the eight of `RUN_PALETTE` for larger groups (a DCGAN's gradient norm per layer).
+fn metric_color(index: usize, count: usize) -> Color32 {
+    match count <= PALETTE.len() {
+        true => PALETTE[index],
+        false => RUN_PALETTE[index % RUN_PALETTE.len()],
+    }
 }
 
 /// The y range a plot whose values run from `low` to `high` shows when they are all one value (a tenth of it
@@ -554,6 +567,16 @@ pub fn clock(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plot_of_up_to_eight_metrics_tells_each_apart_by_colour() {
+        for count in [2, 3, 5, 8] {
+            let mut colours: Vec<Color32> = (0..count).map(|i| metric_color(i, count)).collect();
+            colours.dedup();
+            assert_eq!(colours.len(), count, "{count} metrics");
+        }
+        assert_eq!(metric_color(1, 2), PALETTE[1]);
+    }
 
     #[test]
     fn a_flat_line_gets_a_range_around_its_value_and_others_their_own() {
