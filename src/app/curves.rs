@@ -320,11 +320,16 @@ fn curve_plot(
             }
         }
         let overlaid = runs.len() > 1;
-        // The lowest and highest value drawn, and a step drawn at.
-        let mut drawn = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+        // The lowest and highest value drawn, and the first and last x drawn at.
+        let mut drawn = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         let mut extend = |points: &[[f64; 2]]| {
             for p in points.iter().filter(|p| p[1].is_finite()) {
-                drawn = (drawn.0.min(p[1]), drawn.1.max(p[1]), p[0]);
+                drawn = (
+                    drawn.0.min(p[1]),
+                    drawn.1.max(p[1]),
+                    drawn.2.min(p[0]),
+                    drawn.3.max(p[0]),
+                );
             }
         };
         for (run, (_, history)) in runs.iter().enumerate() {
@@ -361,7 +366,9 @@ fn curve_plot(
         }
         // A value that never changed (the classes a GAN covers, 10 all run) would get as tall a range as the
         // plot is wide (egui_plot's fit for a flat line): 10 drawn on the 0 of a -1000..1000 axis.
-        if let (true, Some([low, high])) = (plot.auto_bounds().y, flat_line_range(drawn.0, drawn.1)) {
+        // (A single point is left to egui_plot, which makes its x range a step wide.)
+        let line = drawn.2 < drawn.3;
+        if let (true, true, Some([low, high])) = (line, plot.auto_bounds().y, flat_line_range(drawn.0, drawn.1)) {
             plot.line(
                 Line::new("", vec![[drawn.2, low], [drawn.2, high]])
                     .color(Color32::TRANSPARENT)
