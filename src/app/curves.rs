@@ -578,7 +578,8 @@ mod tests {
     #[test]
     fn a_plot_of_up_to_eight_metrics_tells_each_apart_by_colour() {
         for count in [2, 3, 5, 8] {
-            let mut colours: Vec<Color32> = (0..count).map(|i| metric_color(i, count)).collect();
+            let mut colours: Vec<[u8; 4]> = (0..count).map(|i| metric_color(i, count).to_array()).collect();
+            colours.sort_unstable();
             colours.dedup();
             assert_eq!(colours.len(), count, "{count} metrics");
         }
