@@ -83,6 +83,22 @@ fn train_to_budget(harness: &mut Harness<'_, GantryApp>) {
 }
 
 #[test]
+fn a_plot_of_more_lines_than_colours_has_no_legend_and_smaller_ones_keep_theirs() {
+    let (mut harness, _runs) = workbench("vae-digits", |s| {
+        s.config.train.steps = 50;
+        s.config.quality.every = 0;
+    });
+    train_to_budget(&mut harness);
+    harness.run_steps(3);
+    // The health signals of step 50: 20 KL dimensions and the count of active ones.
+    assert!(
+        harness.query_by_label("active_units").is_some(),
+        "a one-line plot's legend"
+    );
+    assert!(harness.query_by_label("kl_dim.0").is_none(), "no legend of 20 lines");
+}
+
+#[test]
 fn start_trains_pause_stops_and_step_does_exactly_one() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     harness.check_accessibility();
