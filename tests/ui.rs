@@ -1289,6 +1289,37 @@ fn scored_run(root: &std::path::Path, name: &str, fd: f64) {
 }
 
 #[test]
+fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
+    use gantry::runs::{RunDir, RunStatus};
+    let runs = tempfile::tempdir().unwrap();
+    let config = preset("mlp-gan-digits").unwrap();
+    let mut run = RunDir::create(&runs.path().join("flat"), &config, &["classes"]).unwrap();
+    for step in [10, 20, 30] {
+        let values = vec![("classes".to_string(), 10.0)];
+        run.append(&gantry::train::MetricRow {
+            step,
+            epoch: 0.1,
+            wall_s: 1.0,
+            values,
+        })
+        .unwrap();
+    }
+    run.write_rows().unwrap();
+    run.set_status(RunStatus::Finished, 30).unwrap();
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "flat");
+    let id = gantry::app::curves::plot_id("Classes the confident samples cover");
+    wait_until(&mut harness, "the plot", |h| {
+        egui_plot::PlotMemory::load(&h.ctx, id).is_some()
+    });
+    harness.run_steps(2);
+    let bounds = *egui_plot::PlotMemory::load(&harness.ctx, id).unwrap().bounds();
+    let (low, high) = (bounds.min()[1], bounds.max()[1]);
+    // egui_plot alone makes a flat line's range as tall as the plot is wide (20 steps: 0 to 20).
+    assert!(low < 10.0 && 10.0 < high && high - low < 3.0, "{low}..{high}");
+}
+
+#[test]
 fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it() {
     let runs = tempfile::tempdir().unwrap();
     scored_run(runs.path(), "a", 41.2);

@@ -228,6 +228,7 @@ fn curve_plot(
     let (axis, log) = (settings.x_axis, settings.log_scale);
     ui.strong(title);
     let mut plot = Plot::new(title)
+        .id(plot_id(title))
         .width(size.x)
         .height(size.y - TITLE_HEIGHT)
         .x_axis_label(match axis {
@@ -320,16 +321,12 @@ fn curve_plot(
             }
         }
         let overlaid = runs.len() > 1;
-        // The lowest and highest value drawn, and the first and last x drawn at.
-        let mut drawn = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        // The lowest and highest value drawn, and the first and last x they were drawn at.
+        let (mut values, mut xs) = ((f64::INFINITY, f64::NEG_INFINITY), (f64::INFINITY, f64::NEG_INFINITY));
         let mut extend = |points: &[[f64; 2]]| {
             for p in points.iter().filter(|p| p[1].is_finite()) {
-                drawn = (
-                    drawn.0.min(p[1]),
-                    drawn.1.max(p[1]),
-                    drawn.2.min(p[0]),
-                    drawn.3.max(p[0]),
-                );
+                values = (values.0.min(p[1]), values.1.max(p[1]));
+                xs = (xs.0.min(p[0]), xs.1.max(p[0]));
             }
         };
         for (run, (_, history)) in runs.iter().enumerate() {
@@ -367,10 +364,10 @@ fn curve_plot(
         // A value that never changed (the classes a GAN covers, 10 all run) would get as tall a range as the
         // plot is wide (egui_plot's fit for a flat line): 10 drawn on the 0 of a -1000..1000 axis.
         // (A single point is left to egui_plot, which makes its x range a step wide.)
-        let line = drawn.2 < drawn.3;
-        if let (true, true, Some([low, high])) = (line, plot.auto_bounds().y, flat_line_range(drawn.0, drawn.1)) {
+        let line = xs.0 < xs.1;
+        if let (true, true, Some([low, high])) = (line, plot.auto_bounds().y, flat_line_range(values.0, values.1)) {
             plot.line(
-                Line::new("", vec![[drawn.2, low], [drawn.2, high]])
+                Line::new("", vec![[xs.0, low], [xs.0, high]])
                     .color(Color32::TRANSPARENT)
                     .allow_hover(false),
             );
@@ -381,6 +378,11 @@ fn curve_plot(
             .flatten()
     })
     .inner
+}
+
+/// The id of the curve plot titled `title` (its view is kept in egui's memory under it).
+pub fn plot_id(title: &str) -> egui::Id {
+    egui::Id::unique(("curve plot", title))
 }
 
 /// The colour of a plot's `index`th of `count` metrics (one run): the three of `PALETTE` where they suffice,
