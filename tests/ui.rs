@@ -976,37 +976,52 @@ fn fork_starts_a_child_run_that_the_browser_lists() {
 
 #[test]
 fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
-    // Long enough that the first run still trains when the browser has listed both (ten steps could finish
-    // before that on a busy machine, leaving nothing queued to see).
+    // A run that trains until stopped holds the one training slot, so the sweep's runs stay queued for as
+    // long as the test looks (a short first sweep run could finish before the browser lists it, leaving
+    // nothing queued to see on a busy machine).
     let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
-        s.config.train.steps = 150;
+        s.config.train.steps = 1_000_000;
         s.config.train.sample_every = 75;
         s.browser.parallel = 1;
     });
-    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    start(&mut harness);
+    let holder = harness.state().run().dir().unwrap().to_path_buf();
+    let holder_name = holder.file_name().unwrap().to_string_lossy().into_owned();
     harness.get_by_label("Sweep...").click();
     harness.run_steps(2);
     harness.get_by_label("Sweep setting 1").focus();
     harness
         .get_by_label("Sweep setting 1")
         .type_text("optimizer.lr=1e-3,1e-4");
+    harness.get_by_label("Sweep setting 2").focus();
+    harness.get_by_label("Sweep setting 2").type_text("train.steps=150");
     harness.run_steps(2);
     harness.get_by_label("Queue 2 runs").click();
-    // One trains at a time; the other waits in the queue (looked for before the folder settles, which it
-    // does only once the training run stops changing it).
-    wait_until(&mut harness, "the browser to show the second run queued", |h| {
-        h.query_by_label("queued").is_some()
+    // Both rows of the run list, and the status bar of the run in view (the sweep's first).
+    wait_until(&mut harness, "the browser to show both sweep runs queued", |h| {
+        h.query_all_by_label("queued").count() == 3
     });
     settle(&mut harness);
-    let listed = harness.state().listed_runs();
+    let listed: Vec<_> = harness
+        .state()
+        .listed_runs()
+        .into_iter()
+        .filter(|r| r.path != holder)
+        .collect();
     assert_eq!(listed.len(), 2, "one run per value");
     assert!(listed
         .iter()
         .all(|r| r.meta.tags.iter().any(|t| t.starts_with("sweep-"))));
-    wait_until(&mut harness, "both runs to finish", |_| {
+    // Stopping the run that held the slot lets the sweep's runs train, one at a time.
+    harness.state_mut().settings_mut().browser.filter.clear();
+    settle(&mut harness);
+    view_run(&mut harness, &holder_name);
+    stop(&mut harness);
+    wait_until(&mut harness, "both sweep runs to finish", |_| {
         gantry::runs::list_runs(runs.path())
             .0
             .iter()
+            .filter(|r| r.path != holder)
             .all(|r| r.meta.status == gantry::runs::RunStatus::Finished)
     });
     harness.run_steps(3);
