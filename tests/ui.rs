@@ -1052,6 +1052,30 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
 }
 
 #[test]
+fn a_sweep_value_the_setting_cannot_take_is_named_before_anything_is_queued() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
+    wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
+    harness.get_by_label("Sweep...").click();
+    harness.run_steps(2);
+    harness.get_by_label("Sweep setting 1").focus();
+    harness
+        .get_by_label("Sweep setting 1")
+        .type_text("optimizer.lr=1e-3,abc");
+    harness.run_steps(2);
+    harness.get_by_label_contains("optimizer.lr: bad value 'abc'");
+    assert!(!enabled(&harness, "Queue 0 runs"));
+    // Mending the value makes the runs queueable.
+    harness.get_by_label("Sweep setting 1").focus();
+    harness.key_press(egui::Key::Backspace);
+    harness.key_press(egui::Key::Backspace);
+    harness.key_press(egui::Key::Backspace);
+    harness.get_by_label("Sweep setting 1").type_text("1e-4");
+    harness.run_steps(2);
+    assert!(enabled(&harness, "Queue 2 runs"));
+    assert!(gantry::runs::list_runs(runs.path()).0.is_empty(), "nothing was queued");
+}
+
+#[test]
 fn a_new_run_is_listed_under_a_filter_and_ticked_runs_of_another_model_are_not_overlaid() {
     let runs = tempfile::tempdir().unwrap();
     trained_run(runs.path(), "mlp-baseline", &[]);

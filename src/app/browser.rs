@@ -6,10 +6,11 @@ use super::catalog::{compare_setting_values, describe, short_key, Catalog, Catal
 use super::controls::Action;
 use super::fleet::Fleet;
 use super::path_prompt::PathFor;
+use crate::config::RunConfig;
 use crate::numbers::significant;
 use crate::quality;
 use crate::runs::RunStatus;
-use crate::sweep::Axis;
+use crate::sweep::{self, Axis};
 use crate::train::worker::RunState;
 use eframe::egui;
 use egui::{Button, Grid, RichText, ScrollArea, TextEdit, Ui};
@@ -85,11 +86,22 @@ pub struct RunBrowser {
     deleting: Option<PathBuf>,
     sweep_open: bool,
     sweep_axes: [String; 2],
+    /// The sweep form's axes and run count, or why they cannot queue, for the draft and texts they were
+    /// worked out from (each value is applied to the draft and checked, so typing shows a bad value at once).
+    sweep_points: Option<SweepPoints>,
+}
+
+type SweepPoints = ((RunConfig, [String; 2]), Result<(Vec<Axis>, usize), String>);
+
+/// What new runs start from: the draft settings, and whether they can start.
+pub struct Draft<'a> {
+    pub config: &'a RunConfig,
+    pub launch: &'a Result<(), String>,
 }
 
 impl RunBrowser {
-    /// Draws the browser; `selection` holds the ticked runs (their curves overlay), `launch` whether new
-    /// runs can start with the draft settings.
+    /// Draws the browser; `selection` holds the ticked runs (their curves overlay), `draft` what a sweep's
+    /// runs start from.
     pub fn show(
         &mut self,
         ui: &mut Ui,
@@ -97,10 +109,10 @@ impl RunBrowser {
         fleet: &Fleet,
         settings: &mut BrowserSettings,
         selection: &mut Vec<PathBuf>,
-        launch: &Result<(), String>,
+        draft: &Draft<'_>,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
-        self.header(ui, catalog, settings, launch, &mut actions);
+        self.header(ui, catalog, settings, draft, &mut actions);
         for problem in catalog.problems() {
             ui.colored_label(ui.visuals().warn_fg_color, problem);
         }
@@ -148,7 +160,7 @@ impl RunBrowser {
         ui: &mut Ui,
         catalog: &Catalog,
         settings: &mut BrowserSettings,
-        launch: &Result<(), String>,
+        draft: &Draft<'_>,
         actions: &mut Vec<Action>,
     ) {
         ui.horizontal_wrapped(|ui| {
@@ -201,11 +213,11 @@ impl RunBrowser {
                 .on_hover_text("Queue one run per value of one or two settings");
         });
         if self.sweep_open {
-            self.sweep_form(ui, launch, actions);
+            self.sweep_form(ui, draft, actions);
         }
     }
 
-    fn sweep_form(&mut self, ui: &mut Ui, launch: &Result<(), String>, actions: &mut Vec<Action>) {
+    fn sweep_form(&mut self, ui: &mut Ui, draft: &Draft<'_>, actions: &mut Vec<Action>) {
         ui.horizontal_wrapped(|ui| {
             for (i, text) in self.sweep_axes.iter_mut().enumerate() {
                 let label = ui.label(format!("Sweep setting {}", i + 1));
@@ -216,23 +228,21 @@ impl RunBrowser {
                 )
                 .labelled_by(label.id);
             }
-            let axes: Result<Vec<Axis>, String> = self
-                .sweep_axes
-                .iter()
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| Axis::parse(t))
-                .collect();
-            let axes = axes.and_then(|axes| match axes.is_empty() {
-                true => Err("type a setting and its values, e.g. optimizer.lr=1e-4..1e-2:3".to_string()),
-                false => Ok(axes),
-            });
-            let allowed = axes.clone().and_then(|axes| launch.clone().map(|()| axes));
-            let count = allowed
+            let key = (draft.config.clone(), self.sweep_axes.clone());
+            if self.sweep_points.as_ref().is_none_or(|(checked, _)| *checked != key) {
+                let points = sweep_points(draft.config, &self.sweep_axes);
+                self.sweep_points = Some((key, points));
+            }
+            let points = self
+                .sweep_points
                 .as_ref()
-                .map_or(0, |axes| axes.iter().map(|a| a.values.len()).product::<usize>());
+                .map(|(_, points)| points.clone())
+                .expect("just checked");
+            let allowed = points.and_then(|points| draft.launch.clone().map(|()| points));
+            let count = allowed.as_ref().map_or(0, |(_, count)| *count);
             let button = ui.add_enabled(allowed.is_ok(), Button::new(format!("Queue {count} runs")));
             match allowed {
-                Ok(axes) => {
+                Ok((axes, _)) => {
                     if button
                         .on_hover_text("Each run uses the settings on the left with its sweep values")
                         .clicked()
@@ -454,6 +464,21 @@ impl RunBrowser {
             });
         });
     }
+}
+
+/// The axes typed in the sweep form and how many runs they make over `draft`, or the first text or value
+/// that cannot make a run (naming the setting and what it expects).
+fn sweep_points(draft: &RunConfig, texts: &[String; 2]) -> Result<(Vec<Axis>, usize), String> {
+    let axes = texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Axis::parse(t))
+        .collect::<Result<Vec<Axis>, String>>()?;
+    if axes.is_empty() {
+        return Err("type a setting and its values, e.g. optimizer.lr=1e-4..1e-2:3".to_string());
+    }
+    let count = sweep::expand(draft, &axes)?.len();
+    Ok((axes, count))
 }
 
 /// The listed runs that pass the filter, in the chosen order, with live values where a worker runs them.

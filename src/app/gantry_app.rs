@@ -1,7 +1,7 @@
 //! The workbench window: settings on the left, curves and pictures in the middle, controls on top, status
 //! below. Views read the run and the settings; user actions become commands to the worker.
 
-use super::browser::{listed, RunBrowser};
+use super::browser::{listed, Draft, RunBrowser};
 use super::catalog::{describe, Catalog};
 use super::compare::{step_slider, AbView, ContactSheetView};
 use super::controls::{Action, Controls};
@@ -330,7 +330,10 @@ impl GantryApp {
                     &self.fleet,
                     &mut self.settings.browser,
                     &mut self.selection,
-                    &launch,
+                    &Draft {
+                        config: &self.settings.config,
+                        launch: &launch,
+                    },
                 ));
             });
         Panel::left("settings")
