@@ -9,6 +9,7 @@ use egui_kittest::Harness;
 use gantry::app::curves::{CurvesView, Overlay};
 use gantry::app::history::RunHistory;
 use gantry::app::settings::{CurveSettings, Settings};
+use gantry::config::ModelKind;
 use gantry::presets::preset;
 use gantry::train::session::GAN_METRICS;
 use gantry::train::worker::RunState;
@@ -54,7 +55,7 @@ fn frame_time_with_a_million_points() -> Duration {
                 details: "run".into(),
                 history,
             };
-            view.show(ui, &[overlay], settings);
+            view.show(ui, &[overlay], ModelKind::MlpGan, settings);
         },
         (CurvesView::default(), history, CurveSettings::default()),
     );

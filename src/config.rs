@@ -39,6 +39,11 @@ impl ModelKind {
         matches!(self, ModelKind::Vae | ModelKind::ConvVae)
     }
 
+    /// Whether it makes new items from noise (GANs, VAEs); the other autoencoders only reconstruct theirs.
+    pub fn generates(self) -> bool {
+        self.is_gan() || self.is_vae()
+    }
+
     /// Convolutional models need image data; MLPs also take 2D points.
     pub fn is_conv(self) -> bool {
         matches!(

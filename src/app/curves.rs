@@ -6,7 +6,7 @@
 
 use super::history::{Curve, RunHistory, XAxis};
 use super::settings::{CurveSettings, THROUGHPUT_PLOT};
-use crate::config::OnTrouble;
+use crate::config::{ModelKind, OnTrouble};
 use crate::numbers::significant;
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
@@ -15,7 +15,8 @@ use egui_plot::{
 };
 
 /// Metrics that are read together share a plot (a name ending in `.` takes every metric it begins);
-/// metrics not listed get a plot each.
+/// metrics not listed get a plot each. The quality metric's titles say "samples"; for models that only
+/// reconstruct, `titled_for` says what was scored instead.
 const GROUPS: [(&str, &[&str]); 15] = [
     ("Sample quality: Fréchet distance (lower is better)", &["fd"]),
     (
@@ -36,6 +37,17 @@ const GROUPS: [(&str, &[&str]); 15] = [
     ("KL per latent dimension", &["kl_dim."]),
     (THROUGHPUT_PLOT, &["images_per_s"]),
 ];
+
+/// A plot's title as it reads for runs of `kind`: a plain autoencoder's quality metric scores its
+/// reconstructions, not samples.
+fn titled_for(title: &str, kind: ModelKind) -> String {
+    match kind.generates() {
+        true => title.to_string(),
+        false => title
+            .replace("Sample", "Reconstruction")
+            .replace("sample", "reconstruction"),
+    }
+}
 
 /// Whether `metric` belongs to a group listing `members`.
 fn member(members: &[&str], metric: &str) -> bool {
@@ -89,9 +101,16 @@ const RUN_PALETTE: [Color32; 8] = [
 impl CurvesView {
     /// Draws the curves of every overlay (smoothed as the settings say: set before, as that needs the
     /// histories mutable); returns the step clicked on a plot, in the first run's steps.
-    pub fn show(&mut self, ui: &mut Ui, overlays: &[Overlay<'_>], settings: &mut CurveSettings) -> Option<u64> {
+    /// Draws the plots of `overlays`, runs of one model `kind`; returns the step of a clicked curve.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        overlays: &[Overlay<'_>],
+        kind: ModelKind,
+        settings: &mut CurveSettings,
+    ) -> Option<u64> {
         let runs: Vec<(&str, &RunHistory)> = overlays.iter().map(|o| (o.label.as_str(), o.history)).collect();
-        let groups = plot_groups(&runs);
+        let groups = plot_groups(&runs, kind);
         controls(ui, settings, &groups);
         if overlays.len() > 1 {
             run_legend(ui, overlays);
@@ -159,7 +178,7 @@ fn run_legend(ui: &mut Ui, overlays: &[Overlay<'_>]) {
 }
 
 /// The plots these runs need: the known groups with any recorded metric, then one per other metric.
-fn plot_groups(runs: &[(&str, &RunHistory)]) -> Vec<(String, Vec<String>)> {
+fn plot_groups(runs: &[(&str, &RunHistory)], kind: ModelKind) -> Vec<(String, Vec<String>)> {
     let mut recorded: Vec<&str> = Vec::new();
     for (_, history) in runs {
         for metric in history.metric_names().filter(|m| history.count(m) > 0) {
@@ -172,7 +191,7 @@ fn plot_groups(runs: &[(&str, &RunHistory)]) -> Vec<(String, Vec<String>)> {
         .iter()
         .map(|(title, metrics)| {
             let members = recorded.iter().filter(|m| member(metrics, m)).map(|m| m.to_string());
-            (title.to_string(), members.collect())
+            (titled_for(title, kind), members.collect())
         })
         .filter(|(_, metrics): &(String, Vec<String>)| !metrics.is_empty())
         .collect();
@@ -596,6 +615,47 @@ mod tests {
         assert_eq!(flat_line_range(-20.0, -20.0), Some([-22.0, -18.0]));
         assert_eq!(flat_line_range(9.0, 10.0), None);
         assert_eq!(flat_line_range(f64::INFINITY, f64::NEG_INFINITY), None, "nothing drawn");
+    }
+
+    #[test]
+    fn the_quality_plots_name_what_was_scored() {
+        let mut history = RunHistory::new(&[], 0.0);
+        history.push(&crate::train::MetricRow {
+            step: 250,
+            epoch: 1.0,
+            wall_s: 1.0,
+            values: [("fd", 12.0), ("confident", 0.8), ("classes", 9.0), ("loss", 0.1)]
+                .map(|(name, value)| (name.to_string(), value))
+                .to_vec(),
+        });
+        let titles = |kind| -> Vec<String> {
+            plot_groups(&[("run", &history)], kind)
+                .into_iter()
+                .map(|(title, _)| title)
+                .collect()
+        };
+        let reconstructed = titles(ModelKind::ConvAe);
+        assert_eq!(
+            reconstructed[..3],
+            [
+                "Reconstruction quality: Fréchet distance (lower is better)",
+                "Reconstructions read with confidence",
+                "Classes the confident reconstructions cover"
+            ]
+        );
+        assert_eq!(
+            titles(ModelKind::Vae)[..3],
+            [
+                "Sample quality: Fréchet distance (lower is better)",
+                "Samples read with confidence",
+                "Classes the confident samples cover"
+            ]
+        );
+        assert_eq!(
+            titles(ModelKind::Vae)[3],
+            titles(ModelKind::ConvAe)[3],
+            "other plots keep their title"
+        );
     }
 
     #[test]

@@ -644,7 +644,9 @@ impl GantryApp {
         if overlays.is_empty() {
             return None;
         }
-        self.curves.show(ui, &overlays, &mut self.settings.curves)
+        // Runs of another model than the first are not overlaid.
+        let kind = configs.first()?.model.kind;
+        self.curves.show(ui, &overlays, kind, &mut self.settings.curves)
     }
 
     fn run_config(&self, dir: &Path) -> Option<&RunConfig> {
@@ -654,7 +656,7 @@ impl GantryApp {
     /// The grid kind the filmstrip of the run in `dir` steps through.
     fn filmstrip_kind(&self, dir: &Path) -> GridKind {
         match self.run_config(dir).map(|c| c.model.kind) {
-            Some(kind) if kind.is_gan() || kind.is_vae() => GridKind::Samples,
+            Some(kind) if kind.generates() => GridKind::Samples,
             Some(_) => GridKind::Reconstructions,
             None => GridKind::Samples,
         }

@@ -333,11 +333,7 @@ impl PicturesPanel {
         let share = Vec2::new(ui.available_width(), ui.available_height() / views - 48.0).max(Vec2::splat(64.0));
         if let Some(points) = snapshot.points {
             // Plain autoencoders reconstruct the real points; GANs and VAEs generate new ones.
-            let name = if kind.is_gan() || kind.is_vae() {
-                "generated"
-            } else {
-                "reconstructed"
-            };
+            let name = if kind.generates() { "generated" } else { "reconstructed" };
             ui.heading(format!("Real vs {name}, step {}", snapshot.step));
             ui.horizontal(|ui| {
                 if points.heatmap.is_some() {

@@ -252,7 +252,7 @@ impl Session {
 
     /// Whether the run's metrics include the KL / JS divergence of 2D points (models that generate, on 2D data).
     fn measures_divergences(&self) -> bool {
-        self.data.shape == ItemShape::Point && (self.config.model.kind.is_gan() || self.config.model.kind.is_vae())
+        self.data.shape == ItemShape::Point && self.config.model.kind.generates()
     }
 
     /// Takes the hyperparameters of `new` that do not change shapes; anything else is refused with the
