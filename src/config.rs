@@ -545,7 +545,7 @@ impl RunConfig {
             let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
             invalid(
                 &keys.join(", "),
-                format!("bad value '{}': {}", values.join("', '"), e.message()),
+                format!("bad value '{}': {}", values.join("', '"), plain_expectation(e.message())),
             )
         })?;
         updated.validate()?;
@@ -744,6 +744,26 @@ fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
     }
 }
 
+/// A deserializer's complaint in a user's words: serde's "invalid type: string \"abc\", expected f64" (the
+/// value is quoted beside it already) reads "expected a number".
+fn plain_expectation(message: &str) -> String {
+    let Some((_, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.rsplit_once(", expected "))
+    else {
+        return message.to_string();
+    };
+    let expected = match expected {
+        "f32" | "f64" => "a number",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "a sequence" => "a list, e.g. [256, 256]",
+        "a boolean" => "true or false",
+        other => other,
+    };
+    format!("expected {expected}")
+}
+
 fn parse_value(raw: &str) -> toml::Value {
     toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
@@ -800,6 +820,13 @@ mod tests {
         assert!(err.message.contains("unknown field"), "{err}");
         let err = c.set("train.steps=lots").unwrap_err();
         assert_eq!(err.key, "train.steps");
+        assert_eq!(err.message, "bad value 'lots': expected a whole number, 0 or more");
+        let err = c.set("optimizer.lr=abc").unwrap_err();
+        assert_eq!(err.message, "bad value 'abc': expected a number");
+        let err = c.set("model.hidden=abc").unwrap_err();
+        assert_eq!(err.message, "bad value 'abc': expected a list, e.g. [256, 256]");
+        let err = c.set("model.norm=foo").unwrap_err();
+        assert!(err.message.contains("expected one of `none`, `batch`"), "{err}");
         let err = c.set("optimizer.lr=-1").unwrap_err();
         assert_eq!(err.key, "optimizer.lr");
         let err = c.set("train.batch_size=0").unwrap_err();

@@ -251,6 +251,10 @@ impl RunBrowser {
                         self.sweep_open = false;
                     }
                 }
+                // Nothing typed yet is no error.
+                Err(reason) if self.sweep_axes.iter().all(|t| t.trim().is_empty()) => {
+                    ui.weak(reason);
+                }
                 Err(reason) => {
                     ui.colored_label(ui.visuals().error_fg_color, reason);
                 }
