@@ -1356,6 +1356,13 @@ fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
     let (low, high) = (bounds.min()[1], bounds.max()[1]);
     // egui_plot alone makes a flat line's range as tall as the plot is wide (20 steps: 0 to 20).
     assert!(low < 10.0 && 10.0 < high && high - low < 3.0, "{low}..{high}");
+    // What keeps the range is not drawn (egui_plot gives a transparent line a colour of its own: red first).
+    let image = harness.render().unwrap();
+    let red = image
+        .pixels()
+        .filter(|p| p[0] > 150 && i32::from(p[0]) - i32::from(p[1].max(p[2])) > 60)
+        .count();
+    assert_eq!(red, 0, "red pixels");
 }
 
 #[test]

@@ -385,9 +385,10 @@ fn curve_plot(
         // (A single point is left to egui_plot, which makes its x range a step wide.)
         let line = xs.0 < xs.1;
         if let (true, true, Some([low, high])) = (line, plot.auto_bounds().y, flat_line_range(values.0, values.1)) {
+            // No width rather than no colour: egui_plot gives a transparent item a colour of its own.
             plot.line(
                 Line::new("", vec![[xs.0, low], [xs.0, high]])
-                    .color(Color32::TRANSPARENT)
+                    .width(0.0)
                     .allow_hover(false),
             );
         }
