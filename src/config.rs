@@ -545,7 +545,11 @@ impl RunConfig {
             let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
             invalid(
                 &keys.join(", "),
-                format!("bad value '{}': {}", values.join("', '"), plain_expectation(e.message())),
+                format!(
+                    "bad value '{}': {}",
+                    values.join("', '"),
+                    plain_expectation(e.message())
+                ),
             )
         })?;
         updated.validate()?;

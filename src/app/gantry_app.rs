@@ -832,7 +832,7 @@ impl GantryApp {
             Action::ExportCsv => {
                 let name = match self.fleet.focus_dir().and_then(Path::file_name) {
                     Some(run) => format!("{}-metrics.csv", run.to_string_lossy()),
-                    None => format!("{}-metrics.csv", self.settings.preset),
+                    None => format!("{}-metrics.csv", self.settings.run_name()),
                 };
                 if let Some(bytes) = self.viewed_history().map(|history| history.to_csv()) {
                     self.choose_path(PathFor::Csv { bytes, name }, ctx);
@@ -874,7 +874,7 @@ impl GantryApp {
             }
             Action::RefreshRuns => self.catalog.mark_stale(),
             Action::QueueSweep(axes) => {
-                let (config, name) = (&self.settings.config, &self.settings.preset);
+                let (config, name) = (&self.settings.config, &self.settings.run_name());
                 let outcome = self.lifecycle.queue_sweep(&mut self.fleet, config, name, &axes);
                 self.apply(outcome);
             }
@@ -914,7 +914,7 @@ impl GantryApp {
         let config = self.settings.config.clone();
         let outcome = self
             .lifecycle
-            .start(&mut self.fleet, config, &self.settings.preset, first);
+            .start(&mut self.fleet, config, &self.settings.run_name(), first);
         self.apply(outcome);
     }
 

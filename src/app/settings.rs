@@ -130,7 +130,7 @@ pub enum CentralView {
 pub struct Settings {
     /// The config the panels edit: the next run's, and the live run's for settings that apply live.
     pub config: RunConfig,
-    /// The preset the config came from; names run directories.
+    /// The preset the config came from; names run directories while the model and data are its own.
     pub preset: String,
     pub sections: Sections,
     pub curves: CurveSettings,
@@ -163,9 +163,55 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// A new run's name: the preset's while the model and data are still the preset's, else the model and
+    /// the data's own name ("denoising-ae-cats" for a denoising AE on `folder:/photos/cats`), so that a name
+    /// never claims data the run did not train on.
+    pub fn run_name(&self) -> String {
+        let (model, data) = (&self.config.model, &self.config.data);
+        if preset(&self.preset).is_ok_and(|p| p.model.kind == model.kind && p.data.source == data.source) {
+            return self.preset.clone();
+        }
+        // The last part of a path or of `toy:NAME`.
+        let data_name = data
+            .source
+            .rsplit(['/', '\\', ':'])
+            .find(|part| !part.is_empty())
+            .unwrap_or("data");
+        format!("{}-{}", slug(model.kind.label()), slug(data_name))
+    }
+}
+
+/// `text` in lower case with each run of other characters than letters and digits as one `-`.
+fn slug(text: &str) -> String {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.join("-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ModelKind;
+
+    #[test]
+    fn a_run_is_named_after_its_preset_until_its_model_or_data_change() {
+        let mut settings = Settings {
+            config: preset("denoising-ae-shapes").unwrap(),
+            preset: "denoising-ae-shapes".into(),
+            ..Settings::default()
+        };
+        settings.config.optimizer.lr = 3e-4;
+        assert_eq!(settings.run_name(), "denoising-ae-shapes", "a tuned preset");
+        settings.config.data.source = "folder:/photos/My Cats/".into();
+        assert_eq!(settings.run_name(), "denoising-ae-my-cats");
+        settings.config.model.kind = ModelKind::ConvVae;
+        settings.config.data.source = "toy:ring".into();
+        assert_eq!(settings.run_name(), "conv-vae-ring");
+    }
 
     #[test]
     fn settings_round_trip_and_missing_fields_take_defaults() {
