@@ -327,16 +327,22 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
-/// "skipped N of M files that could not be read: a, b, c and K more (a: reason)".
+/// "skipped N of M files that could not be read: a, b, c and K more (a: reason)", or for one file
+/// "…: a (reason)".
 fn skip_note(skipped: &[(String, String)], total: usize) -> String {
     let names: Vec<&str> = skipped.iter().take(NAMED_SKIPS).map(|(n, _)| n.as_str()).collect();
     let more = match skipped.len().saturating_sub(NAMED_SKIPS) {
         0 => String::new(),
         k => format!(" and {k} more"),
     };
-    let (first, reason) = &skipped[0];
+    let reason = match skipped {
+        [(_, reason)] => reason.clone(),
+        _ => skipped
+            .first()
+            .map_or_else(String::new, |(first, reason)| format!("{first}: {reason}")),
+    };
     format!(
-        "skipped {} of {total} files that could not be read: {}{more} ({first}: {reason})",
+        "skipped {} of {total} files that could not be read: {}{more} ({reason})",
         skipped.len(),
         names.join(", ")
     )
@@ -490,7 +496,11 @@ mod tests {
         assert_eq!(raw.count, 2);
         assert_eq!(raw.notes.len(), 1);
         let note = &raw.notes[0];
-        assert!(note.starts_with("skipped 1 of 3 files that could not be read: x.png (x.png: "));
+        assert!(
+            note.starts_with("skipped 1 of 3 files that could not be read: x.png ("),
+            "{note}"
+        );
+        assert!(!note.contains("(x.png"), "the one file is named once: {note}");
         // The survivors close up in path order: a.png then z.jpeg.
         assert_eq!(raw.pixels.len(), 2 * 28 * 28);
     }
@@ -527,7 +537,11 @@ mod tests {
         save(dir.path(), "small.png", 5, 5);
         let raw = load_image_folder(dir.path(), &FolderOptions::default(), &quiet).unwrap();
         assert_eq!(raw.count, 1);
-        assert!(raw.notes[0].contains("huge.png: 20000x20000 is 400000000 pixels"));
+        assert!(
+            raw.notes[0].contains("huge.png (20000x20000 is 400000000 pixels"),
+            "{:?}",
+            raw.notes
+        );
     }
 
     #[test]
