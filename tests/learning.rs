@@ -121,6 +121,8 @@ fn mlp_gan_on_the_ring_covers_most_modes() {
     let mut config = small("mlp-gan-ring");
     config.data.count = 4000;
     config.train.steps = 1500;
+    // A seed on which one D step per G step leaves G on an arc between modes (the preset takes two).
+    config.train.seed = 1;
     let mut s = session(config);
     for _ in 0..1500 {
         s.step().unwrap();
@@ -137,7 +139,7 @@ fn mlp_gan_on_the_ring_covers_most_modes() {
     let counts: Vec<usize> = modes.iter().map(near).collect();
     let covered = counts.iter().filter(|&&c| c >= cloud.generated.len() / 100).count();
     println!("generated points near each of the 8 modes: {counts:?}");
-    assert!(covered >= 6, "only {covered} of 8 modes covered: {counts:?}");
+    assert!(covered >= 7, "only {covered} of 8 modes covered: {counts:?}");
 }
 
 #[test]
