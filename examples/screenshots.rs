@@ -20,7 +20,7 @@ use tempfile::TempDir;
 mod workbench;
 
 use std::time::{Duration, Instant};
-use workbench::{open_latent_tab, run_name, workbench_harness};
+use workbench::{open_latent_tab, run_name, type_sweep, workbench_harness};
 
 struct Scene {
     file: &'static str,
@@ -225,13 +225,7 @@ fn shoot_sweep(out: &Path) {
     wait_until(&mut harness, |h| {
         !h.get_by_label("Start").accesskit_node().is_disabled()
     });
-    harness.get_by_label("Sweep...").click();
-    harness.run_steps(2);
-    harness.get_by_label("Sweep setting 1").focus();
-    harness
-        .get_by_label("Sweep setting 1")
-        .type_text("optimizer.lr=2e-5..2e-3:3");
-    harness.run_steps(2);
+    type_sweep(&mut harness, &["optimizer.lr=2e-5..2e-3:3"]);
     harness.get_by_label("Queue 3 runs").click();
     wait_until(&mut harness, |h| {
         h.state().run().state() == Some(gantry::train::worker::RunState::Finished)

@@ -20,7 +20,7 @@ use tempfile::TempDir;
 #[path = "support/workbench.rs"]
 mod workbench;
 
-use workbench::{open_latent_tab, run_name, workbench_harness, WINDOW};
+use workbench::{open_latent_tab, run_name, type_sweep, workbench_harness, WINDOW};
 
 /// The workbench on a small dataset, writing runs into a temporary directory (kept alive by the caller).
 fn workbench(preset_name: &str, configure: impl FnOnce(&mut Settings)) -> (Harness<'static, GantryApp>, TempDir) {
@@ -987,15 +987,7 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
     start(&mut harness);
     let holder = harness.state().run().dir().unwrap().to_path_buf();
     let holder_name = holder.file_name().unwrap().to_string_lossy().into_owned();
-    harness.get_by_label("Sweep...").click();
-    harness.run_steps(2);
-    harness.get_by_label("Sweep setting 1").focus();
-    harness
-        .get_by_label("Sweep setting 1")
-        .type_text("optimizer.lr=1e-3,1e-4");
-    harness.get_by_label("Sweep setting 2").focus();
-    harness.get_by_label("Sweep setting 2").type_text("train.steps=150");
-    harness.run_steps(2);
+    type_sweep(&mut harness, &["optimizer.lr=1e-3,1e-4", "train.steps=150"]);
     harness.get_by_label("Queue 2 runs").click();
     // Both rows of the run list, and the status bar of the run in view (the sweep's first).
     wait_until(&mut harness, "the browser to show both sweep runs queued", |h| {
@@ -1055,13 +1047,7 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
 fn a_sweep_value_the_setting_cannot_take_is_named_before_anything_is_queued() {
     let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));
-    harness.get_by_label("Sweep...").click();
-    harness.run_steps(2);
-    harness.get_by_label("Sweep setting 1").focus();
-    harness
-        .get_by_label("Sweep setting 1")
-        .type_text("optimizer.lr=1e-3,abc");
-    harness.run_steps(2);
+    type_sweep(&mut harness, &["optimizer.lr=1e-3,abc"]);
     harness.get_by_label_contains("optimizer.lr: bad value 'abc'");
     assert!(!enabled(&harness, "Queue 0 runs"));
     // Mending the value makes the runs queueable.

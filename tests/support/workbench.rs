@@ -40,6 +40,19 @@ pub fn harness_with(settings: Settings, options: AppOptions) -> Harness<'static,
     )
 }
 
+/// Opens the run list's sweep form and types `settings` into its fields, one `key=values` each.
+#[allow(dead_code)]
+pub fn type_sweep(harness: &mut Harness<'_, GantryApp>, settings: &[&str]) {
+    harness.get_by_label("Sweep...").click();
+    harness.run_steps(2);
+    for (i, text) in settings.iter().enumerate() {
+        let label = format!("Sweep setting {}", i + 1);
+        harness.get_by_label(&label).focus();
+        harness.get_by_label(&label).type_text(text);
+    }
+    harness.run_steps(2);
+}
+
 /// A run's name in the run browser (the name also labels the run's tick box, which queries leave out unless
 /// asked). Not every user of the harness looks for runs.
 #[allow(dead_code)]
