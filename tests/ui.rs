@@ -1044,6 +1044,40 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
 }
 
 #[test]
+fn continue_in_the_run_list_trains_a_finished_run_to_the_budget_raised_in_the_panel() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 10;
+        s.config.train.sample_every = 5;
+    });
+    train_to_budget(&mut harness);
+    harness.get_by_label("Step budget").set_value_accesskit(20.0);
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::Button, "Continue").click();
+    wait_until(&mut harness, "the raised budget", |h| steps(h) >= 20);
+    wait_until(&mut harness, "the finish", |h| state(h) == Some(RunState::Finished));
+    assert_eq!(steps(&harness), 20);
+    assert_eq!(
+        harness.state().settings().config.train.steps,
+        20,
+        "the panel keeps the budget"
+    );
+
+    // Closed and viewed from its folder, the run continues to the budget raised for it as well.
+    let dir = harness.state().run().dir().unwrap().to_path_buf();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    drop(harness);
+    let mut reopened = browser_harness(runs.path());
+    view_run(&mut reopened, &name);
+    reopened.get_by_label("Step budget").set_value_accesskit(30.0);
+    reopened.run_steps(2);
+    reopened.get_by_role_and_label(Role::Button, "Continue").click();
+    wait_until(&mut reopened, "the run's finish at the raised budget", |h| {
+        state(h) == Some(RunState::Finished)
+    });
+    assert_eq!(reopened.state().run().step(), 30);
+}
+
+#[test]
 fn a_sweep_value_the_setting_cannot_take_is_named_before_anything_is_queued() {
     let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));

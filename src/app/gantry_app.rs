@@ -842,8 +842,20 @@ impl GantryApp {
             Action::Fork => self.fork(),
             Action::ViewRun(dir) => self.view_run(dir),
             Action::ContinueRun(dir) => {
-                let outcome = self.lifecycle.continue_run(&mut self.fleet, dir);
-                self.apply(outcome);
+                // The panels show the run in view: a step budget raised there is what it trains on to, as
+                // Resume does (its row's Continue sent the run's own settings, which put the budget back).
+                let in_view = self.fleet.focus_dir() == Some(dir.as_path());
+                match self.fleet.get_mut(&dir) {
+                    Some(run) if in_view && run.takes_commands() => {
+                        run.push_config(&draft);
+                        run.send(Command::Resume);
+                    }
+                    _ => {
+                        let budget = in_view.then_some(draft.train.steps);
+                        let outcome = self.lifecycle.continue_run(&mut self.fleet, dir, budget);
+                        self.apply(outcome);
+                    }
+                }
             }
             Action::StopRun(dir) => match self.fleet.get_mut(&dir) {
                 Some(run) if run.is_queued() => {

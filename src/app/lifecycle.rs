@@ -89,8 +89,9 @@ impl Lifecycle {
     }
 
     /// Trains a listed run on: its open worker resumes, else a new worker continues its newest checkpoint
-    /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session).
-    pub fn continue_run(&self, fleet: &mut Fleet, dir: PathBuf) -> Outcome {
+    /// (or starts it from scratch when it never wrote one, e.g. a run queued in an earlier session), to
+    /// `budget` steps where that is more than its own (the step budget the panels show for it).
+    pub fn continue_run(&self, fleet: &mut Fleet, dir: PathBuf, budget: Option<u64>) -> Outcome {
         // An open run has the config it runs; only a closed one is read from its folder.
         if let Some(run) = fleet.get_mut(&dir) {
             run.send(Command::Start);
@@ -100,10 +101,11 @@ impl Lifecycle {
                 ..Outcome::default()
             };
         }
-        let config = match runs::config_to_continue(&dir) {
+        let mut config = match runs::config_to_continue(&dir) {
             Ok(config) => config,
             Err(message) => return Outcome::notice(message),
         };
+        config.train.steps = config.train.steps.max(budget.unwrap_or(0));
         let resume = !runs::checkpoint_steps(&dir).is_empty();
         self.launch(fleet, config, dir, resume, Command::Start, &[])
     }
