@@ -168,6 +168,25 @@ fn bad_data_reaches_the_caller_as_a_fatal_event() {
 }
 
 #[test]
+fn a_queued_run_whose_data_cannot_load_is_recorded_as_failed() {
+    use gantry::runs::{RunMeta, RunStatus};
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("missing-data");
+    let mut config = small("mlp-gan-digits");
+    config.data.source = format!("idx:{}", runs.path().join("no-such-folder").display());
+    gantry::runs::write_queued(&dir, &config, &[]).unwrap();
+    let options = RunOptions {
+        out_dir: Some(dir.clone()),
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config, options, None);
+    wait_for_problem(&trainer, |p| matches!(p, Problem::Fatal(_)));
+    assert_eq!(next_state(&trainer), RunState::Failed);
+    // Not "queued" for ever: the run list would show it waiting for a slot it never takes.
+    assert_eq!(RunMeta::read(&dir).unwrap().status, RunStatus::Failed);
+}
+
+#[test]
 fn a_panic_in_training_fails_the_run_with_its_message() {
     let options = RunOptions {
         panic_at_step: Some(3),

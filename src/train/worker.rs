@@ -14,7 +14,7 @@ use crate::grid::ImageGrid;
 use crate::models::NetSummary;
 use crate::quality::evaluator::{Evaluator, Reply};
 use crate::quality::features::FeatureInfo;
-use crate::runs::{self, GridKind, RunDir, RunStatus, SettingChange};
+use crate::runs::{self, GridKind, RunDir, RunMeta, RunStatus, SettingChange};
 use candle_core::Tensor;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 use std::collections::{HashMap, VecDeque};
@@ -670,6 +670,22 @@ impl Worker {
         let mut session = match self.open(config, &options) {
             Ok(session) => session,
             Err(message) => {
+                // A run the workbench queued has a `run.toml` saying so, which must not outlive the run (one
+                // that trained before and failed to continue keeps its own status).
+                let listed = options
+                    .out_dir
+                    .as_deref()
+                    .filter(|dir| dir.join(runs::META_FILE).exists());
+                if let (None, Some(dir)) = (&self.run_dir, listed) {
+                    let failed = RunMeta::update(dir, |meta| {
+                        if meta.status == RunStatus::Queued {
+                            meta.status = RunStatus::Failed;
+                        }
+                    });
+                    if let Err(warning) = failed {
+                        self.emit(Event::Problem(Problem::Warning(warning)));
+                    }
+                }
                 self.fail(message);
                 self.wait_for_stop();
                 return;
