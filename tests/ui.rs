@@ -1078,6 +1078,20 @@ fn continue_in_the_run_list_trains_a_finished_run_to_the_budget_raised_in_the_pa
 }
 
 #[test]
+fn restart_run_waits_for_data_that_loads_as_start_does() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 10);
+    train_to_budget(&mut harness);
+    let missing = runs.path().join("no-such-folder");
+    harness.state_mut().settings_mut().config.data.source = format!("idx:{}", missing.display());
+    wait_until(&mut harness, "the data's failure", |h| {
+        h.query_by_label_contains("directory does not exist").is_some()
+    });
+    harness.run_steps(2);
+    assert!(!enabled(&harness, "Start"));
+    assert!(!enabled(&harness, "Restart run"), "a new run on data that cannot load");
+}
+
+#[test]
 fn a_sweep_value_the_setting_cannot_take_is_named_before_anything_is_queued() {
     let (mut harness, runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));

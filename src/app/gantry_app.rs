@@ -498,6 +498,8 @@ impl GantryApp {
                 }
             });
         }
+        // Restart starts a run as Start does, so it waits for what Start waits for (valid settings, loaded data).
+        let launch = self.launch();
         match self.sync {
             ConfigSync::NeedsRestart(key) => banner(ui, ui.visuals().warn_fg_color, |ui| {
                 let running = self.fleet.focused().state() == Some(RunState::Running);
@@ -506,8 +508,12 @@ impl GantryApp {
                     setting_name(key),
                     if running { "live" } else { "shown" }
                 ));
-                let launch = self.launch_check.check(&self.settings.config).is_ok();
-                if ui.add_enabled(launch, egui::Button::new("Restart run")).clicked() {
+                let restart = ui.add_enabled(launch.is_ok(), egui::Button::new("Restart run"));
+                let restart = match &launch {
+                    Err(reason) => restart.on_disabled_hover_text(format!("Cannot start: {reason}")),
+                    Ok(()) => restart,
+                };
+                if restart.clicked() {
                     actions.push(Action::Restart);
                 }
                 if ui.button("Revert changes").clicked() {
