@@ -1336,6 +1336,35 @@ fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
     assert_eq!((events.len(), events[0].to_step), (1, Some(5)), "{events:?}");
 }
 
+#[test]
+fn fork_from_an_older_checkpoint_starts_a_run_from_it() {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+        s.config.train.steps = 10;
+        s.config.train.checkpoint_every = 5;
+        s.config.train.sample_every = 5;
+    });
+    train_to_budget(&mut harness);
+    let parent = harness.state().run().dir().unwrap().to_path_buf();
+    settle(&mut harness);
+    harness.get_by_label("Health").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::ComboBox, "Roll back to").click();
+    harness.run_steps(2);
+    harness.get_by_label("step 5 (checkpoint)").click();
+    harness.run_steps(1);
+    harness.get_by_role_and_label(Role::Button, "Fork from it").click();
+    wait_until(&mut harness, "the child run", |h| {
+        h.state().viewed_run().is_some_and(|d| d != parent)
+    });
+    let child = harness.state().viewed_run().unwrap().to_path_buf();
+    let meta = gantry::runs::RunMeta::read(&child).unwrap();
+    assert_eq!(
+        (meta.parent.as_deref(), meta.fork_step),
+        (Some(parent.as_path()), Some(5))
+    );
+    assert!(child.starts_with(runs.path()));
+}
+
 /// A finished run on disk whose quality metric scored `fd` at step 10, with a saved sample grid there.
 fn scored_run(root: &std::path::Path, name: &str, fd: f64) {
     use gantry::data::ItemShape;

@@ -66,7 +66,13 @@ impl HealthView {
     /// Picks a snapshot or checkpoint step; goes back to it in place, or forks a new run from a checkpoint.
     fn roll_back(&mut self, ui: &mut Ui, run: &TrainingRun, checkpoints: &[u64]) -> Option<Action> {
         let snapshots = run.health().map(|r| r.snapshot_steps.clone()).unwrap_or_default();
-        let mut steps: Vec<(u64, &str)> = snapshots.iter().map(|s| (*s, "in memory")).collect();
+        let mut steps: Vec<(u64, &str)> = snapshots
+            .iter()
+            .map(|s| match checkpoints.contains(s) {
+                true => (*s, "in memory and on disk"),
+                false => (*s, "in memory"),
+            })
+            .collect();
         for step in checkpoints {
             if !snapshots.contains(step) {
                 steps.push((*step, "checkpoint"));

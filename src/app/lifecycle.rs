@@ -113,7 +113,9 @@ impl Lifecycle {
     /// Starts a child of `parent` at `step` with `config`, once the parent's checkpoint of that step is on
     /// disk (a live parent is asked to write it first; [`Lifecycle::finish_pending_fork`] goes on then).
     pub fn fork(&mut self, fleet: &mut Fleet, parent: PathBuf, step: u64, config: RunConfig) -> Outcome {
-        if let Some(run) = fleet.get_mut(&parent).filter(|r| r.takes_commands()) {
+        // A checkpoint on disk forks at once (an older one too: asking for one would write the live step's).
+        let on_disk = runs::checkpoint_steps(&parent).contains(&step);
+        if let Some(run) = fleet.get_mut(&parent).filter(|r| r.takes_commands() && !on_disk) {
             if run.last_checkpoint().map(|c| c.0) != Some(step) {
                 run.send(Command::SaveCheckpoint);
                 self.pending_fork = Some((parent, step, config));
