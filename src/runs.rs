@@ -989,9 +989,11 @@ fn config_literals(config: &RunConfig) -> Vec<(String, String)> {
 }
 
 /// Settings that say how long a run goes and how it is watched (budgets, intervals, its pace, the quality
-/// metric, the health snapshots), not how it learns: they do not tell runs apart for a comparison.
+/// metric, the health checks' thresholds and snapshots), not how it learns: they do not tell runs apart for a
+/// comparison. What a health check does on trouble (`health.on_*`: roll back, pause) does.
 pub fn is_bookkeeping(key: &str) -> bool {
     key.starts_with("quality.")
+        || (key.starts_with("health.") && !key.starts_with("health.on_"))
         || matches!(
             key,
             "train.steps"
@@ -1000,9 +1002,6 @@ pub fn is_bookkeeping(key: &str) -> bool {
                 | "train.checkpoint_every"
                 | "train.grid_size"
                 | "train.max_steps_per_s"
-                | "health.every"
-                | "health.snapshot_every"
-                | "health.snapshots"
         )
 }
 
@@ -1052,12 +1051,18 @@ mod tests {
         assert_eq!(diffs[0], vec![("optimizer.lr".to_string(), "0.0002".to_string())]);
         assert_eq!(diffs[1], vec![("optimizer.lr".to_string(), "0.001".to_string())]);
         // Budgets and intervals differ too, but only the learning rate tells the runs apart for learning.
+        // So do the health checks' thresholds; what a check does on trouble (rolling back) changes learning.
         b.train.steps += 100;
         b.train.checkpoint_every += 5;
-        assert_eq!(config_differences(&[&a, &b])[1].len(), 3);
+        b.health.diversity_below = 0.99;
+        b.health.on_mode_collapse = crate::config::OnTrouble::Rollback;
+        assert_eq!(config_differences(&[&a, &b])[1].len(), 5);
         assert_eq!(
             learning_differences(&[&a, &b])[1],
-            vec![("optimizer.lr".to_string(), "0.001".to_string())]
+            vec![
+                ("health.on_mode_collapse".to_string(), "rollback".to_string()),
+                ("optimizer.lr".to_string(), "0.001".to_string())
+            ]
         );
     }
 
