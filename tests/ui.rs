@@ -1451,6 +1451,26 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
 }
 
 #[test]
+fn the_contact_sheet_sorted_by_name_orders_runs_by_name_not_by_their_labels() {
+    let runs = tempfile::tempdir().unwrap();
+    for (name, lr) in [("a", "1e-3"), ("b", "1e-4")] {
+        scored_run(runs.path(), name, 10.0);
+        let mut config = preset("mlp-gan-digits").unwrap();
+        config.set(&format!("optimizer.lr={lr}")).unwrap();
+        gantry::runs::write_config(&runs.path().join(name), &config).unwrap();
+    }
+    let mut harness = browser_harness(runs.path());
+    tick(&mut harness, &["a", "b"]);
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(3);
+    // Labelled by what tells them apart, which sorts the other way ("lr=0.0001" before "lr=0.001").
+    wait_until(&mut harness, "the sheet in name order", |h| {
+        h.query_by_label_contains("1. lr=0.001 (step 10)   2. lr=0.0001 (step 10)")
+            .is_some()
+    });
+}
+
+#[test]
 fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
     use gantry::runs::{GridKind, RunDir};
     let runs = tempfile::tempdir().unwrap();

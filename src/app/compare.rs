@@ -346,6 +346,9 @@ impl ContactSheetView {
                     label.push_str(&format!(", fd {} at step {at}", significant(fd)));
                 }
                 fd.map(|(fd, _)| fd.to_string())
+            } else if self.sort_key.is_empty() {
+                // By name: the label may be the settings that tell the run apart instead.
+                Some(listed.name().to_string())
             } else {
                 listed.setting(&self.sort_key).map(str::to_string)
             };
