@@ -97,7 +97,9 @@ pub fn quality_text(history: &RunHistory) -> Option<String> {
     let mut text = quality::describe(|name| if name == quality::FD { Some(fd) } else { latest(name) })?;
     if let [(before, previous), _] = scores[..] {
         if previous > 0.0 {
-            let change = format!(" ({:+.0} % since step {before})", 100.0 * (fd - previous) / previous);
+            // Rounded first, so that a change of less than half a percent reads +0 %, not -0 %.
+            let percent = (100.0 * (fd - previous) / previous).round() + 0.0;
+            let change = format!(" ({percent:+.0} % since step {before})");
             text.insert_str(text.find(',').unwrap_or(text.len()), &change);
         }
     }
@@ -118,5 +120,32 @@ fn state_color(ui: &Ui, state: RunState) -> Color32 {
         RunState::Failed => ui.visuals().error_fg_color,
         RunState::Paused | RunState::Loading => ui.visuals().warn_fg_color,
         RunState::Ready | RunState::Finished | RunState::Stopped => ui.visuals().text_color(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::MetricRow;
+
+    fn scored(fds: &[(u64, f64)]) -> RunHistory {
+        let mut history = RunHistory::new(&[], 0.0);
+        for &(step, fd) in fds {
+            history.push(&MetricRow {
+                step,
+                epoch: 1.0,
+                wall_s: 1.0,
+                values: vec![(quality::FD.to_string(), fd)],
+            });
+        }
+        history
+    }
+
+    #[test]
+    fn the_quality_text_says_how_the_score_moved_and_a_tiny_move_is_no_minus_zero() {
+        let text = |fds: &[(u64, f64)]| quality_text(&scored(fds)).unwrap();
+        assert_eq!(text(&[(500, 50.0), (750, 41.0)]), "fd 41 (-18 % since step 500)");
+        assert_eq!(text(&[(1000, 11.07), (1250, 11.06)]), "fd 11.06 (+0 % since step 1000)");
+        assert_eq!(text(&[(250, 11.06)]), "fd 11.06");
     }
 }

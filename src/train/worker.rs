@@ -1069,7 +1069,7 @@ impl Worker {
         let pause_instead = match (action, target) {
             (OnTrouble::Rollback, None) => Some(format!("no snapshot from before step {since} to roll back to")),
             (OnTrouble::Rollback, Some(to)) if self.rollbacks == (to, MAX_ROLLBACKS_TO_ONE_STEP) => Some(format!(
-                "rolled back to step {to} {MAX_ROLLBACKS_TO_ONE_STEP} times and the trouble came back"
+                "rolled back {MAX_ROLLBACKS_TO_ONE_STEP} times to step {to} and the trouble came back"
             )),
             _ => None,
         };
