@@ -163,6 +163,8 @@ impl ScatterView {
         let heatmap_shown = model.as_ref().is_some_and(|m| m.heatmap.is_some());
         let height = size.y - if zoomable { 18.0 } else { 0.0 } - if heatmap_shown { 18.0 } else { 0.0 };
         let extent = f64::from(EXTENT);
+        // The theme's strongest text colour: light on the dark theme, dark on the light one's white plane.
+        let arrow_color = ui.visuals().strong_text_color();
         Plot::new(id)
             .id(egui::Id::unique(id))
             .width(size.x)
@@ -224,7 +226,7 @@ impl ScatterView {
                             .collect();
                         plot.arrows(
                             Arrows::new("G's gradient", to_plot(generated), to_plot(&tips))
-                                .color(Color32::from_rgb(230, 230, 230))
+                                .color(arrow_color)
                                 .tip_length(4.0),
                         );
                     }
