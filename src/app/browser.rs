@@ -401,12 +401,7 @@ impl RunBrowser {
                     })
                     .inner;
                 if done {
-                    let tags = tags
-                        .split(',')
-                        .map(|t| t.trim().to_string())
-                        .filter(|t| !t.is_empty())
-                        .collect();
-                    actions.push(Action::TagRun(dir.clone(), tags));
+                    actions.push(Action::TagRun(dir.clone(), parse_tags(tags)));
                     self.tagging = None;
                 }
             }
@@ -468,6 +463,17 @@ impl RunBrowser {
             });
         });
     }
+}
+
+/// The tags typed as "a, b, a": each once, in the order typed, without blanks.
+fn parse_tags(text: &str) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_string());
+        }
+    }
+    tags
 }
 
 /// The axes typed in the sweep form and how many runs they make over `draft`, or the first text or value
@@ -641,6 +647,12 @@ pub fn listed<'a>(catalog: &Catalog, selection: &'a [PathBuf]) -> Vec<&'a Path> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_kept_once_each_in_the_order_typed() {
+        assert_eq!(parse_tags("half, ,beta,half"), ["half", "beta"]);
+        assert!(parse_tags(" , ").is_empty());
+    }
 
     #[test]
     fn creation_times_read_as_calendar_dates() {
