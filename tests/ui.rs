@@ -1303,17 +1303,16 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
     );
 }
 
-#[test]
-fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+/// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's
+/// roll-back list set to step 5.
+fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir, std::path::PathBuf) {
+    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 10;
         s.config.train.checkpoint_every = 5;
         s.config.train.sample_every = 5;
     });
     train_to_budget(&mut harness);
     let dir = harness.state().run().dir().unwrap().to_path_buf();
-    // The samples G made from the step-5 weights, saved beside the step-5 checkpoint.
-    let at_five = gantry::runs::read_grid(&dir, GridKind::Samples, 5).unwrap();
     settle(&mut harness);
     harness.get_by_label("Health").click();
     harness.run_steps(2);
@@ -1321,6 +1320,14 @@ fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
     harness.run_steps(2);
     harness.get_by_label("step 5 (checkpoint)").click();
     harness.run_steps(1);
+    (harness, runs, dir)
+}
+
+#[test]
+fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
+    let (mut harness, _runs, dir) = finished_run_with_step_five_picked();
+    // The samples G made from the step-5 weights, saved beside the step-5 checkpoint.
+    let at_five = gantry::runs::read_grid(&dir, GridKind::Samples, 5).unwrap();
     harness.get_by_role_and_label(Role::Button, "Roll back").click();
     wait_until(&mut harness, "the rollback", |h| {
         h.state().run().history().last_step() == Some(5) && h.state().run().snapshot().is_some_and(|s| s.step == 5)
@@ -1338,20 +1345,7 @@ fn roll_back_returns_a_run_to_the_weights_of_the_chosen_checkpoint() {
 
 #[test]
 fn fork_from_an_older_checkpoint_starts_a_run_from_it() {
-    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
-        s.config.train.steps = 10;
-        s.config.train.checkpoint_every = 5;
-        s.config.train.sample_every = 5;
-    });
-    train_to_budget(&mut harness);
-    let parent = harness.state().run().dir().unwrap().to_path_buf();
-    settle(&mut harness);
-    harness.get_by_label("Health").click();
-    harness.run_steps(2);
-    harness.get_by_role_and_label(Role::ComboBox, "Roll back to").click();
-    harness.run_steps(2);
-    harness.get_by_label("step 5 (checkpoint)").click();
-    harness.run_steps(1);
+    let (mut harness, runs, parent) = finished_run_with_step_five_picked();
     harness.get_by_role_and_label(Role::Button, "Fork from it").click();
     wait_until(&mut harness, "the child run", |h| {
         h.state().viewed_run().is_some_and(|d| d != parent)
