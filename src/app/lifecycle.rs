@@ -145,7 +145,7 @@ impl Lifecycle {
 
     fn fork_from(&self, fleet: &mut Fleet, parent: PathBuf, step: u64, config: RunConfig) -> Outcome {
         let name = runs::dir_name(&parent);
-        let child = self.new_run_dir(&format!("{name}-fork{step}"));
+        let child = self.new_run_dir(&format!("{}-fork{step}", fork_base(&name)));
         if let Err(message) = runs::fork(&parent, step, &child, &config) {
             return Outcome::notice(message);
         }
@@ -219,6 +219,26 @@ impl Lifecycle {
     }
 }
 
+/// The name a fork of the run named `parent` builds on: the parent's own, or for a fork of a fork the name
+/// that one was forked from, so that names do not grow with each generation (`run.toml` keeps the lineage):
+/// `dcgan-17-fork300-18` forked at step 900 makes `dcgan-17-fork900-…`.
+fn fork_base(parent: &str) -> &str {
+    let mut base = parent;
+    while let Some((head, tail)) = base.rsplit_once('-') {
+        if tail
+            .strip_prefix("fork")
+            .is_some_and(|step| step.parse::<u64>().is_ok())
+        {
+            return head;
+        }
+        if tail.parse::<u64>().is_err() {
+            break;
+        }
+        base = head;
+    }
+    parent
+}
+
 /// Writes `image` as PNG to `path`; says what happened.
 pub fn save_image(image: &ImageGrid, path: &Path) -> String {
     match image.write_png(path) {
@@ -245,5 +265,25 @@ pub fn export_csv(csv: &[u8], path: &Path) -> String {
     match crate::fsio::write(path, csv) {
         Ok(()) => format!("Saved {}", path.display()),
         Err(message) => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fork_of_a_fork_is_named_after_the_first_parent_and_its_own_step() {
+        assert_eq!(fork_base("dcgan-digits-1796308314"), "dcgan-digits-1796308314");
+        assert_eq!(
+            fork_base("dcgan-digits-1796308314-fork356-1796308403"),
+            "dcgan-digits-1796308314"
+        );
+        assert_eq!(
+            fork_base("dcgan-digits-17-fork356-18-2"),
+            "dcgan-digits-17",
+            "a suffix against a clash"
+        );
+        assert_eq!(fork_base("my-fork-run-17"), "my-fork-run-17");
     }
 }
