@@ -228,17 +228,20 @@ impl RunBrowser {
                 )
                 .labelled_by(label.id);
             }
-            let key = (draft.config.clone(), self.sweep_axes.clone());
-            if self.sweep_points.as_ref().is_none_or(|(checked, _)| *checked != key) {
-                let points = sweep_points(draft.config, &self.sweep_axes);
-                self.sweep_points = Some((key, points));
-            }
-            let points = self
+            // Worked out again only when the draft or the texts changed (each value goes through the config).
+            let stale = self
                 .sweep_points
                 .as_ref()
-                .map(|(_, points)| points.clone())
-                .expect("just checked");
-            let allowed = points.and_then(|points| draft.launch.clone().map(|()| points));
+                .is_none_or(|((config, texts), _)| config != draft.config || *texts != self.sweep_axes);
+            if stale {
+                let points = sweep_points(draft.config, &self.sweep_axes);
+                self.sweep_points = Some(((draft.config.clone(), self.sweep_axes.clone()), points));
+            }
+            let points = &self.sweep_points.as_ref().expect("worked out above").1;
+            let allowed = match (points, draft.launch) {
+                (Ok(points), Ok(())) => Ok(points),
+                (Err(reason), _) | (_, Err(reason)) => Err(reason.clone()),
+            };
             let count = allowed.as_ref().map_or(0, |(_, count)| *count);
             let button = ui.add_enabled(allowed.is_ok(), Button::new(format!("Queue {count} runs")));
             match allowed {
@@ -247,7 +250,7 @@ impl RunBrowser {
                         .on_hover_text("Each run uses the settings on the left with its sweep values")
                         .clicked()
                     {
-                        actions.push(Action::QueueSweep(axes));
+                        actions.push(Action::QueueSweep(axes.clone()));
                         self.sweep_open = false;
                     }
                 }

@@ -356,7 +356,7 @@ impl GantryApp {
             ui.separator();
             self.fleet.show_latent_views(self.settings.view == CentralView::Latent);
             match self.settings.view {
-                CentralView::Training => self.central(ui, &mut actions),
+                CentralView::Training => self.central(ui, &launch, &mut actions),
                 CentralView::Compare => {
                     let mut runs = listed(&self.catalog, &self.selection);
                     if runs.is_empty() {
@@ -488,7 +488,9 @@ impl GantryApp {
         (sections.experiment, sections.data, sections.optimisation) = (experiment, data, optimisation);
     }
 
-    fn central(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+    /// The training view; `launch` says whether a new run can start (Restart starts one as Start does, so it
+    /// waits for what Start waits for: valid settings, loaded data).
+    fn central(&mut self, ui: &mut Ui, launch: &Result<(), String>, actions: &mut Vec<Action>) {
         if let Some(problem) = self.fleet.focused().problem() {
             let color = problem_color(ui, problem);
             banner(ui, color, |ui| {
@@ -498,8 +500,6 @@ impl GantryApp {
                 }
             });
         }
-        // Restart starts a run as Start does, so it waits for what Start waits for (valid settings, loaded data).
-        let launch = self.launch();
         match self.sync {
             ConfigSync::NeedsRestart(key) => banner(ui, ui.visuals().warn_fg_color, |ui| {
                 let running = self.fleet.focused().state() == Some(RunState::Running);
@@ -509,7 +509,7 @@ impl GantryApp {
                     if running { "live" } else { "shown" }
                 ));
                 let restart = ui.add_enabled(launch.is_ok(), egui::Button::new("Restart run"));
-                let restart = match &launch {
+                let restart = match launch {
                     Err(reason) => restart.on_disabled_hover_text(format!("Cannot start: {reason}")),
                     Ok(()) => restart,
                 };
