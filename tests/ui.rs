@@ -281,7 +281,7 @@ fn export_csv(harness: &mut Harness<'_, GantryApp>, out: &std::path::Path) -> St
 #[test]
 fn a_run_viewed_from_its_folder_exports_its_metrics() {
     let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2);
+    scored_run(runs.path(), "a", 41.2, &[]);
     let mut harness = browser_harness(runs.path());
     view_run(&mut harness, "a");
     wait_until(&mut harness, "its curves read", |h| enabled(h, "Export CSV..."));
@@ -813,6 +813,13 @@ fn tick(harness: &mut Harness<'_, GantryApp>, names: &[&str]) {
         harness.run_steps(2);
         settle(harness);
     }
+}
+
+/// Ticks these runs and opens the contact sheet of them.
+fn open_contact_sheet(harness: &mut Harness<'_, GantryApp>, names: &[&str]) {
+    tick(harness, names);
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(3);
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.
@@ -1357,13 +1364,32 @@ fn fork_from_an_older_checkpoint_starts_a_run_from_it() {
         (Some(parent.as_path()), Some(5))
     );
     assert!(child.starts_with(runs.path()));
+
+    // A fork of the fork (from step 5 again, still picked) is named after the first run and its own step, not
+    // after the whole chain.
+    wait_until(&mut harness, "the child's finish", |h| {
+        state(h) == Some(RunState::Finished)
+    });
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::Button, "Fork from it").click();
+    wait_until(&mut harness, "the grandchild run", |h| {
+        h.state().viewed_run().is_some_and(|d| d != child)
+    });
+    let grandchild = gantry::runs::dir_name(harness.state().viewed_run().unwrap());
+    let first = gantry::runs::dir_name(&parent);
+    assert!(grandchild.starts_with(&format!("{first}-fork5-")), "{grandchild}");
+    assert_eq!(grandchild.matches("-fork").count(), 1, "{grandchild}");
 }
 
-/// A finished run on disk whose quality metric scored `fd` at step 10, with a saved sample grid there.
-fn scored_run(root: &std::path::Path, name: &str, fd: f64) {
+/// A finished run of mlp-gan-digits with `settings` on disk whose quality metric scored `fd` at step 10, with a
+/// saved sample grid there.
+fn scored_run(root: &std::path::Path, name: &str, fd: f64, settings: &[&str]) {
     use gantry::data::ItemShape;
     use gantry::runs::{GridKind, RunDir, RunStatus};
-    let config = preset("mlp-gan-digits").unwrap();
+    let mut config = preset("mlp-gan-digits").unwrap();
+    for setting in settings {
+        config.set(setting).unwrap();
+    }
     let dir = root.join(name);
     let mut run = RunDir::create(&dir, &config, &["loss_g", "fd", "confident", "classes"]).unwrap();
     let values = [("loss_g", 1.0), ("fd", fd), ("confident", 0.5), ("classes", 7.0)];
@@ -1425,15 +1451,13 @@ fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
 #[test]
 fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it() {
     let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2);
-    scored_run(runs.path(), "b", 12.5);
+    scored_run(runs.path(), "a", 41.2, &[]);
+    scored_run(runs.path(), "b", 12.5, &[]);
     let mut harness = browser_harness(runs.path());
     for fd in ["41.2", "12.5"] {
         assert!(harness.query_by_label(fd).is_some(), "the Quality column shows fd {fd}");
     }
-    tick(&mut harness, &["a", "b"]);
-    harness.get_by_label("Contact sheet").click();
-    harness.run_steps(3);
+    open_contact_sheet(&mut harness, &["a", "b"]);
     harness.get_by_label("Sort by").click();
     harness.run_steps(2);
     harness.get_by_label("quality (fd, best first)").click();
@@ -1447,16 +1471,10 @@ fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it()
 #[test]
 fn the_contact_sheet_sorted_by_name_orders_runs_by_name_not_by_their_labels() {
     let runs = tempfile::tempdir().unwrap();
-    for (name, lr) in [("a", "1e-3"), ("b", "1e-4")] {
-        scored_run(runs.path(), name, 10.0);
-        let mut config = preset("mlp-gan-digits").unwrap();
-        config.set(&format!("optimizer.lr={lr}")).unwrap();
-        gantry::runs::write_config(&runs.path().join(name), &config).unwrap();
-    }
+    scored_run(runs.path(), "a", 10.0, &["optimizer.lr=1e-3"]);
+    scored_run(runs.path(), "b", 10.0, &["optimizer.lr=1e-4"]);
     let mut harness = browser_harness(runs.path());
-    tick(&mut harness, &["a", "b"]);
-    harness.get_by_label("Contact sheet").click();
-    harness.run_steps(3);
+    open_contact_sheet(&mut harness, &["a", "b"]);
     // Labelled by what tells them apart, which sorts the other way ("lr=0.0001" before "lr=0.001").
     wait_until(&mut harness, "the sheet in name order", |h| {
         h.query_by_label_contains("1. lr=0.001 (step 10)   2. lr=0.0001 (step 10)")
@@ -1468,8 +1486,8 @@ fn the_contact_sheet_sorted_by_name_orders_runs_by_name_not_by_their_labels() {
 fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
     use gantry::runs::{GridKind, RunDir};
     let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2);
-    scored_run(runs.path(), "b", 12.5);
+    scored_run(runs.path(), "a", 41.2, &[]);
+    scored_run(runs.path(), "b", 12.5, &[]);
     // "b" saved reconstructions only, as a plain autoencoder does.
     let b = runs.path().join("b");
     std::fs::remove_dir_all(b.join(GridKind::Samples.folder())).unwrap();
@@ -1495,11 +1513,9 @@ fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
 fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
     use gantry::runs::{GridKind, RunDir};
     let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2);
+    scored_run(runs.path(), "a", 41.2, &[]);
     let mut harness = browser_harness(runs.path());
-    tick(&mut harness, &["a"]);
-    harness.get_by_label("Contact sheet").click();
-    harness.run_steps(3);
+    open_contact_sheet(&mut harness, &["a"]);
     wait_until(&mut harness, "the sheet at step 10", |h| {
         h.query_by_label_contains("1. a (step 10)").is_some()
     });
