@@ -266,7 +266,13 @@ fn where_no_file_dialog_opens_a_path_field_saves_the_metrics() {
 /// Presses Export CSV..., types `out` into the path field (where no file dialog opens) and returns what was
 /// written there.
 fn export_csv(harness: &mut Harness<'_, GantryApp>, out: &std::path::Path) -> String {
-    harness.get_by_label("Export CSV...").click();
+    export_to(harness, "Export CSV...", out);
+    std::fs::read_to_string(out).expect("the metrics are written where the field said")
+}
+
+/// Presses `button` and types `out` into the path field that opens where no file dialog does.
+fn export_to(harness: &mut Harness<'_, GantryApp>, button: &str, out: &std::path::Path) {
+    harness.get_by_label(button).click();
     harness.run_steps(4);
     assert!(harness.query_by_label_contains("Type the path").is_some());
     harness.get_by_label("File").focus();
@@ -275,7 +281,56 @@ fn export_csv(harness: &mut Harness<'_, GantryApp>, out: &std::path::Path) -> St
     harness.run_steps(1);
     harness.get_by_label("OK").click();
     harness.run_steps(2);
-    std::fs::read_to_string(out).expect("the metrics are written where the field said")
+}
+
+/// Pixels of the dark theme's error red in the rendered window.
+fn red_pixels(harness: &mut Harness<'_, GantryApp>) -> usize {
+    let image = harness.render().unwrap();
+    image
+        .pixels()
+        .filter(|p| p[0] > 150 && i32::from(p[0]) - i32::from(p[1].max(p[2])) > 60)
+        .count()
+}
+
+#[test]
+fn an_export_says_on_its_own_tab_what_it_saved_or_in_red_why_not() {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2, &[]);
+    let mut harness = browser_harness(runs.path());
+    open_contact_sheet(&mut harness, &["a"]);
+    wait_until(&mut harness, "the sheet", |h| {
+        h.query_by_label_contains("1. a (step 10)").is_some()
+    });
+    let before = red_pixels(&mut harness);
+    export_to(
+        &mut harness,
+        "Export PNG...",
+        &runs.path().join("missing").join("sheet.png"),
+    );
+    assert!(
+        harness.query_by_label_contains("sheet.png").is_some(),
+        "the failure names the file"
+    );
+    let failed = red_pixels(&mut harness);
+    assert!(
+        failed > before + 200,
+        "a failure is framed in red: {before} then {failed} red pixels"
+    );
+    harness.get_by_label("Dismiss").click();
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("sheet.png").is_none(), "dismissed");
+    let out = runs.path().join("sheet.png");
+    export_to(&mut harness, "Export PNG...", &out);
+    assert!(out.exists());
+    let saved = format!("Saved {}", out.display());
+    assert!(
+        harness.query_by_label(&saved).is_some(),
+        "shown on the contact sheet's tab"
+    );
+    assert!(
+        red_pixels(&mut harness) < before + 50,
+        "what was done is not shown as a failure"
+    );
 }
 
 #[test]
@@ -1440,12 +1495,7 @@ fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
     // egui_plot alone makes a flat line's range as tall as the plot is wide (20 steps: 0 to 20).
     assert!(low < 10.0 && 10.0 < high && high - low < 3.0, "{low}..{high}");
     // What keeps the range is not drawn (egui_plot gives a transparent line a colour of its own: red first).
-    let image = harness.render().unwrap();
-    let red = image
-        .pixels()
-        .filter(|p| p[0] > 150 && i32::from(p[0]) - i32::from(p[1].max(p[2])) > 60)
-        .count();
-    assert_eq!(red, 0, "red pixels");
+    assert_eq!(red_pixels(&mut harness), 0, "red pixels");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::health_view::{self, HealthView};
 use super::history::RunHistory;
 use super::latent_view::LatentView;
 use super::launch_check::LaunchCheck;
-use super::lifecycle::{self, Lifecycle, Outcome};
+use super::lifecycle::{self, Lifecycle, Notice, Outcome};
 use super::optimisation_panel::OptimisationPanel;
 use super::pacing::FramePacer;
 use super::path_prompt::{Answer, PathFor, PathPrompt};
@@ -82,8 +82,9 @@ pub struct GantryApp {
     preview: PreviewLoader,
     /// How the draft config relates to the live run, as of the last frame.
     sync: ConfigSync,
-    /// The outcome of the last export, shown until the next run starts.
-    notice: Option<String>,
+    /// What the last action did or why it failed (an export, a start, a deletion), above every tab until
+    /// dismissed or replaced.
+    notice: Option<Notice>,
     applied_theme: Option<Theme>,
     toolbar: Toolbar,
     status_bar: StatusBar,
@@ -354,6 +355,11 @@ impl GantryApp {
                 ui.selectable_value(view, CentralView::Latent, "Latent space");
             });
             ui.separator();
+            if let Some(notice) = &self.notice {
+                if notice_line(ui, notice) {
+                    self.notice = None;
+                }
+            }
             self.fleet.show_latent_views(self.settings.view == CentralView::Latent);
             match self.settings.view {
                 CentralView::Training => self.central(ui, &launch, &mut actions),
@@ -528,9 +534,6 @@ impl GantryApp {
                 });
             }
             _ => {}
-        }
-        if let Some(notice) = &self.notice {
-            ui.weak(notice);
         }
         actions.extend(self.pictures_panel(ui));
         let focus = self.fleet.focus_dir().map(Path::to_path_buf);
@@ -825,7 +828,7 @@ impl GantryApp {
                             let outcome = self.lifecycle.fork(&mut self.fleet, parent, step, config);
                             self.apply(outcome);
                         }
-                        Err(message) => self.notice = Some(message),
+                        Err(message) => self.notice = Some(Notice::Failed(message)),
                     }
                 }
             }
@@ -875,7 +878,7 @@ impl GantryApp {
             },
             Action::RenameRun(dir, name) => {
                 if name.is_empty() {
-                    self.notice = Some("A run's name cannot be empty.".into());
+                    self.notice = Some(Notice::Failed("A run's name cannot be empty.".into()));
                 } else {
                     let outcome = self.lifecycle.edit_meta(&dir, |meta| meta.name = name);
                     self.apply(outcome);
@@ -938,7 +941,10 @@ impl GantryApp {
 
     /// Shows what a lifecycle operation reports: its notice, the run to view and the runs to tick.
     fn apply(&mut self, outcome: Outcome) {
-        self.notice = outcome.notice.map(|n| crate::errors::without_backtrace(&n));
+        self.notice = outcome.notice.map(|notice| match notice {
+            Notice::Failed(message) => Notice::Failed(crate::errors::without_backtrace(&message)),
+            done => done,
+        });
         if let Some((dir, config)) = outcome.view {
             // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
             self.settings.config = config;
@@ -966,7 +972,7 @@ impl GantryApp {
         let step = match self.fork_point() {
             Ok(step) => step,
             Err(message) => {
-                self.notice = Some(message);
+                self.notice = Some(Notice::Failed(message));
                 return;
             }
         };
@@ -1071,6 +1077,28 @@ fn section(ui: &mut Ui, title: &str, open: &mut bool, add: impl FnOnce(&mut Ui))
     if response.header_response.clicked() {
         *open = !*open;
     }
+}
+
+/// The last action's notice, above every tab: a failure framed in the error colour, what was done in a
+/// plain line. True when the user dismissed it.
+fn notice_line(ui: &mut Ui, notice: &Notice) -> bool {
+    let mut dismissed = false;
+    match notice {
+        Notice::Failed(message) => {
+            let color = ui.visuals().error_fg_color;
+            banner(ui, color, |ui| {
+                ui.colored_label(color, message);
+                dismissed = ui.button("Dismiss").clicked();
+            });
+        }
+        Notice::Done(message) => {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(message);
+                dismissed = ui.small_button("Dismiss").clicked();
+            });
+        }
+    }
+    dismissed
 }
 
 /// A framed message across the central area.

@@ -15,11 +15,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Milliseconds between the frames of an exported filmstrip GIF.
 const FILMSTRIP_FRAME_MS: u32 = 150;
 
+/// A message for the user after an action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    /// What the action did ("Saved …").
+    Done(String),
+    /// Why it could not be done.
+    Failed(String),
+}
+
+impl Notice {
+    /// `done`'s message for what `result` did, or its error.
+    fn of<T>(result: Result<T, String>, done: impl FnOnce(T) -> String) -> Notice {
+        match result {
+            Ok(value) => Notice::Done(done(value)),
+            Err(message) => Notice::Failed(message),
+        }
+    }
+}
+
 /// What an operation asks the app to show afterwards.
 #[derive(Default)]
 pub struct Outcome {
-    /// A message for the user: an error, or what was saved.
-    pub notice: Option<String>,
+    /// A message for the user: an error, or what was done.
+    pub notice: Option<Notice>,
     /// Put this run in view, with these settings in the panels.
     pub view: Option<(PathBuf, RunConfig)>,
     /// Tick these runs (their curves overlay).
@@ -29,9 +48,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn notice(message: String) -> Outcome {
+    fn failed(message: String) -> Outcome {
         Outcome {
-            notice: Some(message),
+            notice: Some(Notice::Failed(message)),
             ..Outcome::default()
         }
     }
@@ -80,7 +99,10 @@ impl Lifecycle {
             ..RunOptions::default()
         };
         // The panels show the settings of the run in view, so edits apply to it (live or by a fork).
-        let notice = fleet.launch(config.clone(), options, first, tags).err();
+        let notice = fleet
+            .launch(config.clone(), options, first, tags)
+            .err()
+            .map(Notice::Failed);
         Outcome {
             notice,
             view: Some((dir, config)),
@@ -103,7 +125,7 @@ impl Lifecycle {
         }
         let mut config = match runs::config_to_continue(&dir) {
             Ok(config) => config,
-            Err(message) => return Outcome::notice(message),
+            Err(message) => return Outcome::failed(message),
         };
         config.train.steps = config.train.steps.max(budget.unwrap_or(0));
         let resume = !runs::checkpoint_steps(&dir).is_empty();
@@ -136,7 +158,7 @@ impl Lifecycle {
             Some(run) if run.takes_commands() => None,
             _ => {
                 self.pending_fork = None;
-                Some(Outcome::notice(
+                Some(Outcome::failed(
                     "The fork was dropped: its parent run closed before its checkpoint was written.".into(),
                 ))
             }
@@ -147,7 +169,7 @@ impl Lifecycle {
         let name = runs::dir_name(&parent);
         let child = self.new_run_dir(&format!("{}-fork{step}", fork_base(&name)));
         if let Err(message) = runs::fork(&parent, step, &child, &config) {
-            return Outcome::notice(message);
+            return Outcome::failed(message);
         }
         Outcome {
             // The child's curve continues the parent's in the same plots.
@@ -161,7 +183,7 @@ impl Lifecycle {
     pub fn queue_sweep(&self, fleet: &mut Fleet, base: &RunConfig, name: &str, axes: &[sweep::Axis]) -> Outcome {
         let points = match sweep::expand(base, axes) {
             Ok(points) => points,
-            Err(message) => return Outcome::notice(message),
+            Err(message) => return Outcome::failed(message),
         };
         let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let tag = format!("sweep-{seconds}");
@@ -191,7 +213,7 @@ impl Lifecycle {
     /// Changes a run's `run.toml` (name, tags); its worker keeps them when it next writes its status.
     pub fn edit_meta(&self, dir: &Path, edit: impl FnOnce(&mut RunMeta)) -> Outcome {
         Outcome {
-            notice: RunMeta::update(dir, edit).err(),
+            notice: RunMeta::update(dir, edit).err().map(Notice::Failed),
             ..Outcome::default()
         }
     }
@@ -199,10 +221,12 @@ impl Lifecycle {
     /// Stops the run in `dir` if open and deletes its folder.
     pub fn delete(&self, fleet: &mut Fleet, dir: &Path) -> Outcome {
         fleet.close(dir);
-        Outcome::notice(match runs::delete_run(dir) {
-            Ok(()) => format!("Deleted {}", dir.display()),
-            Err(message) => message,
-        })
+        Outcome {
+            notice: Some(Notice::of(runs::delete_run(dir), |()| {
+                format!("Deleted {}", dir.display())
+            })),
+            ..Outcome::default()
+        }
     }
 
     /// `<runs dir>/<name>-<unix seconds>`, with a suffix if that is taken.
@@ -240,32 +264,23 @@ fn fork_base(parent: &str) -> &str {
 }
 
 /// Writes `image` as PNG to `path`; says what happened.
-pub fn save_image(image: &ImageGrid, path: &Path) -> String {
-    match image.write_png(path) {
-        Ok(()) => format!("Saved {}", path.display()),
-        Err(message) => message,
-    }
+pub fn save_image(image: &ImageGrid, path: &Path) -> Notice {
+    Notice::of(image.write_png(path), |()| format!("Saved {}", path.display()))
 }
 
 /// Writes the grids the run in `dir` saved to `out`, as a GIF file or numbered PNGs in a folder; says what
 /// happened.
-pub fn export_filmstrip(dir: &Path, kind: GridKind, gif: bool, out: &Path) -> String {
+pub fn export_filmstrip(dir: &Path, kind: GridKind, gif: bool, out: &Path) -> Notice {
     let result = match gif {
         true => runs::export_gif(dir, kind, out, FILMSTRIP_FRAME_MS),
         false => runs::export_png_sequence(dir, kind, out),
     };
-    match result {
-        Ok(frames) => format!("Saved {frames} frames to {}", out.display()),
-        Err(message) => message,
-    }
+    Notice::of(result, |frames| format!("Saved {frames} frames to {}", out.display()))
 }
 
 /// Writes `csv` (a run's metrics) to `path`; says what happened.
-pub fn export_csv(csv: &[u8], path: &Path) -> String {
-    match crate::fsio::write(path, csv) {
-        Ok(()) => format!("Saved {}", path.display()),
-        Err(message) => message,
-    }
+pub fn export_csv(csv: &[u8], path: &Path) -> Notice {
+    Notice::of(crate::fsio::write(path, csv), |()| format!("Saved {}", path.display()))
 }
 
 #[cfg(test)]
