@@ -1354,15 +1354,25 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
             .is_some(),
         "its value shows"
     );
+    // An edit the paused run takes when it resumes: the remedy keeps it.
+    harness.state_mut().settings_mut().config.train.label_smoothing = 0.05;
+    harness.run_steps(2);
     harness
         .get_by_label(&format!("Apply: {}", divergence.remedy.summary))
         .click();
     harness.run_steps(2);
-    assert_eq!(
-        harness.state().settings().config.optimizer.lr,
-        5e299,
-        "the remedy halved the rate"
-    );
+    let draft = &harness.state().settings().config;
+    assert_eq!(draft.optimizer.lr, 5e299, "the remedy halved the rate");
+    assert_eq!(draft.train.label_smoothing, 0.05, "and kept the edit not yet taken");
+    // With another model's settings in the panels, the GAN's own rules offer no remedy to them.
+    harness.state_mut().settings_mut().config = preset("vae-digits").unwrap();
+    harness.run_steps(2);
+    let apply = |h: &Harness<'_, GantryApp>, start: &str| {
+        let label = format!("Apply: {start}");
+        !h.get_by_label_contains(&label).accesskit_node().is_disabled()
+    };
+    assert!(!apply(&harness, "lower D's learning rate"), "a GAN's rule");
+    assert!(apply(&harness, "halve the learning rates"), "every model's rule");
 }
 
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's

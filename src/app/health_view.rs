@@ -129,9 +129,13 @@ impl HealthView {
     }
 }
 
-/// The rules as a table; returns a remedy the user applied.
+/// The rules as a table; returns a remedy the user applied. Remedies and on-trouble choices change the draft:
+/// a rule the draft is not checked by (the panels hold another model's settings) offers neither.
 fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<Action> {
     let mut action = None;
+    if findings.iter().any(|f| !f.rule.applies_to(draft)) {
+        ui.weak(OTHER_MODEL);
+    }
     Grid::new("health rules")
         .num_columns(6)
         .striped(true)
@@ -152,11 +156,21 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
                 ui.label(finding.value.map_or("-".into(), significant))
                     .on_hover_text(&finding.measure);
                 ui.label(finding.since.map_or("-".into(), |s| format!("step {s}")));
-                on_trouble_choice(ui, finding.rule, &mut draft.health);
-                let remedy = &finding.remedy;
+                let applies = finding.rule.applies_to(draft);
+                ui.add_enabled_ui(applies, |ui| on_trouble_choice(ui, finding.rule, &mut draft.health));
+                // Made from the draft, so that it keeps the edits a paused run has not taken yet.
+                let from_draft;
+                let remedy = match applies {
+                    true => {
+                        from_draft = finding.rule.remedy(draft);
+                        &from_draft
+                    }
+                    false => &finding.remedy,
+                };
                 if ui
-                    .button(format!("Apply: {}", remedy.summary))
+                    .add_enabled(applies, egui::Button::new(format!("Apply: {}", remedy.summary)))
                     .on_hover_text("Changes the settings in the panels: a live run takes them at once")
+                    .on_disabled_hover_text(OTHER_MODEL)
                     .clicked()
                 {
                     action = Some(Action::ApplyRemedy(Box::new(remedy.config.clone())));
@@ -166,6 +180,10 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
         });
     action
 }
+
+/// Why a rule of the run in view offers no remedy or choice.
+const OTHER_MODEL: &str = "The panels hold settings for another model, which some of these rules do not check: \
+                           their remedies and choices are off. Revert changes (Training tab) to edit this run's.";
 
 fn on_trouble_choice(ui: &mut Ui, rule: Rule, health: &mut HealthConfig) {
     let slot = match rule {
