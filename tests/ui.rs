@@ -1477,11 +1477,29 @@ fn scored_run(root: &std::path::Path, name: &str, fd: f64, settings: &[&str]) {
 
 #[test]
 fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
+    let (mut harness, _runs) = classes_plotted(&[10, 20, 30]);
+    // What keeps the range is not drawn (egui_plot gives a transparent line a colour of its own: red first).
+    assert_eq!(red_pixels(&mut harness), 0, "red pixels");
+}
+
+#[test]
+fn a_metric_measured_once_is_a_marker_on_a_range_around_its_value() {
+    let (mut harness, _runs) = classes_plotted(&[10]);
+    let image = harness.render().unwrap();
+    // The plot's one metric is drawn in the first colour of its palette: its legend's swatch takes 30 pixels
+    // of it, the marker as many again (a line of one point drew 0).
+    let drawn = image.pixels().filter(|p| p.0[..3] == [70, 150, 255]).count();
+    assert!(drawn > 50, "{drawn} pixels of the metric's colour");
+}
+
+/// A run viewed from its folder whose one metric, "classes", was 10 at each of `steps`, with the plot of it
+/// checked to show a range around 10.
+fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {
     use gantry::runs::{RunDir, RunStatus};
     let runs = tempfile::tempdir().unwrap();
     let config = preset("mlp-gan-digits").unwrap();
     let mut run = RunDir::create(&runs.path().join("flat"), &config, &["classes"]).unwrap();
-    for step in [10, 20, 30] {
+    for &step in steps {
         let values = vec![("classes".to_string(), 10.0)];
         run.append(&gantry::train::MetricRow {
             step,
@@ -1492,7 +1510,7 @@ fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
         .unwrap();
     }
     run.write_rows().unwrap();
-    run.set_status(RunStatus::Finished, 30).unwrap();
+    run.set_status(RunStatus::Finished, *steps.last().unwrap()).unwrap();
     let mut harness = browser_harness(runs.path());
     view_run(&mut harness, "flat");
     let id = gantry::app::curves::plot_id("Classes the confident samples cover");
@@ -1504,8 +1522,7 @@ fn a_metric_that_never_changes_is_drawn_on_a_range_around_its_value() {
     let (low, high) = (bounds.min()[1], bounds.max()[1]);
     // egui_plot alone makes a flat line's range as tall as the plot is wide (20 steps: 0 to 20).
     assert!(low < 10.0 && 10.0 < high && high - low < 3.0, "{low}..{high}");
-    // What keeps the range is not drawn (egui_plot gives a transparent line a colour of its own: red first).
-    assert_eq!(red_pixels(&mut harness), 0, "red pixels");
+    (harness, runs)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::numbers::significant;
 use eframe::egui;
 use egui::{Color32, Slider, Ui, Vec2};
 use egui_plot::{
-    ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot, VLine,
+    ColorConflictHandling, Corner, GridInput, GridMark, HoverPosition, Legend, Line, LineStyle, Plot, Points, VLine,
 };
 
 /// Metrics that are read together share a plot (a name ending in `.` takes every metric it begins);
@@ -371,6 +371,10 @@ fn curve_plot(
                 }
                 let smoothed = scale(history.points(metric, Curve::Smoothed, axis, view, columns));
                 extend(&smoothed);
+                // A line of one point draws nothing: the first quality score, or a run viewed early.
+                if let [point] = smoothed[..] {
+                    plot.points(Points::new("", vec![point]).color(color).radius(4.0).allow_hover(false));
+                }
                 plot.line(
                     Line::new(name, smoothed)
                         .id(("smoothed", run, metric))
