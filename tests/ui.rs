@@ -1587,6 +1587,32 @@ fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
 }
 
 #[test]
+fn a_b_wipe_draws_a_line_where_it_splits() {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2, &[]);
+    scored_run(runs.path(), "b", 12.5, &[]);
+    let mut harness = browser_harness(runs.path());
+    tick(&mut harness, &["a", "b"]);
+    harness.get_by_label("A/B compare").click();
+    harness.run_steps(3);
+    let white = |harness: &mut Harness<'_, GantryApp>, mode: &str| {
+        harness.get_by_label(mode).click();
+        harness.run_steps(3);
+        wait_until(harness, "the composite", |h| {
+            h.query_by_label("A/B composite").is_some()
+        });
+        let image = harness.render().unwrap();
+        image.pixels().filter(|p| p.0[..3] == [255, 255, 255]).count()
+    };
+    // The difference view has the same captions and grid (grey: the runs' grids are alike).
+    let (wipe, difference) = (white(&mut harness, "wipe"), white(&mut harness, "difference"));
+    assert!(
+        wipe > difference + 40,
+        "white pixels: wipe {wipe}, difference {difference}"
+    );
+}
+
+#[test]
 fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
     use gantry::runs::{GridKind, RunDir};
     let runs = tempfile::tempdir().unwrap();

@@ -3,14 +3,14 @@
 //! as one PNG). Grids are read from the runs' folders through the catalog's bounded cache.
 
 use super::catalog::{compare_setting_values, describe, short_key, Catalog};
-use super::pictures::{version_of, GridView};
+use super::pictures::{version_of, GridView, ShownGrid};
 use super::settings::GridZoom;
 use crate::grid::{contact_sheet, ImageGrid};
 use crate::numbers::significant;
 use crate::quality;
 use crate::runs::{nearest_step, GridKind};
 use eframe::egui;
-use egui::{ComboBox, Slider, Ui, Vec2};
+use egui::{Color32, ComboBox, Slider, Ui, Vec2};
 use std::path::{Path, PathBuf};
 
 /// How the two grids of an A/B comparison are shown.
@@ -197,8 +197,12 @@ impl AbView {
                             caption(catalog, &self.a),
                             caption(catalog, &self.b)
                         ));
-                        self.composite
+                        let shown = self
+                            .composite
                             .show(ui, grid, version, zoom, space - Vec2::new(0.0, 24.0));
+                        if self.mode == AbMode::Wipe {
+                            wipe_divider(ui, &shown, self.wipe);
+                        }
                     }
                     Err(message) => {
                         ui.colored_label(ui.visuals().error_fg_color, message);
@@ -206,6 +210,16 @@ impl AbView {
                 }
             }
         }
+    }
+}
+
+/// The line where a wipe splits A (left) from B: white edged in black, to show on any grid.
+fn wipe_divider(ui: &Ui, shown: &ShownGrid, fraction: f32) {
+    let x = shown.rect.left() + fraction * shown.rect.width();
+    if shown.visible.x_range().contains(x) {
+        let painter = ui.painter().with_clip_rect(shown.visible);
+        painter.vline(x, shown.visible.y_range(), (3.0, Color32::BLACK));
+        painter.vline(x, shown.visible.y_range(), (1.0, Color32::WHITE));
     }
 }
 

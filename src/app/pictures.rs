@@ -10,7 +10,7 @@ use crate::train::worker::Snapshot;
 use crate::train::PointCloud;
 use eframe::egui;
 use egui::load::SizedTexture;
-use egui::{Color32, ColorImage, Image, Slider, TextureHandle, TextureOptions, Ui, Vec2};
+use egui::{Color32, ColorImage, Image, Rect, Slider, TextureHandle, TextureOptions, Ui, Vec2};
 use egui_plot::{Arrows, Legend, Line, Plot, PlotImage, PlotPoint, Points};
 
 /// Zoom limits, in screen points per image pixel.
@@ -34,15 +34,7 @@ impl GridView {
     }
 
     /// Shows `grid`, uploading it when `version` changed, within `space` when the zoom fits.
-    /// Returns the pixel of the grid that was clicked, if one was.
-    pub fn show(
-        &mut self,
-        ui: &mut Ui,
-        grid: &ImageGrid,
-        version: u64,
-        zoom: &mut GridZoom,
-        space: Vec2,
-    ) -> Option<Vec2> {
+    pub fn show(&mut self, ui: &mut Ui, grid: &ImageGrid, version: u64, zoom: &mut GridZoom, space: Vec2) -> ShownGrid {
         let image = || ColorImage::from_rgba_unmultiplied([grid.width, grid.height], &grid.rgba);
         match &mut self.texture {
             Some(texture) if self.version == version => {}
@@ -58,7 +50,7 @@ impl GridView {
             zoom.factor
         };
         let size = pixels * scale;
-        let response = egui::ScrollArea::both()
+        let scrolled = egui::ScrollArea::both()
             .id_salt(self.name)
             .max_height(space.y)
             .show(ui, |ui| {
@@ -69,8 +61,8 @@ impl GridView {
                 let name = self.name;
                 response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, name));
                 response
-            })
-            .inner;
+            });
+        let response = scrolled.inner;
         if response.hovered() {
             let factor = ui.input(|i| i.zoom_delta());
             if factor != 1.0 {
@@ -79,8 +71,22 @@ impl GridView {
             }
         }
         let clicked = response.clicked().then(|| response.interact_pointer_pos()).flatten();
-        clicked.map(|at| (at - response.rect.min) / scale)
+        ShownGrid {
+            rect: response.rect,
+            visible: response.rect.intersect(scrolled.inner_rect),
+            clicked: clicked.map(|at| (at - response.rect.min) / scale),
+        }
     }
+}
+
+/// Where a grid was drawn and what was done to it.
+pub struct ShownGrid {
+    /// The whole grid on screen (larger than `visible` when zoomed in past the space it has).
+    pub rect: Rect,
+    /// The part of it in view.
+    pub visible: Rect,
+    /// The pixel of the grid that was clicked, if one was.
+    pub clicked: Option<Vec2>,
 }
 
 /// The Fit toggle and zoom slider that scale every grid.
@@ -384,7 +390,7 @@ impl PicturesPanel {
                 Some(_) => (share * Vec2::new(1.0, 0.7), Vec2::new(share.x, share.y * 0.3 - 20.0)),
                 None => (share, Vec2::ZERO),
             };
-            let clicked = self.samples.show(ui, grid, version, zoom, grid_share);
+            let clicked = self.samples.show(ui, grid, version, zoom, grid_share).clicked;
             if let (Some(at), Some(strip)) = (clicked, snapshot.interpolation) {
                 // A click on a tile moves one end of the strip there, the two ends in turn.
                 let cell = ((grid.width - GRID_PADDING) / columns) as f32;
