@@ -350,7 +350,7 @@ impl GantryApp {
                 ui.selectable_value(view, CentralView::Training, "Training");
                 ui.selectable_value(view, CentralView::Compare, "A/B compare");
                 ui.selectable_value(view, CentralView::ContactSheet, "Contact sheet");
-                let title = health_view::tab_title(ui, self.fleet.focused());
+                let title = health_view::tab_title(ui, self.fleet.focused(), *view == CentralView::Health);
                 ui.selectable_value(view, CentralView::Health, title);
                 ui.selectable_value(view, CentralView::Latent, "Latent space");
             });

@@ -334,11 +334,13 @@ pub fn worst_light(findings: &[Finding]) -> Light {
         .unwrap_or(Light::Waiting)
 }
 
-/// The tab's title in the colour of its worst light (the same words, so it is found by its label).
-pub fn tab_title(ui: &Ui, run: &TrainingRun) -> RichText {
+/// The tab's title in the colour of its worst light while another tab is open (the same words, so it is
+/// found by its label); plain when selected, where red on the selection's blue reads poorly and the view
+/// shows each light.
+pub fn tab_title(ui: &Ui, run: &TrainingRun, selected: bool) -> RichText {
     let light = run.health().map_or(Light::Waiting, |r| worst_light(&r.findings));
     match light {
-        Light::Watch | Light::Trouble => RichText::new("Health").color(light_color(ui, light)).strong(),
+        Light::Watch | Light::Trouble if !selected => RichText::new("Health").color(light_color(ui, light)).strong(),
         _ => RichText::new("Health"),
     }
 }
