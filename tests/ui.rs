@@ -430,6 +430,34 @@ fn the_estimate_shows_beside_the_parameter_counts_and_an_oversized_model_cannot_
 }
 
 #[test]
+fn a_number_typed_outside_a_fields_range_is_kept_to_it_and_the_field_says_so() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    let batch_size = |h: &Harness<'_, GantryApp>| h.state().settings().config.train.batch_size;
+    type_number(&mut harness, "Batch size", "5000");
+    assert_eq!(batch_size(&harness), 4096);
+    assert!(
+        harness.query_by_label("max 4096").is_some(),
+        "the field says which bound it took"
+    );
+    type_number(&mut harness, "Batch size", "64");
+    assert_eq!(batch_size(&harness), 64);
+    assert!(
+        harness.query_by_label("max 4096").is_none(),
+        "a number in range clears it"
+    );
+}
+
+/// Types `text` over the number in the field named `label` and presses Enter.
+fn type_number(harness: &mut Harness<'_, GantryApp>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.run_steps(2);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label(label).type_text(text);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+}
+
+#[test]
 fn an_impossible_combination_disables_start_and_says_why() {
     let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
     wait_until(&mut harness, "Start enabled", |h| enabled(h, "Start"));

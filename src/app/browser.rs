@@ -6,6 +6,7 @@ use super::catalog::{compare_setting_values, describe, short_key, Catalog, Catal
 use super::controls::Action;
 use super::fleet::Fleet;
 use super::path_prompt::PathFor;
+use super::widgets::bounded;
 use crate::config::RunConfig;
 use crate::numbers::significant;
 use crate::quality;
@@ -196,13 +197,13 @@ impl RunBrowser {
                 "The metric of the Final and Lowest columns (empty: loss_g for GANs, loss for autoencoders)",
             );
             let label = ui.label("Train at most");
-            ui.add(egui::DragValue::new(&mut settings.parallel).range(1..=16))
+            bounded(ui, 1..=16, egui::DragValue::new(&mut settings.parallel))
                 .labelled_by(label.id)
                 .on_hover_text("Runs beyond this wait in the queue and start as others finish or pause");
             ui.label("runs at once");
             let label = ui.label("CPU threads");
             let cores = crate::threads::pool_size();
-            ui.add(egui::DragValue::new(&mut settings.threads).range(1..=cores))
+            bounded(ui, 1..=cores, egui::DragValue::new(&mut settings.threads))
                 .labelled_by(label.id)
                 .on_hover_text(format!(
                     "Threads each training step's convolutions, matrix products and element-wise kernels use \

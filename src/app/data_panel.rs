@@ -5,7 +5,7 @@ use super::data_preview::{PreviewState, Progress};
 use super::path_prompt::PathFor;
 use super::pictures::{GridView, ScatterView};
 use super::settings::GridZoom;
-use super::widgets::{choice, form_row, FITS};
+use super::widgets::{bounded, choice, form_row, FITS};
 use crate::config::DataConfig;
 use crate::data::toy::{MAX_DRAWN, TOY_NAMES};
 use crate::data::DataSpec;
@@ -70,16 +70,15 @@ impl DataPanel {
             });
             if generated(&data.source) {
                 form_row(ui, "Items", |ui| {
-                    ui.add(DragValue::new(&mut data.count).range(16..=1_000_000).speed(50.0))
+                    bounded(ui, 16..=1_000_000, DragValue::new(&mut data.count).speed(50.0))
                 })
                 .on_hover_text("How many items to generate");
             }
             form_row(ui, "Held-out fraction", |ui| {
-                ui.add(
-                    DragValue::new(&mut data.holdout)
-                        .range(0.0..=0.5)
-                        .speed(0.005)
-                        .fixed_decimals(3),
+                bounded(
+                    ui,
+                    0.0..=0.5,
+                    DragValue::new(&mut data.holdout).speed(0.005).fixed_decimals(3),
                 )
             })
             .on_hover_text("Kept out of training, for held-out losses and reconstructions");

@@ -3,7 +3,7 @@
 
 use super::launch_check::Verdict;
 use super::settings::Settings;
-use super::widgets::{choice, form_row, ACTIVATIONS, NORMS, RECONS};
+use super::widgets::{bounded, choice, form_row, ACTIVATIONS, NORMS, RECONS};
 use crate::config::{ModelConfig, ModelKind};
 use crate::presets::{self, PRESETS};
 use eframe::egui;
@@ -97,7 +97,7 @@ fn family_picker(ui: &mut Ui, model: &mut ModelConfig) {
 fn architecture(ui: &mut Ui, model: &mut ModelConfig) {
     let kind = model.kind;
     form_row(ui, "Latent size", |ui| {
-        ui.add(DragValue::new(&mut model.latent).range(1..=1024).speed(0.5))
+        bounded(ui, 1..=1024, DragValue::new(&mut model.latent).speed(0.5))
     })
     .on_hover_text(if kind.is_gan() {
         "Size of the noise vector z"
@@ -112,7 +112,7 @@ fn architecture(ui: &mut Ui, model: &mut ModelConfig) {
         };
         for (i, width) in model.hidden.iter_mut().enumerate() {
             form_row(ui, &format!("Hidden layer {}", i + 1), |ui| {
-                ui.add(DragValue::new(width).range(1..=4096).speed(2.0))
+                bounded(ui, 1..=4096, DragValue::new(width).speed(2.0))
             })
             .on_hover_text(hint);
         }
@@ -138,13 +138,13 @@ fn architecture(ui: &mut Ui, model: &mut ModelConfig) {
     form_row(ui, "Normalisation", |ui| choice(ui, "norm", &mut model.norm, norms));
     if kind.is_conv() {
         form_row(ui, "Base width", |ui| {
-            ui.add(DragValue::new(&mut model.base_width).range(4..=256).speed(0.5))
+            bounded(ui, 4..=256, DragValue::new(&mut model.base_width).speed(0.5))
         })
         .on_hover_text("Channels of the first convolution (DCGAN's ngf = ndf); later layers double it");
     }
     if kind.is_gan() {
         form_row(ui, "Classes", |ui| {
-            ui.add(DragValue::new(&mut model.classes).range(0..=1000).speed(0.1))
+            bounded(ui, 0..=1000, DragValue::new(&mut model.classes).speed(0.1))
         })
         .on_hover_text(
             "A conditional GAN: G makes a sample of the class it is given and D judges a sample with its \

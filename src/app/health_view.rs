@@ -6,6 +6,7 @@
 use super::controls::Action;
 use super::history::RunHistory;
 use super::run::TrainingRun;
+use super::widgets::bounded;
 use crate::config::{HealthConfig, OnTrouble, RunConfig};
 use crate::numbers::significant;
 use crate::train::health::{Finding, Light, Rule};
@@ -212,31 +213,30 @@ fn thresholds(ui: &mut Ui, h: &mut HealthConfig, gan: bool) {
     Grid::new("health thresholds").num_columns(2).show(ui, |ui| {
         let row = |ui: &mut Ui, label: &str, hint: &str, add: &mut dyn FnMut(&mut Ui) -> egui::Response| {
             ui.label(label).on_hover_text(hint);
-            add(ui);
+            ui.horizontal(|ui| add(ui));
             ui.end_row();
         };
         row(
             ui,
             "Measure signals every",
             "Diversity, per-layer gradient norms, active units (0 = off)",
-            &mut |ui| ui.add(DragValue::new(&mut h.every).range(0..=100_000).suffix(" steps")),
+            &mut |ui| bounded(ui, 0..=100_000, DragValue::new(&mut h.every).suffix(" steps")),
         );
         row(
             ui,
             "Trouble after",
             "How long a condition must hold to count as trouble",
-            &mut |ui| ui.add(DragValue::new(&mut h.patience).range(0..=1_000_000).suffix(" steps")),
+            &mut |ui| bounded(ui, 0..=1_000_000, DragValue::new(&mut h.patience).suffix(" steps")),
         );
         row(
             ui,
             "Spike factor",
             "A loss or gradient norm this many times off its recent median",
             &mut |ui| {
-                ui.add(
-                    DragValue::new(&mut h.spike_factor)
-                        .range(1.5..=1e6)
-                        .speed(0.5)
-                        .suffix("x"),
+                bounded(
+                    ui,
+                    1.5..=1e6,
+                    DragValue::new(&mut h.spike_factor).speed(0.5).suffix("x"),
                 )
             },
         );
@@ -245,18 +245,17 @@ fn thresholds(ui: &mut Ui, h: &mut HealthConfig, gan: bool) {
                 ui,
                 "D(G(z)) below",
                 "D is winning when its score of generated samples stays below this",
-                &mut |ui| ui.add(DragValue::new(&mut h.d_fake_below).range(0.0..=0.99).speed(0.005)),
+                &mut |ui| bounded(ui, 0.0..=0.99, DragValue::new(&mut h.d_fake_below).speed(0.005)),
             );
             row(
                 ui,
                 "G gradient below",
                 "G's gradients vanish below this norm",
                 &mut |ui| {
-                    ui.add(
-                        DragValue::new(&mut h.grad_g_below)
-                            .range(0.0..=10.0)
-                            .speed(1e-4)
-                            .max_decimals(6),
+                    bounded(
+                        ui,
+                        0.0..=10.0,
+                        DragValue::new(&mut h.grad_g_below).speed(1e-4).max_decimals(6),
                     )
                 },
             );
@@ -264,20 +263,20 @@ fn thresholds(ui: &mut Ui, h: &mut HealthConfig, gan: bool) {
                 ui,
                 "Diversity below",
                 "Generated over real diversity; mode collapse below this",
-                &mut |ui| ui.add(DragValue::new(&mut h.diversity_below).range(0.0..=0.99).speed(0.01)),
+                &mut |ui| bounded(ui, 0.0..=0.99, DragValue::new(&mut h.diversity_below).speed(0.01)),
             );
         } else {
             row(
                 ui,
                 "Active units below",
                 "VAEs: posterior collapse below this many active dimensions",
-                &mut |ui| ui.add(DragValue::new(&mut h.active_units_below).range(0..=4096)),
+                &mut |ui| bounded(ui, 0..=4096, DragValue::new(&mut h.active_units_below)),
             );
             row(
                 ui,
                 "Held-out ratio above",
                 "Held-out over training reconstruction; overfitting above",
-                &mut |ui| ui.add(DragValue::new(&mut h.overfit_ratio).range(1.01..=100.0).speed(0.05)),
+                &mut |ui| bounded(ui, 1.01..=100.0, DragValue::new(&mut h.overfit_ratio).speed(0.05)),
             );
         }
         row(
@@ -285,10 +284,10 @@ fn thresholds(ui: &mut Ui, h: &mut HealthConfig, gan: bool) {
             "Snapshot every",
             "In-memory snapshots that a rollback returns to",
             &mut |ui| {
-                ui.add(
-                    DragValue::new(&mut h.snapshot_every)
-                        .range(1..=1_000_000)
-                        .suffix(" steps"),
+                bounded(
+                    ui,
+                    1..=1_000_000,
+                    DragValue::new(&mut h.snapshot_every).suffix(" steps"),
                 )
             },
         );
@@ -296,7 +295,13 @@ fn thresholds(ui: &mut Ui, h: &mut HealthConfig, gan: bool) {
             ui,
             "Snapshots kept",
             "Each holds the weights and optimiser state",
-            &mut |ui| ui.add(DragValue::new(&mut h.snapshots).range(0..=crate::config::MAX_SNAPSHOTS as usize)),
+            &mut |ui| {
+                bounded(
+                    ui,
+                    0..=crate::config::MAX_SNAPSHOTS as usize,
+                    DragValue::new(&mut h.snapshots),
+                )
+            },
         );
     });
 }

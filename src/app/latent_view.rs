@@ -5,6 +5,7 @@
 use super::controls::Action;
 use super::pictures::GridView;
 use super::settings::GridZoom;
+use super::widgets::bounded;
 use crate::grid::GRID_PADDING;
 use crate::train::latent_views::{LatentMap, ITEM_COLUMNS, MANIFOLD_SIDE};
 use crate::train::session::LatentWalk;
@@ -150,9 +151,7 @@ impl LatentView {
         let mut number = *sample + 1;
         ui.horizontal(|ui| {
             let label = ui.label("Sample");
-            let response = ui
-                .add(egui::DragValue::new(&mut number).range(1..=walk.samples))
-                .labelled_by(label.id);
+            let response = bounded(ui, 1..=walk.samples, egui::DragValue::new(&mut number)).labelled_by(label.id);
             if response.changed() {
                 // Another sample: its own values, which the next snapshot brings.
                 *sample = number - 1;

@@ -1,8 +1,11 @@
 //! Small widgets the panels share: labelled form rows, enum pickers, the learning-rate field.
 
 use crate::config::{Activation, Corruption, Fit, GanLoss, Norm, OptimizerKind, Recon};
+use crate::numbers::significant;
 use eframe::egui;
-use egui::{ComboBox, DragValue, Ui};
+use egui::{ComboBox, DragValue, Response, Ui};
+use std::cell::Cell;
+use std::ops::RangeInclusive;
 
 /// One row of a two-column `egui::Grid` form: the label, then the inputs `add` makes, named by the label
 /// for screen readers and tests. Put a hint on the returned response, not inside `add`: a tooltip set
@@ -28,17 +31,63 @@ pub fn choice<T: Copy + PartialEq>(ui: &mut Ui, id_salt: &str, value: &mut T, op
     changed
 }
 
+/// Adds `field`, a number kept to `range`. egui keeps a typed number to its field's range without a word: a
+/// number typed outside it leaves a note beside the field (the bound it took) until the field is next
+/// changed.
+pub fn bounded<N: egui::emath::Numeric>(ui: &mut Ui, range: RangeInclusive<N>, field: DragValue<'_>) -> Response {
+    let (low, high) = (range.start().to_f64(), range.end().to_f64());
+    let typed = Cell::new(None);
+    let field = field.range(range).custom_parser(|text| {
+        // egui's own parsing: spaces (thousands separators) ignored, the minus sign read as a hyphen.
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| if c == '\u{2212}' { '-' } else { c })
+            .collect();
+        let number = text.parse::<f64>().ok();
+        typed.set(number);
+        number
+    });
+    let response = ui.add(field);
+    let note_id = response.id.with("kept to range");
+    match typed.get() {
+        Some(number) if number < low || number > high => {
+            let bound = if number < low {
+                format!("min {}", significant(low))
+            } else {
+                format!("max {}", significant(high))
+            };
+            let note = (
+                bound,
+                format!(
+                    "{} is outside {} to {}",
+                    significant(number),
+                    significant(low),
+                    significant(high)
+                ),
+            );
+            ui.data_mut(|d| d.insert_temp(note_id, note));
+        }
+        Some(_) => ui.data_mut(|d| d.remove::<(String, String)>(note_id)),
+        None if response.dragged() => ui.data_mut(|d| d.remove::<(String, String)>(note_id)),
+        None => {}
+    }
+    if let Some((bound, why)) = ui.data(|d| d.get_temp::<(String, String)>(note_id)) {
+        ui.colored_label(ui.visuals().warn_fg_color, bound).on_hover_text(why);
+    }
+    response
+}
+
 /// A learning-rate field: shown as `2e-4`, typed as any float, dragged in proportion to its size so one
 /// drag spans orders of magnitude.
-pub fn learning_rate(value: &mut f64) -> DragValue<'_> {
+pub fn learning_rate(ui: &mut Ui, value: &mut f64) -> Response {
     let speed = *value * 0.02;
-    // Dragging stays in a sensible range, but a value typed or loaded outside it is left alone.
-    DragValue::new(value)
-        .range(1e-7..=1.0)
+    // Dragging stays in a sensible range, but a value loaded outside it is left alone.
+    let field = DragValue::new(value)
         .clamp_existing_to_range(false)
         .speed(speed)
-        .custom_formatter(|v, _| scientific(v))
-        .custom_parser(|text| text.trim().parse::<f64>().ok())
+        .custom_formatter(|v, _| scientific(v));
+    bounded(ui, 1e-7..=1.0, field)
 }
 
 /// `0.0002` as `2e-4`, `0.00025` as `2.5e-4`: how learning rates are written.
