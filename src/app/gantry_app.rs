@@ -780,18 +780,13 @@ impl GantryApp {
             }
             Action::TogglePause => {
                 let run = self.fleet.focused_mut();
-                let command = if run.state() == Some(RunState::Running) {
-                    Command::Pause
-                } else {
-                    run.push_config(&draft);
-                    Command::Resume
+                match run.state() == Some(RunState::Running) {
+                    true => run.send(Command::Pause),
+                    false => run.send_with_draft(&draft, Command::Resume),
                 };
-                run.send(command);
             }
             Action::Step if self.fleet.focused().takes_commands() => {
-                let run = self.fleet.focused_mut();
-                run.push_config(&draft);
-                run.send(Command::Step(1));
+                self.fleet.focused_mut().send_with_draft(&draft, Command::Step(1));
             }
             Action::Step => self.start_run(Command::Step(1)),
             Action::Stop => {
@@ -856,8 +851,7 @@ impl GantryApp {
                 let in_view = self.fleet.focus_dir() == Some(dir.as_path());
                 match self.fleet.get_mut(&dir) {
                     Some(run) if in_view && run.takes_commands() => {
-                        run.push_config(&draft);
-                        run.send(Command::Resume);
+                        run.send_with_draft(&draft, Command::Resume);
                     }
                     _ => {
                         let budget = in_view.then_some(draft.train.steps);

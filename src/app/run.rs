@@ -237,11 +237,13 @@ impl TrainingRun {
         }
     }
 
-    /// Sends the draft's live-applicable changes now (before a resume or a step).
-    pub fn push_config(&mut self, draft: &RunConfig) {
+    /// Sends the draft's live-applicable changes, then `command` (as `send`): a resume or a step trains
+    /// with the settings shown, not those of the run's last sync.
+    pub fn send_with_draft(&mut self, draft: &RunConfig, command: Command) -> bool {
         if self.compare_config(draft) == ConfigSync::Applying {
             self.send_config(draft);
         }
+        self.send(command)
     }
 
     fn compare_config(&self, draft: &RunConfig) -> ConfigSync {
