@@ -52,20 +52,12 @@ pub fn bounded<N: egui::emath::Numeric>(ui: &mut Ui, range: RangeInclusive<N>, f
     let note_id = response.id.with("kept to range");
     match typed.get() {
         Some(number) if number < low || number > high => {
-            let bound = if number < low {
-                format!("min {}", significant(low))
-            } else {
-                format!("max {}", significant(high))
+            let bound = match number < low {
+                true => format!("min {}", number_text(low)),
+                false => format!("max {}", number_text(high)),
             };
-            let note = (
-                bound,
-                format!(
-                    "{} is outside {} to {}",
-                    significant(number),
-                    significant(low),
-                    significant(high)
-                ),
-            );
+            let (typed, low, high) = (number_text(number), number_text(low), number_text(high));
+            let note = (bound, format!("{typed} is outside {low} to {high}"));
             ui.data_mut(|d| d.insert_temp(note_id, note));
         }
         Some(_) => ui.data_mut(|d| d.remove::<(String, String)>(note_id)),
@@ -76,6 +68,14 @@ pub fn bounded<N: egui::emath::Numeric>(ui: &mut Ui, range: RangeInclusive<N>, f
         ui.colored_label(ui.visuals().warn_fg_color, bound).on_hover_text(why);
     }
     response
+}
+
+/// A whole number in full (a million items reads 1000000, not 1.000e6), others to a few significant digits.
+fn number_text(value: f64) -> String {
+    match value.fract() == 0.0 && value.abs() < 1e15 {
+        true => format!("{}", value as i64),
+        false => significant(value),
+    }
 }
 
 /// A learning-rate field: shown as `2e-4`, typed as any float, dragged in proportion to its size so one
@@ -137,7 +137,15 @@ pub const FITS: [(Fit, &str); 2] = [(Fit::CenterCrop, "center crop"), (Fit::Lett
 
 #[cfg(test)]
 mod tests {
-    use super::scientific;
+    use super::{number_text, scientific};
+
+    #[test]
+    fn a_range_note_writes_whole_numbers_in_full() {
+        assert_eq!(number_text(1_000_000.0), "1000000");
+        assert_eq!(number_text(4096.0), "4096");
+        assert_eq!(number_text(0.9999), "0.9999");
+        assert_eq!(number_text(1.5), "1.5");
+    }
 
     #[test]
     fn learning_rates_read_as_scientific_notation() {
