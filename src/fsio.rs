@@ -41,6 +41,14 @@ fn sync_parent(path: &Path) -> Result<(), String> {
 /// Replaces `path` with what `write` puts into the temporary file it is given; on any error the temporary
 /// file is removed and `path` is left as it was.
 pub fn replace_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    // Said in words: the system's "No such file or directory" does not say which part is missing.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        return Err(format!(
+            "{}: cannot write: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        ));
+    }
     let temp = temporary_beside(path);
     let result = write(&temp)
         .and_then(|()| {
@@ -165,6 +173,18 @@ mod tests {
         );
         write(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_write_into_a_missing_folder_names_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("metrics.csv");
+        let message = write(&path, b"step\n").unwrap_err();
+        let folder = dir.path().join("missing");
+        assert!(
+            message.ends_with(&format!("the folder {} does not exist", folder.display())),
+            "{message}"
+        );
     }
 
     #[test]
