@@ -1410,6 +1410,7 @@ fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir
         s.config.train.steps = 10;
         s.config.train.checkpoint_every = 5;
         s.config.train.sample_every = 5;
+        s.config.health.snapshot_every = 10;
     });
     train_to_budget(&mut harness);
     let dir = harness.state().run().dir().unwrap().to_path_buf();
@@ -1418,6 +1419,8 @@ fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir
     harness.run_steps(2);
     harness.get_by_role_and_label(Role::ComboBox, "Roll back to").click();
     harness.run_steps(2);
+    // Step 10 is a snapshot and a checkpoint: either way back.
+    assert!(harness.query_by_label("step 10 (in memory and on disk)").is_some());
     harness.get_by_label("step 5 (checkpoint)").click();
     harness.run_steps(1);
     (harness, runs, dir)

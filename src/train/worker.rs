@@ -885,11 +885,8 @@ impl Worker {
             .map(|(name, value)| format!("{name} became {value} at step {step}"));
         let troubles = self.monitor.observe(&row, session.config());
         let appended = self.deliver(session, row);
-        let interval = match session.config().health.every {
-            0 => DEFAULT_REPORT_EVERY,
-            every => every,
-        };
-        if !troubles.is_empty() || step.is_multiple_of(interval) {
+        // The lights that found trouble are shown before what is done about it (a rollback, a pause).
+        if !troubles.is_empty() {
             self.report_health(session);
         }
         for rule in troubles {
@@ -925,6 +922,15 @@ impl Worker {
             true => self.take_snapshot(session),
             false => None,
         };
+        // After the snapshot, so that the roll-back list has it (reported before, a run's last snapshot
+        // never reached it).
+        let interval = match session.config().health.every {
+            0 => DEFAULT_REPORT_EVERY,
+            every => every,
+        };
+        if step.is_multiple_of(interval) || snapshot.is_some() {
+            self.report_health(session);
+        }
         let written = appended
             .and_then(
                 |()| match checkpoint_due || (finished && self.last_checkpoint != Some(step)) {
