@@ -680,6 +680,10 @@ fn a_diverging_run_shows_the_cause_and_the_app_stays_usable() {
         error.contains("became") && error.contains("paused"),
         "the message names the metric: {error}"
     );
+    assert!(
+        error.contains("(rolled back 5 times to step 0 and the trouble came back)"),
+        "and why rolling back did not help: {error}"
+    );
     harness.run_steps(2);
     assert!(
         harness.query_by_label(&format!("Paused: {error}")).is_some(),
