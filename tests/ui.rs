@@ -294,13 +294,7 @@ fn red_pixels(harness: &mut Harness<'_, GantryApp>) -> usize {
 
 #[test]
 fn an_export_says_on_its_own_tab_what_it_saved_or_in_red_why_not() {
-    let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2, &[]);
-    let mut harness = browser_harness(runs.path());
-    open_contact_sheet(&mut harness, &["a"]);
-    wait_until(&mut harness, "the sheet", |h| {
-        h.query_by_label_contains("1. a (step 10)").is_some()
-    });
+    let (mut harness, runs) = contact_sheet_of_run_a();
     let before = red_pixels(&mut harness);
     export_to(
         &mut harness,
@@ -907,6 +901,18 @@ fn open_contact_sheet(harness: &mut Harness<'_, GantryApp>, names: &[&str]) {
     tick(harness, names);
     harness.get_by_label("Contact sheet").click();
     harness.run_steps(3);
+}
+
+/// The contact sheet of one scored run, "a", showing its grid of step 10.
+fn contact_sheet_of_run_a() -> (Harness<'static, GantryApp>, TempDir) {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2, &[]);
+    let mut harness = browser_harness(runs.path());
+    open_contact_sheet(&mut harness, &["a"]);
+    wait_until(&mut harness, "the sheet at step 10", |h| {
+        h.query_by_label_contains("1. a (step 10)").is_some()
+    });
+    (harness, runs)
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.
@@ -1650,13 +1656,7 @@ fn a_b_wipe_draws_a_line_where_it_splits() {
 #[test]
 fn the_contact_sheet_shows_the_newest_grids_until_a_step_is_picked() {
     use gantry::runs::{GridKind, RunDir};
-    let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2, &[]);
-    let mut harness = browser_harness(runs.path());
-    open_contact_sheet(&mut harness, &["a"]);
-    wait_until(&mut harness, "the sheet at step 10", |h| {
-        h.query_by_label_contains("1. a (step 10)").is_some()
-    });
+    let (mut harness, runs) = contact_sheet_of_run_a();
     // The run saves a newer grid (as one training in a terminal would) and the list is read again.
     let grid = gantry::grid::ImageGrid::filled(6, 6, 200);
     let run = RunDir::reopen(&runs.path().join("a"), 10).unwrap();
