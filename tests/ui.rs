@@ -1237,6 +1237,18 @@ fn a_new_run_is_listed_under_a_filter_and_ticked_runs_of_another_model_are_not_o
         .is_some());
 }
 
+#[test]
+fn a_run_that_finished_in_this_window_can_be_deleted_and_filtered_out() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 5);
+    train_to_budget(&mut harness);
+    settle(&mut harness);
+    assert!(enabled(&harness, "Delete"), "nothing to stop first");
+    harness.get_by_label("Filter").focus();
+    harness.get_by_label("Filter").type_text("no such run");
+    harness.run_steps(2);
+    assert!(harness.query_by_label("No run matches the filter.").is_some());
+}
+
 /// Backtraces are captured as `RUST_BACKTRACE` said when the process first asked, so this test runs itself
 /// again in a child process with it set, where the checks run.
 #[test]
@@ -1321,7 +1333,8 @@ fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     harness.get_by_label("Tags (comma separated)").focus();
     harness.get_by_label("Tags (comma separated)").type_text("keep, lr");
     harness.run_steps(1);
-    harness.get_by_label("Save tags").click();
+    // Enter saves them, as it does a name.
+    harness.key_press(egui::Key::Enter);
     harness.run_steps(3);
     settle(&mut harness);
     let listed = harness.state().listed_runs();

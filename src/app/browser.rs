@@ -315,17 +315,7 @@ impl RunBrowser {
         let path = row.run.path();
         match &mut self.renaming {
             Some((dir, name)) if dir == path => {
-                let done = ui
-                    .horizontal(|ui| {
-                        let label = ui.label("New name");
-                        let edit = ui
-                            .add(TextEdit::singleline(name).desired_width(160.0))
-                            .labelled_by(label.id);
-                        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                        ui.button("Save name").clicked() || enter
-                    })
-                    .inner;
-                if done {
+                if edited_line(ui, "New name", name, 160.0, "Save name") {
                     actions.push(Action::RenameRun(dir.clone(), name.trim().to_string()));
                     self.renaming = None;
                 }
@@ -396,15 +386,7 @@ impl RunBrowser {
         let path = row.run.path();
         match &mut self.tagging {
             Some((dir, tags)) if dir == path => {
-                let done = ui
-                    .horizontal(|ui| {
-                        let label = ui.label("Tags (comma separated)");
-                        ui.add(TextEdit::singleline(tags).desired_width(120.0))
-                            .labelled_by(label.id);
-                        ui.button("Save tags").clicked()
-                    })
-                    .inner;
-                if done {
+                if edited_line(ui, "Tags (comma separated)", tags, 120.0, "Save tags") {
                     actions.push(Action::TagRun(dir.clone(), parse_tags(tags)));
                     self.tagging = None;
                 }
@@ -416,7 +398,7 @@ impl RunBrowser {
     fn row_buttons(&mut self, ui: &mut Ui, row: &Row<'_>, actions: &mut Vec<Action>) {
         let path = row.run.path();
         ui.horizontal(|ui| {
-            if row.live && row.status != RunState::Finished.label() {
+            if row.live {
                 if ui
                     .button("Stop")
                     .on_hover_text("End this run (its last checkpoint is written)")
@@ -495,6 +477,19 @@ fn sweep_points(draft: &RunConfig, texts: &[String; 2]) -> Result<(Vec<Axis>, us
     Ok((axes, count))
 }
 
+/// A labelled one-line text field and its save button; true when the button is pressed or Enter is.
+fn edited_line(ui: &mut Ui, label: &str, text: &mut String, width: f32, save: &str) -> bool {
+    ui.horizontal(|ui| {
+        let label = ui.label(label);
+        let edit = ui
+            .add(TextEdit::singleline(text).desired_width(width))
+            .labelled_by(label.id);
+        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.button(save).clicked() || enter
+    })
+    .inner
+}
+
 /// The listed runs that pass the filter, in the chosen order, with live values where a worker runs them.
 fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> Vec<Row<'a>> {
     let filter = settings.filter.trim().to_lowercase();
@@ -563,7 +558,9 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
                 lowest,
                 quality,
                 losses,
-                live: live.is_some_and(|l| l.takes_commands() || l.is_queued()),
+                // A finished run's worker stays open (to train on if the budget is raised) but does nothing.
+                live: live
+                    .is_some_and(|l| l.is_queued() || l.takes_commands() && l.state() != Some(RunState::Finished)),
             }
         })
         // Runs that train (or wait to) always show, so a filter set for an earlier sweep never hides a new run.
