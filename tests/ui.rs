@@ -1415,7 +1415,8 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
     let draft = &harness.state().settings().config;
     assert_eq!(draft.optimizer.lr, 5e299, "the remedy halved the rate");
     assert_eq!(draft.train.label_smoothing, 0.05, "and kept the edit not yet taken");
-    // With another model's settings in the panels, the GAN's own rules offer no remedy to them.
+    // With another model's settings in the panels, the run's rules offer no remedy to them, not even one
+    // every model has, until the run's settings are back.
     harness.state_mut().settings_mut().config = preset("vae-digits").unwrap();
     harness.run_steps(2);
     let apply = |h: &Harness<'_, GantryApp>, start: &str| {
@@ -1423,7 +1424,11 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
         !h.get_by_label_contains(&label).accesskit_node().is_disabled()
     };
     assert!(!apply(&harness, "lower D's learning rate"), "a GAN's rule");
-    assert!(apply(&harness, "halve the learning rates"), "every model's rule");
+    assert!(!apply(&harness, "halve the learning rates"), "every model's rule");
+    harness.get_by_label("Use this run's settings").click();
+    harness.run_steps(2);
+    assert!(harness.state().settings().config.model.kind.is_gan());
+    assert!(apply(&harness, "lower D's learning rate") && apply(&harness, "halve the learning rates"));
 }
 
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's

@@ -35,7 +35,8 @@ impl HealthView {
             match report {
                 Some(report) => {
                     ui.label(format!("Checked at step {}.", report.step));
-                    action = findings(ui, &report.findings, draft);
+                    let own = run.and_then(TrainingRun::applied_config);
+                    action = findings(ui, &report.findings, draft, own);
                 }
                 None if run.is_some_and(TrainingRun::takes_commands) => {
                     ui.weak("The first check comes after a few steps of training.");
@@ -130,12 +131,19 @@ impl HealthView {
     }
 }
 
-/// The rules as a table; returns a remedy the user applied. Remedies and on-trouble choices change the draft:
-/// a rule the draft is not checked by (the panels hold another model's settings) offers neither.
-fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<Action> {
+/// The rules as a table; returns a remedy the user applied. Remedies and on-trouble choices change the draft,
+/// so they are offered only while the panels hold the settings of the run in view (`own`) or edits it can
+/// take, and for the rules the draft is checked by.
+fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig, own: Option<&RunConfig>) -> Option<Action> {
     let mut action = None;
-    if findings.iter().any(|f| !f.rule.applies_to(draft)) {
-        ui.weak(OTHER_MODEL);
+    let another_run = own.is_some_and(|own| own.restart_needed_for(draft).is_some());
+    if another_run {
+        ui.horizontal_wrapped(|ui| {
+            ui.weak(OTHER_RUN);
+            if ui.button("Use this run's settings").clicked() {
+                action = Some(Action::RevertDraft);
+            }
+        });
     }
     Grid::new("health rules")
         .num_columns(6)
@@ -157,7 +165,7 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
                 ui.label(finding.value.map_or("-".into(), significant))
                     .on_hover_text(&finding.measure);
                 ui.label(finding.since.map_or("-".into(), |s| format!("step {s}")));
-                let applies = finding.rule.applies_to(draft);
+                let applies = !another_run && finding.rule.applies_to(draft);
                 ui.add_enabled_ui(applies, |ui| on_trouble_choice(ui, finding.rule, &mut draft.health));
                 // Made from the draft, so that it keeps the edits a paused run has not taken yet.
                 let from_draft;
@@ -171,7 +179,10 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
                 if ui
                     .add_enabled(applies, egui::Button::new(format!("Apply: {}", remedy.summary)))
                     .on_hover_text("Changes the settings in the panels: a live run takes them at once")
-                    .on_disabled_hover_text(OTHER_MODEL)
+                    .on_disabled_hover_text(match another_run {
+                        true => OTHER_RUN,
+                        false => "The settings in the panels are not checked by this rule",
+                    })
                     .clicked()
                 {
                     action = Some(Action::ApplyRemedy(Box::new(remedy.config.clone())));
@@ -182,9 +193,9 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig) -> Option<
     action
 }
 
-/// Why a rule of the run in view offers no remedy or choice.
-const OTHER_MODEL: &str = "The panels hold settings for another model, which some of these rules do not check: \
-                           their remedies and choices are off. Revert changes (Training tab) to edit this run's.";
+/// Why the rules of the run in view offer no remedy or choice.
+const OTHER_RUN: &str = "The panels hold settings this run cannot take (another model, data or shape): remedies \
+                         and choices here would change those, so they are off.";
 
 fn on_trouble_choice(ui: &mut Ui, rule: Rule, health: &mut HealthConfig) {
     let slot = match rule {
