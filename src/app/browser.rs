@@ -365,8 +365,12 @@ impl RunBrowser {
             Some((fd, words)) => {
                 ui.scope(|ui| {
                     ui.set_min_width(60.0);
+                    let scored = match row.run.summary.config.model.kind.generates() {
+                        true => "samples",
+                        false => "reconstructions",
+                    };
                     ui.label(significant(*fd)).on_hover_text(format!(
-                        "{words}. Fréchet distance between real held-out items and the run's samples in a \
+                        "{words}. Fréchet distance between real held-out items and the run's {scored} in a \
                          feature network's space: lower is better"
                     ));
                 });

@@ -356,8 +356,10 @@ impl ContactSheetView {
                 // which step scored it: the tiles may be of another).
                 let scored = listed.summary.scored.as_ref();
                 let fd = scored.and_then(|row| Some((row.get(quality::FD)?, row.step)));
-                if let Some((fd, at)) = fd {
-                    label.push_str(&format!(", fd {} at step {at}", significant(fd)));
+                match fd {
+                    Some((fd, at)) if at == step => label.push_str(&format!(", fd {}", significant(fd))),
+                    Some((fd, at)) => label.push_str(&format!(", fd {} at step {at}", significant(fd))),
+                    None => {}
                 }
                 fd.map(|(fd, _)| fd.to_string())
             } else if self.sort_key.is_empty() {
