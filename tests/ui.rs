@@ -1646,6 +1646,45 @@ fn a_b_compare_says_which_run_has_no_grids_of_the_kind_shown() {
 }
 
 #[test]
+fn compare_and_the_contact_sheet_show_autoencoders_reconstructions() {
+    use gantry::runs::{GridKind, RunDir};
+    let runs = tempfile::tempdir().unwrap();
+    // Two plain autoencoders: reconstructions saved, no samples.
+    for name in ["a", "b"] {
+        scored_run(runs.path(), name, 41.2, &["model.kind=\"ae\""]);
+        let dir = runs.path().join(name);
+        std::fs::remove_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+        let run = RunDir::reopen(&dir, 10).unwrap();
+        run.files()
+            .save_grid(
+                GridKind::Reconstructions,
+                10,
+                &gantry::grid::ImageGrid::filled(6, 6, 100),
+            )
+            .unwrap();
+    }
+    let mut harness = browser_harness(runs.path());
+    open_contact_sheet(&mut harness, &["a", "b"]);
+    wait_until(&mut harness, "the sheet of reconstructions", |h| {
+        h.query_by_label_contains("1. a (step 10)").is_some()
+    });
+    harness.get_by_label("A/B compare").click();
+    harness.run_steps(3);
+    wait_until(&mut harness, "both grids", |h| {
+        h.query_by_label("grid A").is_some() && h.query_by_label("grid B").is_some()
+    });
+    assert!(harness.query_by_label_contains("saved no").is_none());
+    // Asked for samples, the sheet says the runs have none (it asked for runs to be ticked).
+    harness.get_by_label("Contact sheet").click();
+    harness.run_steps(2);
+    harness.get_by_label("samples").click();
+    harness.run_steps(3);
+    assert!(harness
+        .query_by_label_contains("None of the 2 runs saved sample grids")
+        .is_some());
+}
+
+#[test]
 fn a_b_wipe_draws_a_line_where_it_splits() {
     let runs = tempfile::tempdir().unwrap();
     scored_run(runs.path(), "a", 41.2, &[]);

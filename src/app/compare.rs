@@ -62,9 +62,11 @@ impl Default for AbView {
 
 impl AbView {
     /// Fills empty sides: A the first of `runs`, B the second (at A's step) or A's run at its newest step.
+    /// The kind of grid follows the runs' models when A is first filled.
     pub fn default_sides(&mut self, catalog: &mut Catalog, runs: &[&Path]) {
         if self.a.run.is_none() {
             if let Some(first) = runs.first() {
+                self.kind = kind_for(catalog, runs).unwrap_or(self.kind);
                 let steps = catalog.grid_steps(first, self.kind);
                 self.a = Side {
                     run: Some(first.to_path_buf()),
@@ -126,10 +128,7 @@ impl AbView {
             if catalog.grid_steps(run, self.kind).is_empty() {
                 match catalog.grid_steps_read(run, self.kind) {
                     true => {
-                        let (kind, other) = match self.kind {
-                            GridKind::Samples => ("sample", "reconstructions"),
-                            GridKind::Reconstructions => ("reconstruction", "samples"),
-                        };
+                        let (kind, other) = kind_words(self.kind);
                         ui.weak(format!(
                             "Run {name} saved no {kind} grids: pick {other} or another run."
                         ));
@@ -223,6 +222,30 @@ fn wipe_divider(ui: &Ui, shown: &ShownGrid, fraction: f32) {
     }
 }
 
+/// The grids worth showing of `runs`: reconstructions where none of their models generates (plain
+/// autoencoders save no samples), samples where all do; `None` for a mix (or no runs).
+fn kind_for(catalog: &Catalog, runs: &[&Path]) -> Option<GridKind> {
+    let generates: Vec<bool> = runs
+        .iter()
+        .filter_map(|run| catalog.find(run))
+        .map(|run| run.summary.config.model.kind.generates())
+        .collect();
+    match (generates.iter().all(|g| *g), generates.iter().any(|g| *g)) {
+        _ if generates.is_empty() => None,
+        (true, _) => Some(GridKind::Samples),
+        (_, false) => Some(GridKind::Reconstructions),
+        _ => None,
+    }
+}
+
+/// A kind of grid as words ("sample" grids) and the other kind ("reconstructions").
+fn kind_words(kind: GridKind) -> (&'static str, &'static str) {
+    match kind {
+        GridKind::Samples => ("sample", "reconstructions"),
+        GridKind::Reconstructions => ("reconstruction", "samples"),
+    }
+}
+
 /// Samples or reconstructions.
 fn kind_choice(ui: &mut Ui, kind: &mut GridKind) {
     let label = ui.label("Grid");
@@ -311,6 +334,8 @@ pub struct ContactSheetView {
     /// The tiles' grids as they arrive from the catalog (read in the background), for the sheet of that
     /// version: `Some(None)` is a grid that could not be read (its run is left out).
     gathered: (u64, Vec<Option<Option<ImageGrid>>>),
+    /// The runs last shown, whose models chose `kind`.
+    runs: Vec<PathBuf>,
 }
 
 impl Default for ContactSheetView {
@@ -323,6 +348,7 @@ impl Default for ContactSheetView {
             sheet: GridView::new("contact sheet"),
             composed: None,
             gathered: (0, Vec::new()),
+            runs: Vec::new(),
         }
     }
 }
@@ -384,6 +410,11 @@ impl ContactSheetView {
         runs: &[&Path],
         zoom: &mut GridZoom,
     ) -> Option<ImageGrid> {
+        // The grids worth showing of a new set of runs (a plain autoencoder saves no samples).
+        if runs.len() != self.runs.len() || runs.iter().zip(&self.runs).any(|(run, seen)| *run != seen) {
+            self.kind = kind_for(catalog, runs).unwrap_or(self.kind);
+            self.runs = runs.iter().map(|r| r.to_path_buf()).collect();
+        }
         let mut keys: Vec<String> = runs
             .iter()
             .filter_map(|r| catalog.find(r))
@@ -434,7 +465,11 @@ impl ContactSheetView {
         });
         let tiles = self.tiles(catalog, runs);
         if tiles.is_empty() {
-            ui.weak("Tick runs in the run browser (or list some): their saved grids show here, one per run.");
+            let (kind, other) = kind_words(self.kind);
+            ui.weak(match runs.len() {
+                0 => "Tick runs in the run list (or list some): their saved grids show here, one per run.".into(),
+                n => format!("None of the {n} runs saved {kind} grids (yet): pick {other}, or wait for them."),
+            });
             return None;
         }
         let version = version_of(&(&tiles, self.kind));
