@@ -1399,11 +1399,14 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
         harness.query_all_by_label("trouble").count() >= 1,
         "the light says trouble"
     );
+    let value = format!(
+        "{} ({})",
+        significant(divergence.value.unwrap()),
+        divergence.metric.as_deref().unwrap()
+    );
     assert!(
-        harness
-            .query_by_label(&significant(divergence.value.unwrap()))
-            .is_some(),
-        "its value shows"
+        harness.query_by_label(&value).is_some(),
+        "its value shows, and of what: {value}"
     );
     // An edit the paused run takes when it resumes: the remedy keeps it.
     harness.state_mut().settings_mut().config.train.label_smoothing = 0.05;

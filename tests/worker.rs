@@ -349,6 +349,14 @@ fn a_diverging_dcgan_is_rolled_back_with_its_learning_rate_halved_and_trains_on(
     assert!(rollbacks
         .iter()
         .all(|a| a.rule == "divergence" && a.action == gantry::config::OnTrouble::Rollback));
+    // Each names the metric that moved (the rule watches every loss and gradient norm).
+    assert!(
+        rollbacks
+            .iter()
+            .all(|a| ["loss", "grad_norm"].iter().any(|m| a.detail.starts_with(m))
+                && (a.detail.contains("x off its recent median;") || a.detail.contains(" not a number;"))),
+        "{rollbacks:?}"
+    );
     assert_eq!(
         last_lr,
         0.5 * 0.5f64.powi(rollbacks.len() as i32),

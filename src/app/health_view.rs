@@ -162,8 +162,12 @@ fn findings(ui: &mut Ui, findings: &[Finding], draft: &mut RunConfig, own: Optio
                     ui.colored_label(color, light_word(finding.light));
                 });
                 ui.label(finding.rule.label()).on_hover_text(finding.rule.diagnosis());
-                ui.label(finding.value.map_or("-".into(), significant))
-                    .on_hover_text(&finding.measure);
+                let value = finding.value.map_or("-".into(), significant);
+                let value = match &finding.metric {
+                    Some(metric) => format!("{value} ({metric})"),
+                    None => value,
+                };
+                ui.label(value).on_hover_text(&finding.measure);
                 ui.label(finding.since.map_or("-".into(), |s| format!("step {s}")));
                 let applies = !another_run && finding.rule.applies_to(draft);
                 ui.add_enabled_ui(applies, |ui| on_trouble_choice(ui, finding.rule, &mut draft.health));

@@ -207,6 +207,9 @@ pub struct Finding {
     pub measure: String,
     /// The step since which the value is past its threshold.
     pub since: Option<u64>,
+    /// The metric the value is of, for a rule that watches several (divergence: the loss or gradient norm
+    /// that moved most).
+    pub metric: Option<String>,
     pub remedy: Remedy,
 }
 
@@ -311,7 +314,9 @@ pub struct Monitor {
 }
 
 /// How far a row's metrics moved off their recent level.
-struct Spike {
+struct Spike<'a> {
+    /// The metric that moved most.
+    metric: &'a str,
     /// The largest factor of a move, up or down.
     ratio: f64,
     /// The step the move began.
@@ -326,6 +331,8 @@ struct RuleState {
     light: Light,
     value: Option<f64>,
     since: Option<u64>,
+    /// The metric `value` is of, for a rule that watches several (divergence).
+    metric: Option<String>,
 }
 
 impl Monitor {
@@ -338,6 +345,7 @@ impl Monitor {
                     light: Light::Waiting,
                     value: None,
                     since: None,
+                    metric: None,
                 })
                 .collect(),
             recent: HashMap::new(),
@@ -360,8 +368,18 @@ impl Monitor {
             let before = state.light;
             match state.rule {
                 Rule::Divergence => {
-                    if let Some(Spike { ratio, since, lasting }) = spike {
+                    if let Some(Spike {
+                        metric,
+                        ratio,
+                        since,
+                        lasting,
+                    }) = spike
+                    {
                         state.value = Some(ratio);
+                        // Named anew only when another metric moves most: no string a step.
+                        if state.metric.as_deref() != Some(metric) {
+                            state.metric = Some(metric.to_string());
+                        }
                         if lasting {
                             state.since = Some(since);
                             state.light = Light::Trouble;
@@ -415,7 +433,7 @@ impl Monitor {
     /// gradient norms also downwards: a network whose gradients fall to nothing has broken (dead units,
     /// saturated outputs) as surely as one whose gradients explode. A move is lasting once it held for
     /// `PERSIST_STEPS` rows.
-    fn spike(&mut self, row: &MetricRow, config: &RunConfig) -> Option<Spike> {
+    fn spike<'a>(&mut self, row: &'a MetricRow, config: &RunConfig) -> Option<Spike<'a>> {
         let factor = config.health.spike_factor;
         let mut worst: Option<Spike> = None;
         for (name, value) in &row.values {
@@ -424,7 +442,12 @@ impl Monitor {
             }
             if !value.is_finite() {
                 let (ratio, since, lasting) = (f64::INFINITY, row.step, true);
-                return Some(Spike { ratio, since, lasting });
+                return Some(Spike {
+                    metric: name,
+                    ratio,
+                    since,
+                    lasting,
+                });
             }
             let Some(recent) = self.recent.get(name).filter(|r| r.len() >= SPIKE_WARM_UP) else {
                 continue;
@@ -442,7 +465,12 @@ impl Monitor {
                 self.off_level.remove(name);
                 (row.step, false)
             };
-            let spike = Spike { ratio, since, lasting };
+            let spike = Spike {
+                metric: name,
+                ratio,
+                since,
+                lasting,
+            };
             if worst
                 .as_ref()
                 .is_none_or(|w| (spike.lasting, spike.ratio) > (w.lasting, w.ratio))
@@ -478,6 +506,7 @@ impl Monitor {
             state.light = Light::Waiting;
             state.value = None;
             state.since = None;
+            state.metric = None;
         }
         self.off_level.clear();
     }
@@ -504,6 +533,7 @@ impl Monitor {
             light: s.light,
             value: s.value,
             since: s.since,
+            metric: s.metric.clone(),
             measure: match s.rule {
                 Rule::Divergence => format!(
                     "largest jump of a loss or gradient norm off its recent median; trouble above {}x or NaN",

@@ -1061,6 +1061,15 @@ impl Worker {
         let (value, since) = finding.as_ref().map_or((f64::NAN, step), |f| {
             (f.value.unwrap_or(f64::NAN), f.since.unwrap_or(step))
         });
+        // Which metric a divergence is of: "Divergence (24554)" alone did not say.
+        let moved = match finding.as_ref().and_then(|f| f.metric.as_deref()) {
+            Some(metric) if value.is_finite() => format!(
+                "{metric} {}x off its recent median; ",
+                crate::numbers::significant(value)
+            ),
+            Some(metric) => format!("{metric} not a number; "),
+            None => String::new(),
+        };
         let remedy = finding.map_or_else(|| rule.remedy(&config), |f| f.remedy);
         let mut event = HealthEvent {
             step,
@@ -1068,7 +1077,7 @@ impl Worker {
             value,
             action: OnTrouble::Warn,
             to_step: None,
-            detail: format!("remedy: {}", remedy.summary),
+            detail: format!("{moved}remedy: {}", remedy.summary),
         };
         let mut action = rule.action(&config.health);
         let target = self.snapshots.iter().rev().map(|(s, _)| *s).find(|s| *s < since);
@@ -1090,7 +1099,7 @@ impl Worker {
                 };
                 event.action = OnTrouble::Rollback;
                 event.to_step = Some(to);
-                event.detail = format!("applied: {}", remedy.summary);
+                event.detail = format!("{moved}applied: {}", remedy.summary);
                 match self.roll_back(session, event).and_then(|()| {
                     let before = session.config().clone();
                     session.apply(remedy.config)?;
