@@ -38,8 +38,9 @@ pub struct LatentView {
     decoded: GridView,
     manifold: GridView,
     walked: GridView,
-    /// The latent walk's sample and slider values as the user set them (`None`: take the run's).
-    walk: Option<(usize, Vec<f32>)>,
+    /// The latent walk's sample, its slider values, and whether the user set them (else they follow the
+    /// run's: a snapshot from before "Back to the sample" must not become the user's setting).
+    walk: Option<(usize, Vec<f32>, bool)>,
 }
 
 impl Default for LatentView {
@@ -137,11 +138,11 @@ impl LatentView {
         if self
             .walk
             .as_ref()
-            .is_none_or(|(sample, values)| *sample != walk.sample || values.is_empty())
+            .is_none_or(|(sample, values, set)| *sample != walk.sample || !set && *values != walk.values)
         {
-            self.walk = Some((walk.sample, walk.values.clone()));
+            self.walk = Some((walk.sample, walk.values.clone(), false));
         }
-        let (sample, values) = self.walk.as_mut().expect("set above");
+        let (sample, values, set) = self.walk.as_mut().expect("set above");
         let mut changed = false;
         ui.weak(format!(
             "One latent vector of the sample grid with its first {} dimensions set by the sliders, through G \
@@ -156,7 +157,7 @@ impl LatentView {
                 // Another sample: its own values, which the next snapshot brings.
                 *sample = number - 1;
                 values.clear();
-                changed = true;
+                (*set, changed) = (false, true);
             }
             if ui
                 .button("Back to the sample")
@@ -164,13 +165,16 @@ impl LatentView {
                 .clicked()
             {
                 values.clear();
-                changed = true;
+                (*set, changed) = (false, true);
             }
         });
         for (k, value) in values.iter_mut().enumerate() {
-            changed |= ui
+            if ui
                 .add(egui::Slider::new(value, -3.0..=3.0).text(format!("z{}", k + 1)))
-                .changed();
+                .changed()
+            {
+                (*set, changed) = (true, true);
+            }
         }
         let space = Vec2::new(ui.available_width(), ui.available_height() - 8.0).min(Vec2::splat(360.0));
         self.walked.show(ui, &walk.image, version, zoom, space);
@@ -269,4 +273,62 @@ fn item_uv(map: &LatentMap, k: usize) -> Rect {
     );
     let max = min + tile - Vec2::splat(pad);
     Rect::from_min_max(egui::pos2(min.x / w, min.y / h), egui::pos2(max.x / w, max.y / h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egui::accesskit::Role;
+    use egui_kittest::kittest::{NodeT as _, Queryable as _};
+    use egui_kittest::Harness;
+
+    /// The walk view over the run's newest walk, as the tab shows it.
+    struct Walked {
+        view: LatentView,
+        walk: LatentWalk,
+        zoom: GridZoom,
+    }
+
+    fn drawn(values: Vec<f32>) -> LatentWalk {
+        LatentWalk {
+            sample: 0,
+            samples: 4,
+            values,
+            image: crate::grid::ImageGrid::filled(4, 4, 0),
+        }
+    }
+
+    #[test]
+    fn back_to_the_sample_takes_its_values_though_the_run_draws_them_a_frame_later() {
+        let own = vec![0.5, -0.5];
+        let walked = Walked {
+            view: LatentView::default(),
+            walk: drawn(own.clone()),
+            zoom: GridZoom::default(),
+        };
+        let mut harness = Harness::new_ui_state(
+            |ui, w: &mut Walked| {
+                w.view.walk(ui, &w.walk, 1, &mut w.zoom);
+            },
+            walked,
+        );
+        let z1 = |h: &Harness<'_, Walked>| {
+            h.get_by_role_and_label(Role::Slider, "z1")
+                .accesskit_node()
+                .numeric_value()
+                .unwrap()
+        };
+        // The user sets z1 to 0 (a click in the slider's middle) and the run draws it.
+        harness.get_by_role_and_label(Role::Slider, "z1").click();
+        harness.run_steps(2);
+        assert_eq!(z1(&harness), 0.0);
+        harness.state_mut().walk = drawn(vec![0.0, -0.5]);
+        harness.run_steps(2);
+        // Back: the run's walk of the set value shows until the run draws the sample's own.
+        harness.get_by_label("Back to the sample").click();
+        harness.run_steps(3);
+        harness.state_mut().walk = drawn(own);
+        harness.run_steps(2);
+        assert_eq!(z1(&harness), 0.5, "one click is enough");
+    }
 }
