@@ -1434,6 +1434,34 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
     assert!(apply(&harness, "lower D's learning rate") && apply(&harness, "halve the learning rates"));
 }
 
+#[test]
+fn a_run_viewed_from_its_folder_forks_from_a_checkpoint_in_the_health_tab() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "a", &[]);
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "a");
+    harness.get_by_label("Health").click();
+    harness.run_steps(2);
+    wait_until(&mut harness, "its checkpoints", |h| {
+        h.query_by_label("Fork from it").is_some()
+    });
+    let roll_back = harness.get_by_role_and_label(Role::Button, "Roll back");
+    assert!(
+        roll_back.accesskit_node().is_disabled(),
+        "it is not open to go back in place"
+    );
+    harness.get_by_label("Fork from it").click();
+    harness.run_steps(2);
+    settle(&mut harness);
+    let names: Vec<String> = harness
+        .state()
+        .listed_runs()
+        .iter()
+        .map(|r| r.meta.name.clone())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("a-fork20-")), "{names:?}");
+}
+
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's
 /// roll-back list set to step 5.
 fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir, std::path::PathBuf) {

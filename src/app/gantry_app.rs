@@ -813,7 +813,7 @@ impl GantryApp {
             Action::ForkAt(step) => {
                 if let Some(parent) = self.fleet.focus_dir().map(Path::to_path_buf) {
                     // Unedited settings fork with those in force at that step; edited ones are the user's choice.
-                    let edited = self.fleet.focused().applied_config() != Some(&self.settings.config);
+                    let edited = self.run_config(&parent) != Some(&self.settings.config);
                     let config = match edited {
                         true => Ok(self.settings.config.clone()),
                         false => runs::config_at(&parent, step),

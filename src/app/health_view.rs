@@ -49,10 +49,12 @@ impl HealthView {
             ui.collapsing("Thresholds and checks", |ui| {
                 thresholds(ui, &mut draft.health, draft.model.kind.is_gan())
             });
-            if let Some(run) = run.filter(|r| r.takes_commands()) {
+            // A run that is not open goes back by a fork from one of its checkpoints.
+            let open = run.filter(|r| r.takes_commands());
+            if open.is_some() || !checkpoints.is_empty() {
                 ui.add_space(8.0);
                 ui.strong("Roll back");
-                action = self.roll_back(ui, run, checkpoints).or(action.take());
+                action = self.roll_back(ui, open, checkpoints).or(action.take());
             }
             if let Some(history) = history.filter(|h| !h.events().is_empty()) {
                 ui.add_space(8.0);
@@ -65,9 +67,11 @@ impl HealthView {
         action
     }
 
-    /// Picks a snapshot or checkpoint step; goes back to it in place, or forks a new run from a checkpoint.
-    fn roll_back(&mut self, ui: &mut Ui, run: &TrainingRun, checkpoints: &[u64]) -> Option<Action> {
-        let snapshots = run.health().map(|r| r.snapshot_steps.clone()).unwrap_or_default();
+    /// Picks a snapshot or checkpoint step; goes back to it in place (a run `open` in this window), or forks a
+    /// new run from a checkpoint.
+    fn roll_back(&mut self, ui: &mut Ui, open: Option<&TrainingRun>, checkpoints: &[u64]) -> Option<Action> {
+        let report = open.and_then(TrainingRun::health);
+        let snapshots = report.map(|r| r.snapshot_steps.clone()).unwrap_or_default();
         let mut steps: Vec<(u64, &str)> = snapshots
             .iter()
             .map(|s| match checkpoints.contains(s) {
@@ -81,14 +85,20 @@ impl HealthView {
             }
         }
         steps.sort_unstable();
-        if let Some(report) = run.health() {
-            let count = report.snapshot_steps.len();
-            ui.weak(format!(
-                "{count} snapshot{} in memory ({}), every {} steps; checkpoints on disk.",
-                if count == 1 { "" } else { "s" },
-                crate::footprint::bytes(report.snapshot_bytes),
-                run.applied_config().map_or(0, |c| c.health.snapshot_every)
-            ));
+        match (open, report) {
+            (Some(run), Some(report)) => {
+                let count = report.snapshot_steps.len();
+                ui.weak(format!(
+                    "{count} snapshot{} in memory ({}), every {} steps; checkpoints on disk.",
+                    if count == 1 { "" } else { "s" },
+                    crate::footprint::bytes(report.snapshot_bytes),
+                    run.applied_config().map_or(0, |c| c.health.snapshot_every)
+                ));
+            }
+            (Some(_), None) => {}
+            (None, _) => {
+                ui.weak("The run is not open in this window: Fork from it starts a new run from a checkpoint.");
+            }
         }
         if steps.is_empty() {
             ui.weak("No snapshot or checkpoint yet.");
@@ -111,8 +121,9 @@ impl HealthView {
                 .response
                 .labelled_by(label.id);
             if ui
-                .button("Roll back")
+                .add_enabled(open.is_some(), egui::Button::new("Roll back"))
                 .on_hover_text("Go back to this step in this run: later rows, grids and checkpoints are dropped")
+                .on_disabled_hover_text("Only a run open in this window goes back in place")
                 .clicked()
             {
                 action = Some(Action::RollBack(target));
