@@ -915,6 +915,15 @@ fn contact_sheet_of_run_a() -> (Harness<'static, GantryApp>, TempDir) {
     (harness, runs)
 }
 
+/// A workbench over a folder with one run named `name`, trained for 20 steps, viewed from its folder.
+fn viewed_trained_run(name: &str) -> (Harness<'static, GantryApp>, TempDir) {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), name, &[]);
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, name);
+    (harness, runs)
+}
+
 /// Clicks a run's name in the run browser, which puts it in view.
 fn view_run(harness: &mut Harness<'_, GantryApp>, name: &str) {
     run_name(harness, name).scroll_to_me();
@@ -958,10 +967,7 @@ fn ticking_two_runs_in_the_browser_overlays_their_curves() {
 
 #[test]
 fn the_filmstrip_slider_and_a_click_on_a_curve_change_the_shown_grid() {
-    let runs = tempfile::tempdir().unwrap();
-    trained_run(runs.path(), "film", &[]);
-    let mut harness = browser_harness(runs.path());
-    view_run(&mut harness, "film");
+    let (mut harness, _runs) = viewed_trained_run("film");
     assert_eq!(
         harness.state().shown_grid_step(),
         Some(20),
@@ -1436,10 +1442,7 @@ fn the_health_view_shows_a_divergence_in_trouble_and_its_remedy_changes_the_sett
 
 #[test]
 fn a_run_viewed_from_its_folder_forks_from_a_checkpoint_in_the_health_tab() {
-    let runs = tempfile::tempdir().unwrap();
-    trained_run(runs.path(), "a", &[]);
-    let mut harness = browser_harness(runs.path());
-    view_run(&mut harness, "a");
+    let (mut harness, _runs) = viewed_trained_run("a");
     harness.get_by_label("Health").click();
     harness.run_steps(2);
     wait_until(&mut harness, "its checkpoints", |h| {
