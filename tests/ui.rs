@@ -903,6 +903,14 @@ fn open_contact_sheet(harness: &mut Harness<'_, GantryApp>, names: &[&str]) {
     harness.run_steps(3);
 }
 
+/// A workbench over two scored runs: "a" (fd 41.2) and "b" (fd 12.5).
+fn runs_a_and_b_scored() -> (Harness<'static, GantryApp>, TempDir) {
+    let runs = tempfile::tempdir().unwrap();
+    scored_run(runs.path(), "a", 41.2, &[]);
+    scored_run(runs.path(), "b", 12.5, &[]);
+    (browser_harness(runs.path()), runs)
+}
+
 /// The contact sheet of one scored run, "a", showing its grid of step 10.
 fn contact_sheet_of_run_a() -> (Harness<'static, GantryApp>, TempDir) {
     let runs = tempfile::tempdir().unwrap();
@@ -1620,10 +1628,7 @@ fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {
 
 #[test]
 fn the_run_list_shows_each_runs_quality_and_the_contact_sheet_ranks_runs_by_it() {
-    let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2, &[]);
-    scored_run(runs.path(), "b", 12.5, &[]);
-    let mut harness = browser_harness(runs.path());
+    let (mut harness, _runs) = runs_a_and_b_scored();
     for fd in ["41.2", "12.5"] {
         assert!(harness.query_by_label(fd).is_some(), "the Quality column shows fd {fd}");
     }
@@ -1720,10 +1725,7 @@ fn compare_and_the_contact_sheet_show_autoencoders_reconstructions() {
 
 #[test]
 fn a_b_wipe_draws_a_line_where_it_splits() {
-    let runs = tempfile::tempdir().unwrap();
-    scored_run(runs.path(), "a", 41.2, &[]);
-    scored_run(runs.path(), "b", 12.5, &[]);
-    let mut harness = browser_harness(runs.path());
+    let (mut harness, _runs) = runs_a_and_b_scored();
     tick(&mut harness, &["a", "b"]);
     harness.get_by_label("A/B compare").click();
     harness.run_steps(3);
