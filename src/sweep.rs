@@ -1,6 +1,7 @@
 //! Sweeps: one run per point of a grid over one or more settings, and a summary table of their results.
 
-use crate::config::RunConfig;
+use crate::config::{OnTrouble, RunConfig};
+use crate::train::health::Rule;
 use crate::train::worker::{Ending, Event, RunOptions, Trainer};
 use crate::train::MetricRow;
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -89,7 +90,25 @@ pub fn expand(base: &RunConfig, axes: &[Axis]) -> Result<Vec<Point>, String> {
         }
         points = next;
     }
+    for point in &mut points {
+        keep_swept_settings(&mut point.config, axes);
+    }
     Ok(points)
+}
+
+/// A sweep compares its settings: a health check whose remedy would change one of them (a rollback that halves
+/// a swept learning rate) pauses the run instead, so that each run trains on the value it is named after.
+fn keep_swept_settings(config: &mut RunConfig, axes: &[Axis]) {
+    for rule in Rule::ALL {
+        if rule.action(&config.health) != OnTrouble::Rollback {
+            continue;
+        }
+        let remedied = rule.remedy(config).config;
+        let changes = crate::runs::setting_changes(0, config, &remedied);
+        if changes.iter().any(|c| axes.iter().any(|a| a.key == c.key)) {
+            *rule.action_mut(&mut config.health) = OnTrouble::Pause;
+        }
+    }
 }
 
 /// How one point's run ended.
@@ -372,6 +391,18 @@ pub fn summarize(plan_dir: &Path) -> Result<(Plan, Vec<Outcome>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swept_setting_is_not_changed_by_a_remedy_the_run_pauses_instead() {
+        let base = crate::presets::preset("mlp-gan-digits").unwrap();
+        assert_eq!(base.health.on_divergence, OnTrouble::Rollback);
+        let lr = expand(&base, &[Axis::parse("optimizer.lr=1e-3,3e-3").unwrap()]).unwrap();
+        assert!(lr.iter().all(|p| p.config.health.on_divergence == OnTrouble::Pause));
+        let batch = expand(&base, &[Axis::parse("train.batch_size=32,64").unwrap()]).unwrap();
+        assert!(batch
+            .iter()
+            .all(|p| p.config.health.on_divergence == OnTrouble::Rollback));
+    }
 
     #[test]
     fn axes_parse_lists_and_log_ranges() {

@@ -1143,9 +1143,13 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
     // The sort choice, not the browser's column of the same name (the popup is drawn last).
     harness.query_all_by_label("lr").last().unwrap().click();
     // The grids load off the UI thread.
+    // A sweep's runs pause where a rollback would halve the rate they are named after (the run that held the
+    // slot rolls back): that tells them apart from it too.
     wait_until(&mut harness, "the newest grids, ordered by learning rate", |h| {
-        h.query_by_label_contains("1. lr=0.0001 (step 150)   2. lr=0.001 (step 150)")
-            .is_some()
+        h.query_by_label_contains(
+            "1. on_divergence=pause, lr=0.0001 (step 150)   2. on_divergence=pause, lr=0.001 (step 150)",
+        )
+        .is_some()
     });
     harness.get_by_label("A/B compare").click();
     harness.run_steps(2);

@@ -213,14 +213,7 @@ const OTHER_RUN: &str = "The panels hold settings this run cannot take (another 
                          and choices here would change those, so they are off.";
 
 fn on_trouble_choice(ui: &mut Ui, rule: Rule, health: &mut HealthConfig) {
-    let slot = match rule {
-        Rule::Divergence => &mut health.on_divergence,
-        Rule::DiscriminatorWinning => &mut health.on_discriminator_winning,
-        Rule::VanishingGradients => &mut health.on_vanishing_gradients,
-        Rule::ModeCollapse => &mut health.on_mode_collapse,
-        Rule::PosteriorCollapse => &mut health.on_posterior_collapse,
-        Rule::Overfitting => &mut health.on_overfitting,
-    };
+    let slot = rule.action_mut(health);
     ComboBox::from_id_salt(("on trouble", rule.key()))
         .selected_text(slot.label())
         .show_ui(ui, |ui| {

@@ -68,13 +68,19 @@ impl Rule {
 
     /// What the run does when this rule finds trouble.
     pub fn action(self, health: &HealthConfig) -> OnTrouble {
+        let mut health = health.clone();
+        *self.action_mut(&mut health)
+    }
+
+    /// The setting of what the run does when this rule finds trouble (`health.on_<rule>`).
+    pub fn action_mut(self, health: &mut HealthConfig) -> &mut OnTrouble {
         match self {
-            Rule::Divergence => health.on_divergence,
-            Rule::DiscriminatorWinning => health.on_discriminator_winning,
-            Rule::VanishingGradients => health.on_vanishing_gradients,
-            Rule::ModeCollapse => health.on_mode_collapse,
-            Rule::PosteriorCollapse => health.on_posterior_collapse,
-            Rule::Overfitting => health.on_overfitting,
+            Rule::Divergence => &mut health.on_divergence,
+            Rule::DiscriminatorWinning => &mut health.on_discriminator_winning,
+            Rule::VanishingGradients => &mut health.on_vanishing_gradients,
+            Rule::ModeCollapse => &mut health.on_mode_collapse,
+            Rule::PosteriorCollapse => &mut health.on_posterior_collapse,
+            Rule::Overfitting => &mut health.on_overfitting,
         }
     }
 
