@@ -230,10 +230,9 @@ fn kind_for(catalog: &Catalog, runs: &[&Path]) -> Option<GridKind> {
         .filter_map(|run| catalog.find(run))
         .map(|run| run.summary.config.model.kind.generates())
         .collect();
-    match (generates.iter().all(|g| *g), generates.iter().any(|g| *g)) {
-        _ if generates.is_empty() => None,
-        (true, _) => Some(GridKind::Samples),
-        (_, false) => Some(GridKind::Reconstructions),
+    match (generates.contains(&true), generates.contains(&false)) {
+        (true, false) => Some(GridKind::Samples),
+        (false, true) => Some(GridKind::Reconstructions),
         _ => None,
     }
 }
