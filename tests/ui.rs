@@ -76,6 +76,16 @@ fn stop(harness: &mut Harness<'_, GantryApp>) {
     wait_until(harness, "the stop", |h| state(h) == Some(RunState::Stopped));
 }
 
+/// `workbench` with a run of its settings started and trained to its step budget.
+fn trained_workbench(
+    preset_name: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (Harness<'static, GantryApp>, TempDir) {
+    let (mut harness, runs) = workbench(preset_name, configure);
+    train_to_budget(&mut harness);
+    (harness, runs)
+}
+
 fn train_to_budget(harness: &mut Harness<'_, GantryApp>) {
     wait_until(harness, "Start enabled", |h| enabled(h, "Start"));
     harness.get_by_label("Start").click();
@@ -84,11 +94,10 @@ fn train_to_budget(harness: &mut Harness<'_, GantryApp>) {
 
 #[test]
 fn a_plot_of_more_lines_than_colours_has_no_legend_and_smaller_ones_keep_theirs() {
-    let (mut harness, _runs) = workbench("vae-digits", |s| {
+    let (mut harness, _runs) = trained_workbench("vae-digits", |s| {
         s.config.train.steps = 50;
         s.config.quality.every = 0;
     });
-    train_to_budget(&mut harness);
     harness.run_steps(3);
     // The health signals of step 50: 20 KL dimensions and the count of active ones.
     assert!(
@@ -213,11 +222,10 @@ fn a_live_change_is_recorded_in_the_run_marked_on_the_curves_and_continue_resume
 
 #[test]
 fn a_finished_run_offers_no_resume_step_or_stop_until_its_budget_is_raised() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+    let (mut harness, _runs) = trained_workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 6;
         s.config.train.sample_every = 4;
     });
-    train_to_budget(&mut harness);
     harness.run_steps(2);
     let toolbar_stop = |h: &Harness<'_, GantryApp>| {
         let stop = h.query_all_by_role_and_label(Role::Button, "Stop").next().unwrap();
@@ -769,8 +777,7 @@ fn mask_run_list_and_status(harness: &mut Harness<'_, GantryApp>) {
 }
 
 fn finished_snapshot(preset_name: &str, name: &str) {
-    let (mut harness, _runs) = workbench(preset_name, |s| s.config.train.steps = 30);
-    train_to_budget(&mut harness);
+    let (mut harness, _runs) = trained_workbench(preset_name, |s| s.config.train.steps = 30);
     harness.run_steps(2);
     harness.remove_cursor();
     harness.run_steps(30);
@@ -805,11 +812,10 @@ fn snapshot_of_a_2d_gan_after_thirty_steps() {
 
 #[test]
 fn snapshot_of_a_2d_vaes_latent_space_after_thirty_steps() {
-    let (mut harness, _runs) = workbench("vae-digits", |s| {
+    let (mut harness, _runs) = trained_workbench("vae-digits", |s| {
         s.config.model.latent = 2;
         s.config.train.steps = 30;
     });
-    train_to_budget(&mut harness);
     open_latent_tab(&mut harness);
     harness.remove_cursor();
     harness.run_steps(3);
@@ -1016,11 +1022,10 @@ fn the_filmstrip_slider_and_a_click_on_a_curve_change_the_shown_grid() {
 
 #[test]
 fn runs_reopened_in_a_new_workbench_show_the_same_curves_and_grids() {
-    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+    let (mut harness, runs) = trained_workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 20;
         s.config.train.sample_every = 5;
     });
-    train_to_budget(&mut harness);
     harness.run_steps(2);
     let curves = harness.state().run().history().to_csv();
     let dir = harness.state().viewed_run().unwrap().to_path_buf();
@@ -1163,11 +1168,10 @@ fn a_sweep_queues_one_run_per_value_and_the_contact_sheet_orders_them() {
 
 #[test]
 fn continue_in_the_run_list_trains_a_finished_run_to_the_budget_raised_in_the_panel() {
-    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+    let (mut harness, runs) = trained_workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 10;
         s.config.train.sample_every = 5;
     });
-    train_to_budget(&mut harness);
     harness.get_by_label("Step budget").set_value_accesskit(20.0);
     harness.run_steps(2);
     harness.get_by_role_and_label(Role::Button, "Continue").click();
@@ -1197,8 +1201,7 @@ fn continue_in_the_run_list_trains_a_finished_run_to_the_budget_raised_in_the_pa
 
 #[test]
 fn restart_run_waits_for_data_that_loads_as_start_does() {
-    let (mut harness, runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 10);
-    train_to_budget(&mut harness);
+    let (mut harness, runs) = trained_workbench("mlp-gan-digits", |s| s.config.train.steps = 10);
     let missing = runs.path().join("no-such-folder");
     harness.state_mut().settings_mut().config.data.source = format!("idx:{}", missing.display());
     wait_until(&mut harness, "the data's failure", |h| {
@@ -1257,8 +1260,7 @@ fn a_new_run_is_listed_under_a_filter_and_ticked_runs_of_another_model_are_not_o
 
 #[test]
 fn a_run_that_finished_in_this_window_can_be_deleted_and_filtered_out() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| s.config.train.steps = 5);
-    train_to_budget(&mut harness);
+    let (mut harness, _runs) = trained_workbench("mlp-gan-digits", |s| s.config.train.steps = 5);
     settle(&mut harness);
     assert!(enabled(&harness, "Delete"), "nothing to stop first");
     harness.get_by_label("Filter").focus();
@@ -1480,13 +1482,12 @@ fn a_run_viewed_from_its_folder_forks_from_a_checkpoint_in_the_health_tab() {
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's
 /// roll-back list set to step 5.
 fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir, std::path::PathBuf) {
-    let (mut harness, runs) = workbench("mlp-gan-digits", |s| {
+    let (mut harness, runs) = trained_workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 10;
         s.config.train.checkpoint_every = 5;
         s.config.train.sample_every = 5;
         s.config.health.snapshot_every = 10;
     });
-    train_to_budget(&mut harness);
     let dir = harness.state().run().dir().unwrap().to_path_buf();
     settle(&mut harness);
     harness.get_by_label("Health").click();
@@ -1801,12 +1802,11 @@ fn live_frames_setting_paces_the_frames_a_training_run_asks_for() {
 
 #[test]
 fn latent_tab_places_items_and_a_click_on_the_plane_decodes_it() {
-    let (mut harness, _runs) = workbench("vae-digits", |s| {
+    let (mut harness, _runs) = trained_workbench("vae-digits", |s| {
         s.config.model.latent = 2;
         s.config.train.steps = 20;
         s.config.train.sample_every = 10;
     });
-    train_to_budget(&mut harness);
     open_latent_tab(&mut harness);
     let map = harness
         .state()
@@ -1855,11 +1855,10 @@ fn latent_tab_places_items_and_a_click_on_the_plane_decodes_it() {
 
 #[test]
 fn latent_walk_sliders_set_a_samples_latent_values_and_redraw_it() {
-    let (mut harness, _runs) = workbench("mlp-gan-digits", |s| {
+    let (mut harness, _runs) = trained_workbench("mlp-gan-digits", |s| {
         s.config.train.steps = 20;
         s.config.train.sample_every = 10;
     });
-    train_to_budget(&mut harness);
     open_latent_tab(&mut harness);
     let walk = |h: &Harness<'_, GantryApp>| h.state().run().snapshot().and_then(|s| s.walk.clone()).expect("a walk");
     let before = walk(&harness);
