@@ -41,14 +41,6 @@ fn sync_parent(path: &Path) -> Result<(), String> {
 /// Replaces `path` with what `write` puts into the temporary file it is given; on any error the temporary
 /// file is removed and `path` is left as it was.
 pub fn replace_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
-    // Said in words: the system's "No such file or directory" does not say which part is missing.
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
-        return Err(format!(
-            "{}: cannot write: the folder {} does not exist",
-            path.display(),
-            folder.display()
-        ));
-    }
     let temp = temporary_beside(path);
     let result = write(&temp)
         .and_then(|()| {
@@ -57,9 +49,18 @@ pub fn replace_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>
                 .map_err(|e| io_error(&temp, "flush", e))
         })
         .and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, "replace", e)));
-    if result.is_err() {
+    if let Err(message) = result {
         let _ = fs::remove_file(&temp);
-        return result;
+        // Said in words, looked at only on failure: the system's "No such file or directory" does not say
+        // which part is missing.
+        return match path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+            Some(folder) => Err(format!(
+                "{}: cannot write: the folder {} does not exist",
+                path.display(),
+                folder.display()
+            )),
+            None => Err(message),
+        };
     }
     sync_parent(path)
 }
