@@ -840,6 +840,21 @@ impl RunStamp {
 }
 
 impl RunSummary {
+    /// The step of the checkpoint the run opens at, or why it cannot open without losing anything: its
+    /// metric rows after its newest checkpoint would go (a run killed between checkpoints).
+    pub fn step_to_open(&self) -> Result<u64, String> {
+        let Some(&newest) = self.checkpoints.last() else {
+            return Err("it has no checkpoint to load its model from".into());
+        };
+        match self.last.as_ref().map_or(0, |row| row.step) {
+            last if last > newest => Err(format!(
+                "its newest checkpoint is of step {newest}, its last metric row of step {last}: opening it would drop \
+                 the rows after step {newest}, as Continue does. Fork from that checkpoint (Health tab) to keep them"
+            )),
+            _ => Ok(newest),
+        }
+    }
+
     pub fn last_value(&self, metric: &str) -> Option<f64> {
         self.last.as_ref()?.get(metric)
     }
@@ -1041,6 +1056,33 @@ pub fn config_differences(configs: &[&RunConfig]) -> Vec<Vec<(String, String)>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_opens_at_its_newest_checkpoint_only_when_no_row_comes_after_it() {
+        let summary = |checkpoints: Vec<u64>, last: u64| RunSummary {
+            path: PathBuf::from("runs/a"),
+            meta: RunMeta::new("a"),
+            config: RunConfig::default(),
+            last: Some(MetricRow {
+                step: last,
+                epoch: 0.0,
+                wall_s: 0.0,
+                values: Vec::new(),
+            }),
+            lowest: Vec::new(),
+            scored: None,
+            metrics_len: 0,
+            checkpoints,
+        };
+        assert_eq!(summary(vec![10, 20], 20).step_to_open(), Ok(20));
+        // Killed between checkpoints: its rows after step 20 would go.
+        let killed = summary(vec![10, 20], 27).step_to_open().unwrap_err();
+        assert!(killed.contains("step 20") && killed.contains("step 27"), "{killed}");
+        assert!(summary(Vec::new(), 5)
+            .step_to_open()
+            .unwrap_err()
+            .contains("no checkpoint"));
+    }
 
     #[test]
     fn differences_name_only_what_differs() {

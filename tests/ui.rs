@@ -65,7 +65,6 @@ fn start(harness: &mut Harness<'_, GantryApp>) {
     wait_until(harness, "a few steps", |h| steps(h) >= 3);
 }
 
-/// Starts the run and waits until it has trained its whole step budget.
 /// Presses the toolbar's Stop (the run list has one too) and waits for the run to stop.
 fn stop(harness: &mut Harness<'_, GantryApp>) {
     harness
@@ -1477,6 +1476,31 @@ fn a_run_viewed_from_its_folder_forks_from_a_checkpoint_in_the_health_tab() {
         .map(|r| r.meta.name.clone())
         .collect();
     assert!(names.iter().any(|n| n.starts_with("a-fork20-")), "{names:?}");
+}
+
+#[test]
+fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and_closes_as_it_was() {
+    let (mut harness, runs) = viewed_trained_run("a");
+    let dir = runs.path().join("a");
+    let metrics = std::fs::read(dir.join("metrics.csv")).unwrap();
+    harness.get_by_label("Latent space").click();
+    harness.run_steps(2);
+    assert!(harness.state().open_run(&dir).is_none(), "viewed from its folder");
+    harness.get_by_label("Open it at step 20").click();
+    harness.run_steps(1);
+    wait_until(&mut harness, "the latent walk of its model", |h| {
+        h.query_by_role_and_label(Role::Slider, "z1").is_some()
+    });
+    let run = harness.state().open_run(&dir).expect("open");
+    assert_eq!(run.state(), Some(RunState::Ready), "loaded, not training");
+    assert_eq!(run.snapshot().unwrap().step, 20);
+    // Closed again, the run's record is as it was: still finished, no row lost or added.
+    stop(&mut harness);
+    assert_eq!(
+        gantry::runs::RunMeta::read(&dir).unwrap().status,
+        gantry::runs::RunStatus::Finished
+    );
+    assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), metrics);
 }
 
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's

@@ -47,6 +47,8 @@ pub enum Action {
     ViewRun(PathBuf),
     /// Train a listed run on from its newest checkpoint (from the start if it has none).
     ContinueRun(PathBuf),
+    /// Load a listed run from its newest checkpoint without training it (the views that need its model).
+    OpenRun(PathBuf),
     StopRun(PathBuf),
     RenameRun(PathBuf, String),
     TagRun(PathBuf, Vec<String>),

@@ -28,7 +28,7 @@ impl Fleet {
         &mut self,
         config: RunConfig,
         options: RunOptions,
-        first: Command,
+        first: Option<Command>,
         tags: &[String],
     ) -> Result<(), String> {
         let dir = options.out_dir.clone().expect("workbench runs have a directory");

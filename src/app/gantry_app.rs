@@ -12,7 +12,7 @@ use super::experiment_panel::ExperimentPanel;
 use super::fleet::Fleet;
 use super::health_view::{self, HealthView};
 use super::history::RunHistory;
-use super::latent_view::LatentView;
+use super::latent_view::{self, LatentView};
 use super::launch_check::LaunchCheck;
 use super::lifecycle::{self, Lifecycle, Notice, Outcome};
 use super::optimisation_panel::OptimisationPanel;
@@ -377,11 +377,14 @@ impl GantryApp {
                         actions.push(Action::SaveContactSheet(sheet));
                     }
                 }
-                CentralView::Latent => {
-                    let run = self.fleet.focused();
-                    let version = run.snapshot_version();
-                    actions.extend(self.latent.show(ui, run.snapshot(), version, &mut self.settings.zoom));
-                }
+                CentralView::Latent => match self.disk_view() {
+                    Some(summary) => actions.extend(latent_view::closed_run(ui, summary)),
+                    None => {
+                        let run = self.fleet.focused();
+                        let version = run.snapshot_version();
+                        actions.extend(self.latent.show(ui, run.snapshot(), version, &mut self.settings.zoom));
+                    }
+                },
                 CentralView::Health => {
                     let dir = self.fleet.focus_dir().map(Path::to_path_buf);
                     let live = dir.as_deref().and_then(|d| self.fleet.get(d));
@@ -859,6 +862,10 @@ impl GantryApp {
                         self.apply(outcome);
                     }
                 }
+            }
+            Action::OpenRun(dir) => {
+                let outcome = self.lifecycle.open_run(&mut self.fleet, dir);
+                self.apply(outcome);
             }
             Action::StopRun(dir) => match self.fleet.get_mut(&dir) {
                 Some(run) if run.is_queued() => {

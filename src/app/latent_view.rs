@@ -6,7 +6,9 @@ use super::controls::Action;
 use super::pictures::GridView;
 use super::settings::GridZoom;
 use super::widgets::bounded;
+use crate::data::DataSpec;
 use crate::grid::GRID_PADDING;
+use crate::runs::RunSummary;
 use crate::train::latent_views::{LatentMap, ITEM_COLUMNS, MANIFOLD_SIDE};
 use crate::train::session::LatentWalk;
 use crate::train::worker::Snapshot;
@@ -28,6 +30,38 @@ const LABEL_COLORS: [Color32; 10] = [
     Color32::from_rgb(188, 189, 34),
     Color32::from_rgb(23, 190, 207),
 ];
+
+const ABOUT: &str = "The latent space of an image model: for autoencoders (AE, conv AE, denoising AE, VAE) held-out \
+                     items as points on the latent plane; for GANs a walk through one sample's latent vector. \
+                     Start such a run, or view one that is open.";
+
+/// What the tab offers for a run viewed from its folder: its model is in its newest checkpoint, so it opens
+/// the run there (without training it) where that loses nothing.
+pub fn closed_run(ui: &mut Ui, summary: &RunSummary) -> Option<Action> {
+    if DataSpec::parse(&summary.config.data.source).is_ok_and(|spec| spec.is_points()) {
+        ui.weak(ABOUT);
+        return None;
+    }
+    ui.label(format!(
+        "{} is not open: its latent space is drawn from its model, which is in its checkpoints.",
+        summary.meta.name
+    ));
+    let opened = match summary.step_to_open() {
+        Ok(step) => ui
+            .button(format!("Open it at step {step}"))
+            .on_hover_text(
+                "Loads its newest checkpoint without training it. Start then trains it on; Stop (in the run list) \
+                 closes it as it was.",
+            )
+            .clicked(),
+        Err(why) => {
+            ui.add_enabled(false, egui::Button::new("Open it"));
+            ui.weak(format!("It cannot open: {why}."));
+            false
+        }
+    };
+    opened.then(|| Action::OpenRun(summary.path.clone()))
+}
 
 /// How near (in screen points) the pointer must be to a point for its item to show.
 const HOVER_REACH: f32 = 8.0;
@@ -69,11 +103,7 @@ impl LatentView {
             return self.walk(ui, walk, version, zoom);
         }
         let Some(map) = snapshot.and_then(|s| s.latent.as_ref()) else {
-            ui.weak(
-                "The latent space of an image model: for autoencoders (AE, conv AE, denoising AE, VAE) held-out \
-                 items as points on the latent plane; for GANs a walk through one sample's latent vector. Start \
-                 such a run, or view one that is open.",
-            );
+            ui.weak(ABOUT);
             return None;
         };
         ui.weak(match map.principal {
@@ -169,10 +199,12 @@ impl LatentView {
             }
         });
         for (k, value) in values.iter_mut().enumerate() {
-            if ui
-                .add(egui::Slider::new(value, -3.0..=3.0).text(format!("z{}", k + 1)))
-                .changed()
-            {
+            // The sample's own values are shown as they are (one can lie beyond 3): only a move is the user's.
+            let slider = egui::Slider::new(value, -3.0..=3.0)
+                .clamping(egui::SliderClamping::Edits)
+                .fixed_decimals(2)
+                .text(format!("z{}", k + 1));
+            if ui.add(slider).changed() {
                 (*set, changed) = (true, true);
             }
         }
@@ -330,5 +362,32 @@ mod tests {
         harness.state_mut().walk = drawn(own);
         harness.run_steps(2);
         assert_eq!(z1(&harness), 0.5, "one click is enough");
+    }
+
+    #[test]
+    fn a_samples_own_values_are_shown_unchanged_and_not_taken_as_the_users() {
+        let own = vec![3.5, 2.0201];
+        let walked = Walked {
+            view: LatentView::default(),
+            walk: drawn(own.clone()),
+            zoom: GridZoom::default(),
+        };
+        let mut harness = Harness::new_ui_state(
+            |ui, w: &mut Walked| {
+                assert!(
+                    w.view.walk(ui, &w.walk, 1, &mut w.zoom).is_none(),
+                    "nothing asked of the run"
+                );
+            },
+            walked,
+        );
+        harness.run_steps(2);
+        let (_, values, set) = harness.state().view.walk.clone().unwrap();
+        assert_eq!((values, set), (own, false));
+        let shown = |label: &str| {
+            let field = harness.get_by_role_and_label(Role::SpinButton, label);
+            field.accesskit_node().value().map(|v| v.to_string())
+        };
+        assert_eq!((shown("z1"), shown("z2")), (Some("3.50".into()), Some("2.02".into())));
     }
 }

@@ -80,7 +80,7 @@ impl Lifecycle {
     /// Queues a run of `config` in a new folder named after `name` and puts it in view.
     pub fn start(&self, fleet: &mut Fleet, config: RunConfig, name: &str, first: Command) -> Outcome {
         let dir = self.new_run_dir(name);
-        self.launch(fleet, config, dir, false, first, &[])
+        self.launch(fleet, config, dir, false, Some(first), &[])
     }
 
     fn launch(
@@ -89,7 +89,7 @@ impl Lifecycle {
         config: RunConfig,
         dir: PathBuf,
         resume: bool,
-        first: Command,
+        first: Option<Command>,
         tags: &[String],
     ) -> Outcome {
         let options = RunOptions {
@@ -129,7 +129,19 @@ impl Lifecycle {
         };
         config.train.steps = config.train.steps.max(budget.unwrap_or(0));
         let resume = !runs::checkpoint_steps(&dir).is_empty();
-        self.launch(fleet, config, dir, resume, Command::Start, &[])
+        self.launch(fleet, config, dir, resume, Some(Command::Start), &[])
+    }
+
+    /// Opens a listed run from its newest checkpoint without training it, so that the views that need its
+    /// model (the latent space) can draw it; Start trains it on, Stop closes it as it was.
+    pub fn open_run(&self, fleet: &mut Fleet, dir: PathBuf) -> Outcome {
+        if fleet.get(&dir).is_some() {
+            return Outcome::default();
+        }
+        match runs::config_to_continue(&dir) {
+            Ok(config) => self.launch(fleet, config, dir, true, None, &[]),
+            Err(message) => Outcome::failed(message),
+        }
     }
 
     /// Starts a child of `parent` at `step` with `config`, once the parent's checkpoint of that step is on
@@ -174,7 +186,7 @@ impl Lifecycle {
         Outcome {
             // The child's curve continues the parent's in the same plots.
             select: Some(vec![parent, child.clone()]),
-            ..self.launch(fleet, config, child, true, Command::Start, &[])
+            ..self.launch(fleet, config, child, true, Some(Command::Start), &[])
         }
     }
 
@@ -195,7 +207,7 @@ impl Lifecycle {
                 point.config,
                 dir.clone(),
                 false,
-                Command::Start,
+                Some(Command::Start),
                 std::slice::from_ref(&tag),
             );
             notice = notice.or(launched.notice);

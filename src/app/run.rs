@@ -42,7 +42,7 @@ pub struct Drained {
 pub struct TrainingRun {
     trainer: Option<Trainer>,
     /// How to start the worker, while the run waits in the queue.
-    pending: Option<(RunOptions, Command)>,
+    pending: Option<(RunOptions, Option<Command>)>,
     dir: Option<PathBuf>,
     state: Option<RunState>,
     info: Option<RunInfo>,
@@ -70,8 +70,9 @@ pub struct TrainingRun {
 }
 
 impl TrainingRun {
-    /// A run waiting for a training slot: [`TrainingRun::begin`] starts it with `options` and sends `first`.
-    pub fn queued(config: RunConfig, options: RunOptions, first: Command) -> TrainingRun {
+    /// A run waiting for a training slot: [`TrainingRun::begin`] starts it with `options` and sends `first`
+    /// (without one, the worker loads the run and waits: a run opened to look inside it).
+    pub fn queued(config: RunConfig, options: RunOptions, first: Option<Command>) -> TrainingRun {
         TrainingRun {
             dir: options.out_dir.clone(),
             applied_config: Some(config.clone()),
@@ -87,7 +88,9 @@ impl TrainingRun {
             return;
         };
         let trainer = Trainer::spawn(config, options, Some(waker));
-        trainer.send(first);
+        if let Some(first) = first {
+            trainer.send(first);
+        }
         self.trainer = Some(trainer);
         self.state = Some(RunState::Loading);
     }

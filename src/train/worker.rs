@@ -498,8 +498,8 @@ impl Worker {
             RunState::Paused => Some(RunStatus::Paused),
             RunState::Finished => Some(RunStatus::Finished),
             RunState::Failed => Some(RunStatus::Failed),
-            // A finished run that is closed stays finished.
-            RunState::Stopped if self.state == RunState::Finished => None,
+            // A finished run that is closed stays finished, and one opened without training keeps its status.
+            RunState::Stopped if matches!(self.state, RunState::Finished | RunState::Ready) => None,
             RunState::Stopped => Some(RunStatus::Stopped),
         };
         self.state = state;
@@ -695,6 +695,8 @@ impl Worker {
         self.take_snapshot(&session);
         // Unsaved grids cannot fail to write.
         self.publish(&session, false);
+        // Nothing to record: a run keeps the status on disk it was opened with until it trains.
+        self.state = RunState::Ready;
         self.emit(Event::State(RunState::Ready));
         let mut mode = Mode::Idle;
         let mut stepped_at = Instant::now();
