@@ -1503,6 +1503,21 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
     assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), metrics);
 }
 
+#[test]
+fn a_2d_run_viewed_from_its_folder_opens_from_the_status_bar_and_shows_its_points_again() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "ring", &["data.source=toy:ring"]);
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "ring");
+    // 2D runs save no pictures: from the folder, the run has no points to show.
+    assert!(harness.state().run().snapshot().is_none());
+    harness.get_by_label("Open it at step 20").click();
+    harness.run_steps(1);
+    wait_until(&mut harness, "its real and generated points", |h| {
+        h.state().run().snapshot().is_some_and(|s| s.points.is_some())
+    });
+}
+
 /// A 10-step run trained to its budget with checkpoints at steps 5 and 10, its folder, and the Health tab's
 /// roll-back list set to step 5.
 fn finished_run_with_step_five_picked() -> (Harness<'static, GantryApp>, TempDir, std::path::PathBuf) {

@@ -310,12 +310,22 @@ impl GantryApp {
         });
         Panel::bottom("status").show(ui, |ui| match self.disk_view() {
             Some(summary) => {
-                ui.weak(format!(
-                    "Viewing {} from disk: {}, {} steps. Continue (in the run list) trains it on; Fork branches it.",
-                    summary.meta.name,
-                    summary.meta.status.label(),
-                    summary.last.as_ref().map_or(0, |r| r.step)
-                ));
+                ui.horizontal(|ui| {
+                    ui.weak(format!(
+                        "Viewing {} from disk: {}, {} steps. Continue (in the run list) trains it on; Fork branches \
+                         it.",
+                        summary.meta.name,
+                        summary.meta.status.label(),
+                        summary.last.as_ref().map_or(0, |r| r.step)
+                    ));
+                    // The Latent space tab offers it itself, with why a run cannot open.
+                    match summary.step_to_open() {
+                        Ok(step) if self.settings.view != CentralView::Latent => {
+                            actions.extend(latent_view::open_button(ui, summary, step));
+                        }
+                        _ => {}
+                    }
+                });
             }
             None => self.status_bar.show(ui, self.fleet.focused()),
         });

@@ -46,21 +46,25 @@ pub fn closed_run(ui: &mut Ui, summary: &RunSummary) -> Option<Action> {
         "{} is not open: its latent space is drawn from its model, which is in its checkpoints.",
         summary.meta.name
     ));
-    let opened = match summary.step_to_open() {
-        Ok(step) => ui
-            .button(format!("Open it at step {step}"))
-            .on_hover_text(
-                "Loads its newest checkpoint without training it. Start then trains it on; Stop (in the run list) \
-                 closes it as it was.",
-            )
-            .clicked(),
+    match summary.step_to_open() {
+        Ok(step) => open_button(ui, summary, step),
         Err(why) => {
             ui.add_enabled(false, egui::Button::new("Open it"));
             ui.weak(format!("It cannot open: {why}."));
-            false
+            None
         }
-    };
-    opened.then(|| Action::OpenRun(summary.path.clone()))
+    }
+}
+
+/// The button that opens a run viewed from its folder at `step` (its newest checkpoint) without training it.
+pub fn open_button(ui: &mut Ui, summary: &RunSummary, step: u64) -> Option<Action> {
+    ui.button(format!("Open it at step {step}"))
+        .on_hover_text(
+            "Loads its newest checkpoint without training it, for the views of its model (the latent space; a 2D \
+             run's points and D's surface). Start then trains it on; Stop (in the run list) closes it as it was.",
+        )
+        .clicked()
+        .then(|| Action::OpenRun(summary.path.clone()))
 }
 
 /// How near (in screen points) the pointer must be to a point for its item to show.
