@@ -62,26 +62,33 @@ impl Default for AbView {
 
 impl AbView {
     /// Fills empty sides: A the first of `runs`, B the second (at A's step) or A's run at its newest step.
-    /// The kind of grid follows the runs' models when A is first filled.
+    /// The kind of grid follows the runs' models when A is first filled. A side waits for its run's list of
+    /// grids (read in the background): picked from the empty list, one run's A and B were the same step.
     pub fn default_sides(&mut self, catalog: &mut Catalog, runs: &[&Path]) {
         if self.a.run.is_none() {
-            if let Some(first) = runs.first() {
-                self.kind = kind_for(catalog, runs).unwrap_or(self.kind);
-                let steps = catalog.grid_steps(first, self.kind);
-                self.a = Side {
-                    run: Some(first.to_path_buf()),
-                    step: steps.first().copied().unwrap_or(0),
-                };
+            let Some(first) = runs.first() else { return };
+            let kind = kind_for(catalog, runs).unwrap_or(self.kind);
+            let step = catalog.grid_steps(first, kind).first().copied();
+            if !catalog.grid_steps_read(first, kind) {
+                return;
             }
+            self.kind = kind;
+            self.a = Side {
+                run: Some(first.to_path_buf()),
+                step: step.unwrap_or(0),
+            };
         }
         if self.b.run.is_none() {
-            if let Some(second) = runs.get(1).or(runs.first()) {
-                let steps = catalog.grid_steps(second, self.kind);
-                let step = if runs.len() > 1 {
-                    nearest_step(steps, self.a.step)
-                } else {
-                    steps.last().copied()
-                };
+            let Some(second) = runs.get(1).or(runs.first()) else {
+                return;
+            };
+            let steps = catalog.grid_steps(second, self.kind);
+            let step = if runs.len() > 1 {
+                nearest_step(steps, self.a.step)
+            } else {
+                steps.last().copied()
+            };
+            if catalog.grid_steps_read(second, self.kind) {
                 self.b = Side {
                     run: Some(second.to_path_buf()),
                     step: step.unwrap_or(0),
@@ -509,4 +516,37 @@ impl ContactSheetView {
 /// Columns of a roughly square sheet of `count` tiles.
 fn columns_for(count: usize) -> usize {
     (count as f64).sqrt().ceil().max(1.0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::grid_path;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn one_runs_sides_wait_for_its_list_of_grids_then_take_its_first_and_newest_steps() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a");
+        std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+        for step in [100, 200, 300] {
+            std::fs::write(grid_path(&dir, GridKind::Samples, step), b"").unwrap();
+        }
+        let mut catalog = Catalog::new(root.path().to_path_buf());
+        let mut ab = AbView::default();
+        ab.default_sides(&mut catalog, &[&dir]);
+        assert_eq!(
+            (&ab.a.run, &ab.b.run),
+            (&None, &None),
+            "nothing picked from a list not read yet"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !catalog.grid_steps_read(&dir, GridKind::Samples) {
+            assert!(Instant::now() < deadline, "the list was never read");
+            std::thread::sleep(Duration::from_millis(5));
+            catalog.poll();
+        }
+        ab.default_sides(&mut catalog, &[&dir]);
+        assert_eq!((ab.a.step, ab.b.step), (100, 300));
+    }
 }
