@@ -1637,6 +1637,39 @@ fn a_metric_measured_once_is_a_marker_on_a_range_around_its_value() {
     assert!(drawn > 50, "{drawn} pixels of the metric's colour");
 }
 
+#[test]
+fn a_plot_of_many_metrics_names_them_above_it_instead_of_in_a_legend_over_its_lines() {
+    use gantry::runs::{RunDir, RunStatus};
+    let runs = tempfile::tempdir().unwrap();
+    let layers: Vec<String> = ["g", "d"]
+        .iter()
+        .flat_map(|net| (0..3).map(move |k| format!("grad_norm_{net}.{k}")))
+        .collect();
+    let columns: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let mut run = RunDir::create(
+        &runs.path().join("layers"),
+        &preset("mlp-gan-digits").unwrap(),
+        &columns,
+    )
+    .unwrap();
+    for step in [10, 20] {
+        run.append(&gantry::train::MetricRow {
+            step,
+            epoch: 0.1,
+            wall_s: 1.0,
+            values: layers.iter().map(|name| (name.clone(), 1.0)).collect(),
+        })
+        .unwrap();
+    }
+    run.write_rows().unwrap();
+    run.set_status(RunStatus::Finished, 20).unwrap();
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "layers");
+    for name in &layers {
+        assert!(harness.query_by_label(&format!("\u{2014} {name}")).is_some(), "{name}");
+    }
+}
+
 /// A run viewed from its folder whose one metric, "classes", was 10 at each of `steps`, with the plot of it
 /// checked to show a range around 10.
 fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {

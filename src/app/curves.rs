@@ -68,6 +68,11 @@ const SETTING_CHANGE_COLOR: Color32 = Color32::from_rgb(120, 170, 255);
 /// Height of a plot's title row.
 const TITLE_HEIGHT: f32 = 22.0;
 const MIN_PLOT_HEIGHT: f32 = 140.0;
+/// The most metrics of one run whose legend goes inside the plot; more are named in a line above it (inside,
+/// a DCGAN's eight per-layer gradient norms covered the plot's newest steps).
+const LEGEND_INSIDE_MAX: usize = 4;
+/// Every plot's y axis is at least this wide, so that the plots' step axes line up one under the other.
+const Y_AXIS_WIDTH: f32 = 32.0;
 
 #[derive(Default)]
 pub struct CurvesView {
@@ -246,10 +251,16 @@ fn curve_plot(
 ) -> Option<f64> {
     let (axis, log) = (settings.x_axis, settings.log_scale);
     ui.strong(title);
+    let named_above = runs.len() == 1 && (LEGEND_INSIDE_MAX + 1..=RUN_PALETTE.len()).contains(&metrics.len());
+    let names_height = match named_above {
+        true => metric_names(ui, metrics),
+        false => 0.0,
+    };
     let mut plot = Plot::new(title)
         .id(plot_id(title))
         .width(size.x)
-        .height(size.y - TITLE_HEIGHT)
+        .height(size.y - TITLE_HEIGHT - names_height)
+        .y_axis_min_width(Y_AXIS_WIDTH)
         .x_axis_label(match axis {
             XAxis::Step => "step",
             XAxis::WallTime => "training time",
@@ -264,7 +275,7 @@ fn curve_plot(
         .allow_scroll(false);
     // More lines than colours (a VAE's KL per latent dimension, 20) get no legend, which would cover the plot
     // and name lines it cannot tell apart; the hover readout names each value.
-    if metrics.len() <= RUN_PALETTE.len() {
+    if metrics.len() <= RUN_PALETTE.len() && !named_above {
         // Overlaid runs share one legend entry per metric (their colours are in the run legend above).
         plot = plot.legend(
             Legend::default()
@@ -402,6 +413,17 @@ fn curve_plot(
             .flatten()
     })
     .inner
+}
+
+/// One run's `metrics` named in their lines' colours, in a wrapped line; returns the height it took.
+fn metric_names(ui: &mut Ui, metrics: &[String]) -> f32 {
+    let names = ui.horizontal_wrapped(|ui| {
+        for (index, metric) in metrics.iter().enumerate() {
+            let color = metric_color(index, metrics.len());
+            ui.label(egui::RichText::new(format!("\u{2014} {metric}")).small().color(color));
+        }
+    });
+    names.response.rect.height() + ui.spacing().item_spacing.y
 }
 
 /// The id of the curve plot titled `title` (its view is kept in egui's memory under it).
