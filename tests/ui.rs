@@ -1312,6 +1312,23 @@ fn a_failure_shows_its_message_without_a_backtrace_when_rust_backtrace_is_set() 
 }
 
 #[test]
+fn a_run_being_renamed_offers_no_other_action_and_escape_keeps_its_name() {
+    let (mut harness, runs) = viewed_trained_run("a");
+    harness.get_by_role_and_label(Role::Button, "Rename").click();
+    harness.run_steps(2);
+    // The name's editor widens the row: its buttons would land under the pointer that clicked Rename.
+    assert!(harness.query_by_role_and_label(Role::Button, "Continue").is_none());
+    harness.get_by_label("New name").focus();
+    harness.get_by_label("New name").type_text(" v2");
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("New name").is_none(), "the editor closed");
+    assert_eq!(gantry::runs::RunMeta::read(&runs.path().join("a")).unwrap().name, "a");
+    assert!(harness.query_by_role_and_label(Role::Button, "Continue").is_some());
+}
+
+#[test]
 fn runs_can_be_renamed_tagged_filtered_and_deleted_after_confirmation() {
     let runs = tempfile::tempdir().unwrap();
     trained_run(runs.path(), "first-try", &["optimizer.lr=2e-4"]);

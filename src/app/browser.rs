@@ -314,12 +314,14 @@ impl RunBrowser {
     ) {
         let path = row.run.path();
         match &mut self.renaming {
-            Some((dir, name)) if dir == path => {
-                if edited_line(ui, "New name", name, 160.0, "Save name") {
+            Some((dir, name)) if dir == path => match edited_line(ui, "New name", name, 160.0, "Save name") {
+                Some(Edit::Save) => {
                     actions.push(Action::RenameRun(dir.clone(), name.trim().to_string()));
                     self.renaming = None;
                 }
-            }
+                Some(Edit::Cancel) => self.renaming = None,
+                None => {}
+            },
             _ => {
                 ui.horizontal(|ui| {
                     let mut ticked = selection.iter().any(|p| p == path);
@@ -385,14 +387,23 @@ impl RunBrowser {
         ui.end_row();
     }
 
-    /// The row's buttons, or its tag editor while its tags are being edited.
+    /// The row's buttons, its tag editor while its tags are being edited, or nothing while it is renamed
+    /// (the name's editor pushes the cell right: its Continue landed under the pointer that clicked Rename).
     fn row_actions(&mut self, ui: &mut Ui, row: &Row<'_>, actions: &mut Vec<Action>) {
         let path = row.run.path();
+        if self.renaming.as_ref().is_some_and(|(dir, _)| dir == path) {
+            ui.label("");
+            return;
+        }
         match &mut self.tagging {
             Some((dir, tags)) if dir == path => {
-                if edited_line(ui, "Tags (comma separated)", tags, 120.0, "Save tags") {
-                    actions.push(Action::TagRun(dir.clone(), parse_tags(tags)));
-                    self.tagging = None;
+                match edited_line(ui, "Tags (comma separated)", tags, 120.0, "Save tags") {
+                    Some(Edit::Save) => {
+                        actions.push(Action::TagRun(dir.clone(), parse_tags(tags)));
+                        self.tagging = None;
+                    }
+                    Some(Edit::Cancel) => self.tagging = None,
+                    None => {}
                 }
             }
             _ => self.row_buttons(ui, row, actions),
@@ -481,17 +492,30 @@ fn sweep_points(draft: &RunConfig, texts: &[String; 2]) -> Result<(Vec<Axis>, us
     Ok((axes, count))
 }
 
-/// A labelled one-line text field and its save button; true when the button is pressed or Enter is.
-fn edited_line(ui: &mut Ui, label: &str, text: &mut String, width: f32, save: &str) -> bool {
+/// A labelled one-line text field with its save and cancel buttons: what was pressed (Enter saves, Escape cancels).
+fn edited_line(ui: &mut Ui, label: &str, text: &mut String, width: f32, save: &str) -> Option<Edit> {
     ui.horizontal(|ui| {
         let label = ui.label(label);
         let edit = ui
             .add(TextEdit::singleline(text).desired_width(width))
             .labelled_by(label.id);
-        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        ui.button(save).clicked() || enter
+        let key = |key| edit.lost_focus() && ui.input(|i| i.key_pressed(key));
+        let (enter, escape) = (key(egui::Key::Enter), key(egui::Key::Escape));
+        let saved = ui.button(save).clicked() || enter;
+        let cancelled = ui.button("Cancel").clicked() || escape;
+        match (saved, cancelled) {
+            (true, _) => Some(Edit::Save),
+            (false, true) => Some(Edit::Cancel),
+            (false, false) => None,
+        }
     })
     .inner
+}
+
+/// What the user did with a line being edited.
+enum Edit {
+    Save,
+    Cancel,
 }
 
 /// The listed runs that pass the filter, in the chosen order, with live values where a worker runs them.
