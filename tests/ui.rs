@@ -1312,6 +1312,29 @@ fn a_failure_shows_its_message_without_a_backtrace_when_rust_backtrace_is_set() 
 }
 
 #[test]
+fn a_presets_description_shows_beside_the_list_not_over_the_entries_below() {
+    let (mut harness, _runs) = workbench("mlp-gan-digits", |_| {});
+    harness.get_by_role_and_label(Role::ComboBox, "Preset").click();
+    harness.run_steps(2);
+    let (name, text) = gantry::presets::PRESETS[0];
+    harness.get_by_label(name).hover();
+    harness.run_steps(30);
+    let entry = harness.get_by_label(name).accesskit_node().bounding_box().unwrap();
+    let description = gantry::presets::description(text);
+    let tip = harness
+        .get_by_label(description)
+        .accesskit_node()
+        .bounding_box()
+        .unwrap();
+    assert!(
+        tip.x0 >= entry.x1,
+        "the description starts at x = {}, the list ends at {}",
+        tip.x0,
+        entry.x1
+    );
+}
+
+#[test]
 fn a_run_being_renamed_offers_no_other_action_and_escape_keeps_its_name() {
     let (mut harness, runs) = viewed_trained_run("a");
     harness.get_by_role_and_label(Role::Button, "Rename").click();

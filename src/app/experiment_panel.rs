@@ -69,9 +69,11 @@ fn preset_picker(ui: &mut Ui, settings: &mut Settings) {
         .selected_text(shown.unwrap_or("custom"))
         .show_ui(ui, |ui| {
             for (name, text) in PRESETS {
-                let response = ui
-                    .selectable_label(shown == Some(name), name)
-                    .on_hover_text(presets::description(text));
+                let response = ui.selectable_label(shown == Some(name), name);
+                // Beside the list, not under the pointer: below, it hid the entries that follow.
+                let mut description = egui::Tooltip::for_enabled(&response);
+                description.popup = description.popup.align(egui::RectAlign::RIGHT_START);
+                description.show(|ui| ui.label(presets::description(text)));
                 if response.clicked() {
                     chosen = Some(name);
                 }
