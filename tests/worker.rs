@@ -523,3 +523,42 @@ fn the_latent_map_is_made_only_while_a_view_asks_for_it() {
     trainer.send(Command::LatentViews(false));
     assert!(snapshot_after(Command::Step(1)).latent.is_none());
 }
+
+/// A run opened to be looked at (not trained) whose newest checkpoint cannot be read is not opened from the
+/// one before it, which would drop the metric rows after that one.
+#[test]
+fn a_run_opened_only_from_its_newest_checkpoint_keeps_its_rows_when_that_one_is_unreadable() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("looked-at");
+    let mut config = small("mlp-gan-digits");
+    for setting in ["train.steps=4", "train.checkpoint_every=2"] {
+        config.set(setting).unwrap();
+    }
+    let options = |resume, newest_checkpoint_only| RunOptions {
+        out_dir: Some(dir.clone()),
+        resume,
+        newest_checkpoint_only,
+        ..RunOptions::default()
+    };
+    let trainer = Trainer::spawn(config.clone(), options(false, false), None);
+    trainer.send(Command::Start);
+    wait_for(&trainer, |e| {
+        matches!(e, Event::State(RunState::Finished)).then_some(())
+    });
+    drop(trainer);
+    assert_eq!(gantry::runs::checkpoint_steps(&dir), [2, 4]);
+    std::fs::write(gantry::runs::checkpoint_path(&dir, 4), b"torn").unwrap();
+    let metrics = std::fs::read(dir.join("metrics.csv")).unwrap();
+    let trainer = Trainer::spawn(config.clone(), options(true, true), None);
+    let error = wait_for_problem(&trainer, |p| matches!(p, Problem::Fatal(_)));
+    assert!(error.contains("step-000004") && error.contains("(step 2)"), "{error}");
+    drop(trainer);
+    assert_eq!(
+        std::fs::read(dir.join("metrics.csv")).unwrap(),
+        metrics,
+        "no row dropped"
+    );
+    // Continuing (to train on) falls back to the checkpoint before it, as it always has.
+    let trainer = Trainer::spawn(config, options(true, false), None);
+    wait_for(&trainer, |e| matches!(e, Event::State(RunState::Ready)).then_some(()));
+}

@@ -95,6 +95,8 @@ impl Lifecycle {
         let options = RunOptions {
             out_dir: Some(dir.clone()),
             resume,
+            // Opened without a command, a run is looked at, not trained: it keeps every row it has.
+            newest_checkpoint_only: first.is_none(),
             panic_at_step: self.crash_training_at_step,
             ..RunOptions::default()
         };

@@ -208,6 +208,9 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Continue the run in `out_dir` from its newest checkpoint.
     pub resume: bool,
+    /// With `resume`: the newest checkpoint or none. A run opened to look inside keeps every row it has, and
+    /// going back to an older checkpoint (the newest unreadable) would drop the rows after it.
+    pub newest_checkpoint_only: bool,
     /// Make the training thread panic on reaching this step: how the tests (and `gantry train
     /// --panic-at-step`) check that a crash in training is reported, never silent.
     pub panic_at_step: Option<u64>,
@@ -839,6 +842,14 @@ impl Worker {
                 let (step, passed_over) = runs::restore_newest(dir, |tensors| {
                     session.restore(tensors).map_err(|e| format!("{}: {e}", dir.display()))
                 })?;
+                if options.newest_checkpoint_only && !passed_over.is_empty() {
+                    return Err(format!(
+                        "{}: not opened: {} (step {step}) would drop the metric rows after it; Fork from it keeps \
+                         them",
+                        dir.display(),
+                        passed_over.join("; ")
+                    ));
+                }
                 for note in passed_over {
                     self.emit(Event::Problem(Problem::Warning(note)));
                 }
