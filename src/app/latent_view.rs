@@ -334,19 +334,23 @@ mod tests {
         }
     }
 
+    /// The view over a run whose walk shows a sample's own `values`.
+    fn walking(values: Vec<f32>) -> Walked {
+        Walked {
+            view: LatentView::default(),
+            walk: drawn(values),
+            zoom: GridZoom::default(),
+        }
+    }
+
     #[test]
     fn back_to_the_sample_takes_its_values_though_the_run_draws_them_a_frame_later() {
         let own = vec![0.5, -0.5];
-        let walked = Walked {
-            view: LatentView::default(),
-            walk: drawn(own.clone()),
-            zoom: GridZoom::default(),
-        };
         let mut harness = Harness::new_ui_state(
             |ui, w: &mut Walked| {
                 w.view.walk(ui, &w.walk, 1, &mut w.zoom);
             },
-            walked,
+            walking(own.clone()),
         );
         let z1 = |h: &Harness<'_, Walked>| {
             h.get_by_role_and_label(Role::Slider, "z1")
@@ -371,11 +375,6 @@ mod tests {
     #[test]
     fn a_samples_own_values_are_shown_unchanged_and_not_taken_as_the_users() {
         let own = vec![3.5, 2.0201];
-        let walked = Walked {
-            view: LatentView::default(),
-            walk: drawn(own.clone()),
-            zoom: GridZoom::default(),
-        };
         let mut harness = Harness::new_ui_state(
             |ui, w: &mut Walked| {
                 assert!(
@@ -383,7 +382,7 @@ mod tests {
                     "nothing asked of the run"
                 );
             },
-            walked,
+            walking(own.clone()),
         );
         harness.run_steps(2);
         let (_, values, set) = harness.state().view.walk.clone().unwrap();
