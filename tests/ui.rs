@@ -1534,13 +1534,58 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
     let run = harness.state().open_run(&dir).expect("open");
     assert_eq!(run.state(), Some(RunState::Ready), "loaded, not training");
     assert_eq!(run.snapshot().unwrap().step, 20);
-    // Closed again, the run's record is as it was: still finished, no row lost or added.
-    stop(&mut harness);
+    // Stopped, it closes: the tab is back to the run's folder, whose record is as it was (still finished, no
+    // row lost or added).
+    harness
+        .query_all_by_role_and_label(Role::Button, "Stop")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(2);
+    assert!(harness.state().open_run(&dir).is_none());
+    assert!(
+        harness.query_by_label("Open it at step 20").is_some(),
+        "the folder's view"
+    );
+    assert!(harness
+        .query_by_label_contains("Viewing a from disk: finished")
+        .is_some());
     assert_eq!(
         gantry::runs::RunMeta::read(&dir).unwrap().status,
         gantry::runs::RunStatus::Finished
     );
     assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), metrics);
+}
+
+#[test]
+fn a_run_opened_while_another_holds_the_only_slot_keeps_its_folder_when_it_leaves_the_queue() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = trained_run(runs.path(), "a", &[]);
+    let mut settings = Settings {
+        config: preset("mlp-gan-digits").unwrap(),
+        ..Settings::default()
+    };
+    settings.config.data.count = 600;
+    settings.config.train.steps = 100_000;
+    settings.browser.parallel = 1;
+    let mut harness = workbench_harness(settings, runs.path());
+    harness.get_by_label("Start").click();
+    wait_until(&mut harness, "the other run to train", |h| {
+        h.state().run().state() == Some(RunState::Running)
+    });
+    view_run(&mut harness, "a");
+    harness.get_by_label("Open it at step 20").click();
+    harness.run_steps(2);
+    assert!(harness.state().open_run(&dir).is_some_and(|r| r.is_queued()));
+    // The toolbar's Stop takes it out of the queue.
+    harness
+        .query_all_by_role_and_label(Role::Button, "Stop")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(2);
+    assert!(harness.state().open_run(&dir).is_none());
+    assert_eq!(gantry::runs::checkpoint_steps(&dir), [10, 20], "its folder is kept");
 }
 
 #[test]

@@ -125,12 +125,12 @@ impl Fleet {
         self.runs.iter().position(|r| r.dir() == Some(dir))
     }
 
-    /// Stops the run in `dir` (if open) and forgets it; a queued run leaves the queue and its directory,
-    /// which holds nothing trained, is removed.
+    /// Stops the run in `dir` (if open) and forgets it; a new run still in the queue leaves it and its
+    /// directory, which holds nothing trained, is removed (a run continued or opened keeps its own).
     pub fn close(&mut self, dir: &Path) {
         let Some(index) = self.index(dir) else { return };
         let mut run = self.runs.remove(index);
-        if run.is_queued() {
+        if run.is_queued_new() {
             // Only the config and run.toml written at launch are there.
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -803,10 +803,8 @@ impl GantryApp {
             }
             Action::Step => self.start_run(Command::Step(1)),
             Action::Stop => {
-                if self.fleet.focused().is_queued() {
-                    self.close_focused();
-                } else {
-                    self.fleet.focused_mut().send(Command::Stop);
+                if let Some(dir) = self.fleet.focus_dir().map(Path::to_path_buf) {
+                    self.stop_run(&dir);
                 }
             }
             Action::Reset => self.close_focused(),
@@ -877,16 +875,7 @@ impl GantryApp {
                 let outcome = self.lifecycle.open_run(&mut self.fleet, dir);
                 self.apply(outcome);
             }
-            Action::StopRun(dir) => match self.fleet.get_mut(&dir) {
-                Some(run) if run.is_queued() => {
-                    self.fleet.close(&dir);
-                    self.catalog.mark_stale();
-                }
-                Some(run) => {
-                    run.send(Command::Stop);
-                }
-                None => {}
-            },
+            Action::StopRun(dir) => self.stop_run(&dir),
             Action::RenameRun(dir, name) => {
                 if name.is_empty() {
                     self.notice = Some(Notice::Failed("A run's name cannot be empty.".into()));
@@ -925,6 +914,25 @@ impl GantryApp {
         // New runs start at once when a slot is free.
         let pacer = &self.pacer;
         self.fleet.pump(self.settings.browser.parallel, || pacer.waker(ctx));
+    }
+
+    /// Stops the run in `dir`: one in the queue leaves it, one opened and not trained closes (in view, its
+    /// folder's view comes back: its status and pictures as they were), others stop after a last checkpoint.
+    fn stop_run(&mut self, dir: &Path) {
+        match self.fleet.get_mut(dir) {
+            Some(run) if run.is_queued() || run.state() == Some(RunState::Ready) => {
+                let viewed = self.fleet.focus_dir() == Some(dir);
+                self.fleet.close(dir);
+                if viewed && dir.exists() {
+                    self.fleet.set_focus(Some(dir.to_path_buf()));
+                }
+                self.catalog.mark_stale();
+            }
+            Some(run) => {
+                run.send(Command::Stop);
+            }
+            None => {}
+        }
     }
 
     fn close_focused(&mut self) {

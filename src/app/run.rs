@@ -100,6 +100,11 @@ impl TrainingRun {
         self.pending.is_some()
     }
 
+    /// Waiting for a slot as a new run (not one continued or opened from its folder).
+    pub fn is_queued_new(&self) -> bool {
+        self.pending.as_ref().is_some_and(|(options, _)| !options.resume)
+    }
+
     /// Whether the worker is busy with data or training (what the parallel-runs limit counts).
     pub fn is_training(&self) -> bool {
         matches!(self.state, Some(RunState::Loading | RunState::Running))
