@@ -160,6 +160,15 @@ impl RunStatus {
             RunStatus::Stopped => "stopped",
         }
     }
+
+    /// Its label for a run no worker has open: one left running or paused by an app that was closed or
+    /// killed is not running now.
+    pub fn closed_label(self) -> &'static str {
+        match self {
+            RunStatus::Running | RunStatus::Paused => "interrupted",
+            other => other.label(),
+        }
+    }
 }
 
 /// A run's name, status and lineage (`run.toml`).

@@ -1341,9 +1341,11 @@ fn a_run_being_renamed_offers_no_other_action_and_escape_keeps_its_name() {
     harness.run_steps(2);
     // The name's editor widens the row: its buttons would land under the pointer that clicked Rename.
     assert!(harness.query_by_role_and_label(Role::Button, "Continue").is_none());
-    harness.get_by_label("New name").focus();
+    // The field takes the keyboard as it opens.
+    assert!(harness.get_by_label("New name").is_focused());
     harness.get_by_label("New name").type_text(" v2");
     harness.run_steps(1);
+    assert_eq!(harness.get_by_label("New name").value().as_deref(), Some("a v2"));
     harness.key_press(egui::Key::Escape);
     harness.run_steps(2);
     assert!(harness.query_by_label("New name").is_none(), "the editor closed");
@@ -1555,6 +1557,19 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
         gantry::runs::RunStatus::Finished
     );
     assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), metrics);
+}
+
+#[test]
+fn a_run_left_running_by_a_closed_app_reads_interrupted_in_the_list_and_the_status_bar() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = trained_run(runs.path(), "a", &[]);
+    gantry::runs::RunMeta::update(&dir, |meta| meta.status = gantry::runs::RunStatus::Running).unwrap();
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "a");
+    assert!(harness.query_by_label("interrupted").is_some(), "its row");
+    assert!(harness
+        .query_by_label_contains("Viewing a from disk: interrupted")
+        .is_some());
 }
 
 #[test]

@@ -10,7 +10,6 @@ use super::widgets::bounded;
 use crate::config::RunConfig;
 use crate::numbers::significant;
 use crate::quality;
-use crate::runs::RunStatus;
 use crate::sweep::{self, Axis};
 use crate::train::worker::RunState;
 use eframe::egui;
@@ -83,6 +82,8 @@ pub struct RunBrowser {
     /// The run being renamed and the name typed so far.
     renaming: Option<(PathBuf, String)>,
     tagging: Option<(PathBuf, String)>,
+    /// A name or tag editor has just opened: it takes the keyboard.
+    focus_editor: bool,
     /// The run a delete waits for confirmation of.
     deleting: Option<PathBuf>,
     sweep_open: bool,
@@ -314,7 +315,12 @@ impl RunBrowser {
     ) {
         let path = row.run.path();
         match &mut self.renaming {
-            Some((dir, name)) if dir == path => match edited_line(ui, "New name", name, 160.0, "Save name") {
+            Some((dir, name)) if dir == path => match edited_line(
+                ui,
+                ("New name", name, 160.0),
+                "Save name",
+                std::mem::take(&mut self.focus_editor),
+            ) {
                 Some(Edit::Save) => {
                     actions.push(Action::RenameRun(dir.clone(), name.trim().to_string()));
                     self.renaming = None;
@@ -397,7 +403,8 @@ impl RunBrowser {
         }
         match &mut self.tagging {
             Some((dir, tags)) if dir == path => {
-                match edited_line(ui, "Tags (comma separated)", tags, 120.0, "Save tags") {
+                let focus = std::mem::take(&mut self.focus_editor);
+                match edited_line(ui, ("Tags (comma separated)", tags, 120.0), "Save tags", focus) {
                     Some(Edit::Save) => {
                         actions.push(Action::TagRun(dir.clone(), parse_tags(tags)));
                         self.tagging = None;
@@ -430,9 +437,11 @@ impl RunBrowser {
             }
             if ui.button("Rename").clicked() {
                 self.renaming = Some((path.to_path_buf(), row.run.name().to_string()));
+                self.focus_editor = true;
             }
             if ui.button("Tags").clicked() {
                 self.tagging = Some((path.to_path_buf(), row.run.summary.meta.tags.join(", ")));
+                self.focus_editor = true;
             }
             if ui
                 .add_enabled(!row.live, Button::new("Delete"))
@@ -492,13 +501,17 @@ fn sweep_points(draft: &RunConfig, texts: &[String; 2]) -> Result<(Vec<Axis>, us
     Ok((axes, count))
 }
 
-/// A labelled one-line text field with its save and cancel buttons: what was pressed (Enter saves, Escape cancels).
-fn edited_line(ui: &mut Ui, label: &str, text: &mut String, width: f32, save: &str) -> Option<Edit> {
+/// A labelled one-line text field (label, text, width) with its save and cancel buttons: what was pressed
+/// (Enter saves, Escape cancels). With `focus` (it has just opened), the field takes the keyboard.
+fn edited_line(ui: &mut Ui, (label, text, width): (&str, &mut String, f32), save: &str, focus: bool) -> Option<Edit> {
     ui.horizontal(|ui| {
         let label = ui.label(label);
         let edit = ui
             .add(TextEdit::singleline(text).desired_width(width))
             .labelled_by(label.id);
+        if focus {
+            edit.request_focus();
+        }
         let key = |key| edit.lost_focus() && ui.input(|i| i.key_pressed(key));
         let (enter, escape) = (key(egui::Key::Enter), key(egui::Key::Escape));
         let saved = ui.button(save).clicked() || enter;
@@ -537,11 +550,7 @@ fn rows<'a>(catalog: &'a Catalog, fleet: &Fleet, settings: &BrowserSettings) -> 
             let status = match live {
                 Some(l) if l.is_queued() => "queued".to_string(),
                 Some(l) => l.state().map_or("starting", RunState::label).to_string(),
-                // A run left "running" by an app that was closed or killed is not running now.
-                None if matches!(summary.meta.status, RunStatus::Running | RunStatus::Paused) => {
-                    "interrupted".to_string()
-                }
-                None => summary.meta.status.label().to_string(),
+                None => summary.meta.status.closed_label().to_string(),
             };
             let last_losses = |value: &dyn Fn(&str) -> Option<f64>, names: Vec<&str>| {
                 names

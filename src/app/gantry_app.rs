@@ -315,7 +315,7 @@ impl GantryApp {
                         "Viewing {} from disk: {}, {} steps. Continue (in the run list) trains it on; Fork branches \
                          it.",
                         summary.meta.name,
-                        summary.meta.status.label(),
+                        summary.meta.status.closed_label(),
                         summary.last.as_ref().map_or(0, |r| r.step)
                     ));
                     // The Latent space tab offers it itself, with why a run cannot open.
@@ -541,7 +541,7 @@ impl GantryApp {
             }),
             ConfigSync::Held => {
                 ui.weak(match self.fleet.focused().state() {
-                    Some(RunState::Finished) => "The run has finished: changed settings apply if you raise Steps and resume, or press Fork to try them in a new run from here.",
+                    Some(RunState::Finished) => "The run has finished: changed settings apply if you raise Step budget and resume, or press Fork to try them in a new run from here.",
                     Some(RunState::Ready) => "The run has not started: changed settings apply when it starts.",
                     _ => "The run is paused: changed settings apply when it resumes, or press Fork to try them in a new run from here.",
                 });
