@@ -981,7 +981,7 @@ impl GantryApp {
     /// Puts a run in view; its settings fill the panels, so what is edited next starts from them.
     fn view_run(&mut self, dir: PathBuf) {
         if let Some(config) = self.run_config(&dir) {
-            self.settings.config = config.clone();
+            self.settings.take_run_config(config.clone());
         }
         self.fleet.set_focus(Some(dir));
     }

@@ -164,6 +164,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The panels take a run's settings (the run put in view): the preset they came from is the one they
+    /// match, if any. The one picked before named new runs after it ("quick-dcgan-digits" for a
+    /// dcgan-digits run's settings).
+    pub fn take_run_config(&mut self, config: RunConfig) {
+        self.preset = crate::presets::matching(&config).unwrap_or_default().to_string();
+        self.config = config;
+    }
+
     /// A new run's name: the preset's while the model and data are still the preset's, else the model and
     /// the data's own name ("denoising-ae-cats" for a denoising AE on `folder:/photos/cats`), so that a name
     /// never claims data the run did not train on.
@@ -196,6 +204,27 @@ fn slug(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::ModelKind;
+
+    #[test]
+    fn a_runs_settings_name_new_runs_after_the_preset_they_match_not_the_one_picked_before() {
+        let mut settings = Settings {
+            config: preset("quick-dcgan-digits").unwrap(),
+            preset: "quick-dcgan-digits".into(),
+            ..Settings::default()
+        };
+        let mut run = preset("dcgan-digits").unwrap();
+        settings.take_run_config(run.clone());
+        assert_eq!(settings.run_name(), "dcgan-digits");
+        run.optimizer.lr = 1e-3;
+        settings.take_run_config(run);
+        assert_eq!(settings.run_name(), "dcgan-digits", "the model's and data's names");
+        settings.preset = "quick-dcgan-digits".into();
+        assert_eq!(
+            settings.run_name(),
+            "quick-dcgan-digits",
+            "what picking the preset gave"
+        );
+    }
 
     #[test]
     fn a_run_is_named_after_its_preset_until_its_model_or_data_change() {
