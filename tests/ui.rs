@@ -1770,6 +1770,42 @@ fn a_plot_of_many_metrics_names_them_above_it_instead_of_in_a_legend_over_its_li
     }
 }
 
+#[test]
+fn a_metric_measured_from_a_later_step_on_is_drawn_on_the_runs_whole_span_of_steps() {
+    use gantry::runs::{RunDir, RunStatus};
+    let runs = tempfile::tempdir().unwrap();
+    let config = preset("mlp-gan-digits").unwrap();
+    let mut run = RunDir::create(&runs.path().join("sparse"), &config, &["loss_g", "classes"]).unwrap();
+    for step in (10..=100).step_by(10) {
+        let mut values = vec![("loss_g".to_string(), 1.0 + step as f64 / 100.0)];
+        if step >= 50 {
+            values.push(("classes".to_string(), step as f64 / 10.0));
+        }
+        run.append(&gantry::train::MetricRow {
+            step,
+            epoch: 0.1,
+            wall_s: 1.0,
+            values,
+        })
+        .unwrap();
+    }
+    run.write_rows().unwrap();
+    run.set_status(RunStatus::Finished, 100).unwrap();
+    let mut harness = browser_harness(runs.path());
+    view_run(&mut harness, "sparse");
+    let ids = ["GAN losses", "Classes the confident samples cover"].map(gantry::app::curves::plot_id);
+    wait_until(&mut harness, "the plots", |h| {
+        ids.iter().all(|id| egui_plot::PlotMemory::load(&h.ctx, *id).is_some())
+    });
+    harness.run_steps(2);
+    let [losses, classes] = ids.map(|id| {
+        let bounds = *egui_plot::PlotMemory::load(&harness.ctx, id).unwrap().bounds();
+        (bounds.min()[0], bounds.max()[0])
+    });
+    assert!(losses.0 < 10.0, "{losses:?}");
+    assert_eq!(classes, losses, "step 10 is at one x in both plots");
+}
+
 /// A run viewed from its folder whose one metric, "classes", was 10 at each of `steps`, with the plot of it
 /// checked to show a range around 10.
 fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {

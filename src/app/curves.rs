@@ -259,7 +259,7 @@ fn curve_plot(
     let mut plot = Plot::new(title)
         .id(plot_id(title))
         .width(size.x)
-        .height(size.y - TITLE_HEIGHT - names_height)
+        .height((size.y - names_height).max(MIN_PLOT_HEIGHT) - TITLE_HEIGHT)
         .y_axis_min_width(Y_AXIS_WIDTH)
         .x_axis_label(match axis {
             XAxis::Step => "step",
@@ -407,6 +407,19 @@ fn curve_plot(
                     .allow_hover(false),
             );
         }
+        // Every plot spans its runs' rows, so that a step sits at one x in all of them: a metric measured
+        // from step 250 on (the quality score) drew its plot from there.
+        let extent = runs
+            .iter()
+            .filter_map(|(_, history)| history.x_extent(axis))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        if let (true, Some((first, last))) = (plot.auto_bounds().x && values.0.is_finite(), extent) {
+            plot.line(
+                Line::new("", vec![[first, values.0], [last, values.0]])
+                    .width(0.0)
+                    .allow_hover(false),
+            );
+        }
         plot.response()
             .clicked()
             .then(|| plot.pointer_coordinate().map(|p| p.x))
@@ -420,7 +433,8 @@ fn metric_names(ui: &mut Ui, metrics: &[String]) -> f32 {
     let names = ui.horizontal_wrapped(|ui| {
         for (index, metric) in metrics.iter().enumerate() {
             let color = metric_color(index, metrics.len());
-            ui.label(egui::RichText::new(format!("\u{2014} {metric}")).small().color(color));
+            // Not wrapped: a name stays on one line with its dash.
+            ui.add(egui::Label::new(egui::RichText::new(format!("\u{2014} {metric}")).small().color(color)).extend());
         }
     });
     names.response.rect.height() + ui.spacing().item_spacing.y
