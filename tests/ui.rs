@@ -1560,6 +1560,16 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
 }
 
 #[test]
+fn continue_on_a_run_trained_to_its_budget_says_how_to_train_it_on() {
+    let (mut harness, _runs) = viewed_trained_run("a");
+    harness.get_by_role_and_label(Role::Button, "Continue").click();
+    harness.run_steps(2);
+    assert!(harness
+        .query_by_label_contains("It has trained its 20 steps: raise its Step budget")
+        .is_some());
+}
+
+#[test]
 fn a_run_left_running_by_a_closed_app_reads_interrupted_in_the_list_and_the_status_bar() {
     let runs = tempfile::tempdir().unwrap();
     let dir = trained_run(runs.path(), "a", &[]);

@@ -860,16 +860,37 @@ impl GantryApp {
                 // The panels show the run in view: a step budget raised there is what it trains on to, as
                 // Resume does (its row's Continue sent the run's own settings, which put the budget back).
                 let in_view = self.fleet.focus_dir() == Some(dir.as_path());
+                let budget = self.run_config(&dir).map_or(0, |c| c.train.steps).max(match in_view {
+                    true => draft.train.steps,
+                    false => 0,
+                });
+                let done = match self.fleet.get(&dir) {
+                    Some(run) => run.history().last_step(),
+                    None => self
+                        .catalog
+                        .find(&dir)
+                        .and_then(|r| r.summary.last.as_ref())
+                        .map(|r| r.step),
+                };
+                // Trained to its budget, it would load and finish at once, without a word.
+                let reached = done.is_some_and(|done| done >= budget).then(|| {
+                    Notice::Done(format!(
+                        "It has trained its {budget} steps: raise its Step budget (Optimisation) and Continue, or \
+                         Resume, trains it on."
+                    ))
+                });
                 match self.fleet.get_mut(&dir) {
                     Some(run) if in_view && run.takes_commands() => {
                         run.send_with_draft(&draft, Command::Resume);
                     }
                     _ => {
-                        let budget = in_view.then_some(draft.train.steps);
-                        let outcome = self.lifecycle.continue_run(&mut self.fleet, dir, budget);
+                        let outcome = self
+                            .lifecycle
+                            .continue_run(&mut self.fleet, dir, in_view.then_some(budget));
                         self.apply(outcome);
                     }
                 }
+                self.notice = self.notice.take().or(reached);
             }
             Action::OpenRun(dir) => {
                 let outcome = self.lifecycle.open_run(&mut self.fleet, dir);
