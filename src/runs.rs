@@ -855,13 +855,21 @@ impl RunSummary {
         let Some(&newest) = self.checkpoints.last() else {
             return Err("it has no checkpoint to load its model from".into());
         };
-        match self.last.as_ref().map_or(0, |row| row.step) {
-            last if last > newest => Err(format!(
+        match self.rows_past_checkpoints() {
+            Some((newest, last)) => Err(format!(
                 "its newest checkpoint is of step {newest}, its last metric row of step {last}: opening it would drop \
                  the rows after step {newest}, as Continue does. Fork from that checkpoint (Health tab) to keep them"
             )),
-            _ => Ok(newest),
+            None => Ok(newest),
         }
+    }
+
+    /// Its newest checkpoint's step and its last row's, where rows go past its newest checkpoint (a run
+    /// killed between checkpoints): a run continued from there drops those rows.
+    pub fn rows_past_checkpoints(&self) -> Option<(u64, u64)> {
+        let newest = *self.checkpoints.last()?;
+        let last = self.last.as_ref()?.step;
+        (last > newest).then_some((newest, last))
     }
 
     pub fn last_value(&self, metric: &str) -> Option<f64> {

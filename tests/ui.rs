@@ -1560,6 +1560,19 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
 }
 
 #[test]
+fn continue_on_a_run_killed_after_its_newest_checkpoint_says_which_rows_it_drops() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = trained_run(runs.path(), "a", &[]);
+    std::fs::remove_file(gantry::runs::checkpoint_path(&dir, 20)).unwrap();
+    let mut harness = browser_harness(runs.path());
+    harness.get_by_role_and_label(Role::Button, "Continue").hover();
+    harness.run_steps(30);
+    assert!(harness
+        .query_by_label_contains("of step 10: its metric rows of steps 11 to 20 are dropped")
+        .is_some());
+}
+
+#[test]
 fn continue_on_a_run_trained_to_its_budget_says_how_to_train_it_on() {
     let (mut harness, _runs) = viewed_trained_run("a");
     harness.get_by_role_and_label(Role::Button, "Continue").click();

@@ -430,7 +430,14 @@ impl RunBrowser {
                 }
             } else if ui
                 .button("Continue")
-                .on_hover_text("Train this run on from its last checkpoint (or from the start if it has none)")
+                .on_hover_text(match row.run.summary.rows_past_checkpoints() {
+                    Some((newest, last)) => format!(
+                        "Train this run on from its newest checkpoint, of step {newest}: its metric rows of steps \
+                         {} to {last} are dropped (Fork from the checkpoint in the Health tab keeps them)",
+                        newest + 1
+                    ),
+                    None => "Train this run on from its last checkpoint (or from the start if it has none)".into(),
+                })
                 .clicked()
             {
                 actions.push(Action::ContinueRun(path.to_path_buf()));
