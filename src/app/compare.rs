@@ -42,6 +42,8 @@ pub struct AbView {
     composite: GridView,
     /// The last wipe or difference image and the version of the inputs it was made from.
     composed: Option<(u64, Result<ImageGrid, String>)>,
+    /// The runs (ticked, else the one in view) the sides were last filled for.
+    filled_for: Vec<PathBuf>,
 }
 
 impl Default for AbView {
@@ -56,15 +58,22 @@ impl Default for AbView {
             views: [GridView::new("grid A"), GridView::new("grid B")],
             composite: GridView::new("A/B composite"),
             composed: None,
+            filled_for: Vec::new(),
         }
     }
 }
 
 impl AbView {
     /// Fills empty sides: A the first of `runs`, B the second (at A's step) or A's run at its newest step.
+    /// Sides picked by hand stay while `runs` do.
     /// The kind of grid follows the runs' models when A is first filled. A side waits for its run's list of
     /// grids (read in the background): picked from the empty list, one run's A and B were the same step.
     pub fn default_sides(&mut self, catalog: &mut Catalog, runs: &[&Path]) {
+        // Other runs viewed or ticked: the sides follow them (they kept the first runs ever compared).
+        if !runs.is_empty() && !runs.iter().eq(self.filled_for.iter()) {
+            self.filled_for = runs.iter().map(|r| r.to_path_buf()).collect();
+            (self.a, self.b) = (Side::default(), Side::default());
+        }
         if self.a.run.is_none() {
             let Some(first) = runs.first() else { return };
             let kind = kind_for(catalog, runs).unwrap_or(self.kind);
@@ -548,5 +557,39 @@ mod tests {
         }
         ab.default_sides(&mut catalog, &[&dir]);
         assert_eq!((ab.a.step, ab.b.step), (100, 300));
+    }
+
+    #[test]
+    fn the_sides_follow_another_run_put_in_view_and_keep_a_hand_picked_step_while_it_stays() {
+        let root = tempfile::tempdir().unwrap();
+        let [a, b] = ["a", "b"].map(|name| root.path().join(name));
+        for dir in [&a, &b] {
+            std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+            for step in [100, 200] {
+                std::fs::write(grid_path(dir, GridKind::Samples, step), b"").unwrap();
+            }
+        }
+        let mut catalog = Catalog::new(root.path().to_path_buf());
+        let mut ab = AbView::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut filled = |ab: &mut AbView, runs: &[&Path]| {
+            while {
+                ab.default_sides(&mut catalog, runs);
+                ab.b.run.is_none()
+            } {
+                assert!(Instant::now() < deadline, "the lists were never read");
+                std::thread::sleep(Duration::from_millis(5));
+                catalog.poll();
+            }
+        };
+        filled(&mut ab, &[&a]);
+        ab.b.step = 100;
+        filled(&mut ab, &[&a]);
+        assert_eq!((&ab.a.run, ab.b.step), (&Some(a.clone()), 100), "picked by hand");
+        filled(&mut ab, &[&b]);
+        assert_eq!(
+            (&ab.a.run, &ab.b.run, ab.b.step),
+            (&Some(b.clone()), &Some(b.clone()), 200)
+        );
     }
 }
