@@ -44,6 +44,8 @@ pub struct AbView {
     composed: Option<(u64, Result<ImageGrid, String>)>,
     /// The runs (ticked, else the one in view) the sides were last filled for.
     filled_for: Vec<PathBuf>,
+    /// B shows one run's newest grid as the run saves more, until the user picks B's step.
+    b_follows_newest: bool,
 }
 
 impl Default for AbView {
@@ -59,6 +61,7 @@ impl Default for AbView {
             composite: GridView::new("A/B composite"),
             composed: None,
             filled_for: Vec::new(),
+            b_follows_newest: false,
         }
     }
 }
@@ -102,6 +105,12 @@ impl AbView {
                     run: Some(second.to_path_buf()),
                     step: step.unwrap_or(0),
                 };
+                self.b_follows_newest = runs.len() == 1;
+            }
+        }
+        if let (true, Some(run)) = (self.b_follows_newest, self.b.run.as_deref()) {
+            if let Some(&newest) = catalog.grid_steps(run, self.kind).last() {
+                self.b.step = self.b.step.max(newest);
             }
         }
     }
@@ -132,9 +141,11 @@ impl AbView {
                 AbMode::SideBySide => {}
             }
         });
+        let b_before = self.b.clone();
         for (name, side) in [("A", &mut self.a), ("B", &mut self.b)] {
             ui.horizontal_wrapped(|ui| side_picker(ui, catalog, name, side, self.kind));
         }
+        self.b_follows_newest &= self.b == b_before;
         let (Some(run_a), Some(run_b)) = (self.a.run.as_deref(), self.b.run.as_deref()) else {
             ui.weak("Pick a run and a step for A and for B: runs with saved grids are listed.");
             return;
@@ -583,7 +594,8 @@ mod tests {
             }
         };
         filled(&mut ab, &[&a]);
-        ab.b.step = 100;
+        // As B's picker does when the user moves it.
+        (ab.b.step, ab.b_follows_newest) = (100, false);
         filled(&mut ab, &[&a]);
         assert_eq!((&ab.a.run, ab.b.step), (&Some(a.clone()), 100), "picked by hand");
         filled(&mut ab, &[&b]);
