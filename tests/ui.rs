@@ -282,12 +282,24 @@ fn export_to(harness: &mut Harness<'_, GantryApp>, button: &str, out: &std::path
     harness.get_by_label(button).click();
     harness.run_steps(4);
     assert!(harness.query_by_label_contains("Type the path").is_some());
-    harness.get_by_label("File").focus();
+    // The field has the keyboard as the prompt opens.
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
     harness.get_by_label("File").type_text(&out.display().to_string());
     harness.run_steps(1);
     harness.get_by_label("OK").click();
     harness.run_steps(2);
+}
+
+#[test]
+fn escape_closes_a_path_prompt_without_saving() {
+    let (mut harness, _runs) = viewed_trained_run("a");
+    harness.get_by_label("Export CSV...").click();
+    harness.run_steps(4);
+    assert!(harness.query_by_label_contains("Type the path").is_some());
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("Type the path").is_none());
+    assert!(harness.query_by_label_contains("Saved").is_none(), "nothing saved");
 }
 
 /// Pixels of the dark theme's error red in the rendered window.

@@ -80,6 +80,8 @@ pub struct PathPrompt {
     /// The system dialog's answer, and when it was opened.
     dialog: Option<(Receiver<Option<PathBuf>>, Instant)>,
     note: Option<String>,
+    /// Just opened: its field takes the keyboard.
+    focus: bool,
 }
 
 /// What the prompt came to in a frame.
@@ -133,6 +135,7 @@ impl PathPrompt {
             text: suggested.display().to_string(),
             dialog: dialog.flatten(),
             note: note.or_else(|| (!system_dialog).then(|| "Type the path and press OK.".to_string())),
+            focus: true,
         }
     }
 
@@ -175,14 +178,20 @@ impl PathPrompt {
                 let field = ui
                     .add(TextEdit::singleline(&mut self.text).desired_width(420.0))
                     .labelled_by(label.id);
+                if std::mem::take(&mut self.focus) {
+                    field.request_focus();
+                }
                 let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+                    answer = Answer::Cancelled;
+                }
                 ui.horizontal(|ui| {
                     let path = PathBuf::from(self.text.trim());
                     let ok = ui.add_enabled(!self.text.trim().is_empty(), egui::Button::new("OK"));
                     if ok.clicked() || (entered && !self.text.trim().is_empty()) {
                         answer = Answer::Chosen(self.purpose.clone(), path);
                     }
-                    if ui.button("Cancel").clicked() {
+                    if ui.button("Cancel").on_hover_text("Escape").clicked() {
                         answer = Answer::Cancelled;
                     }
                 });
