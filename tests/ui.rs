@@ -1548,6 +1548,8 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
     let run = harness.state().open_run(&dir).expect("open");
     assert_eq!(run.state(), Some(RunState::Ready), "loaded, not training");
     assert_eq!(run.snapshot().unwrap().step, 20);
+    // At its budget: nothing to resume, and a step would train past it.
+    assert!(!enabled(&harness, "Step") && !enabled(&harness, "Resume"));
     // Stopped, it closes: the tab is back to the run's folder, whose record is as it was (still finished, no
     // row lost or added).
     harness

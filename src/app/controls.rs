@@ -112,6 +112,11 @@ impl Controls {
             label: "Pause",
             reason: "nothing is training".into(),
         };
+        // Step would train past the budget (a run opened at its last step, or paused there).
+        let trains_on = || match budget > run.step() {
+            true => Ok(()),
+            false => Err("the run reached its step budget: raise Step budget to train on".to_string()),
+        };
         match run.state() {
             None | Some(RunState::Stopped | RunState::Failed) => Controls {
                 start: launch.clone(),
@@ -143,10 +148,18 @@ impl Controls {
                 live: true,
                 fork: fork.clone(),
             },
-            Some(RunState::Ready | RunState::Paused) => Controls {
+            // A run opened at its budget has nothing to resume; one paused there finishes on Resume (its last
+            // checkpoint is written then).
+            Some(state @ (RunState::Ready | RunState::Paused)) => Controls {
                 start: launch.clone(),
-                pause_resume: PauseResume::Resume,
-                step: Ok(()),
+                pause_resume: match (state, trains_on()) {
+                    (RunState::Ready, Err(reason)) => PauseResume::Disabled {
+                        label: "Resume",
+                        reason,
+                    },
+                    _ => PauseResume::Resume,
+                },
+                step: trains_on(),
                 stop: true,
                 reset: true,
                 live: true,
@@ -155,18 +168,14 @@ impl Controls {
             // A finished run trains on only once its step budget is raised; there is nothing to stop.
             Some(RunState::Finished) => Controls {
                 start: launch,
-                pause_resume: if budget > run.step() {
-                    PauseResume::Resume
-                } else {
-                    PauseResume::Disabled {
+                pause_resume: match trains_on() {
+                    Ok(()) => PauseResume::Resume,
+                    Err(reason) => PauseResume::Disabled {
                         label: "Resume",
-                        reason: "the run reached its step budget: raise Steps to train on".into(),
-                    }
+                        reason,
+                    },
                 },
-                step: match budget > run.step() {
-                    true => Ok(()),
-                    false => Err("the run reached its step budget: raise Steps to train on".into()),
-                },
+                step: trains_on(),
                 stop: false,
                 reset: true,
                 live: true,
