@@ -942,11 +942,22 @@ fn contact_sheet_of_run_a() -> (Harness<'static, GantryApp>, TempDir) {
 
 /// A workbench over a folder with one run named `name`, trained for 20 steps, viewed from its folder.
 fn viewed_trained_run(name: &str) -> (Harness<'static, GantryApp>, TempDir) {
-    let runs = tempfile::tempdir().unwrap();
-    trained_run(runs.path(), name, &[]);
-    let mut harness = browser_harness(runs.path());
+    let (mut harness, runs, _) = listed_trained_run(name, |_| {});
     view_run(&mut harness, name);
     (harness, runs)
+}
+
+/// A workbench over a folder with one run named `name`, trained for 20 steps (checkpoints at 10 and 20) and
+/// then changed on disk by `edit` (as a killed or closed app leaves a run), and the run's folder.
+fn listed_trained_run(
+    name: &str,
+    edit: impl FnOnce(&std::path::Path),
+) -> (Harness<'static, GantryApp>, TempDir, std::path::PathBuf) {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = trained_run(runs.path(), name, &[]);
+    edit(&dir);
+    let harness = browser_harness(runs.path());
+    (harness, runs, dir)
 }
 
 /// Clicks a run's name in the run browser, which puts it in view.
@@ -1575,10 +1586,9 @@ fn a_run_viewed_from_its_folder_opens_at_its_checkpoint_for_the_latent_space_and
 
 #[test]
 fn continue_on_a_run_killed_after_its_newest_checkpoint_says_which_rows_it_drops() {
-    let runs = tempfile::tempdir().unwrap();
-    let dir = trained_run(runs.path(), "a", &[]);
-    std::fs::remove_file(gantry::runs::checkpoint_path(&dir, 20)).unwrap();
-    let mut harness = browser_harness(runs.path());
+    let (mut harness, _runs, _) = listed_trained_run("a", |dir| {
+        std::fs::remove_file(gantry::runs::checkpoint_path(dir, 20)).unwrap();
+    });
     harness.get_by_role_and_label(Role::Button, "Continue").hover();
     harness.run_steps(30);
     assert!(harness
@@ -1598,10 +1608,9 @@ fn continue_on_a_run_trained_to_its_budget_says_how_to_train_it_on() {
 
 #[test]
 fn a_run_left_running_by_a_closed_app_reads_interrupted_in_the_list_and_the_status_bar() {
-    let runs = tempfile::tempdir().unwrap();
-    let dir = trained_run(runs.path(), "a", &[]);
-    gantry::runs::RunMeta::update(&dir, |meta| meta.status = gantry::runs::RunStatus::Running).unwrap();
-    let mut harness = browser_harness(runs.path());
+    let (mut harness, _runs, _) = listed_trained_run("a", |dir| {
+        gantry::runs::RunMeta::update(dir, |meta| meta.status = gantry::runs::RunStatus::Running).unwrap();
+    });
     view_run(&mut harness, "a");
     assert!(harness.query_by_label("interrupted").is_some(), "its row");
     assert!(harness
@@ -1776,32 +1785,12 @@ fn a_metric_measured_once_is_a_marker_on_a_range_around_its_value() {
 
 #[test]
 fn a_plot_of_many_metrics_names_them_above_it_instead_of_in_a_legend_over_its_lines() {
-    use gantry::runs::{RunDir, RunStatus};
-    let runs = tempfile::tempdir().unwrap();
     let layers: Vec<String> = ["g", "d"]
         .iter()
         .flat_map(|net| (0..3).map(move |k| format!("grad_norm_{net}.{k}")))
         .collect();
-    let columns: Vec<&str> = layers.iter().map(String::as_str).collect();
-    let mut run = RunDir::create(
-        &runs.path().join("layers"),
-        &preset("mlp-gan-digits").unwrap(),
-        &columns,
-    )
-    .unwrap();
-    for step in [10, 20] {
-        run.append(&gantry::train::MetricRow {
-            step,
-            epoch: 0.1,
-            wall_s: 1.0,
-            values: layers.iter().map(|name| (name.clone(), 1.0)).collect(),
-        })
-        .unwrap();
-    }
-    run.write_rows().unwrap();
-    run.set_status(RunStatus::Finished, 20).unwrap();
-    let mut harness = browser_harness(runs.path());
-    view_run(&mut harness, "layers");
+    let row = || layers.iter().map(|name| (name.clone(), 1.0)).collect();
+    let (harness, _runs) = viewed_run_of_rows(&layers, vec![(10, row()), (20, row())]);
     for name in &layers {
         assert!(harness.query_by_label(&format!("\u{2014} {name}")).is_some(), "{name}");
     }
@@ -1809,27 +1798,15 @@ fn a_plot_of_many_metrics_names_them_above_it_instead_of_in_a_legend_over_its_li
 
 #[test]
 fn a_metric_measured_from_a_later_step_on_is_drawn_on_the_runs_whole_span_of_steps() {
-    use gantry::runs::{RunDir, RunStatus};
-    let runs = tempfile::tempdir().unwrap();
-    let config = preset("mlp-gan-digits").unwrap();
-    let mut run = RunDir::create(&runs.path().join("sparse"), &config, &["loss_g", "classes"]).unwrap();
-    for step in (10..=100).step_by(10) {
+    let rows = (10..=100).step_by(10).map(|step| {
         let mut values = vec![("loss_g".to_string(), 1.0 + step as f64 / 100.0)];
         if step >= 50 {
             values.push(("classes".to_string(), step as f64 / 10.0));
         }
-        run.append(&gantry::train::MetricRow {
-            step,
-            epoch: 0.1,
-            wall_s: 1.0,
-            values,
-        })
-        .unwrap();
-    }
-    run.write_rows().unwrap();
-    run.set_status(RunStatus::Finished, 100).unwrap();
-    let mut harness = browser_harness(runs.path());
-    view_run(&mut harness, "sparse");
+        (step, values)
+    });
+    let columns = ["loss_g", "classes"].map(String::from);
+    let (mut harness, _runs) = viewed_run_of_rows(&columns, rows.collect());
     let ids = ["GAN losses", "Classes the confident samples cover"].map(gantry::app::curves::plot_id);
     wait_until(&mut harness, "the plots", |h| {
         ids.iter().all(|id| egui_plot::PlotMemory::load(&h.ctx, *id).is_some())
@@ -1843,15 +1820,19 @@ fn a_metric_measured_from_a_later_step_on_is_drawn_on_the_runs_whole_span_of_ste
     assert_eq!(classes, losses, "step 10 is at one x in both plots");
 }
 
-/// A run viewed from its folder whose one metric, "classes", was 10 at each of `steps`, with the plot of it
-/// checked to show a range around 10.
-fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {
+/// A workbench viewing a finished MLP GAN run, "rows", from its folder: its metrics are `columns`, its
+/// metric rows `rows` (a step and its values).
+fn viewed_run_of_rows(
+    columns: &[String],
+    rows: Vec<(u64, Vec<(String, f64)>)>,
+) -> (Harness<'static, GantryApp>, TempDir) {
     use gantry::runs::{RunDir, RunStatus};
     let runs = tempfile::tempdir().unwrap();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let config = preset("mlp-gan-digits").unwrap();
-    let mut run = RunDir::create(&runs.path().join("flat"), &config, &["classes"]).unwrap();
-    for &step in steps {
-        let values = vec![("classes".to_string(), 10.0)];
+    let mut run = RunDir::create(&runs.path().join("rows"), &config, &columns).unwrap();
+    let last = rows.last().map_or(0, |(step, _)| *step);
+    for (step, values) in rows {
         run.append(&gantry::train::MetricRow {
             step,
             epoch: 0.1,
@@ -1861,9 +1842,17 @@ fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {
         .unwrap();
     }
     run.write_rows().unwrap();
-    run.set_status(RunStatus::Finished, *steps.last().unwrap()).unwrap();
+    run.set_status(RunStatus::Finished, last).unwrap();
     let mut harness = browser_harness(runs.path());
-    view_run(&mut harness, "flat");
+    view_run(&mut harness, "rows");
+    (harness, runs)
+}
+
+/// A run viewed from its folder whose one metric, "classes", was 10 at each of `steps`, with the plot of it
+/// checked to show a range around 10.
+fn classes_plotted(steps: &[u64]) -> (Harness<'static, GantryApp>, TempDir) {
+    let rows = steps.iter().map(|&step| (step, vec![("classes".to_string(), 10.0)]));
+    let (mut harness, runs) = viewed_run_of_rows(&["classes".to_string()], rows.collect());
     let id = gantry::app::curves::plot_id("Classes the confident samples cover");
     wait_until(&mut harness, "the plot", |h| {
         egui_plot::PlotMemory::load(&h.ctx, id).is_some()
