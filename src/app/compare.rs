@@ -391,6 +391,15 @@ impl ContactSheetView {
     /// The tiles of `runs` at the saved step nearest `self.step`, ordered by the sort setting.
     pub fn tiles<'a>(&self, catalog: &mut Catalog, runs: &[&'a Path]) -> Vec<Tile<'a>> {
         let mut tiles: Vec<(Option<String>, Tile<'a>)> = Vec::new();
+        // What tells each run apart from the others of its model and data; the runs shown may share it.
+        let described: Vec<String> = runs
+            .iter()
+            .map(|run| {
+                catalog
+                    .find(run)
+                    .map_or(String::new(), |listed| describe(&listed.differences))
+            })
+            .collect();
         for &run in runs {
             let Some(step) = nearest_step(catalog.grid_steps(run, self.kind), self.step) else {
                 continue;
@@ -399,9 +408,11 @@ impl ContactSheetView {
                 continue;
             };
             let differences = describe(&listed.differences);
-            let mut label = match differences.is_empty() {
-                true => listed.name().to_string(),
-                false => differences,
+            let shared = described.iter().filter(|d| **d == differences).count() > 1;
+            let mut label = match (differences.is_empty(), shared) {
+                (true, _) => listed.name().to_string(),
+                (false, true) => format!("{} ({differences})", listed.name()),
+                (false, false) => differences,
             };
             let sort_value = if self.sort_key == quality::FD {
                 // The run's latest score: the sheet ranks runs by how good their samples are (the label says
@@ -603,5 +614,34 @@ mod tests {
             (&ab.a.run, &ab.b.run, ab.b.step),
             (&Some(b.clone()), &Some(b.clone()), 200)
         );
+    }
+
+    #[test]
+    fn tiles_of_runs_with_the_same_differences_are_told_apart_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        let made = |name: &str, lr: f64| {
+            let dir = root.path().join(name);
+            let mut config = crate::config::RunConfig::default();
+            config.optimizer.lr = lr;
+            std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+            crate::runs::write_config(&dir, &config).unwrap();
+            std::fs::write(grid_path(&dir, GridKind::Samples, 10), b"").unwrap();
+            dir
+        };
+        let (a, b, _c) = (made("a", 1e-3), made("b", 1e-3), made("c", 2e-4));
+        let mut catalog = Catalog::new(root.path().to_path_buf());
+        catalog.refresh_if_stale(|| std::sync::Arc::new(|| {}));
+        let sheet = ContactSheetView::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let labels = loop {
+            catalog.poll();
+            let tiles = sheet.tiles(&mut catalog, &[&a, &b]);
+            if tiles.len() == 2 {
+                break tiles.into_iter().map(|t| t.label).collect::<Vec<_>>();
+            }
+            assert!(Instant::now() < deadline, "the runs were never listed");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(labels, ["a (lr=0.001)", "b (lr=0.001)"]);
     }
 }
