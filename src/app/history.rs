@@ -236,13 +236,13 @@ impl RunHistory {
         &self.changes
     }
 
-    /// Where on `axis` the row of `step` lies (the nearest row at or before it), if there is one.
     /// The x of the first and the last row (none before the first).
     pub fn x_extent(&self, axis: XAxis) -> Option<(f64, f64)> {
         let last = self.steps.len().checked_sub(1)?;
         Some((self.x(axis, 0), self.x(axis, last)))
     }
 
+    /// Where on `axis` the row of `step` lies (the nearest row at or before it), if there is one.
     pub fn x_at_step(&self, axis: XAxis, step: u64) -> Option<f64> {
         let row = partition_point(0..self.steps.len(), |i| self.steps.get(i) <= step).checked_sub(1)?;
         Some(self.x(axis, row))
