@@ -6,7 +6,7 @@ use super::controls::Action;
 use super::pictures::GridView;
 use super::settings::GridZoom;
 use super::widgets::bounded;
-use crate::data::DataSpec;
+use crate::data::{expected_shape, ItemShape};
 use crate::grid::GRID_PADDING;
 use crate::runs::RunSummary;
 use crate::train::latent_views::{LatentMap, ITEM_COLUMNS, MANIFOLD_SIDE};
@@ -38,7 +38,7 @@ const ABOUT: &str = "The latent space of an image model: for autoencoders (AE, c
 /// What the tab offers for a run viewed from its folder: its model is in its newest checkpoint, so it opens
 /// the run there (without training it) where that loses nothing.
 pub fn closed_run(ui: &mut Ui, summary: &RunSummary) -> Option<Action> {
-    if DataSpec::parse(&summary.config.data.source).is_ok_and(|spec| spec.is_points()) {
+    if expected_shape(&summary.config.data).is_ok_and(|shape| shape == ItemShape::Point) {
         ui.weak(ABOUT);
         return None;
     }

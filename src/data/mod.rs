@@ -37,11 +37,6 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
-    /// Whether its items are 2D points, not images.
-    pub fn is_points(&self) -> bool {
-        matches!(self, DataSpec::Toy(_) | DataSpec::Drawn)
-    }
-
     pub fn parse(spec: &str) -> Result<DataSpec, String> {
         let spec = spec.trim();
         match spec.split_once(':') {
