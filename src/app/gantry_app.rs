@@ -865,7 +865,7 @@ impl GantryApp {
                     false => 0,
                 });
                 let done = match self.fleet.get(&dir) {
-                    Some(run) => run.history().last_step(),
+                    Some(run) => Some(run.step()),
                     None => self
                         .catalog
                         .find(&dir)

@@ -496,6 +496,7 @@ impl Worker {
             written = self.flush();
         }
         let status = match state {
+            // A run loaded (new, continued or opened to look inside) keeps its status on disk until it trains.
             RunState::Loading | RunState::Ready => None,
             RunState::Running => Some(RunStatus::Running),
             RunState::Paused => Some(RunStatus::Paused),
@@ -698,9 +699,7 @@ impl Worker {
         self.take_snapshot(&session);
         // Unsaved grids cannot fail to write.
         self.publish(&session, false);
-        // Nothing to record: a run keeps the status on disk it was opened with until it trains.
-        self.state = RunState::Ready;
-        self.emit(Event::State(RunState::Ready));
+        self.set_state(RunState::Ready);
         let mut mode = Mode::Idle;
         let mut stepped_at = Instant::now();
         loop {
