@@ -73,8 +73,7 @@ impl AbView {
     /// grids (read in the background): picked from the empty list, one run's A and B were the same step.
     pub fn default_sides(&mut self, catalog: &mut Catalog, runs: &[&Path]) {
         // Other runs viewed or ticked: the sides follow them (they kept the first runs ever compared).
-        if !runs.is_empty() && !runs.iter().eq(self.filled_for.iter()) {
-            self.filled_for = runs.iter().map(|r| r.to_path_buf()).collect();
+        if !runs.is_empty() && take_if_other(&mut self.filled_for, runs) {
             (self.a, self.b) = (Side::default(), Side::default());
         }
         if self.a.run.is_none() {
@@ -264,6 +263,15 @@ fn kind_for(catalog: &Catalog, runs: &[&Path]) -> Option<GridKind> {
     }
 }
 
+/// Whether `runs` are other runs than `seen`, which then become them.
+fn take_if_other(seen: &mut Vec<PathBuf>, runs: &[&Path]) -> bool {
+    let other = !runs.iter().eq(seen.iter());
+    if other {
+        *seen = runs.iter().map(|run| run.to_path_buf()).collect();
+    }
+    other
+}
+
 /// A kind of grid as words ("sample" grids) and the other kind ("reconstructions").
 fn kind_words(kind: GridKind) -> (&'static str, &'static str) {
     match kind {
@@ -400,19 +408,18 @@ impl ContactSheetView {
                     .map_or(String::new(), |listed| describe(&listed.differences))
             })
             .collect();
-        for &run in runs {
+        for (&run, differences) in runs.iter().zip(&described) {
             let Some(step) = nearest_step(catalog.grid_steps(run, self.kind), self.step) else {
                 continue;
             };
             let Some(listed) = catalog.find(run) else {
                 continue;
             };
-            let differences = describe(&listed.differences);
-            let shared = described.iter().filter(|d| **d == differences).count() > 1;
+            let shared = described.iter().filter(|d| *d == differences).count() > 1;
             let mut label = match (differences.is_empty(), shared) {
                 (true, _) => listed.name().to_string(),
                 (false, true) => format!("{} ({differences})", listed.name()),
-                (false, false) => differences,
+                (false, false) => differences.clone(),
             };
             let sort_value = if self.sort_key == quality::FD {
                 // The run's latest score: the sheet ranks runs by how good their samples are (the label says
@@ -448,9 +455,8 @@ impl ContactSheetView {
         zoom: &mut GridZoom,
     ) -> Option<ImageGrid> {
         // The grids worth showing of a new set of runs (a plain autoencoder saves no samples).
-        if runs.len() != self.runs.len() || runs.iter().zip(&self.runs).any(|(run, seen)| *run != seen) {
+        if take_if_other(&mut self.runs, runs) {
             self.kind = kind_for(catalog, runs).unwrap_or(self.kind);
-            self.runs = runs.iter().map(|r| r.to_path_buf()).collect();
         }
         let mut keys: Vec<String> = runs
             .iter()
