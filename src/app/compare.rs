@@ -620,6 +620,16 @@ mod tests {
             (&ab.a.run, &ab.b.run, ab.b.step),
             (&Some(b.clone()), &Some(b.clone()), 200)
         );
+        // The run saves a newer grid: B, not picked by hand, shows it.
+        std::fs::write(grid_path(&b, GridKind::Samples, 300), b"").unwrap();
+        catalog.forget_grid_steps(&b);
+        while catalog.grid_steps(&b, GridKind::Samples).last() != Some(&300) {
+            assert!(Instant::now() < deadline, "the new list was never read");
+            std::thread::sleep(Duration::from_millis(5));
+            catalog.poll();
+        }
+        ab.default_sides(&mut catalog, &[&b]);
+        assert_eq!((ab.a.step, ab.b.step), (100, 300));
     }
 
     #[test]
