@@ -1358,6 +1358,17 @@ fn a_presets_description_shows_beside_the_list_not_over_the_entries_below() {
 }
 
 #[test]
+fn a_run_put_in_view_names_new_runs_after_its_own_settings_not_the_preset_picked_before() {
+    let runs = tempfile::tempdir().unwrap();
+    trained_run(runs.path(), "a", &["model.kind=dcgan", "train.batch_size=16"]);
+    let mut harness = browser_harness(runs.path());
+    // The default preset is a DCGAN on digits too: its name fitted the viewed run's model and data.
+    assert_eq!(harness.state().settings().run_name(), gantry::presets::DEFAULT_PRESET);
+    view_run(&mut harness, "a");
+    assert_eq!(harness.state().settings().run_name(), "dcgan-digits");
+}
+
+#[test]
 fn a_run_being_renamed_offers_no_other_action_and_escape_keeps_its_name() {
     let (mut harness, runs) = viewed_trained_run("a");
     harness.get_by_role_and_label(Role::Button, "Rename").click();
