@@ -561,14 +561,29 @@ mod tests {
     use crate::runs::grid_path;
     use std::time::{Duration, Instant};
 
+    /// Empty sample-grid files of `steps` in the run folder `dir` (their names are all the lists read).
+    fn saved_grids(dir: &Path, steps: &[u64]) {
+        std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+        for &step in steps {
+            std::fs::write(grid_path(dir, GridKind::Samples, step), b"").unwrap();
+        }
+    }
+
+    /// Takes in the catalog's background answers until `done`, failing after a generous timeout.
+    fn poll_until(catalog: &mut Catalog, what: &str, mut done: impl FnMut(&mut Catalog) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(catalog) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+            catalog.poll();
+        }
+    }
+
     #[test]
     fn one_runs_sides_wait_for_its_list_of_grids_then_take_its_first_and_newest_steps() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("a");
-        std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
-        for step in [100, 200, 300] {
-            std::fs::write(grid_path(&dir, GridKind::Samples, step), b"").unwrap();
-        }
+        saved_grids(&dir, &[100, 200, 300]);
         let mut catalog = Catalog::new(root.path().to_path_buf());
         let mut ab = AbView::default();
         ab.default_sides(&mut catalog, &[&dir]);
@@ -577,12 +592,7 @@ mod tests {
             (&None, &None),
             "nothing picked from a list not read yet"
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !catalog.grid_steps_read(&dir, GridKind::Samples) {
-            assert!(Instant::now() < deadline, "the list was never read");
-            std::thread::sleep(Duration::from_millis(5));
-            catalog.poll();
-        }
+        poll_until(&mut catalog, "the list", |c| c.grid_steps_read(&dir, GridKind::Samples));
         ab.default_sides(&mut catalog, &[&dir]);
         assert_eq!((ab.a.step, ab.b.step), (100, 300));
     }
@@ -592,23 +602,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let [a, b] = ["a", "b"].map(|name| root.path().join(name));
         for dir in [&a, &b] {
-            std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
-            for step in [100, 200] {
-                std::fs::write(grid_path(dir, GridKind::Samples, step), b"").unwrap();
-            }
+            saved_grids(dir, &[100, 200]);
         }
         let mut catalog = Catalog::new(root.path().to_path_buf());
         let mut ab = AbView::default();
-        let deadline = Instant::now() + Duration::from_secs(30);
         let mut filled = |ab: &mut AbView, runs: &[&Path]| {
-            while {
-                ab.default_sides(&mut catalog, runs);
-                ab.b.run.is_none()
-            } {
-                assert!(Instant::now() < deadline, "the lists were never read");
-                std::thread::sleep(Duration::from_millis(5));
-                catalog.poll();
-            }
+            poll_until(&mut catalog, "the lists", |c| {
+                ab.default_sides(c, runs);
+                ab.b.run.is_some()
+            })
         };
         filled(&mut ab, &[&a]);
         // As B's picker does when the user moves it.
@@ -621,13 +623,11 @@ mod tests {
             (&Some(b.clone()), &Some(b.clone()), 200)
         );
         // The run saves a newer grid: B, not picked by hand, shows it.
-        std::fs::write(grid_path(&b, GridKind::Samples, 300), b"").unwrap();
+        saved_grids(&b, &[300]);
         catalog.forget_grid_steps(&b);
-        while catalog.grid_steps(&b, GridKind::Samples).last() != Some(&300) {
-            assert!(Instant::now() < deadline, "the new list was never read");
-            std::thread::sleep(Duration::from_millis(5));
-            catalog.poll();
-        }
+        poll_until(&mut catalog, "the new list", |c| {
+            c.grid_steps(&b, GridKind::Samples).last() == Some(&300)
+        });
         ab.default_sides(&mut catalog, &[&b]);
         assert_eq!((ab.a.step, ab.b.step), (100, 300));
     }
@@ -639,25 +639,19 @@ mod tests {
             let dir = root.path().join(name);
             let mut config = crate::config::RunConfig::default();
             config.optimizer.lr = lr;
-            std::fs::create_dir_all(dir.join(GridKind::Samples.folder())).unwrap();
+            saved_grids(&dir, &[10]);
             crate::runs::write_config(&dir, &config).unwrap();
-            std::fs::write(grid_path(&dir, GridKind::Samples, 10), b"").unwrap();
             dir
         };
         let (a, b, _c) = (made("a", 1e-3), made("b", 1e-3), made("c", 2e-4));
         let mut catalog = Catalog::new(root.path().to_path_buf());
         catalog.refresh_if_stale(|| std::sync::Arc::new(|| {}));
         let sheet = ContactSheetView::default();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let labels = loop {
-            catalog.poll();
-            let tiles = sheet.tiles(&mut catalog, &[&a, &b]);
-            if tiles.len() == 2 {
-                break tiles.into_iter().map(|t| t.label).collect::<Vec<_>>();
-            }
-            assert!(Instant::now() < deadline, "the runs were never listed");
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let mut labels = Vec::new();
+        poll_until(&mut catalog, "the runs to be listed", |c| {
+            labels = sheet.tiles(c, &[&a, &b]).into_iter().map(|t| t.label).collect();
+            labels.len() == 2
+        });
         assert_eq!(labels, ["a (lr=0.001)", "b (lr=0.001)"]);
     }
 }
